@@ -1,0 +1,55 @@
+# rs-repro: `make book` rebuilds every figure and the HTML book, `make test` runs the tests.
+# The first call creates .venv and installs the project into it; later calls reuse it, and it is
+# rebuilt only when pyproject.toml changes.
+
+PYTHON ?= $(or $(shell command -v python3.11 2>/dev/null),python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= default
+CH ?=
+P ?=
+PYTEST_ARGS ?=
+
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+export SOURCE_DATE_EPOCH := 1640995200
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DELETE_ON_ERROR:
+.PHONY: setup book chapter test bench serve clean clean-cache lint
+
+$(STAMP): pyproject.toml
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/rs-repro book --profile $(PROFILE)
+
+chapter: $(STAMP)
+	@test -n "$(CH)" || { echo "usage: make chapter CH=<stem> [PROFILE=default] [P='-p key value']"; \
+	  echo "chapters:"; $(BIN)/rs-repro list; exit 2; }
+	$(BIN)/rs-repro run $(CH) --profile $(PROFILE) $(P)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_vote.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check rs_repro tests bench
+
+serve:
+	$(PYTHON) -m http.server --directory _build/html --bind 127.0.0.1 8000
+
+clean:
+	rm -rf _build build/runs figures book/chapters
+
+clean-cache:
+	rm -rf build/cache

@@ -1,0 +1,374 @@
+"""The chapter pipeline: validate parameters, execute a MyST notebook with papermill, publish, build.
+
+One chapter is one MyST notebook ``book/notebooks/<stem>.md`` with exactly one code cell tagged
+``parameters`` holding annotated literals (``n: int = 100  # help``). A run takes the profile's values
+(``book/params/<profile>/<stem>.yml``), applies the overrides, checks every key and type against that
+cell (nothing runs on an unknown key or a wrong type), executes the notebook with papermill, appends a
+provenance box, and moves the result atomically to ``book/chapters/<stem>.ipynb``. A failed run leaves
+the previous page in place and names the failing cell. See DESIGN.md, "Flow of one chapter".
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from . import cache, paths
+
+PROFILES = ("smoke", "default", "paper")
+KERNEL = "python3"
+_SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
+_VERSIONED = ("rs_repro", "torch", "torchvision", "numpy", "scipy", "matplotlib", "papermill",
+              "jupytext", "jupyter-book")
+
+
+class ChapterError(RuntimeError):
+    """A chapter could not be run: bad parameters, a missing file, or a failing cell."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One entry of a notebook's parameters cell.
+
+    Attributes
+    ----------
+    name, annotation, default, help
+        ``name: annotation = default  # help``; annotation is one of ``int``, ``float``, ``bool``,
+        ``str`` or ``list[<one of those>]``.
+    """
+
+    name: str
+    annotation: str
+    default: Any
+    help: str
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` converted to this parameter's type, or raise :class:`ChapterError`."""
+        if self.annotation.startswith("list["):
+            item = Parameter(self.name, self.annotation[5:-1], None, self.help)
+            if not isinstance(value, list):
+                raise ChapterError(f"parameter {self.name!r} must be {self.annotation}, got {value!r}")
+            return [item.check(v) for v in value]
+        kind = _SCALARS[self.annotation]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ChapterError(
+                f"parameter {self.name!r} must be {self.annotation}, got {value!r} ({type(value).__name__})")
+        return value
+
+    def parse(self, text: str) -> Any:
+        """Read a command-line value: YAML for numbers, booleans and lists, the raw text for ``str``."""
+        if self.annotation == "str":
+            return text
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ChapterError(f"parameter {self.name!r}: cannot read {text!r} as {self.annotation}") from exc
+        return self.check(value)
+
+
+def _annotation(node: ast.expr, where: str) -> str:
+    text = ast.unparse(node)
+    inner = text[5:-1] if text.startswith("list[") and text.endswith("]") else text
+    if inner not in _SCALARS:
+        raise ChapterError(f"{where}: annotation {text!r} not supported; use int, float, bool, str or list[...]")
+    return text
+
+
+def notebook_path(stem: str) -> Path:
+    """The MyST source of chapter ``stem``; a clear error listing the chapters if there is none."""
+    path = paths.NOTEBOOKS / f"{stem}.md"
+    if not path.exists():
+        raise ChapterError(f"unknown chapter {stem!r}; chapters are: {', '.join(chapters())}")
+    return path
+
+
+def chapters() -> list[str]:
+    """Chapter stems in table-of-contents order (entries ``book/chapters/<stem>`` of ``_toc.yml``)."""
+    toc = yaml.safe_load((paths.ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    stems = []
+    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
+        for entry in part.get("chapters", []):
+            file = entry.get("file", "")
+            if file.startswith("book/chapters/"):
+                stems.append(file.removeprefix("book/chapters/"))
+    return stems
+
+
+def read_notebook(stem: str) -> nbformat.NotebookNode:
+    """The chapter's MyST source read by jupytext as a notebook."""
+    import jupytext
+
+    return jupytext.read(notebook_path(stem))
+
+
+def parameters(stem: str) -> dict[str, Parameter]:
+    """Parse the single ``parameters`` cell of chapter ``stem`` (annotated literal assignments only)."""
+    nb = read_notebook(stem)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ChapterError(f"chapter {stem!r} must have exactly one cell tagged 'parameters', found {len(cells)}")
+    source = cells[0].source
+    lines = source.splitlines()
+    declared: dict[str, Parameter] = {}
+    for node in ast.parse(source).body:
+        where = f"{stem}.md parameters cell, line {node.lineno}"
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value):
+            raise ChapterError(f"{where}: only 'name: type = literal  # help' lines are allowed")
+        try:
+            default = ast.literal_eval(node.value)
+        except ValueError as exc:
+            raise ChapterError(f"{where}: the default of {node.target.id!r} is not a literal") from exc
+        line = lines[node.lineno - 1]
+        help_text = line.split("#", 1)[1].strip() if "#" in line[node.value.end_col_offset:] else ""
+        param = Parameter(node.target.id, _annotation(node.annotation, where), default, help_text)
+        param.check(default)
+        declared[param.name] = param
+    return declared
+
+
+def _describe(declared: dict[str, Parameter]) -> str:
+    return "\n".join(f"  {p.name}: {p.annotation} (default {p.default!r}){'  # ' + p.help if p.help else ''}"
+                     for p in declared.values())
+
+
+def profile_values(stem: str, profile: str) -> dict[str, Any]:
+    """The parameter set ``book/params/<profile>/<stem>.yml``, checked against the notebook."""
+    if profile not in PROFILES:
+        raise ChapterError(f"unknown profile {profile!r}; profiles are: {', '.join(PROFILES)}")
+    path = paths.PARAMS / profile / f"{stem}.yml"
+    if not path.exists():
+        raise ChapterError(f"chapter {stem!r} has no {profile!r} profile: {path} is missing")
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    declared = parameters(stem)
+    missing = sorted(set(declared) - set(values))
+    if missing:
+        raise ChapterError(f"{path}: missing parameters {missing}; the notebook declares:\n{_describe(declared)}")
+    return validate(stem, values, declared)
+
+
+def validate(stem: str, values: dict[str, Any], declared: dict[str, Parameter] | None = None) -> dict[str, Any]:
+    """Check keys and types of ``values``; return them converted. Unknown keys list the valid ones."""
+    declared = declared if declared is not None else parameters(stem)
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise ChapterError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))} for chapter {stem!r}; "
+            f"valid parameters:\n{_describe(declared)}")
+    return {name: declared[name].check(value) for name, value in values.items()}
+
+
+def parse_overrides(stem: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Turn ``-p key value`` pairs from the command line into typed values, checked like a profile."""
+    declared = parameters(stem)
+    validate(stem, {key: None for key, _ in pairs if key not in declared}, declared)  # unknown keys raise
+    return {key: declared[key].parse(text) for key, text in pairs}
+
+
+def chapter_digest(stem: str, values: dict[str, Any]) -> str:
+    """What a chapter's page depends on: its source, its parameter values and the package source."""
+    h = hashlib.sha256()
+    h.update(notebook_path(stem).read_bytes())
+    h.update(cache.canonical_json(values).encode())
+    h.update(cache.source_digest().encode())
+    return h.hexdigest()[:16]
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return out.stdout.strip()
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def rerun_command(stem: str, profile: str, overrides: dict[str, Any]) -> str:
+    """The command that re-runs this chapter with the same parameters."""
+    args = " ".join(f"-p {k} {shlex.quote(_cli_text(v))}" for k, v in overrides.items())
+    return f"make chapter CH={stem} PROFILE={profile}" + (f" P={shlex.quote(args)}" if args else "")
+
+
+def _cli_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value) if isinstance(value, list) else str(value)
+
+
+def _provenance_cell(record: dict[str, Any]) -> nbformat.NotebookNode:
+    rows = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in record["parameters"].items())
+    versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
+    hits = record["cache"]
+    text = (
+        ":::{admonition} Provenance of this page\n:class: note dropdown\n\n"
+        f"- commit: `{record['commit'] or 'not a git checkout'}`{' (uncommitted changes)' if record['dirty'] else ''}\n"
+        f"- profile: `{record['profile']}`; wall time: {record['wall_s']:.1f} s; "
+        f"cache: {hits['hits']} hit(s), {hits['misses']} miss(es)\n"
+        f"- versions: {versions}\n"
+        f"- re-run: `{record['command']}`\n\n"
+        f"| parameter | value |\n|---|---|\n{rows}\n:::\n"
+    )
+    return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["provenance"]})
+
+
+def _failing_cell(nb_path: Path) -> str:
+    nb = nbformat.read(nb_path, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                return f"cell {index} ({first[:60]!r}): {output.get('ename')}: {output.get('evalue')}"
+    return "no cell recorded an error"
+
+
+def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] | None = None, *,
+                timeout: int = 3600, chapters_dir: Path | None = None) -> Path:
+    """Execute chapter ``stem`` with a profile and overrides, and publish it atomically.
+
+    Parameters
+    ----------
+    stem
+        Chapter stem, e.g. ``"theory"``.
+    profile
+        ``smoke``, ``default`` or ``paper``: the base parameter set.
+    overrides
+        Values replacing the profile's; every key must be a declared parameter.
+    timeout
+        Per-cell execution timeout in seconds.
+    chapters_dir
+        Where the executed page goes, ``book/chapters`` by default.
+
+    Returns
+    -------
+    pathlib.Path
+        The published notebook ``<chapters_dir>/<stem>.ipynb``.
+
+    Raises
+    ------
+    ChapterError
+        On an unknown parameter or profile, a wrong type, or a failing cell (the previous page is kept).
+    """
+    import jupytext
+    import papermill
+
+    overrides = validate(stem, dict(overrides or {}))
+    values = {**profile_values(stem, profile), **overrides}
+    chapters_dir = chapters_dir or paths.CHAPTERS
+    run_dir = paths.RUNS / stem
+    run_dir.mkdir(parents=True, exist_ok=True)
+    chapters_dir.mkdir(parents=True, exist_ok=True)
+
+    staging = run_dir / "input.ipynb"
+    nb = read_notebook(stem)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    jupytext.write(nb, staging, fmt="ipynb")
+    executed = run_dir / "executed.ipynb"
+    log = run_dir / "cache-log.jsonl"
+    log.unlink(missing_ok=True)
+    env_before = os.environ.get(cache.RUN_LOG_ENV)
+    os.environ[cache.RUN_LOG_ENV] = str(log)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(staging, executed, parameters=values, kernel_name=KERNEL,
+                                   cwd=str(paths.ROOT), progress_bar=False, execution_timeout=timeout)
+    except papermill.PapermillExecutionError as exc:
+        raise ChapterError(f"chapter {stem!r} failed at {_failing_cell(executed)}; the previous page is kept; "
+                           f"the failed notebook is {executed}") from exc
+    finally:
+        if env_before is None:
+            os.environ.pop(cache.RUN_LOG_ENV, None)
+        else:
+            os.environ[cache.RUN_LOG_ENV] = env_before
+    wall_s = time.perf_counter() - start
+
+    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    record = {
+        "stem": stem, "profile": profile, "parameters": values, "overrides": overrides,
+        "digest": chapter_digest(stem, values), "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain")), "versions": _versions(), "wall_s": wall_s,
+        "cache": {"hits": sum(e["hit"] for e in events), "misses": sum(not e["hit"] for e in events)},
+        "command": rerun_command(stem, profile, overrides), "finished": time.time(),
+    }
+    out = nbformat.read(executed, as_version=4)
+    for cell in out.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags:
+            tags.append("remove-cell")
+        if "injected-parameters" in tags:
+            tags.append("hide-input")
+    out.cells.append(_provenance_cell(record))
+    out.metadata["rs_repro"] = record
+    out.metadata.setdefault("papermill", {})["input_path"] = str(notebook_path(stem).relative_to(paths.ROOT))
+    (run_dir / "provenance.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+
+    target = chapters_dir / f"{stem}.ipynb"
+    with tempfile.NamedTemporaryFile("w", dir=chapters_dir, suffix=".tmp", delete=False,
+                                     encoding="utf-8") as fh:
+        nbformat.write(out, fh)
+    os.replace(fh.name, target)
+    return target
+
+
+def page_digest(stem: str, chapters_dir: Path | None = None) -> str | None:
+    """The digest recorded in the published page of ``stem``, ``None`` if there is no page."""
+    target = (chapters_dir or paths.CHAPTERS) / f"{stem}.ipynb"
+    if not target.exists():
+        return None
+    return nbformat.read(target, as_version=4).metadata.get("rs_repro", {}).get("digest")
+
+
+def stale(profile: str, chapters_dir: Path | None = None) -> list[str]:
+    """Chapters whose page is missing or was made from another source, parameter set or package code."""
+    return [stem for stem in chapters()
+            if page_digest(stem, chapters_dir) != chapter_digest(stem, profile_values(stem, profile))]
+
+
+def build_html(strict: bool = True, root: Path | None = None) -> Path:
+    """Render the executed chapters with Jupyter Book (execution off) into ``<root>/_build/html``.
+
+    ``strict`` turns every warning into an error (``-W -n --keep-going``); ``root`` is the book's root
+    (the folder of ``_config.yml``), the repository by default.
+    """
+    root = root or paths.ROOT
+    args = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root)]
+    if strict:
+        args += ["-W", "-n", "--keep-going"]
+    result = subprocess.run(args, cwd=root)
+    if result.returncode:
+        raise ChapterError(f"jupyter-book build failed (exit {result.returncode}); see the messages above")
+    return root / "_build" / "html" / "index.html"
+
+
+def make_book(profile: str = "default", *, force: bool = False, timeout: int = 3600) -> Path:
+    """Execute every chapter whose source, parameters or package code changed, then build the HTML."""
+    todo = chapters() if force else stale(profile)
+    for stem in todo:
+        print(f"[rs-repro] running chapter {stem} ({profile})", flush=True)
+        run_chapter(stem, profile, timeout=timeout)
+    if not todo:
+        print("[rs-repro] every chapter is up to date", flush=True)
+    return build_html(strict=True)

@@ -1,0 +1,72 @@
+"""``rs-repro``: run one chapter or the whole book with a parameter profile.
+
+Examples
+--------
+``rs-repro run theory --profile default -p sigmas '[0.05, 0.5]'``
+``rs-repro book --profile smoke``
+``rs-repro params theory``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import book
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rs-repro", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute one chapter, publish its page, rebuild the book")
+    run.add_argument("stem", help="chapter stem, e.g. theory")
+    run.add_argument("--profile", default="default", choices=book.PROFILES)
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                     help="override one parameter (repeatable); lists as YAML, e.g. '[10, 50]'")
+    run.add_argument("--no-build", action="store_true", help="do not rebuild the HTML book afterwards")
+    run.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
+
+    whole = sub.add_parser("book", help="execute every stale chapter, then build the HTML book")
+    whole.add_argument("--profile", default="default", choices=book.PROFILES)
+    whole.add_argument("--force", action="store_true", help="execute every chapter, stale or not")
+    whole.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
+
+    params = sub.add_parser("params", help="list a chapter's parameters with their types and profile values")
+    params.add_argument("stem")
+    params.add_argument("--profile", default="default", choices=book.PROFILES)
+
+    sub.add_parser("list", help="list the chapters in book order")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rs-repro`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            overrides = book.parse_overrides(args.stem, [tuple(p) for p in args.parameter])
+            page = book.run_chapter(args.stem, args.profile, overrides, timeout=args.timeout)
+            print(f"[rs-repro] {args.stem}: page written to {page}", flush=True)
+            if not args.no_build:
+                for stem in book.chapters():
+                    if book.page_digest(stem) is None:
+                        print(f"[rs-repro] running missing chapter {stem} ({args.profile})", flush=True)
+                        book.run_chapter(stem, args.profile, timeout=args.timeout)
+                print(f"[rs-repro] book: {book.build_html(strict=True)}", flush=True)
+        elif args.command == "book":
+            print(f"[rs-repro] book: {book.make_book(args.profile, force=args.force, timeout=args.timeout)}")
+        elif args.command == "params":
+            values = book.profile_values(args.stem, args.profile)
+            for p in book.parameters(args.stem).values():
+                print(f"{p.name}: {p.annotation} = {values[p.name]!r}   # {p.help}")
+        elif args.command == "list":
+            print("\n".join(book.chapters()))
+    except book.ChapterError as exc:
+        print(f"rs-repro: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per chapter: compute functions returning tidy tables (DESIGN.md)."""

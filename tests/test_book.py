@@ -1,0 +1,218 @@
+"""The chapter pipeline: sources, parameter validation, execution, failure handling, the book build."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from rs_repro import book, cache, cli, paths
+
+STEMS = book.chapters()
+
+
+def test_toc_lists_every_notebook_once():
+    sources = sorted(p.stem for p in paths.NOTEBOOKS.glob("*.md"))
+    assert sorted(STEMS) == sources
+    assert len(set(STEMS)) == len(STEMS)
+    assert not list(paths.NOTEBOOKS.glob("*.ipynb")), "executed notebooks must not sit beside the sources"
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_source_header_and_parameters_cell(stem):
+    nb = book.read_notebook(stem)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert nb.metadata["jupytext"]["text_representation"]["format_name"] == "myst"
+    declared = book.parameters(stem)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for node in ast.parse(cell.source).body:  # literals only, so papermill's injection is the whole truth
+        ast.literal_eval(node.value)
+    assert {"seed", "figures_dir", "use_cache"} <= set(declared)
+    assert all(p.help for p in declared.values()), "every parameter needs a help comment"
+
+
+@pytest.mark.parametrize("stem", STEMS)
+@pytest.mark.parametrize("profile", ["smoke", "default"])
+def test_profiles_have_exactly_the_declared_keys(stem, profile):
+    values = yaml.safe_load((paths.PARAMS / profile / f"{stem}.yml").read_text())
+    assert set(values) == set(book.parameters(stem))
+    book.profile_values(stem, profile)  # types check
+
+
+def test_unknown_key_lists_valid_parameters():
+    with pytest.raises(book.ChapterError) as err:
+        book.validate("theory", {"sigmaz": [0.1]})
+    message = str(err.value)
+    assert "'sigmaz'" in message
+    for name, param in book.parameters("theory").items():
+        assert f"{name}: {param.annotation}" in message
+
+
+@pytest.mark.parametrize(("key", "text", "expected"), [
+    ("n_max", "40", 40),
+    ("alpha", "0.01", 0.01),
+    ("alpha", "1", 1.0),
+    ("sigmas", "[0.1, 0.2]", [0.1, 0.2]),
+    ("use_cache", "false", False),
+    ("figures_dir", "123", "123"),
+])
+def test_overrides_are_typed(key, text, expected):
+    value = book.parse_overrides("theory", [(key, text)])[key]
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(("key", "text"), [("n_max", "4.5"), ("n_max", "true"), ("sigmas", "0.1"),
+                                           ("dims", "[64, 'a']"), ("use_cache", "1")])
+def test_wrong_type_is_refused(key, text):
+    with pytest.raises(book.ChapterError, match=f"parameter '{key}' must be"):
+        book.parse_overrides("theory", [(key, text)])
+
+
+def test_cli_misspelt_key_fails_before_running(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    status = cli.main(["run", "theory", "--profile", "smoke", "-p", "nmax", "40"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "unknown parameter(s) 'nmax'" in err and "n_max: int" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_chapter_and_profile():
+    with pytest.raises(book.ChapterError, match="unknown chapter 'nope'; chapters are: theory"):
+        book.parameters("nope")
+    with pytest.raises(book.ChapterError, match="unknown profile 'fast'"):
+        book.profile_values("theory", "fast")
+
+
+def test_cache_hits_and_keys(tmp_path, monkeypatch):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"x": [0.1, 1 / 3], "y": [1, 2]})
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv(cache.RUN_LOG_ENV, str(log))
+    first = cache.cached("t", "table", {"a": 1}, compute, root=tmp_path)
+    again = cache.cached("t", "table", {"a": 1}, compute, root=tmp_path)
+    other = cache.cached("t", "table", {"a": 2}, compute, root=tmp_path)
+    assert len(calls) == 2
+    assert again.equals(first) and other.equals(first)  # floats round-trip exactly through the CSV
+    assert [json.loads(line)["hit"] for line in log.read_text().splitlines()] == [False, True, False]
+    cache.cached("t", "table", {"a": 1}, compute, root=tmp_path, use_cache=False)
+    assert len(calls) == 3
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+FAILING = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst, format_version: 0.13}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+
+# A chapter that can fail
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+seed: int = 0  # seed
+fail: bool = False  # raise in the second cell
+label: str = "first"  # text printed on the page
+```
+
+```{code-cell} ipython3
+print("label is", label)
+```
+
+```{code-cell} ipython3
+if fail:
+    raise RuntimeError("boom on purpose")
+```
+"""
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A book with one tiny chapter, wired through paths so run_chapter uses it."""
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "tiny.md").write_text(FAILING)
+    (tmp_path / "params" / "smoke").mkdir(parents=True)
+    (tmp_path / "params" / "smoke" / "tiny.yml").write_text("seed: 0\nfail: false\nlabel: first\n")
+    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "notebooks")
+    monkeypatch.setattr(paths, "PARAMS", tmp_path / "params")
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_failed_run_keeps_previous_page_and_names_cell(sandbox):
+    chapters = sandbox / "chapters"
+    page = book.run_chapter("tiny", "smoke", {"label": "second"}, chapters_dir=chapters)
+    text = page.read_text()
+    assert "label is second" in text
+    record = nbformat.read(page, as_version=4).metadata["rs_repro"]
+    assert record["parameters"] == {"seed": 0, "fail": False, "label": "second"}
+    assert record["command"] == "make chapter CH=tiny PROFILE=smoke P='-p label second'"
+    with pytest.raises(book.ChapterError, match=r"cell 3 .*RuntimeError: boom on purpose.*previous page is kept"):
+        book.run_chapter("tiny", "smoke", {"fail": True}, chapters_dir=chapters)
+    assert page.read_text() == text
+    assert sorted(p.name for p in chapters.iterdir()) == ["tiny.ipynb"]
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """Every chapter executed with the smoke profile into a copy of the book skeleton."""
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(paths.ROOT / name, root / name)
+    shutil.copytree(paths.BOOK, root / "book", ignore=shutil.ignore_patterns("chapters", "notebooks", "params"))
+    figures = root / "figures"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(paths, "RUNS", root / "runs")
+        mp.setenv("RS_REPRO_BUILD", str(root / "build"))
+        pages = {stem: book.run_chapter(stem, "smoke", {"figures_dir": str(figures)},
+                                        chapters_dir=root / "book" / "chapters", timeout=600) for stem in STEMS}
+    return root, pages, figures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", STEMS)
+def test_smoke_chapter_executes_with_figures_and_glue(smoke_book, stem):
+    root, pages, figures = smoke_book
+    nb = nbformat.read(pages[stem], as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    glued = {o["metadata"]["scrapbook"]["name"] for c in nb.cells for o in c.get("outputs", [])
+             if "scrapbook" in o.get("metadata", {})}
+    source = paths.NOTEBOOKS.joinpath(f"{stem}.md").read_text()
+    cited = set(re.findall(r"\{glue:(?:text|figure)\}`([A-Za-z0-9_]+)", source))
+    cited |= set(re.findall(r":::\{glue:figure\} ([A-Za-z0-9_]+)", source))
+    assert cited and cited <= glued
+    pdfs = sorted(p.stem for p in figures.glob(f"{stem}*.pdf"))
+    assert pdfs and pdfs == sorted(p.stem for p in figures.glob(f"{stem}*.png"))
+    assert nb.cells[-1].metadata["tags"] == ["provenance"]
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert f"figures_dir = {str(figures)!r}" in injected.source
+    record = nb.metadata["rs_repro"]
+    assert record["overrides"] == {"figures_dir": str(figures)}
+    assert record["digest"] != book.chapter_digest(stem, book.profile_values(stem, "smoke"))
+
+
+@pytest.mark.slow
+def test_book_builds_with_warnings_as_errors(smoke_book):
+    root, pages, _ = smoke_book
+    index = book.build_html(strict=True, root=root)
+    html = index.parent
+    for stem in STEMS:
+        page = html / "book" / "chapters" / f"{stem}.html"
+        assert page.exists()
+        text = page.read_text()
+        assert "Provenance of this page" in text
+        assert "make chapter CH=" in text
