@@ -52,7 +52,7 @@ def noise_statistics(d: int, samples: int, seed: int, chunk: int = 256) -> tuple
     for start in range(0, samples, chunk):
         block = torch.randn(min(chunk, samples - start), d, generator=g, dtype=torch.float32)
         n1.append(block[:, 0].double())
-        rest.append(block[:, 1:].double().square().sum(1))
+        rest.append(torch.linalg.vector_norm(block[:, 1:], dim=1).double().square())
     return torch.cat(n1).numpy(), torch.cat(rest).numpy()
 
 
