@@ -357,7 +357,7 @@ def build_html(strict: bool = True, root: Path | None = None) -> Path:
     args = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root)]
     if strict:
         args += ["-W", "-n", "--keep-going"]
-    result = subprocess.run(args, cwd=root)
+    result = subprocess.run(args, cwd=root, check=False)
     if result.returncode:
         raise ChapterError(f"jupyter-book build failed (exit {result.returncode}); see the messages above")
     return root / "_build" / "html" / "index.html"

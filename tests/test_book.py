@@ -6,7 +6,6 @@ import ast
 import json
 import re
 import shutil
-from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -185,7 +184,7 @@ def smoke_book(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", STEMS)
 def test_smoke_chapter_executes_with_figures_and_glue(smoke_book, stem):
-    root, pages, figures = smoke_book
+    _, pages, figures = smoke_book
     nb = nbformat.read(pages[stem], as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
@@ -207,7 +206,7 @@ def test_smoke_chapter_executes_with_figures_and_glue(smoke_book, stem):
 
 @pytest.mark.slow
 def test_book_builds_with_warnings_as_errors(smoke_book):
-    root, pages, _ = smoke_book
+    root, _, _ = smoke_book
     index = book.build_html(strict=True, root=root)
     html = index.parent
     for stem in STEMS:
