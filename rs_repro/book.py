@@ -235,13 +235,17 @@ def _provenance_cell(record: dict[str, Any]) -> nbformat.NotebookNode:
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["provenance"]})
 
 
-def _failing_cell(nb_path: Path) -> str:
+def _failing_cell(nb_path: Path, stem: str) -> str:
+    """Describe the cell of an executed notebook that raised, numbered as in the MyST source."""
     nb = nbformat.read(nb_path, as_version=4)
-    for index, cell in enumerate(nb.cells):
+    code_cells = [c for c in nb.cells
+                  if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+    for number, cell in enumerate(code_cells, start=1):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return f"cell {index} ({first[:60]!r}): {output.get('ename')}: {output.get('evalue')}"
+                first = next((line for line in cell.source.splitlines() if line.strip()), "")
+                return (f"code cell {number} of {stem}.md (starting {first.strip()[:60]!r}): "
+                        f"{output.get('ename')}: {output.get('evalue')}")
     return "no cell recorded an error"
 
 
@@ -296,7 +300,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
         papermill.execute_notebook(staging, executed, parameters=values, kernel_name=KERNEL,
                                    cwd=str(paths.ROOT), progress_bar=False, execution_timeout=timeout)
     except papermill.PapermillExecutionError as exc:
-        raise ChapterError(f"chapter {stem!r} failed at {_failing_cell(executed)}; the previous page is kept; "
+        raise ChapterError(f"chapter {stem!r} failed at {_failing_cell(executed, stem)}; the previous page is kept; "
                            f"the failed notebook is {executed}") from exc
     finally:
         if env_before is None:
@@ -322,7 +326,9 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
             tags.append("hide-input")
     out.cells.append(_provenance_cell(record))
     out.metadata["rs_repro"] = record
-    out.metadata.setdefault("papermill", {})["input_path"] = str(notebook_path(stem).relative_to(paths.ROOT))
+    source = notebook_path(stem)
+    out.metadata.setdefault("papermill", {})["input_path"] = (
+        source.relative_to(paths.ROOT).as_posix() if source.is_relative_to(paths.ROOT) else str(source))
     (run_dir / "provenance.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
 
     target = chapters_dir / f"{stem}.ipynb"
