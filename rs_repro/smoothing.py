@@ -1,0 +1,478 @@
+"""Randomized smoothing: the majority vote g_{sigma,n} and Cohen's PREDICT / CERTIFY.
+
+Given a base classifier f (a :class:`torch.nn.Module` returning logits), the smoothed classifier of
+Cohen, Rosenfeld and Kolter, *Certified Adversarial Robustness via Randomized Smoothing* (ICML 2019),
+and eq. (1) of Maho, Furon and Le Merrer, *Randomized Smoothing under Attack: How Good is it in
+Practice?* (ICASSP 2022), is
+
+    g_sigma(x) = argmax_y P[f(x + sigma N) = y],    N ~ N(0, I_d).
+
+It is not computable; in practice it is replaced by
+
+* the plain **majority vote** g_{sigma,n}(x) of n noisy micro-decisions y_i = f(x + sigma N_i)
+  (ICASSP 2022, section 3.1; what the attacked models of the paper answer), see :meth:`Smooth.vote`;
+* Cohen's **PREDICT**, which abstains unless a two-sided binomial test separates the two most voted
+  classes at level alpha (Cohen et al. 2019, section 3.2.1), see :meth:`Smooth.predict`;
+* Cohen's **CERTIFY**, which returns the class guessed from n0 draws together with the certified l2
+  radius R = sigma * Phi^{-1}(pA_lower) (Cohen et al. 2019, Thm. 1; ICASSP 2022, eq. (2)), pA_lower being
+  the one-sided (1 - alpha) Clopper-Pearson lower bound of pA from n fresh draws, see
+  :meth:`Smooth.certify` and :meth:`Smooth.certify_batch`.
+
+Conventions (``DESIGN.md``): the Gaussian noise is added in [0, 1] pixel space, normalisation being the
+base model's first layer, and noisy inputs are never clipped. Every random draw comes from an explicit
+:class:`torch.Generator`. One chunk of ``batch_size`` noisy inputs is in memory at a time,
+whatever n and the number of images.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import scipy.stats
+import torch
+
+from . import theory
+
+__all__ = ["ABSTAIN", "AlwaysAbstainWarning", "Smooth"]
+
+#: Label returned by PREDICT and CERTIFY when they abstain (as in Cohen et al.'s ``core.py``).
+ABSTAIN: int = -1
+
+
+class AlwaysAbstainWarning(UserWarning):
+    """PREDICT abstains whatever the votes: even n votes out of n give a p-value 2**(1-n) > alpha.
+
+    This is locuslab/smoothing issue #8: with n = 10 and alpha = 0.001, the best-case two-sided
+    binomial p-value is 2**-9 = 0.00195 > 0.001. The ICASSP 2022 paper uses n in {10, 50, 100}; its
+    smoothed classifier is the plain majority vote :meth:`Smooth.vote`, not PREDICT.
+    """
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation helpers: every message names the parameter, the value and what is accepted.
+# ---------------------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        # ValueError, not TypeError: project convention, a bad parameter (non-integer too) is a ValueError
+        raise ValueError(  # noqa: TRY004
+            f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_alpha(alpha: object) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must be a real number in the open interval (0, 1), got {alpha!r}")
+    return float(alpha)
+
+
+def _check_images(name: str, xs: object, ndim: int, layout: str) -> torch.Tensor:
+    if not isinstance(xs, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(xs).__name__}")
+    if xs.dim() != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D tensor of shape {layout}, got shape {tuple(xs.shape)} ({xs.dim()}-D)"
+        )
+    if not xs.is_floating_point():
+        raise ValueError(f"{name} must have a floating-point dtype (e.g. torch.float32), got {xs.dtype}")
+    if xs.numel() == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(xs.shape)}")
+    if not bool(torch.isfinite(xs).all()):
+        raise ValueError(f"{name} must contain only finite values, got NaN or inf")
+    return xs
+
+
+def _device_key(device: torch.device) -> tuple[str, int | None]:
+    """Canonical (type, index) of a device; an index-less accelerator means its current device."""
+    device = torch.device(device)
+    index = device.index
+    if index is None and device.type == "cuda":
+        index = torch.cuda.current_device()
+    return device.type, index
+
+
+class Smooth:
+    """A smoothed classifier g around a base classifier f (Cohen et al. 2019; ICASSP 2022, eq. (1)).
+
+    Parameters
+    ----------
+    base_classifier : torch.nn.Module
+        f: maps a batch of inputs [m, C, H, W] in [0, 1] pixel space to logits [m, num_classes]; the
+        micro-decision is the argmax of the logits. Normalisation, if any, must be its first layer.
+        Putting the model in ``eval()`` mode is the caller's business; :class:`Smooth` only runs it
+        under :func:`torch.inference_mode`, on the device of the inputs it is given.
+    num_classes : int
+        Number of classes K >= 2 (the width of the logits).
+    sigma : float
+        Standard deviation of the isotropic Gaussian noise, in [0, 1] pixel units (> 0).
+    seed : int, default 0
+        Seed of the object's own generators (one per device, created lazily) used by every method
+        called without ``generator=``. They advance across calls: repeated calls draw fresh noise, and
+        a fresh :class:`Smooth` with the same seed replays the same sequence of draws.
+
+    Notes
+    -----
+    Randomness: every method takes a keyword ``generator``. Given the same generator state, the same
+    inputs and the same ``batch_size``, the counts are identical (the chunking decides how the stream of
+    Gaussian numbers is cut). A generator must live on the device of the inputs.
+
+    Examples
+    --------
+    >>> smooth = Smooth(model.eval(), num_classes=10, sigma=0.25, seed=1)  # doctest: +SKIP
+    >>> smooth.vote(xs, n=100)                     # g_{sigma,n}(x) for each x in xs  # doctest: +SKIP
+    >>> smooth.certify(xs[0], n0=100, n=10_000, alpha=0.001)  # (cA, radius)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        base_classifier: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor],
+        num_classes: int,
+        sigma: float,
+        seed: int = 0,
+    ) -> None:
+        if not callable(base_classifier):
+            raise TypeError(
+                f"base_classifier must be a callable torch.nn.Module, got {type(base_classifier).__name__}"
+            )
+        num_classes = _check_int("num_classes", num_classes, 2)
+        if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not math.isfinite(sigma) \
+                or sigma <= 0:
+            raise ValueError(f"sigma must be a finite real number > 0, got {sigma!r}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")  # noqa: TRY004
+        self.base_classifier = base_classifier
+        self.num_classes: int = num_classes
+        self.sigma: float = float(sigma)
+        self.seed: int = int(seed)
+        self._generators: dict[tuple[str, int | None], torch.Generator] = {}
+
+    def __repr__(self) -> str:
+        return f"Smooth(num_classes={self.num_classes}, sigma={self.sigma}, seed={self.seed})"
+
+    # -- randomness ---------------------------------------------------------------------------------
+
+    def _generator(self, device: torch.device, generator: torch.Generator | None) -> torch.Generator:
+        """The user's generator (checked to be on ``device``) or this object's own one for ``device``."""
+        key = _device_key(device)
+        if generator is not None:
+            if not isinstance(generator, torch.Generator):
+                raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+            if _device_key(generator.device) != key:
+                raise ValueError(
+                    f"generator must be on the device of the inputs ({device}), got a generator on "
+                    f"{generator.device}"
+                )
+            return generator
+        own = self._generators.get(key)
+        if own is None:
+            own = torch.Generator(device=device)
+            own.manual_seed(self.seed)
+            self._generators[key] = own
+        return own
+
+    # -- Monte Carlo vote counts (the hot path) ----------------------------------------------------
+
+    def counts(
+        self,
+        xs: torch.Tensor,
+        n: int,
+        batch_size: int = 1000,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Vote counts of n noisy micro-decisions f(x + sigma N_i) for each input x (SAMPLEUNDERNOISE).
+
+        Parameters
+        ----------
+        xs : torch.Tensor, shape [B, C, H, W], floating point
+            B inputs in [0, 1] pixel space (not clipped after adding noise).
+        n : int
+            Number of noise draws per input (>= 1).
+        batch_size : int, default 1000
+            Largest number of noisy inputs given to the base classifier at once (>= 1). The B * n noisy
+            inputs are drawn in consecutive chunks of at most ``batch_size`` rows; a chunk may span
+            several inputs. Memory is bounded by one buffer of ``batch_size`` inputs whatever n and B.
+        generator : torch.Generator, optional
+            Source of the noise, on the device of ``xs``; default: this object's generator.
+
+        Returns
+        -------
+        torch.Tensor, shape [B, num_classes], dtype int64, on the device of ``xs``
+            ``counts[b, k]`` = number of draws i with argmax f(xs[b] + sigma N_i) = k; rows sum to n.
+        """
+        xs = _check_images("xs", xs, 4, "[B, C, H, W]")
+        n = _check_int("n", n, 1)
+        batch_size = _check_int("batch_size", batch_size, 1)
+        gen = self._generator(xs.device, generator)
+        return self._counts(xs, n, batch_size, gen)
+
+    def _counts(self, xs: torch.Tensor, n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+        """:meth:`counts` without validation.
+
+        The B * n noisy inputs are the rows of a virtual [B * n, d] matrix (row r is a copy of image r // n)
+        cut into consecutive chunks of ``batch_size`` rows. Per chunk: fill a reused buffer with sigma * N
+        (``normal_`` in place, from ``gen``), add the images (at most three broadcast adds), forward,
+        argmax, and one ``index_add_`` of ones at ``image * num_classes + label``.
+
+        """
+        num_images = xs.shape[0]
+        num_classes = self.num_classes
+        device = xs.device
+        flat = xs.detach().reshape(num_images, -1)
+        dim = flat.shape[1]
+        total = num_images * n
+        chunk = min(batch_size, total)
+        num_chunks = -(-total // chunk)
+
+        counts = torch.zeros(num_images * num_classes, dtype=torch.int64, device=device)
+        with torch.inference_mode():
+            buffer = torch.empty((chunk, dim), dtype=xs.dtype, device=device)
+            ones = torch.ones(chunk, dtype=torch.int64, device=device)
+            rows_index = torch.arange(chunk, dtype=torch.int64, device=device)
+
+            def draw(k: int) -> torch.Tensor:
+                """Noisy inputs of chunk k: rows [k * chunk, min((k + 1) * chunk, total))."""
+                start = k * chunk
+                stop = min(start + chunk, total)
+                noisy = buffer[: stop - start]
+                noisy.normal_(0.0, self.sigma, generator=gen)  # sigma * N, in place
+                _add_images(noisy, flat, start, stop, n)
+                return noisy
+
+            def tally(k: int, noisy: torch.Tensor) -> None:
+                """Forward chunk k, add its micro-decisions to ``counts``."""
+                start, rows = k * chunk, noisy.shape[0]
+                logits = self.base_classifier(noisy.view(rows, *xs.shape[1:]))
+                if k == 0:
+                    self._check_logits(logits, rows)
+                labels = logits.argmax(dim=1)
+                first, last = start // n, (start + rows - 1) // n
+                if first == last:
+                    key = labels + first * num_classes
+                else:
+                    key = labels + (rows_index[:rows] + start).div_(n, rounding_mode="floor") * num_classes
+                counts.index_add_(0, key, ones[:rows])
+
+            for k in range(num_chunks):
+                tally(k, draw(k))
+        return counts.view(num_images, num_classes)
+
+    def _check_logits(self, logits: object, rows: int) -> None:
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (rows, self.num_classes):
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(
+                f"base_classifier must return logits of shape [m, num_classes] = [{rows}, {self.num_classes}] "
+                f"for a batch of m = {rows} inputs, got {shape}"
+            )
+
+    # -- g_{sigma,n}: plain majority vote -----------------------------------------------------------
+
+    def vote(
+        self,
+        xs: torch.Tensor,
+        n: int,
+        batch_size: int = 1000,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The majority-vote classifier g_{sigma,n} of ICASSP 2022 (section 3.1), no abstention.
+
+        Parameters
+        ----------
+        xs : torch.Tensor, shape [B, C, H, W], floating point
+            B inputs in [0, 1] pixel space.
+        n : int
+            Number of noisy micro-decisions per input (>= 1); the paper uses n in {10, 50, 100}.
+        batch_size : int, default 1000
+            Largest batch given to the base classifier (see :meth:`counts`).
+        generator : torch.Generator, optional
+            Source of the noise, on the device of ``xs``; default: this object's generator.
+
+        Returns
+        -------
+        torch.Tensor, shape [B], dtype int64, on the device of ``xs``
+            The most voted class of each input. Tie rule: among classes with equal top counts, the
+            smallest class index wins (the first maximum, as :func:`torch.argmax`), e.g. with n even,
+            5 votes for class 3 and 5 for class 7 give 3.
+        """
+        counts = self.counts(xs, n, batch_size, generator=generator)
+        return counts.argmax(dim=1)  # first maximum on ties (documented torch.argmax rule)
+
+    # -- Cohen et al. PREDICT -----------------------------------------------------------------------
+
+    def predict(
+        self,
+        x: torch.Tensor,
+        n: int,
+        alpha: float,
+        batch_size: int = 1000,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> int:
+        """Cohen et al.'s PREDICT (2019, section 3.2.1): a class, or ABSTAIN when the vote is not clear.
+
+        The two most voted classes (counts c1 >= c2) are compared with a two-sided exact binomial test
+        of c1 out of c1 + c2 at p = 1/2; the top class is returned when its p-value is <= alpha. Then the
+        returned class differs from g_sigma(x) with probability at most alpha.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape [C, H, W], floating point
+            One input in [0, 1] pixel space.
+        n : int
+            Number of noise draws (>= 1).
+        alpha : float
+            Level of the test, in (0, 1).
+        batch_size : int, default 1000
+            Largest batch given to the base classifier.
+        generator : torch.Generator, optional
+            Source of the noise, on the device of ``x``; default: this object's generator.
+
+        Returns
+        -------
+        int
+            The predicted class, or ``ABSTAIN`` (-1).
+
+        Warns
+        -----
+        AlwaysAbstainWarning
+            When 2**(1-n) > alpha: even n out of n votes cannot pass the test, PREDICT always abstains
+            (e.g. n = 10, alpha = 0.001).
+        """
+        x = _check_images("x", x, 3, "[C, H, W]")
+        n = _check_int("n", n, 1)
+        alpha = _check_alpha(alpha)
+        batch_size = _check_int("batch_size", batch_size, 1)
+        gen = self._generator(x.device, generator)
+        best_p = 2.0 ** (1 - n)  # binomtest(n, n, 0.5).pvalue, exact (underflows to 0.0 for huge n)
+        if best_p > alpha:
+            warnings.warn(
+                f"PREDICT always abstains with n={n} and alpha={alpha}: the best-case p-value "
+                f"2**(1-n) = {best_p:.3g} exceeds alpha; use a larger n or Smooth.vote",
+                AlwaysAbstainWarning,
+                stacklevel=2,
+            )
+        counts = self._counts(x.unsqueeze(0), n, batch_size, gen)[0].cpu().numpy()
+        top, second = _top2(counts)
+        c1, c2 = int(counts[top]), int(counts[second])
+        p_value = scipy.stats.binomtest(c1, c1 + c2, 0.5).pvalue
+        return ABSTAIN if p_value > alpha else top
+
+    # -- Cohen et al. CERTIFY -----------------------------------------------------------------------
+
+    def certify(
+        self,
+        x: torch.Tensor,
+        n0: int,
+        n: int,
+        alpha: float,
+        batch_size: int = 1000,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[int, float]:
+        """Cohen et al.'s CERTIFY (2019, section 3.2.2) for one input: class and certified l2 radius.
+
+        The class cA is guessed as the most voted among n0 draws (smallest index on ties); n fresh
+        draws give nA = votes for cA and the one-sided (1 - alpha) Clopper-Pearson lower bound pA_lower.
+        With probability >= 1 - alpha, if the result is (cA, R) then g_sigma(x + delta) = cA for every
+        ||delta||_2 < R = sigma * Phi^{-1}(pA_lower) (Cohen et al. Thm. 1; ICASSP 2022 eq. (2)).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape [C, H, W], floating point
+            One input in [0, 1] pixel space.
+        n0 : int
+            Number of selection draws (>= 1); Cohen et al. use 100.
+        n : int
+            Number of estimation draws (>= 1); Cohen et al. use 100,000. The largest radius reachable is
+            sigma * Phi^{-1}(alpha^(1/n)).
+        alpha : float
+            Failure probability, in (0, 1); Cohen et al. use 0.001.
+        batch_size : int, default 1000
+            Largest batch given to the base classifier.
+        generator : torch.Generator, optional
+            Source of the noise, on the device of ``x``; default: this object's generator.
+
+        Returns
+        -------
+        tuple[int, float]
+            ``(cA, radius)``, or ``(ABSTAIN, 0.0)`` when pA_lower < 1/2.
+        """
+        x = _check_images("x", x, 3, "[C, H, W]")
+        labels, radii = self.certify_batch(x.unsqueeze(0), n0, n, alpha, batch_size, generator=generator)
+        return int(labels[0]), float(radii[0])
+
+    def certify_batch(
+        self,
+        xs: torch.Tensor,
+        n0: int,
+        n: int,
+        alpha: float,
+        batch_size: int = 1000,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`certify` for B inputs at once: n0 selection draws for all, then n fresh draws for all.
+
+        Parameters
+        ----------
+        xs : torch.Tensor, shape [B, C, H, W], floating point
+            B inputs in [0, 1] pixel space.
+        n0, n, alpha, batch_size, generator
+            As in :meth:`certify`.
+
+        Returns
+        -------
+        labels : torch.Tensor, shape [B], dtype int64, on the CPU
+            cA per input, or ``ABSTAIN`` (-1) where pA_lower < 1/2.
+        radii : torch.Tensor, shape [B], dtype float64, on the CPU
+            sigma * Phi^{-1}(pA_lower), 0.0 where the certification abstains.
+        """
+        xs = _check_images("xs", xs, 4, "[B, C, H, W]")
+        n0 = _check_int("n0", n0, 1)
+        n = _check_int("n", n, 1)
+        alpha = _check_alpha(alpha)
+        batch_size = _check_int("batch_size", batch_size, 1)
+        gen = self._generator(xs.device, generator)
+        selection = self._counts(xs, n0, batch_size, gen)
+        c_a = selection.argmax(dim=1)  # smallest class index on ties
+        estimation = self._counts(xs, n, batch_size, gen)
+        n_a = estimation.gather(1, c_a.unsqueeze(1)).squeeze(1).cpu().numpy()
+        # One-sided (1 - alpha) Clopper-Pearson bound = lower end of the two-sided 1 - 2 alpha interval.
+        p_lower = np.asarray(theory.clopper_pearson(n_a, np.full_like(n_a, n), 2 * alpha)[0])
+        certified = p_lower >= 0.5
+        radii = np.where(certified, theory.certified_radius(p_lower, self.sigma), 0.0)
+        labels = np.where(certified, c_a.cpu().numpy(), ABSTAIN)
+        return torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(radii.astype(np.float64))
+
+
+def _add_images(noisy: torch.Tensor, flat: torch.Tensor, start: int, stop: int, n: int) -> None:
+    """Add to the noise of the global rows [start, stop) their images (row r is a copy of image r // n).
+
+    ``noisy`` is [stop - start, d], ``flat`` is [B, d]. At most three in-place broadcast adds: the tail of
+    the first image, the whole images in the middle (viewed as [k, n, d]), the head of the last image.
+    """
+    first, last = start // n, (stop - 1) // n
+    if first == last:
+        noisy.add_(flat[first])
+        return
+    head_end = (first + 1) * n - start  # local end of the first (maybe partial) image
+    full_end = last * n - start  # local rows [head_end, full_end) are images first+1 .. last-1, complete
+    noisy[:head_end].add_(flat[first])
+    if full_end > head_end:
+        noisy[head_end:full_end].view(last - first - 1, n, -1).add_(flat[first + 1: last].unsqueeze(1))
+    noisy[full_end:].add_(flat[last])
+
+
+def _top2(counts: np.ndarray) -> tuple[int, int]:
+    """Indices (c1, c2) of the two most voted classes, counts[c1] >= counts[c2], ties to the smaller."""
+    order = np.argsort(-counts, kind="stable")
+    return int(order[0]), int(order[1])
