@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,25 @@ def _log(event: dict[str, Any]) -> None:
     if target:
         with open(target, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event) + "\n")
+
+
+def _write_csv(path: Path, table: pd.DataFrame) -> Path:
+    """Write ``table`` to ``path`` through a temporary name, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def _store(table_path: Path, table: pd.DataFrame, manifest: dict[str, Any]) -> None:
+    """Write a cache entry: the table, then its manifest (whose presence marks the entry complete)."""
+    table_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_csv(table_path, table)
+    manifest = {**manifest, "source": source_digest(), "created": time.time()}
+    manifest_path = table_path.with_suffix(".json")
+    tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, manifest_path)
 
 
 def cached(
@@ -100,15 +119,77 @@ def cached(
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"compute for cache entry {name!r} must return a pandas.DataFrame, got {type(table)}")
     wall_s = time.perf_counter() - start
-    folder.mkdir(parents=True, exist_ok=True)
-    # Write to temporary names then rename, so an interruption never leaves a half-written entry.
-    tmp_table = table_path.with_name(f".{table_path.name}.{os.getpid()}.tmp")
-    table.to_csv(tmp_table, index=False)
-    manifest = {"stem": stem, "name": name, "key": key, "inputs": dict(inputs),
-                "source": source_digest(), "wall_s": wall_s, "created": time.time()}
-    tmp_manifest = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
-    tmp_manifest.write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp_table, table_path)
-    os.replace(tmp_manifest, manifest_path)
+    _store(table_path, table, {"stem": stem, "name": name, "key": key, "inputs": dict(inputs), "wall_s": wall_s})
     _log({"stem": stem, "name": name, "key": key, "hit": False, "wall_s": wall_s})
+    return table
+
+
+def cached_rows(
+    stem: str,
+    name: str,
+    inputs: Mapping[str, Any],
+    units: Sequence[int],
+    compute: Callable[[Sequence[int]], pd.DataFrame],
+    *,
+    chunk: int = 1,
+    use_cache: bool = True,
+    root: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Like :func:`cached`, for a table built unit by unit (one unit = one image), resumable.
+
+    ``compute(units)`` returns the rows of those units with a column ``unit``. Finished chunks are
+    written to ``<name>-<key>.parts/`` as they complete, so an interrupted run loses no finished unit:
+    the next call computes only the missing ones. When every unit is done the parts are merged into the
+    same ``<name>-<key>.csv`` + ``.json`` entry :func:`cached` would write. For the result not to depend
+    on the chunking or on a resume, ``compute`` must draw each unit's randomness from its own generator
+    (:func:`rs_repro.seeds.generator`).
+
+    Parameters
+    ----------
+    units
+        Integer identifiers of the units, in table order.
+    chunk
+        Units computed (and saved) together.
+    progress
+        Called with the number of units finished after each chunk (e.g. ``tqdm.update``).
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    units = [int(u) for u in units]
+    key = cache_key(name, {**dict(inputs), "units": units})
+    folder = (root or paths.CACHE) / stem
+    table_path = folder / f"{name}-{key}.csv"
+    manifest_path = table_path.with_suffix(".json")
+    parts_dir = folder / f"{name}-{key}.parts"
+    if use_cache and table_path.exists() and manifest_path.exists():
+        _log({"stem": stem, "name": name, "key": key, "hit": True})
+        return pd.read_csv(table_path)
+    if not use_cache and parts_dir.exists():
+        for old in parts_dir.glob("*.csv"):
+            old.unlink()
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    done = {int(p.stem.removeprefix("unit-")): p for p in parts_dir.glob("unit-*.csv")}
+    resumed = sum(u in done for u in units)
+    if progress and resumed:
+        progress(resumed)
+    start = time.perf_counter()
+    todo = [u for u in units if u not in done]
+    for i in range(0, len(todo), chunk):
+        block = todo[i:i + chunk]
+        rows = compute(block)
+        if "unit" not in rows.columns or set(rows["unit"]) != set(block):
+            raise ValueError(f"compute for {name!r} must return rows with a 'unit' column covering {block}")
+        for unit, part in rows.groupby("unit", sort=False):
+            done[int(unit)] = _write_csv(parts_dir / f"unit-{unit}.csv", part)
+        if progress:
+            progress(len(block))
+    table = pd.concat([pd.read_csv(done[u]) for u in units], ignore_index=True)
+    wall_s = time.perf_counter() - start
+    _store(table_path, table, {"stem": stem, "name": name, "key": key, "inputs": dict(inputs), "units": len(units),
+                               "resumed_units": resumed, "wall_s": wall_s})
+    for path in done.values():
+        path.unlink()
+    parts_dir.rmdir()
+    _log({"stem": stem, "name": name, "key": key, "hit": False, "resumed_units": resumed, "wall_s": wall_s})
     return table

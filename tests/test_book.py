@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import ast
-import json
 import re
 import shutil
 
 import nbformat
-import pandas as pd
 import pytest
 import yaml
 
-from rs_repro import book, cache, cli, paths
+from rs_repro import book, cli, paths
 
 STEMS = book.chapters()
 
@@ -88,26 +86,6 @@ def test_unknown_chapter_and_profile():
         book.parameters("nope")
     with pytest.raises(book.ChapterError, match="unknown profile 'fast'"):
         book.profile_values("theory", "fast")
-
-
-def test_cache_hits_and_keys(tmp_path, monkeypatch):
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return pd.DataFrame({"x": [0.1, 1 / 3], "y": [1, 2]})
-
-    log = tmp_path / "log.jsonl"
-    monkeypatch.setenv(cache.RUN_LOG_ENV, str(log))
-    first = cache.cached("t", "table", {"a": 1}, compute, root=tmp_path)
-    again = cache.cached("t", "table", {"a": 1}, compute, root=tmp_path)
-    other = cache.cached("t", "table", {"a": 2}, compute, root=tmp_path)
-    assert len(calls) == 2
-    assert again.equals(first) and other.equals(first)  # floats round-trip exactly through the CSV
-    assert [json.loads(line)["hit"] for line in log.read_text().splitlines()] == [False, True, False]
-    cache.cached("t", "table", {"a": 1}, compute, root=tmp_path, use_cache=False)
-    assert len(calls) == 3
-    assert not list(tmp_path.rglob("*.tmp"))
 
 
 FAILING = """---
