@@ -1,0 +1,341 @@
+"""Datasets as tensors in [0, 1]: the embedded digits, Fashion-MNIST, MNIST, CIFAR-10 and ImageNet.
+
+Maho, Furon, Le Merrer, *Randomized Smoothing under Attack: How Good is it in Practice?* (ICASSP 2022)
+attack 200 random images of the ILSVRC2012 validation set (50,000 images), d = 3 x 224 x 224.
+``load_dataset("imagenet", data_dir=..., n=200)`` draws such a subset and decodes only those files, with
+the usual resize-256 / centre-crop-224 (the paper does not state its preprocessing). The small datasets
+serve the ``smoke`` and ``default`` profiles (``DESIGN.md``).
+
+Images are float32 [N, C, H, W] in [0, 1], not normalised (normalisation is the model's first layer).
+Subsets come from an explicit :class:`torch.Generator` (:func:`subset_indices`); ``Dataset.index`` records
+each image's position in its full split. Nothing is downloaded unless ``download=True``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import numbers
+import re
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from . import paths
+
+__all__ = ["DATASETS", "Dataset", "input_shape", "load_dataset", "num_classes", "read_idx", "subset_indices"]
+
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "imagenet")
+_SHAPES = {"digits": (1, 8, 8), "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+           "imagenet": (3, 224, 224)}
+_CLASSES = {"digits": 10, "fashion-mnist": 10, "mnist": 10, "cifar10": 10, "imagenet": 1000}
+#: Seed of the fixed stratified train/test split of scikit-learn's digits (25 % of each class is test).
+DIGITS_SPLIT_SEED = 20220523
+DIGITS_TEST_FRACTION = 0.25
+#: Where the Debian package ``dataset-fashion-mnist`` installs the four ``*-ubyte.gz`` files.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: Ground-truth files looked up in a flat ImageNet folder when ``ground_truth`` is not given.
+IMAGENET_GROUND_TRUTH = ("val.txt", "ground_truth.txt", "LOC_val_solution.csv")
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+
+
+class Dataset(NamedTuple):
+    """Images, labels and their positions in the full split.
+
+    Attributes
+    ----------
+    x : torch.Tensor
+        float32 [N, C, H, W] in [0, 1].
+    y : torch.Tensor
+        int64 [N], class labels.
+    index : torch.Tensor
+        int64 [N], position of each image in the full split (sorted file list for ImageNet).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+
+
+def _check_name(name: object) -> str:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset name={name!r}; accepted: {', '.join(DATASETS)}")
+    return name  # type: ignore[return-value]
+
+
+def num_classes(name: str) -> int:
+    """Number of classes of dataset ``name`` (1000 for ImageNet, 10 otherwise)."""
+    return _CLASSES[_check_name(name)]
+
+
+def input_shape(name: str) -> tuple[int, int, int]:
+    """Shape (C, H, W) of one image of dataset ``name``, e.g. (3, 224, 224) for ImageNet."""
+    return _SHAPES[_check_name(name)]
+
+
+def subset_indices(total: int, n: int, seed: int) -> torch.Tensor:
+    """Seeded random subset of ``n`` distinct positions among ``range(total)``, sorted ascending.
+
+    The draw is ``torch.Generator().manual_seed(seed)`` then ``randperm(total)[:n]``, so the set chosen for
+    ``n`` is contained in the set chosen for any larger ``n`` with the same ``seed`` and ``total``.
+
+    Returns
+    -------
+    torch.Tensor
+        int64 [n], sorted.
+    """
+    for pname, value in (("total", total), ("n", n), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            # ValueError, not TypeError: project convention for every bad parameter
+            raise ValueError(f"{pname}={value!r} is not accepted; expected an integer")  # noqa: TRY004
+    if not 1 <= n <= total:
+        raise ValueError(f"n={n} is not accepted; expected 1 <= n <= {total} (the size of the split)")
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(int(total), generator=g)[: int(n)].sort().values
+
+
+def read_idx(path: str | Path, ndim: int) -> torch.Tensor:
+    """Read an unsigned-byte idx file (raw or ``.gz``), checking its magic number and dimensions.
+
+    Returns
+    -------
+    torch.Tensor
+        uint8 with ``ndim`` dimensions, e.g. [N, 28, 28] for images and [N] for labels.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                data = f.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"cannot read idx file {path}: {e}") from e
+    header = 4 + 4 * ndim
+    if len(data) < header or data[:4] != bytes((0, 0, 0x08, ndim)):
+        raise ValueError(f"corrupt idx file {path}: expected magic 0x0000080{ndim} (unsigned bytes, "
+                         f"{ndim} dimensions), got {data[:4].hex() or 'an empty file'}")
+    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if len(data) != header + math.prod(dims):
+        raise ValueError(f"corrupt or truncated idx file {path}: dimensions {dims} need "
+                         f"{header + math.prod(dims)} bytes, the file has {len(data)}")
+    return torch.from_numpy(np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy())
+
+
+def _digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(bunch.target, dtype=torch.int64)
+    g = torch.Generator().manual_seed(DIGITS_SPLIT_SEED)
+    test = torch.zeros(len(y), dtype=torch.bool)
+    for c in range(10):  # stratified: the same fraction of every class goes to the test split
+        members = (y == c).nonzero().squeeze(1)
+        k = round(DIGITS_TEST_FRACTION * len(members))
+        test[members[torch.randperm(len(members), generator=g)[:k]]] = True
+    keep = test if split == "test" else ~test
+    return x[keep], y[keep]
+
+
+def _fashion_mnist(split: str, data_dir: Path, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    prefix = "train" if split == "train" else "t10k"
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    folders = [data_dir, data_dir / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
+
+    def find(folder: Path) -> list[Path] | None:
+        found = [next((p for p in (folder / s, folder / f"{s}.gz") if p.is_file()), None) for s in stems]
+        return None if None in found else found  # type: ignore[return-value]
+
+    files = next((f for f in map(find, folders) if f is not None), None)
+    if files is None and download:
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(str(data_dir), train=split == "train", download=True)
+        files = find(folders[1])
+    if files is None:
+        raise FileNotFoundError(
+            f"Fashion-MNIST {split} files {stems[0]}[.gz] and {stems[1]}[.gz] not found in "
+            f"{', '.join(map(str, folders))}; install the Debian package dataset-fashion-mnist, pass "
+            "data_dir=<folder with the idx files>, or download=True")
+    images, labels = read_idx(files[0], 3), read_idx(files[1], 1)
+    if images.shape[1:] != (28, 28) or len(images) != len(labels) or bool((labels > 9).any()):
+        raise ValueError(f"inconsistent Fashion-MNIST files {files[0]} (shape {tuple(images.shape)}) and "
+                         f"{files[1]} (shape {tuple(labels.shape)}); expected [N, 28, 28], [N] labels 0..9")
+    return images.unsqueeze(1).float() / 255.0, labels.long()
+
+
+def _torchvision(name: str, split: str, data_dir: Path, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision import datasets
+
+    cls = datasets.MNIST if name == "mnist" else datasets.CIFAR10
+    try:
+        ds = cls(str(data_dir), train=split == "train", download=download)
+    except RuntimeError as e:
+        raise FileNotFoundError(f"{name} not found in data_dir={str(data_dir)!r} ({e}); pass "
+                                "data_dir=<torchvision root holding it> or download=True") from e
+    x = torch.as_tensor(np.asarray(ds.data), dtype=torch.uint8)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    return x.float() / 255.0, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _image_key(name: str) -> str:
+    """File name without directory and image extension: the key that matches ground-truth lines."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name
+
+
+def _read_ground_truth(path: Path) -> dict[str, int]:
+    """Map image key -> label from ``<file> <int>``, ``<file> <wnid>`` or LOC_val_solution.csv lines."""
+    pairs = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        if not line.strip() or (i == 0 and line.startswith("ImageId")):
+            continue
+        parts = line.split(",", 1) if path.suffix.lower() == ".csv" else line.split()
+        if len(parts) < 2 or not parts[1].split():
+            raise ValueError(f"cannot parse line {i + 1} of ground-truth file {path}: {line!r}; expected "
+                             "'<file> <label>', '<file> <wnid>' or LOC_val_solution.csv 'ImageId,<wnid> ...'")
+        pairs.append((_image_key(parts[0].strip()), parts[1].split()[0]))
+    numeric = [bool(re.fullmatch(r"\d+", lab)) for _, lab in pairs]
+    if all(numeric):
+        return {k: int(lab) for k, lab in pairs}
+    if any(numeric):
+        raise ValueError(f"ground-truth file {path} mixes integer labels and wnids")
+    wnids = {w: c for c, w in enumerate(sorted({lab for _, lab in pairs}))}
+    _warn_classes(len(wnids), f"distinct wnids in {path}", stacklevel=5)
+    return {k: wnids[lab] for k, lab in pairs}
+
+
+def _warn_classes(k: int, what: str, stacklevel: int) -> None:
+    if k != 1000:
+        warnings.warn(f"found {k} {what}, ILSVRC2012 has 1000: labels are indices among these {k} and "
+                      "differ from the torchvision (ResNet-50) labels", stacklevel=stacklevel)
+
+
+def _imagenet_files(root: Path, ground_truth: str | Path | None) -> tuple[list[Path], list[int]]:
+    """Sorted image files of a flat or class-folder ILSVRC2012 validation folder, with their labels."""
+    how = ("pass data_dir=<the ILSVRC2012 validation folder>: one subfolder per wnid, or the images directly "
+           f"in it with a ground-truth file ({', '.join(IMAGENET_GROUND_TRUTH)} or ground_truth=...)")
+    if not root.is_dir():
+        raise FileNotFoundError(f"ImageNet folder data_dir={str(root)!r} does not exist; {how}")
+    images = sorted(p for p in root.iterdir() if _is_image(p))
+    if images or ground_truth is not None:  # flat folder: labels from the ground-truth file
+        gt = Path(ground_truth) if ground_truth is not None else next(
+            (root / f for f in IMAGENET_GROUND_TRUTH if (root / f).is_file()), None)
+        if gt is None or not gt.is_file():
+            raise FileNotFoundError(f"no ground-truth file for the images of {root}: looked for "
+                                    f"{gt if gt is not None else ', '.join(IMAGENET_GROUND_TRUTH)}; {how}")
+        labels = _read_ground_truth(gt)
+        missing = [p.name for p in images if _image_key(p.name) not in labels]
+        if missing:
+            raise ValueError(f"{len(missing)} images of {root} have no label in {gt}, e.g. {missing[:3]}")
+        files = [(p, labels[_image_key(p.name)]) for p in images]
+    else:  # ImageFolder layout: label = index of the folder name in the sorted list
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        files = [(p, c) for c, w in enumerate(classes) for p in sorted((root / w).iterdir()) if _is_image(p)]
+        if files:
+            _warn_classes(len(classes), f"class folders in {root}", stacklevel=4)
+    if not files:
+        raise FileNotFoundError(f"no image ({', '.join(IMAGE_EXTENSIONS)}) found in {root}; {how}")
+    return [p for p, _ in files], [c for _, c in files]
+
+
+def _decode_imagenet(path: Path) -> torch.Tensor:
+    """Resize the shorter side to 256 (bilinear, antialiased, PIL), centre-crop 224: float32 [3, 224, 224]."""
+    import torchvision.transforms.v2.functional as F
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            img = im.convert("RGB")
+    except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+        raise ValueError(f"cannot decode image {path}: {e}") from e
+    img = F.resize(img, [256], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    img = F.center_crop(img, [224])
+    return F.pil_to_tensor(img).float() / 255.0
+
+
+def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = None, download: bool = False,
+                 n: int | None = None, seed: int = 0, *, ground_truth: str | Path | None = None) -> Dataset:
+    """Load a split of dataset ``name`` as tensors in [0, 1], optionally a seeded random subset of it.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`DATASETS`.
+    split : str
+        ``"train"`` or ``"test"``; ImageNet accepts only ``"test"`` or its alias ``"val"`` (the 50,000
+        validation images). ``digits`` is split once, stratified, 25 % test (:data:`DIGITS_SPLIT_SEED`).
+    data_dir : str or Path, optional
+        Fashion-MNIST: folder of the idx files (directly or in ``FashionMNIST/raw``), then
+        :data:`DEBIAN_FASHION_MNIST` is tried. MNIST, CIFAR-10: torchvision root. Default for these
+        three: ``build/data``. ImageNet (required): either one subfolder per wnid (labels = index in the
+        sorted folder names, as ImageFolder) or a flat folder of images with a ground-truth file.
+    download : bool
+        Let torchvision download Fashion-MNIST, MNIST or CIFAR-10 into ``data_dir``.
+    n : int, optional
+        Number of images drawn with :func:`subset_indices` (1 <= n <= split size); all when None.
+        For ImageNet only the chosen files are decoded (the paper uses n = 200; all 50,000 would take
+        30 GB as float32).
+    seed : int
+        Seed of the subset draw.
+    ground_truth : str or Path, optional
+        ImageNet flat folder only: lines ``<file> <int label>`` (Caffe ``val.txt``, torchvision order),
+        ``<file> <wnid>`` or ``LOC_val_solution.csv`` (wnids mapped through their sorted list). When None,
+        ``val.txt``, ``ground_truth.txt`` then ``LOC_val_solution.csv`` are looked up in ``data_dir``.
+        The devkit's ``ILSVRC2012_validation_ground_truth.txt`` (ILSVRC ids, another order) is refused.
+
+    Returns
+    -------
+    Dataset
+        ``x`` float32 [N, C, H, W] in [0, 1] (shape :func:`input_shape`), ``y`` int64 [N], ``index``
+        int64 [N] positions in the full split, ascending. The same arguments give identical tensors.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, bad split, n out of range, corrupt file or image, unlabelled ImageNet image.
+    FileNotFoundError
+        Missing folder or file: the message says where it looked and how to provide the data.
+
+    Warns
+    -----
+    UserWarning
+        ImageNet labels derived from a number of wnids other than 1000 (they differ from torchvision's).
+    """
+    _check_name(name)
+    splits = ("test", "val") if name == "imagenet" else ("train", "test")
+    if split not in splits:
+        raise ValueError(f"split={split!r} is not accepted for {name}; expected one of {splits}")
+    if ground_truth is not None and name != "imagenet":
+        raise ValueError(f"ground_truth={str(ground_truth)!r} is only accepted for imagenet, not {name}")
+    if name == "imagenet":
+        if download:
+            raise ValueError("download=True is not accepted for imagenet: ILSVRC2012 must be obtained from "
+                             "image-net.org; pass data_dir=<the validation folder>")
+        if data_dir is None:
+            raise ValueError("data_dir=None is not accepted for imagenet; pass data_dir=<the ILSVRC2012 "
+                             "validation folder> (wnid subfolders, or flat JPEGs with a ground-truth file)")
+        files, labels = _imagenet_files(Path(data_dir), ground_truth)
+        index = torch.arange(len(files)) if n is None else subset_indices(len(files), n, seed)
+        from tqdm.auto import tqdm
+
+        chosen = tqdm(index.tolist(), desc="decoding ImageNet", disable=None, leave=False)
+        x = torch.stack([_decode_imagenet(files[i]) for i in chosen])
+        return Dataset(x, torch.tensor(labels, dtype=torch.int64)[index], index)
+    root = Path(data_dir) if data_dir is not None else paths.BUILD / "data"
+    if name == "digits":
+        x, y = _digits(split)
+    elif name == "fashion-mnist":
+        x, y = _fashion_mnist(split, root, download)
+    else:
+        x, y = _torchvision(name, split, root, download)
+    index = torch.arange(len(y)) if n is None else subset_indices(len(y), n, seed)
+    return Dataset(x[index].contiguous(), y[index], index)
