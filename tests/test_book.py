@@ -36,9 +36,12 @@ def test_source_header_and_parameters_cell(stem):
 
 
 @pytest.mark.parametrize("stem", STEMS)
-@pytest.mark.parametrize("profile", ["smoke", "default"])
+@pytest.mark.parametrize("profile", book.PROFILES)
 def test_profiles_have_exactly_the_declared_keys(stem, profile):
-    values = yaml.safe_load((paths.PARAMS / profile / f"{stem}.yml").read_text())
+    path = paths.PARAMS / profile / f"{stem}.yml"
+    if profile == "paper" and not path.exists():
+        pytest.skip(f"{stem} needs nothing this machine lacks: no paper profile")
+    values = yaml.safe_load(path.read_text())
     assert set(values) == set(book.parameters(stem))
     book.profile_values(stem, profile)  # types check
 

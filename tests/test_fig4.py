@@ -1,0 +1,73 @@
+"""Fig. 4 chapter: its compute functions, and the paper profile end to end on a synthetic ImageNet."""
+
+from __future__ import annotations
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from rs_repro import book, paths
+from rs_repro.experiments import fig4_certification as ex
+
+
+def test_choose_sigmas_picks_the_closest_cost():
+    sweep = pd.DataFrame({"sigma": [0.1, 0.2, 0.3, 0.4], "majority_accuracy": [0.96, 0.93, 0.87, 0.80]})
+    assert ex.choose_sigmas(sweep, 0.97, [0.03, 0.12]) == [0.2, 0.3]  # costs 0.01, 0.04, 0.10, 0.17
+
+
+def test_certified_accuracy_counts_correct_and_radius():
+    rows = pd.DataFrame({"correct": [1, 1, 0, 1], "radius": [0.0, 0.5, 0.9, 0.2]})
+    curve = ex.certified_accuracy(rows, np.array([0.0, 0.2, 0.5, 0.6]))
+    assert curve.certified_accuracy.tolist() == [0.75, 0.5, 0.25, 0.0]
+
+
+def test_cohen_log_format(tmp_path):
+    rows = pd.DataFrame({"idx": [3, 7], "label": [1, 2], "predict": [1, -1], "radius": [0.123456, 0.0],
+                         "correct": [1, 0], "time": [0.5, 61.25]})
+    text = ex.write_cohen_log(rows, tmp_path / "log.tsv").read_text().splitlines()
+    assert text == ["idx\tlabel\tpredict\tradius\tcorrect\ttime",
+                    "3\t1\t1\t0.123\t1\t0:00:00.500000",
+                    "7\t2\t-1\t0.0\t0\t0:01:01.250000"]
+
+
+@pytest.fixture
+def synthetic_imagenet(tmp_path):
+    """An ImageFolder of random JPEGs (3 classes) and a random-weight ResNet50 state dict."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "val"
+    for wnid in ("n01440764", "n01443537", "n01484850"):
+        (root / wnid).mkdir(parents=True)
+        for i in range(2):
+            pixels = rng.integers(0, 256, size=(240 + 20 * i, 300, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / wnid / f"ILSVRC2012_val_{i:08d}.JPEG")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = torchvision.models.resnet50(weights=None)
+    weights = tmp_path / "resnet50.pth"
+    torch.save(net.state_dict(), weights)
+    return root, weights
+
+
+@pytest.mark.slow
+def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet, tmp_path, monkeypatch):
+    root, weights = synthetic_imagenet
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    monkeypatch.setenv("RS_REPRO_BUILD", str(tmp_path / "build"))
+    overrides = {"data_dir": str(root), "standard_weights": str(weights), "randtrain_weights": str(weights),
+                 "num_images": 2, "sweep_sigmas": [0.05, 0.15], "sweep_n": 2, "n0": 3, "n": 8,
+                 "batch_size": 8, "device": "cpu", "figures_dir": str(tmp_path / "fig"),
+                 "results_dir": str(tmp_path / "results")}
+    page = book.run_chapter("fig4_certification", "paper", overrides, chapters_dir=tmp_path / "chapters")
+    record = nbformat.read(page, as_version=4).metadata["rs_repro"]
+    assert record["profile"] == "paper" and record["parameters"]["dataset"] == "imagenet"
+    assert record["parameters"]["sigmas"] == [0.05, 0.15]
+    logs = sorted((tmp_path / "results" / "fig4_certification").glob("*.tsv"))
+    assert [p.name for p in logs] == ["imagenet-randtrain-sigma0.25.tsv", "imagenet-standard-sigma0.05.tsv",
+                                      "imagenet-standard-sigma0.15.tsv"]
+    table = pd.read_csv(logs[1], sep="\t")
+    assert list(table.columns) == ["idx", "label", "predict", "radius", "correct", "time"] and len(table) == 2
+    assert (tmp_path / "fig" / "fig4_certification.pdf").exists()
