@@ -36,6 +36,7 @@ import scipy.stats
 import torch
 
 from . import theory
+from .attacks.oracle import Oracle
 
 __all__ = ["ABSTAIN", "AlwaysAbstainWarning", "Smooth"]
 
@@ -452,6 +453,77 @@ class Smooth:
         radii = np.where(certified, theory.certified_radius(p_lower, self.sigma), 0.0)
         labels = np.where(certified, c_a.cpu().numpy(), ABSTAIN)
         return torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(radii.astype(np.float64))
+
+
+    # -- the attacked classifier of the paper: a query oracle, and the check of eq. (4) ----------------
+
+    def oracle(self, n: int, pa: float | None = None, *, max_queries: int, batch_size: int = 1000,
+               generator: torch.Generator | None = None) -> Oracle:
+        """A query oracle on g_{sigma,n} for decision-based attacks (ICASSP 2022, sections 3.4 and 4).
+
+        Each query is one vote of n fresh noisy micro-decisions (n base-model forward passes). Without
+        ``pa`` a query is adversarial when the majority vote g_{sigma,n} differs from the label; with
+        ``pa``, when at least ceil(n * pa) of the n micro-decisions are wrong, the paper's accelerated
+        rule (:func:`rs_repro.theory.votes_needed`), which is stricter than eq. (4) (see the theory chapter).
+
+        Parameters
+        ----------
+        n : int
+            Micro-decisions per query (>= 1).
+        pa : float, optional
+            Level P_a in (0, 1] of the accelerated rule.
+        max_queries : int
+            Per-image query budget.
+        batch_size : int
+            Largest batch of noisy inputs per forward pass.
+        generator : torch.Generator, optional
+            Source of the noise; default: this object's generator.
+
+        Returns
+        -------
+        rs_repro.attacks.Oracle
+        """
+        n = _check_int("n", n, 1)
+        needed = None if pa is None else int(theory.votes_needed(n, pa))
+
+        def decide(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+            counts = self.counts(xs, n, batch_size, generator=generator)
+            if needed is None:
+                return counts.argmax(dim=1) != ys
+            return n - counts.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
+
+        return Oracle(self.base_classifier, max_queries, decide=decide, passes_per_query=n,
+                      batch_size=max(1, batch_size // n))
+
+    def verify(self, xs: torch.Tensor, ys: torch.Tensor, n: int, repeats: int, alpha: float = 0.05,
+               batch_size: int = 1000, *, generator: torch.Generator | None = None) -> tuple[np.ndarray, ...]:
+        """Estimate P[g_{sigma,n}(x) != y] of eq. (4) from ``repeats`` independent votes per input.
+
+        Parameters
+        ----------
+        xs : torch.Tensor, shape [B, C, H, W]
+            Candidate adversarial examples.
+        ys : torch.Tensor, shape [B]
+            True labels.
+        n : int
+            Micro-decisions per vote.
+        repeats : int
+            Independent votes per input (each with n fresh draws).
+        alpha : float
+            The interval is two-sided Clopper-Pearson at confidence 1 - alpha.
+
+        Returns
+        -------
+        p_hat, lower, upper : numpy.ndarray, shape [B] each
+            Fraction of wrong votes and its confidence interval.
+        """
+        xs = _check_images("xs", xs, 4, "[B, C, H, W]")
+        repeats = _check_int("repeats", repeats, 1)
+        alpha = _check_alpha(alpha)
+        votes = self.vote(xs.repeat_interleave(repeats, dim=0), n, batch_size, generator=generator)
+        wrong = (votes.view(len(xs), repeats).cpu() != ys.cpu().view(-1, 1)).sum(1).numpy()
+        lower, upper = theory.clopper_pearson(wrong, np.full_like(wrong, repeats), alpha)
+        return wrong / repeats, np.asarray(lower), np.asarray(upper)
 
 
 def _add_images(noisy: torch.Tensor, flat: torch.Tensor, start: int, stop: int, n: int) -> None:

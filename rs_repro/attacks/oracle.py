@@ -1,0 +1,190 @@
+"""The query oracle: the one door every decision-based attack goes through.
+
+Decision-based attacks (HSJA, SurFree, RayS) only see whether a query is adversarial. The oracle answers
+that question for a batch of rows, each row belonging to one of the B images under attack, and keeps the
+books the reference implementations do not keep (``attacks.md``): one query per row and per image,
+initialisation, checks and final searches included; a hard per-image budget (an exhausted image is never
+sent to the model again); the number of base-model forward passes (n per query under smoothing); each
+image's best adversarial so far; and a history (query index, l2, l-inf, verdict) from which one run gives
+the distortion at every budget.
+
+Under randomized smoothing the attacked classifier is the random majority vote g_{sigma,n} of Maho, Furon
+and Le Merrer (ICASSP 2022, section 3), see :meth:`rs_repro.smoothing.Smooth.oracle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+#: ``decide(xs, ys) -> bool [m]``: whether each row of ``xs`` [m, C, H, W] is adversarial for label ``ys`` [m].
+Decision = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Oracle:
+    """Counted, budgeted access to a classifier for B images under attack.
+
+    Parameters
+    ----------
+    model : callable
+        Maps inputs [m, C, H, W] in [0, 1] to logits [m, K]; a row is adversarial when its argmax differs
+        from the image's label. Ignored for the decision when ``decide`` is given.
+    max_queries : int
+        Hard budget per image (>= 1).
+    decide : callable, optional
+        ``decide(xs, ys) -> bool [m]``, replacing the argmax rule (the smoothed oracles use it).
+    passes_per_query : int, default 1
+        Base-model forward passes one query costs (n under smoothing).
+    batch_size : int, default 1000
+        Largest number of rows given to ``decide`` at once.
+
+    Notes
+    -----
+    Call :meth:`start` with the images and labels, then :meth:`is_adversarial` with query rows and the
+    index (into the started batch) of the image each row belongs to.
+    """
+
+    def __init__(self, model: Callable[[torch.Tensor], torch.Tensor] | None, max_queries: int, *,
+                 decide: Decision | None = None, passes_per_query: int = 1, batch_size: int = 1000) -> None:
+        for name, value in (("max_queries", max_queries), ("passes_per_query", passes_per_query),
+                            ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if decide is None and model is None:
+            raise ValueError("Oracle needs a model or a decide function, got neither")
+        self.model = model
+        self.max_queries = max_queries
+        self.passes_per_query = passes_per_query
+        self.batch_size = batch_size
+        self._decide = decide if decide is not None else self._argmax_decision
+        self.x0: torch.Tensor | None = None
+
+    @torch.inference_mode()
+    def _argmax_decision(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        return self.model(xs).argmax(1) != ys
+
+    def start(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Bind the B images ``x`` [B, C, H, W] and labels ``y`` [B]; reset every counter and record."""
+        if x.dim() != 4 or y.shape != (x.shape[0],):
+            raise ValueError(f"x must be [B, C, H, W] and y [B], got {tuple(x.shape)} and {tuple(y.shape)}")
+        batch = x.shape[0]
+        self.x0 = x.detach().clone()
+        self.y = y.detach().clone()
+        self.queries = torch.zeros(batch, dtype=torch.int64)
+        self.best_x = self.x0.clone()
+        self.best_l2 = torch.full((batch,), float("inf"), dtype=torch.float64)
+        self.best_linf = torch.full((batch,), float("inf"), dtype=torch.float64)
+        self._history: list[tuple[torch.Tensor, ...]] = []
+
+    @property
+    def forward_passes(self) -> torch.Tensor:
+        """Base-model forward passes spent per image, int64 [B]."""
+        return self.queries * self.passes_per_query
+
+    @property
+    def remaining(self) -> torch.Tensor:
+        """Queries left per image, int64 [B]."""
+        return self.max_queries - self.queries
+
+    def active(self, images: torch.Tensor | None = None) -> torch.Tensor:
+        """Whether each image (all B, or those indexed by ``images``) has budget left, bool."""
+        alive = self.queries < self.max_queries
+        return alive if images is None else alive[images.cpu()]
+
+    def distances(self, xs: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """l2 and l-inf distances of rows ``xs`` to their original images, float64 [m] each."""
+        delta = (xs.detach() - self.x0[images.cpu()].to(xs.device)).flatten(1).double()
+        return delta.norm(dim=1).cpu(), delta.abs().amax(dim=1).cpu()
+
+    def is_adversarial(self, xs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Answer one query per row: is ``xs[i]`` adversarial for image ``images[i]``?
+
+        Parameters
+        ----------
+        xs : torch.Tensor, shape [m, C, H, W]
+            Query points.
+        images : torch.Tensor, shape [m], int64
+            Index of each row's image in the started batch.
+
+        Returns
+        -------
+        torch.Tensor, shape [m], bool, on the CPU
+            The verdicts. Rows beyond an image's remaining budget (counting the rows of this call in
+            order) are not sent to the model, not counted, and answered ``False``; ``last_counted``
+            tells which rows were counted.
+        """
+        if self.x0 is None:
+            raise RuntimeError("call Oracle.start(x, y) before is_adversarial")
+        images = images.cpu().long()
+        if xs.shape[0] != images.shape[0] or xs.shape[1:] != self.x0.shape[1:]:
+            raise ValueError(f"xs must be [m, {', '.join(map(str, self.x0.shape[1:]))}] with one image index per "
+                             f"row, got xs {tuple(xs.shape)} and images {tuple(images.shape)}")
+        m = images.shape[0]
+        # Rank of each row among the rows of its image in this call, to cut at the remaining budget.
+        order = torch.argsort(images, stable=True)
+        per_image = torch.bincount(images, minlength=len(self.queries))
+        starts = torch.cumsum(per_image, 0) - per_image
+        rank = torch.empty(m, dtype=torch.int64)
+        rank[order] = torch.arange(m) - starts[images[order]]
+        allowed = rank < self.remaining[images]
+        self.last_counted = allowed
+        verdict = torch.zeros(m, dtype=torch.bool)
+        rows = allowed.nonzero().squeeze(1)
+        for start in range(0, len(rows), self.batch_size):
+            block = rows[start:start + self.batch_size]
+            dev = block.to(xs.device)
+            verdict[block] = self._decide(xs[dev], self.y[images[block]].to(xs.device)).cpu()
+        query_index = self.queries[images] + rank + 1
+        self.queries += torch.bincount(images[allowed], minlength=len(self.queries))
+        l2, linf = self.distances(xs, images)
+        self._history.append((images[allowed], query_index[allowed], l2[allowed], linf[allowed], verdict[allowed]))
+        self._update_best(xs, images, verdict, l2, linf)
+        return verdict
+
+    def _update_best(self, xs: torch.Tensor, images: torch.Tensor, verdict: torch.Tensor, l2: torch.Tensor,
+                     linf: torch.Tensor) -> None:
+        rows = verdict.nonzero().squeeze(1)
+        if len(rows) == 0:
+            return
+        img, dist = images[rows], l2[rows]
+        best = torch.full_like(self.best_l2, float("inf")).scatter_reduce(0, img, dist, "amin")
+        better = (dist == best[img]) & (dist < self.best_l2[img])
+        rows, img = rows[better], img[better]
+        first = torch.full((len(self.best_l2),), len(rows), dtype=torch.int64)
+        first = first.scatter_reduce(0, img, torch.arange(len(rows)), "amin")  # one winning row per image
+        winners = first[first < len(rows)]
+        rows, img = rows[winners], img[winners]
+        self.best_x[img] = xs[rows.to(xs.device)].detach().to(self.best_x.device, self.best_x.dtype)
+        self.best_l2[img] = l2[rows]
+        self.best_linf[img] = linf[rows]
+
+    def history(self) -> pd.DataFrame:
+        """Every counted query: columns ``image, query, l2, linf, adversarial`` (query = 1-based index)."""
+        columns = ("image", "query", "l2", "linf", "adversarial")
+        if not self._history:
+            return pd.DataFrame({c: [] for c in columns})
+        parts = [torch.cat(p).numpy() for p in zip(*self._history, strict=True)]
+        return pd.DataFrame(dict(zip(columns, parts, strict=True))).sort_values(["image", "query"],
+                                                                                ignore_index=True)
+
+    def best_at(self, budgets: Sequence[int], norm: str = "l2") -> np.ndarray:
+        """Best (smallest) distance of an adversarial query within each budget, per image.
+
+        Returns
+        -------
+        numpy.ndarray, shape [B, len(budgets)]
+            ``inf`` where no adversarial query was made within the budget.
+        """
+        if norm not in ("l2", "linf"):
+            raise ValueError(f"norm must be 'l2' or 'linf', got {norm!r}")
+        out = np.full((len(self.queries), len(budgets)), np.inf)
+        hist = self.history()
+        adv = hist[hist.adversarial.astype(bool)]
+        for image, part in adv.groupby("image"):
+            running = np.minimum.accumulate(part[norm].to_numpy())
+            reached = np.searchsorted(part["query"].to_numpy(), np.asarray(budgets), side="right")
+            out[int(image)] = np.where(reached > 0, running[np.maximum(reached - 1, 0)], np.inf)
+        return out

@@ -1,0 +1,136 @@
+"""The query oracle and the shared bisection: accounting, budgets, best adversarial, exact boundaries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rs_repro.attacks import Oracle, bisect_segment
+from rs_repro.smoothing import Smooth
+
+
+class Linear(nn.Module):
+    """Binary linear classifier on [1, 8, 8]: class 1 where w.x + b > 0; counts the rows it sees."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        w = torch.randn(64, generator=g, dtype=torch.float64)
+        self.w = (w / w.norm()).float()
+        self.b = 0.0
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += len(x)
+        s = x.flatten(1) @ self.w + self.b
+        return torch.stack((-s, s), dim=1)
+
+    def signed_distance(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.w + self.b
+
+
+def _images(model: Linear, distances: list[float]) -> torch.Tensor:
+    """Points of class 0 at the given l2 distances from the hyperplane (w has unit norm, b = 0)."""
+    base = torch.full((64,), 0.5)
+    base -= (base @ model.w) * model.w
+    return torch.stack([base - d * model.w for d in distances]).view(-1, 1, 8, 8)
+
+
+def test_budget_is_hard_and_extra_rows_never_reach_the_model():
+    model = Linear()
+    x = _images(model, [0.3, 0.3])
+    oracle = Oracle(model, max_queries=5)
+    oracle.start(x, torch.zeros(2, dtype=torch.long))
+    rows = torch.cat([x[:1].repeat(7, 1, 1, 1), x[1:].repeat(3, 1, 1, 1)])
+    images = torch.tensor([0] * 7 + [1] * 3)
+    verdict = oracle.is_adversarial(rows, images)
+    assert oracle.queries.tolist() == [5, 3] and model.rows == 8
+    assert oracle.last_counted.tolist() == [True] * 5 + [False] * 2 + [True] * 3
+    assert not verdict[5:7].any()
+    oracle.is_adversarial(rows, images)
+    assert oracle.queries.tolist() == [5, 5] and model.rows == 10
+    assert oracle.active().tolist() == [False, False]
+    assert oracle.forward_passes.tolist() == [5, 5]
+
+
+def test_best_adversarial_history_and_budget_curves():
+    model = Linear()
+    x = _images(model, [0.5])
+    oracle = Oracle(model, max_queries=100)
+    oracle.start(x, torch.zeros(1, dtype=torch.long))
+    steps = [0.2, 0.8, 0.6, 1.5, 0.55, 3.0]  # crossing at 0.5 along -w direction... moves towards +w
+    for t in steps:
+        oracle.is_adversarial(x + t * model.w.view(1, 1, 8, 8), torch.tensor([0]))
+    assert math.isclose(oracle.best_l2.item(), 0.55, rel_tol=1e-5)
+    assert torch.allclose(oracle.best_x, x + 0.55 * model.w.view(1, 1, 8, 8))
+    hist = oracle.history()
+    assert hist["query"].tolist() == list(range(1, 7))
+    assert hist["adversarial"].tolist() == [False, True, True, True, True, True]
+    curve = oracle.best_at([1, 2, 3, 4, 5, 6])[0]
+    assert np.isinf(curve[0]) and np.allclose(curve[1:], [0.8, 0.6, 0.6, 0.55, 0.55], rtol=1e-5)
+    assert np.all(np.diff(curve[1:]) <= 0)
+
+
+@pytest.mark.parametrize("distance", [0.05, 0.3, 1.0])
+def test_bisection_finds_the_hyperplane_within_tolerance(distance):
+    model = Linear(seed=1)
+    x = _images(model, [distance, 2 * distance])
+    y = torch.zeros(2, dtype=torch.long)
+    far = x + 4 * distance * model.w.view(1, 1, 8, 8)
+    oracle = Oracle(model, max_queries=1000)
+    oracle.start(x, y)
+    result = bisect_segment(oracle, x, far, torch.arange(2), tol=1e-4)
+    found = (result.x - x).flatten(1).norm(dim=1)
+    assert torch.allclose(found, torch.tensor([distance, 2 * distance]), atol=2e-4)
+    assert (model.signed_distance(result.x) >= 0).all()  # the adversarial end is kept
+    assert result.queries.tolist() == oracle.queries.tolist()
+    assert oracle.queries.max() <= math.ceil(math.log2(4 * 2 * distance / 1e-4)) + 1
+
+
+def test_bisection_stops_when_the_budget_runs_out():
+    model = Linear()
+    x = _images(model, [0.3])
+    oracle = Oracle(model, max_queries=4)
+    oracle.start(x, torch.zeros(1, dtype=torch.long))
+    result = bisect_segment(oracle, x, x + model.w.view(1, 1, 8, 8), torch.tensor([0]), tol=1e-9)
+    assert oracle.queries.item() == 4 and result.queries.item() == 4
+    assert model.signed_distance(result.x).item() >= 0
+
+
+@pytest.mark.parametrize("pa", [None, 0.5, 0.8])
+def test_smoothed_oracle_counts_forward_passes_and_never_hangs_at_n_1(pa):
+    model = Linear()
+    x = _images(model, [0.0, 0.0, 0.0])  # on the boundary: answers are coin flips
+    smooth = Smooth(model, 2, 0.25, seed=3)
+    oracle = smooth.oracle(1 if pa is None else 10, pa, max_queries=30)
+    oracle.start(x, torch.zeros(3, dtype=torch.long))
+    result = bisect_segment(oracle, x, x + model.w.view(1, 1, 8, 8), torch.arange(3), tol=1e-12, max_steps=200)
+    assert oracle.queries.tolist() == [30, 30, 30]
+    assert model.rows == 90 * oracle.passes_per_query
+    assert torch.isfinite(result.high).all()
+
+
+def test_accelerated_rule_is_stricter_than_the_majority():
+    model = Linear()
+    x = _images(model, [-0.05] * 200)  # just on the adversarial side: pi1 = Phi(0.2) = 0.58
+    y = torch.zeros(200, dtype=torch.long)
+    smooth = Smooth(model, 2, 0.25, seed=0)
+    rates = {}
+    for pa in (None, 0.8):
+        oracle = smooth.oracle(10, pa, max_queries=1)
+        oracle.start(x, y)
+        rates[pa] = oracle.is_adversarial(x, torch.arange(200)).double().mean().item()
+    assert rates[0.8] < rates[None]
+
+
+def test_verify_estimates_the_probability_of_eq4():
+    model = Linear()
+    x = _images(model, [-1.0, 1.0])  # deep on the adversarial side, deep on the clean side
+    smooth = Smooth(model, 2, 0.25, seed=0)
+    p_hat, lower, upper = smooth.verify(x, torch.zeros(2, dtype=torch.long), n=10, repeats=200)
+    assert p_hat.tolist() == [1.0, 0.0]
+    assert lower[0] > 0.95 and upper[1] < 0.05
