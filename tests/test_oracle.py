@@ -67,6 +67,10 @@ def test_best_adversarial_history_and_budget_curves():
         oracle.is_adversarial(x + t * model.w.view(1, 1, 8, 8), torch.tensor([0]))
     assert math.isclose(oracle.best_l2.item(), 0.55, rel_tol=1e-5)
     assert torch.allclose(oracle.best_x, x + 0.55 * model.w.view(1, 1, 8, 8))
+    result = oracle.result()
+    assert result.success.tolist() == [True] and result.queries.tolist() == [6]
+    assert math.isclose(result.linf.item(), 0.55 * model.w.abs().max().item(), rel_tol=1e-5)
+    assert math.isclose(result.best_linf.item(), result.linf.item(), rel_tol=1e-6)  # same point along one ray
     hist = oracle.history()
     assert hist["query"].tolist() == list(range(1, 7))
     assert hist["adversarial"].tolist() == [False, True, True, True, True, True]

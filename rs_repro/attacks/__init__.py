@@ -1,6 +1,6 @@
 """Decision-based attacks under randomized smoothing: one query oracle, one bisection, HSJA, SurFree, RayS."""
 
 from .bisection import Bisection, bisect, bisect_segment
-from .oracle import Oracle
+from .oracle import AttackResult, Oracle
 
-__all__ = ["Bisection", "Oracle", "bisect", "bisect_segment"]
+__all__ = ["AttackResult", "Bisection", "Oracle", "bisect", "bisect_segment"]

@@ -15,6 +15,7 @@ and Le Merrer (ICASSP 2022, section 3), see :meth:`rs_repro.smoothing.Smooth.ora
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,37 @@ import torch
 
 #: ``decide(xs, ys) -> bool [m]``: whether each row of ``xs`` [m, C, H, W] is adversarial for label ``ys`` [m].
 Decision = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns for B images: the oracle's books at the end of the run.
+
+    Attributes
+    ----------
+    x_adv : torch.Tensor, shape [B, C, H, W]
+        Best adversarial query in l2 (the original image where none was found).
+    l2, linf : torch.Tensor, shape [B], float64
+        Its l2 and l-inf distortions (inf where none was found).
+    x_adv_linf, best_linf : torch.Tensor
+        Best adversarial query in l-inf, [B, C, H, W], and its l-inf distortion [B].
+    success : torch.Tensor, shape [B], bool
+        Whether some query was adversarial.
+    queries, forward_passes : torch.Tensor, shape [B], int64
+        Queries made and base-model forward passes spent per image.
+    history : pandas.DataFrame
+        Every query: ``image, query, l2, linf, adversarial``.
+    """
+
+    x_adv: torch.Tensor
+    l2: torch.Tensor
+    linf: torch.Tensor
+    x_adv_linf: torch.Tensor
+    best_linf: torch.Tensor
+    success: torch.Tensor
+    queries: torch.Tensor
+    forward_passes: torch.Tensor
+    history: pd.DataFrame
 
 
 class Oracle:
@@ -76,7 +108,9 @@ class Oracle:
         self.queries = torch.zeros(batch, dtype=torch.int64)
         self.best_x = self.x0.clone()
         self.best_l2 = torch.full((batch,), float("inf"), dtype=torch.float64)
+        self.best_x_linf = self.x0.clone()
         self.best_linf = torch.full((batch,), float("inf"), dtype=torch.float64)
+        self.linf_of_best_l2 = torch.full((batch,), float("inf"), dtype=torch.float64)
         self._history: list[tuple[torch.Tensor, ...]] = []
 
     @property
@@ -141,25 +175,37 @@ class Oracle:
         self.queries += torch.bincount(images[allowed], minlength=len(self.queries))
         l2, linf = self.distances(xs, images)
         self._history.append((images[allowed], query_index[allowed], l2[allowed], linf[allowed], verdict[allowed]))
-        self._update_best(xs, images, verdict, l2, linf)
+        self._update_best(xs, images, verdict, l2, self.best_l2, self.best_x, (self.linf_of_best_l2, linf))
+        self._update_best(xs, images, verdict, linf, self.best_linf, self.best_x_linf)
         return verdict
 
-    def _update_best(self, xs: torch.Tensor, images: torch.Tensor, verdict: torch.Tensor, l2: torch.Tensor,
-                     linf: torch.Tensor) -> None:
+    @staticmethod
+    def _update_best(xs: torch.Tensor, images: torch.Tensor, verdict: torch.Tensor, dist: torch.Tensor,
+                     best: torch.Tensor, best_x: torch.Tensor,
+                     also: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Where an adversarial row beats ``best`` [B] for its image, store it (and ``also``'s value)."""
         rows = verdict.nonzero().squeeze(1)
         if len(rows) == 0:
             return
-        img, dist = images[rows], l2[rows]
-        best = torch.full_like(self.best_l2, float("inf")).scatter_reduce(0, img, dist, "amin")
-        better = (dist == best[img]) & (dist < self.best_l2[img])
+        img, d = images[rows], dist[rows]
+        lowest = torch.full_like(best, float("inf")).scatter_reduce(0, img, d, "amin")
+        better = (d == lowest[img]) & (d < best[img])
         rows, img = rows[better], img[better]
-        first = torch.full((len(self.best_l2),), len(rows), dtype=torch.int64)
+        first = torch.full((len(best),), len(rows), dtype=torch.int64)
         first = first.scatter_reduce(0, img, torch.arange(len(rows)), "amin")  # one winning row per image
         winners = first[first < len(rows)]
         rows, img = rows[winners], img[winners]
-        self.best_x[img] = xs[rows.to(xs.device)].detach().to(self.best_x.device, self.best_x.dtype)
-        self.best_l2[img] = l2[rows]
-        self.best_linf[img] = linf[rows]
+        best_x[img] = xs[rows.to(xs.device)].detach().to(best_x.device, best_x.dtype)
+        best[img] = dist[rows]
+        if also is not None:
+            also[0][img] = also[1][rows]
+
+    def result(self) -> AttackResult:
+        """The books as an :class:`AttackResult` (what every attack returns)."""
+        return AttackResult(x_adv=self.best_x.clone(), l2=self.best_l2.clone(), linf=self.linf_of_best_l2.clone(),
+                            x_adv_linf=self.best_x_linf.clone(), best_linf=self.best_linf.clone(),
+                            success=torch.isfinite(self.best_l2), queries=self.queries.clone(),
+                            forward_passes=self.forward_passes.clone(), history=self.history())
 
     def history(self) -> pd.DataFrame:
         """Every counted query: columns ``image, query, l2, linf, adversarial`` (query = 1-based index)."""
