@@ -457,7 +457,7 @@ class Smooth:
 
     # -- the attacked classifier of the paper: a query oracle, and the check of eq. (4) ----------------
 
-    def oracle(self, n: int, pa: float | None = None, *, max_queries: int, batch_size: int = 1000,
+    def oracle(self, n: int, pa: float | None = None, *, max_queries: int, batch_size: int = 10_000,
                generator: torch.Generator | None = None) -> Oracle:
         """A query oracle on g_{sigma,n} for decision-based attacks (ICASSP 2022, sections 3.4 and 4).
 
@@ -492,8 +492,8 @@ class Smooth:
                 return counts.argmax(dim=1) != ys
             return n - counts.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
 
-        return Oracle(self.base_classifier, max_queries, decide=decide, passes_per_query=n,
-                      batch_size=max(1, batch_size // n))
+        # decide() takes any number of rows: counts() already bounds each forward pass by batch_size.
+        return Oracle(self.base_classifier, max_queries, decide=decide, passes_per_query=n, batch_size=4096)
 
     def verify(self, xs: torch.Tensor, ys: torch.Tensor, n: int, repeats: int, alpha: float = 0.05,
                batch_size: int = 1000, *, generator: torch.Generator | None = None) -> tuple[np.ndarray, ...]:

@@ -2,5 +2,6 @@
 
 from .bisection import Bisection, bisect, bisect_segment
 from .oracle import AttackResult, Oracle
+from .rays import rays
 
-__all__ = ["AttackResult", "Bisection", "Oracle", "bisect", "bisect_segment"]
+__all__ = ["AttackResult", "Bisection", "Oracle", "bisect", "bisect_segment", "rays"]
