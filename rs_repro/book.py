@@ -14,6 +14,7 @@ import ast
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
 import shlex
@@ -249,6 +250,10 @@ def _failing_cell(nb_path: Path, stem: str) -> str:
     return "no cell recorded an error"
 
 
+def _drop_unknown_parameter_warnings(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Passed unknown parameter")
+
+
 def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] | None = None, *,
                 timeout: int = 3600, chapters_dir: Path | None = None) -> Path:
     """Execute chapter ``stem`` with a profile and overrides, and publish it atomically.
@@ -295,6 +300,9 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     log.unlink(missing_ok=True)
     env_before = os.environ.get(cache.RUN_LOG_ENV)
     os.environ[cache.RUN_LOG_ENV] = str(log)
+    # The parameters were validated above; papermill's own parser misreads annotated defaults such as
+    # `sigmas: list[float] = []` and would warn "Passed unknown parameter" for them.
+    logging.getLogger("papermill").addFilter(_drop_unknown_parameter_warnings)
     start = time.perf_counter()
     try:
         papermill.execute_notebook(staging, executed, parameters=values, kernel_name=KERNEL,
