@@ -15,7 +15,8 @@ def _pyproject() -> dict:
 
 def test_environment_yml_pins_the_same_versions_as_pyproject():
     project = _pyproject()["project"]
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    wanted = set(project["dependencies"]) | set(extras["dev"]) | set(extras["bench"])
     env = yaml.safe_load((paths.ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert set(pip_section) - {"-e ."} == wanted

@@ -1,7 +1,8 @@
 """Decision-based attacks under randomized smoothing: one query oracle, one bisection, HSJA, SurFree, RayS."""
 
 from .bisection import Bisection, bisect, bisect_segment
+from .hsja import hsja
 from .oracle import AttackResult, Oracle
 from .rays import rays
 
-__all__ = ["AttackResult", "Bisection", "Oracle", "bisect", "bisect_segment", "rays"]
+__all__ = ["AttackResult", "Bisection", "Oracle", "bisect", "bisect_segment", "hsja", "rays"]
