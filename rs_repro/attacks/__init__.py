@@ -4,5 +4,6 @@ from .bisection import Bisection, bisect, bisect_segment
 from .hsja import hsja
 from .oracle import AttackResult, Oracle
 from .rays import rays
+from .surfree import surfree
 
-__all__ = ["AttackResult", "Bisection", "Oracle", "bisect", "bisect_segment", "hsja", "rays"]
+__all__ = ["AttackResult", "Bisection", "Oracle", "bisect", "bisect_segment", "hsja", "rays", "surfree"]
