@@ -78,3 +78,7 @@ def fig4_readings() -> pd.DataFrame:
         {"model": "RandTrain/RS", "sigma": 0.25, "clean_accuracy": None, "smoothed_accuracy": 0.63,
          "last_radius": 0.80},
     ])
+
+
+#: "distortions ... at least 30 times larger than the certified robustness" (section 4 of the paper).
+DISTORTION_OVER_RADIUS = 30

@@ -1,0 +1,119 @@
+"""Compute functions of the ``fig5_attacks`` chapter: Fig. 5 of the paper.
+
+Three decision-based attacks (HSJA, SurFree, RayS) against the undefended model, the standard model under
+smoothing at two noise levels with n in {10, 50, 100} micro-decisions and the acceptance levels
+P_a in {0.5, 0.8} (the paper's ceil(n P_a) rule), RandTrain under smoothing, and AdvTrain, all with the
+same per-image query budget (2,000 in the paper). One row per attacked image records its distortions, its
+queries and forward passes, and its best distortion at several budgets (from the oracle's history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import seeds
+from ..attacks import AttackResult, Oracle, hsja, rays, surfree
+from ..smoothing import Smooth
+
+#: The attacks of the paper, by the names its Fig. 5 uses.
+ATTACKS: dict[str, Callable[..., AttackResult]] = {"HSJA": hsja, "SurFree": surfree, "RayS": rays}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One attacked classifier of Fig. 5.
+
+    ``model`` names the base model (``standard``, ``randtrain`` or ``advtrain``); ``sigma`` is ``None``
+    without smoothing; ``n`` and ``pa`` are the votes per query and the acceptance level of the smoothed
+    oracle (``pa=None``: the plain majority vote).
+    """
+
+    model: str
+    sigma: float | None = None
+    n: int | None = None
+    pa: float | None = None
+
+    @property
+    def label(self) -> str:
+        if self.sigma is None:
+            return self.model
+        rule = f", Pa={self.pa:g}" if self.pa is not None else ""
+        return f"{self.model}/RS sigma={self.sigma:g}, n={self.n}{rule}"
+
+
+def grid(sigmas: Sequence[float], ns: Sequence[int], pas: Sequence[float], randtrain_sigma: float,
+         randtrain_ns: Sequence[int]) -> list[Target]:
+    """The classifiers of Fig. 5: undefended, smoothed standard, smoothed RandTrain, AdvTrain."""
+    targets = [Target("standard")]
+    targets += [Target("standard", s, n, pa) for s in sigmas for n in ns for pa in pas]
+    targets += [Target("randtrain", randtrain_sigma, n, pa) for n in randtrain_ns for pa in pas]
+    return targets + [Target("advtrain")]
+
+
+def make_oracle(target: Target, model: nn.Module, num_classes: int, max_queries: int,
+                generator: torch.Generator) -> Oracle:
+    """The oracle an attack queries for ``target``: the base model, or g_{sigma,n} with the P_a rule."""
+    if target.sigma is None:
+        return Oracle(model, max_queries)
+    return Smooth(model, num_classes, target.sigma).oracle(target.n, target.pa, max_queries=max_queries,
+                                                          generator=generator)
+
+
+def vote_accuracy(target: Target, model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor,
+                  seed: int, batch_size: int = 10_000) -> float:
+    """Clean accuracy of the attacked classifier: the base model, or the majority vote g_{sigma,n}."""
+    device = next(model.parameters()).device
+    if target.sigma is None:
+        with torch.inference_mode():
+            labels = torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
+                                for i in range(0, len(x), batch_size)])
+    else:
+        labels = Smooth(model, num_classes, target.sigma).vote(
+            x.to(device), target.n, batch_size,
+            generator=seeds.generator(seed, "accuracy", target.label, device=device)).cpu()
+    return float((labels == y).double().mean())
+
+
+def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int, x: torch.Tensor,
+                y: torch.Tensor, index: torch.Tensor, units: Sequence[int], *, max_queries: int,
+                budgets: Sequence[int], verify_repeats: int, seed: int) -> pd.DataFrame:
+    """Run ``attack`` on the images at positions ``units`` (one batch) against ``target``.
+
+    The attack and the oracle draw from generators seeded by the seed, the target, the attack and the
+    first unit of the batch, so a resumed run recomputes a batch exactly. Under smoothing an answer
+    "adversarial" may be luck, so the best adversarial query of each image is checked afterwards with
+    ``verify_repeats`` fresh votes: ``verified`` estimates P[g_{sigma,n}(x_adv) != y], the level of
+    eq. (4) (1 or 0 without smoothing).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image: ``unit, idx, label, attack, target, success, l2, linf, best_linf, queries,
+        forward_passes, verified`` and ``l2_at_<q>`` for each budget q (inf where not yet adversarial).
+    """
+    device = next(model.parameters()).device
+    block = torch.as_tensor(list(units))
+    key = (target.label, attack, int(block[0]))
+    oracle = make_oracle(target, model, num_classes, max_queries,
+                         seeds.generator(seed, "oracle", *key, device=device))
+    result = ATTACKS[attack](oracle, x[block].to(device), y[block].to(device), seed=seeds.derive_seed(seed, *key))
+    curves = oracle.best_at(budgets)
+    if target.sigma is None:
+        verified = result.success.double().numpy()
+    else:
+        smooth = Smooth(model, num_classes, target.sigma)
+        verified = smooth.verify(result.x_adv.to(device), y[block].to(device), target.n, verify_repeats,
+                                 generator=seeds.generator(seed, "verify", *key, device=device))[0]
+    rows = pd.DataFrame({"unit": block.numpy(), "idx": index[block].numpy(), "label": y[block].numpy(),
+                         "attack": attack, "target": target.label, "success": result.success.numpy(),
+                         "l2": result.l2.numpy(), "linf": result.linf.numpy(),
+                         "best_linf": result.best_linf.numpy(), "queries": result.queries.numpy(),
+                         "forward_passes": result.forward_passes.numpy(), "verified": verified})
+    for j, q in enumerate(budgets):
+        rows[f"l2_at_{q}"] = curves[:, j]
+    return rows
