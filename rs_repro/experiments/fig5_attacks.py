@@ -45,6 +45,14 @@ class Target:
         rule = f", Pa={self.pa:g}" if self.pa is not None else ""
         return f"{self.model}/RS sigma={self.sigma:g}, n={self.n}{rule}"
 
+    @property
+    def slug(self) -> str:
+        """The label as a file-name part, e.g. ``standard-rs0.35-n10-pa0.8``."""
+        if self.sigma is None:
+            return self.model
+        rule = f"-pa{self.pa:g}" if self.pa is not None else ""
+        return f"{self.model}-rs{self.sigma:g}-n{self.n}{rule}"
+
 
 def grid(sigmas: Sequence[float], ns: Sequence[int], pas: Sequence[float], randtrain_sigma: float,
          randtrain_ns: Sequence[int]) -> list[Target]:

@@ -1,0 +1,68 @@
+"""Fig. 5 chapter: the grid of attacked classifiers and one batch of attacks, checked on a linear model."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rs_repro.experiments import fig5_attacks as ex
+
+
+class Linear(nn.Module):
+    """Ten-class-shaped linear model: class 1 where w.x > 0.3, class 0 elsewhere (the other logits -inf)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = torch.randn(64, generator=torch.Generator().manual_seed(0))
+        self.w = nn.Parameter(w / w.norm(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.flatten(1) @ self.w - 0.3
+        logits = torch.full((len(x), 10), -1e9)
+        logits[:, 0], logits[:, 1] = -s, s
+        return logits
+
+
+def _images(model: Linear, distances: list[float]) -> torch.Tensor:
+    base = torch.full((64,), 0.5)
+    base -= (base @ model.w - 0.3) * model.w
+    return torch.stack([base - d * model.w for d in distances]).view(-1, 1, 8, 8)
+
+
+def test_grid_matches_the_paper_layout():
+    targets = ex.grid([0.05, 0.15], [10, 50, 100], [0.5, 0.8], 0.25, [10])
+    assert len(targets) == 1 + 2 * 3 * 2 + 2 + 1
+    assert len({t.label for t in targets}) == len(targets) == len({t.slug for t in targets})
+    assert all(re.fullmatch(r"[a-z0-9.-]+", t.slug) for t in targets)  # safe as file names
+    assert targets[0] == ex.Target("standard") and targets[-1] == ex.Target("advtrain")
+
+
+@pytest.mark.parametrize("attack", sorted(ex.ATTACKS))
+def test_attack_rows_without_smoothing(attack):
+    model = Linear()
+    distances = [0.2, 0.4]
+    x = _images(model, distances)
+    y = torch.zeros(2, dtype=torch.long)
+    kwargs = {"max_queries": 300, "budgets": [50, 300], "verify_repeats": 5, "seed": 0}
+    rows = ex.attack_rows(ex.Target("standard"), attack, model, 10, x, y, torch.tensor([7, 9]), [0, 1], **kwargs)
+    assert rows.idx.tolist() == [7, 9] and rows.success.all() and (rows.verified == 1.0).all()
+    assert (rows.l2 >= np.array(distances) * (1 - 1e-5)).all()
+    assert (rows.queries <= 300).all() and (rows.forward_passes == rows.queries).all()
+    assert (rows.l2_at_300 <= rows.l2_at_50).all() and np.allclose(rows.l2_at_300, rows.l2)
+    again = ex.attack_rows(ex.Target("standard"), attack, model, 10, x, y, torch.tensor([7, 9]), [0, 1], **kwargs)
+    assert rows.equals(again)
+
+
+def test_attack_rows_under_smoothing_verifies_eq4():
+    model = Linear()
+    x = _images(model, [0.3])
+    target = ex.Target("standard", sigma=0.1, n=10, pa=0.8)
+    rows = ex.attack_rows(target, "RayS", model, 10, x, torch.zeros(1, dtype=torch.long), torch.tensor([0]), [0],
+                          max_queries=200, budgets=[200], verify_repeats=50, seed=1)
+    assert (rows.forward_passes == 10 * rows.queries).all() and rows.queries.item() <= 200
+    assert 0.0 <= rows.verified.item() <= 1.0
+    assert 0.0 <= ex.vote_accuracy(target, model, 10, x, torch.zeros(1, dtype=torch.long), seed=0) <= 1.0
