@@ -250,8 +250,8 @@ def _failing_cell(nb_path: Path, stem: str) -> str:
     return "no cell recorded an error"
 
 
-def _drop_unknown_parameter_warnings(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("Passed unknown parameter")
+def _drop_parameter_parsing_warnings(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(("Passed unknown parameter", "Unable to parse line"))
 
 
 def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] | None = None, *,
@@ -301,8 +301,9 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     env_before = os.environ.get(cache.RUN_LOG_ENV)
     os.environ[cache.RUN_LOG_ENV] = str(log)
     # The parameters were validated above; papermill's own parser misreads annotated defaults such as
-    # `sigmas: list[float] = []` and would warn "Passed unknown parameter" for them.
-    logging.getLogger("papermill").addFilter(_drop_unknown_parameter_warnings)
+    # `sigmas: list[float] = []` and would warn "Unable to parse line" and "Passed unknown parameter".
+    for name in ("papermill", "papermill.translators"):
+        logging.getLogger(name).addFilter(_drop_parameter_parsing_warnings)
     start = time.perf_counter()
     try:
         papermill.execute_notebook(staging, executed, parameters=values, kernel_name=KERNEL,

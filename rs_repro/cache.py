@@ -26,11 +26,17 @@ from . import paths
 RUN_LOG_ENV = "RS_REPRO_RUN_LOG"
 
 
+#: Modules that run chapters but compute no result; editing them does not invalidate the cache.
+PIPELINE_MODULES = ("book.py", "cli.py")
+
+
 @lru_cache(maxsize=1)
 def source_digest() -> str:
-    """sha256 of every ``.py`` file of the package (relative path and bytes), in sorted order."""
+    """sha256 of the package's ``.py`` files (relative path and bytes, sorted), but the pipeline modules."""
     h = hashlib.sha256()
     for path in sorted(paths.PACKAGE.rglob("*.py")):
+        if path.relative_to(paths.PACKAGE).as_posix() in PIPELINE_MODULES:
+            continue
         h.update(path.relative_to(paths.PACKAGE).as_posix().encode())
         h.update(b"\0")
         h.update(path.read_bytes())
