@@ -5,28 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from linear import Linear, images_at
 from torch import nn
 
 from rs_repro.attacks import Oracle
 from rs_repro.attacks.hsja import _gradient, hsja
 from rs_repro.smoothing import Smooth
-
-
-class Linear(nn.Module):
-    """Binary linear classifier on [1, 8, 8]: class 1 where w.x + b > 0; counts the rows it sees."""
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        w = torch.randn(64, generator=g, dtype=torch.float64)
-        self.w = (w / w.norm()).float()
-        self.b = 0.0
-        self.rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows += len(x)
-        s = x.flatten(1) @ self.w + self.b
-        return torch.stack((-s, s), dim=1)
 
 
 class Constant(nn.Module):
@@ -41,11 +25,6 @@ class Constant(nn.Module):
         return torch.stack((torch.ones(len(x)), torch.zeros(len(x))), dim=1)
 
 
-def _images(model: Linear, distances: list[float]) -> torch.Tensor:
-    """Class-0 points at the given l2 distances from the hyperplane, well inside [0, 1] (w has unit norm)."""
-    base = torch.full((64,), 0.5)
-    base -= (base @ model.w) * model.w
-    return torch.stack([base - d * model.w for d in distances]).view(-1, 1, 8, 8)
 
 
 def _labels(b: int) -> torch.Tensor:
@@ -55,7 +34,7 @@ def _labels(b: int) -> torch.Tensor:
 def test_converges_to_the_hyperplane_with_a_non_increasing_best():
     model = Linear(seed=1)
     distances = [0.15, 0.3]
-    x = _images(model, distances)
+    x = images_at(model, distances)
     oracle = Oracle(model, max_queries=20_000)
     result = hsja(oracle, x, _labels(2), seed=0)
     ratio = result.l2.numpy() / np.array(distances)
@@ -71,7 +50,7 @@ def test_converges_to_the_hyperplane_with_a_non_increasing_best():
 @pytest.mark.parametrize("budget", [1, 2, 13, 150, 377])
 def test_budget_is_never_exceeded_and_every_query_is_counted(budget):
     model = Linear()
-    x = _images(model, [0.1, 0.25, 0.4])
+    x = images_at(model, [0.1, 0.25, 0.4])
     result = hsja(Oracle(model, max_queries=budget), x, _labels(3), seed=1)
     assert (result.queries <= budget).all()
     assert model.rows == result.queries.sum().item()  # initialisation, checks and probes included
@@ -84,7 +63,7 @@ def test_budget_is_never_exceeded_and_every_query_is_counted(budget):
 
 def test_same_seed_same_output_different_seed_different_output():
     model = Linear()
-    x = _images(model, [0.2, 0.3])
+    x = images_at(model, [0.2, 0.3])
     runs = [hsja(Oracle(model, max_queries=400), x, _labels(2), seed=s) for s in (7, 7, 8)]
     assert torch.equal(runs[0].x_adv, runs[1].x_adv) and torch.equal(runs[0].l2, runs[1].l2)
     assert runs[0].history.equals(runs[1].history)
@@ -93,7 +72,7 @@ def test_same_seed_same_output_different_seed_different_output():
 
 def test_already_misclassified_images_cost_one_query_at_distortion_zero():
     model = Linear()
-    x = _images(model, [-0.2, 0.2])  # the first is on the adversarial side already
+    x = images_at(model, [-0.2, 0.2])  # the first is on the adversarial side already
     oracle = Oracle(model, max_queries=300)
     result = hsja(oracle, x, _labels(2), seed=0)
     assert result.l2[0].item() == 0 and result.success[0] and result.queries[0].item() == 1
@@ -112,7 +91,7 @@ def test_initialisation_is_capped_when_no_adversarial_noise_exists():
 @pytest.mark.parametrize("n", [1, 3])
 def test_random_oracle_at_n_1_ends_within_budget(n):
     model = Linear()
-    x = _images(model, [0.0, 0.05, 0.3])  # on, near and away from the boundary
+    x = images_at(model, [0.0, 0.05, 0.3])  # on, near and away from the boundary
     oracle = Smooth(model, 2, 0.25, seed=0).oracle(n, max_queries=600)
     result = hsja(oracle, x, _labels(3), seed=0)
     assert (result.queries <= 600).all()
@@ -143,7 +122,7 @@ def test_every_loop_is_capped_when_nothing_but_the_first_noise_is_adversarial():
 
 def test_all_probes_adversarial_uses_the_mean_direction():
     model = Linear()
-    b = _images(model, [-0.5])  # deep on the adversarial side: every probe is adversarial
+    b = images_at(model, [-0.5])  # deep on the adversarial side: every probe is adversarial
     oracle = Oracle(model, max_queries=100)
     oracle.start(b, _labels(1))
     gen = torch.Generator().manual_seed(0)
@@ -158,7 +137,7 @@ def test_all_probes_adversarial_uses_the_mean_direction():
 
 def test_no_counted_probe_falls_back_without_nan():
     model = Linear()
-    b = _images(model, [0.0])
+    b = images_at(model, [0.0])
     oracle = Oracle(model, max_queries=1)
     oracle.start(b, _labels(1))
     oracle.is_adversarial(b, torch.tensor([0]))  # the budget is spent: no probe is answered
@@ -175,4 +154,4 @@ def test_bad_parameters_are_named(name, value):
     model = Linear()
     kwargs = {"seed": 0, name: value}
     with pytest.raises(ValueError, match=name):
-        hsja(Oracle(model, max_queries=10), _images(model, [0.2]), _labels(1), **kwargs)
+        hsja(Oracle(model, max_queries=10), images_at(model, [0.2]), _labels(1), **kwargs)

@@ -7,42 +7,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from linear import Linear, images_at
 
 from rs_repro.attacks import Oracle, bisect_segment
 from rs_repro.smoothing import Smooth
 
 
-class Linear(nn.Module):
-    """Binary linear classifier on [1, 8, 8]: class 1 where w.x + b > 0; counts the rows it sees."""
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        w = torch.randn(64, generator=g, dtype=torch.float64)
-        self.w = (w / w.norm()).float()
-        self.b = 0.0
-        self.rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows += len(x)
-        s = x.flatten(1) @ self.w + self.b
-        return torch.stack((-s, s), dim=1)
-
-    def signed_distance(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1) @ self.w + self.b
-
-
-def _images(model: Linear, distances: list[float]) -> torch.Tensor:
-    """Points of class 0 at the given l2 distances from the hyperplane (w has unit norm, b = 0)."""
-    base = torch.full((64,), 0.5)
-    base -= (base @ model.w) * model.w
-    return torch.stack([base - d * model.w for d in distances]).view(-1, 1, 8, 8)
-
-
 def test_budget_is_hard_and_extra_rows_never_reach_the_model():
     model = Linear()
-    x = _images(model, [0.3, 0.3])
+    x = images_at(model, [0.3, 0.3])
     oracle = Oracle(model, max_queries=5)
     oracle.start(x, torch.zeros(2, dtype=torch.long))
     rows = torch.cat([x[:1].repeat(7, 1, 1, 1), x[1:].repeat(3, 1, 1, 1)])
@@ -59,7 +32,7 @@ def test_budget_is_hard_and_extra_rows_never_reach_the_model():
 
 def test_best_adversarial_history_and_budget_curves():
     model = Linear()
-    x = _images(model, [0.5])
+    x = images_at(model, [0.5])
     oracle = Oracle(model, max_queries=100)
     oracle.start(x, torch.zeros(1, dtype=torch.long))
     steps = [0.2, 0.8, 0.6, 1.5, 0.55, 3.0]  # crossing at 0.5 along -w direction... moves towards +w
@@ -82,7 +55,7 @@ def test_best_adversarial_history_and_budget_curves():
 @pytest.mark.parametrize("distance", [0.05, 0.3, 1.0])
 def test_bisection_finds_the_hyperplane_within_tolerance(distance):
     model = Linear(seed=1)
-    x = _images(model, [distance, 2 * distance])
+    x = images_at(model, [distance, 2 * distance])
     y = torch.zeros(2, dtype=torch.long)
     far = x + 4 * distance * model.w.view(1, 1, 8, 8)
     oracle = Oracle(model, max_queries=1000)
@@ -97,7 +70,7 @@ def test_bisection_finds_the_hyperplane_within_tolerance(distance):
 
 def test_bisection_stops_when_the_budget_runs_out():
     model = Linear()
-    x = _images(model, [0.3])
+    x = images_at(model, [0.3])
     oracle = Oracle(model, max_queries=4)
     oracle.start(x, torch.zeros(1, dtype=torch.long))
     result = bisect_segment(oracle, x, x + model.w.view(1, 1, 8, 8), torch.tensor([0]), tol=1e-9)
@@ -108,7 +81,7 @@ def test_bisection_stops_when_the_budget_runs_out():
 @pytest.mark.parametrize("pa", [None, 0.5, 0.8])
 def test_smoothed_oracle_counts_forward_passes_and_never_hangs_at_n_1(pa):
     model = Linear()
-    x = _images(model, [0.0, 0.0, 0.0])  # on the boundary: answers are coin flips
+    x = images_at(model, [0.0, 0.0, 0.0])  # on the boundary: answers are coin flips
     smooth = Smooth(model, 2, 0.25, seed=3)
     oracle = smooth.oracle(1 if pa is None else 10, pa, max_queries=30)
     oracle.start(x, torch.zeros(3, dtype=torch.long))
@@ -120,7 +93,7 @@ def test_smoothed_oracle_counts_forward_passes_and_never_hangs_at_n_1(pa):
 
 def test_accelerated_rule_is_stricter_than_the_majority():
     model = Linear()
-    x = _images(model, [-0.05] * 200)  # just on the adversarial side: pi1 = Phi(0.2) = 0.58
+    x = images_at(model, [-0.05] * 200)  # just on the adversarial side: pi1 = Phi(0.2) = 0.58
     y = torch.zeros(200, dtype=torch.long)
     smooth = Smooth(model, 2, 0.25, seed=0)
     rates = {}
@@ -133,7 +106,7 @@ def test_accelerated_rule_is_stricter_than_the_majority():
 
 def test_verify_estimates_the_probability_of_eq4():
     model = Linear()
-    x = _images(model, [-1.0, 1.0])  # deep on the adversarial side, deep on the clean side
+    x = images_at(model, [-1.0, 1.0])  # deep on the adversarial side, deep on the clean side
     smooth = Smooth(model, 2, 0.25, seed=0)
     p_hat, lower, upper = smooth.verify(x, torch.zeros(2, dtype=torch.long), n=10, repeats=200)
     assert p_hat.tolist() == [1.0, 0.0]

@@ -8,7 +8,7 @@ from itertools import islice
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from linear import Linear, images_at
 
 from rs_repro.attacks.oracle import Oracle
 from rs_repro.attacks.rays import _blocks, rays
@@ -17,24 +17,6 @@ from rs_repro.smoothing import Smooth
 BUDGET = 2000
 
 
-class Linear(nn.Module):
-    """Binary linear classifier on [1, 8, 8]: class 1 where w.x + b > 0; counts the rows it sees."""
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        w = torch.randn(64, generator=g, dtype=torch.float64)
-        self.w = (w / w.norm()).float()
-        self.b = 0.0
-        self.rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows += len(x)
-        s = x.flatten(1) @ self.w + self.b
-        return torch.stack((-s, s), dim=1)
-
-    def signed_distance(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1) @ self.w + self.b
 
 
 def _model(seed: int = 1) -> Linear:
@@ -49,11 +31,6 @@ def _model(seed: int = 1) -> Linear:
     return model
 
 
-def _images(model: Linear, distances: list[float]) -> torch.Tensor:
-    """Points at the given signed l2 distances on the class-0 side of the hyperplane (w has unit norm)."""
-    base = torch.full((64,), 0.5)
-    base -= (base @ model.w) * model.w
-    return torch.stack([base - d * model.w for d in distances]).view(-1, 1, 8, 8)
 
 
 DISTANCES = [0.1, 0.3, 0.5]
@@ -62,7 +39,7 @@ DISTANCES = [0.1, 0.3, 0.5]
 @pytest.fixture(scope="module")
 def run():
     model = _model()
-    x = _images(model, DISTANCES)
+    x = images_at(model, DISTANCES)
     y = torch.zeros(len(DISTANCES), dtype=torch.long)
     oracle = Oracle(model, max_queries=BUDGET)
     result = rays(oracle, x, y, seed=0)
@@ -111,7 +88,7 @@ def test_reported_l2_adversarial_is_a_real_query_and_not_below_the_exact_distanc
 
 def test_same_seed_same_output_and_seed_unused_without_random_start():
     model = _model()
-    x = _images(model, [0.2, 0.4])
+    x = images_at(model, [0.2, 0.4])
     y = torch.zeros(2, dtype=torch.long)
     results = [rays(Oracle(model, max_queries=300), x, y, seed=s, random_start=r)
                for s, r in ((3, False), (4, False), (3, True), (3, True))]
@@ -125,7 +102,7 @@ def test_same_seed_same_output_and_seed_unused_without_random_start():
 @pytest.mark.parametrize("budget", [1, 2, 37])
 def test_small_budgets_are_hard(budget):
     model = _model()
-    x = _images(model, [0.2, -0.1, 0.4])
+    x = images_at(model, [0.2, -0.1, 0.4])
     oracle = Oracle(model, max_queries=budget)
     result = rays(oracle, x, torch.zeros(3, dtype=torch.long))
     assert (result.queries <= budget).all()
@@ -135,7 +112,7 @@ def test_small_budgets_are_hard(budget):
 
 def test_already_misclassified_images_cost_one_query_and_have_zero_distortion():
     model = _model()
-    x = _images(model, [-0.2, 0.3, -0.05])
+    x = images_at(model, [-0.2, 0.3, -0.05])
     oracle = Oracle(model, max_queries=200)
     result = rays(oracle, x, torch.zeros(3, dtype=torch.long))
     assert result.queries.tolist() == [1, 200, 1]
@@ -147,7 +124,7 @@ def test_already_misclassified_images_cost_one_query_and_have_zero_distortion():
 @pytest.mark.parametrize("pa", [None, 0.8])
 def test_smoothed_oracle_with_one_sample_never_crashes_or_hangs(pa):
     model = _model()
-    x = _images(model, [0.0, 0.1, 0.5])  # on the boundary, near it, far: noisy answers everywhere
+    x = images_at(model, [0.0, 0.1, 0.5])  # on the boundary, near it, far: noisy answers everywhere
     smooth = Smooth(model, 2, 0.25, seed=0)
     oracle = smooth.oracle(1, pa, max_queries=150)
     result = rays(oracle, x, torch.zeros(3, dtype=torch.long), seed=0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
-from torch import nn
+from linear import Linear, images_at
 
 from rs_repro.attacks.oracle import AttackResult, Oracle
 from rs_repro.attacks.surfree import dct_2d, dct_matrix, idct_2d, surfree, zigzag_mask
@@ -15,33 +15,8 @@ from rs_repro.smoothing import Smooth
 BUDGETS = [1, 10, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
 
 
-class Linear(nn.Module):
-    """Binary linear classifier on [1, 8, 8]: class 1 where w.x + b > 0; counts the rows it sees."""
-
-    def __init__(self, seed: int = 0, w: torch.Tensor | None = None, b: float = 0.0) -> None:
-        super().__init__()
-        if w is None:
-            g = torch.Generator().manual_seed(seed)
-            w = torch.randn(64, generator=g, dtype=torch.float64)
-        w = w.flatten().double()
-        self.w = (w / w.norm()).float()
-        self.b = b
-        self.rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows += len(x)
-        s = x.flatten(1) @ self.w + self.b
-        return torch.stack((-s, s), dim=1)
-
-    def signed_distance(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1) @ self.w + self.b
 
 
-def _images(model: Linear, distances: list[float]) -> torch.Tensor:
-    """Points of class 0 at the given l2 distances from the hyperplane (w has unit norm, b = 0), near 0.5."""
-    base = torch.full((64,), 0.5)
-    base -= (base @ model.w) * model.w
-    return torch.stack([base - d * model.w for d in distances]).view(-1, 1, 8, 8)
 
 
 def _low_frequency_normal(seed: int) -> torch.Tensor:
@@ -52,7 +27,7 @@ def _low_frequency_normal(seed: int) -> torch.Tensor:
 
 
 def _run(model: Linear, distances: list[float], budget: int, **kwargs) -> tuple[Oracle, AttackResult, torch.Tensor]:
-    x = _images(model, distances)
+    x = images_at(model, distances)
     oracle = Oracle(model, max_queries=budget)
     result = surfree(oracle, x, torch.zeros(len(distances), dtype=torch.long), **kwargs)
     return oracle, result, x
@@ -149,7 +124,7 @@ def test_same_seed_same_output_different_seed_different_output():
 @pytest.mark.parametrize("pa", [None, 0.5])
 def test_random_oracle_with_one_noise_draw_stays_within_budget(pa):
     model = Linear(seed=0)
-    x = _images(model, [0.0, 0.05, 0.3])  # on, near and far from the boundary
+    x = images_at(model, [0.0, 0.05, 0.3])  # on, near and far from the boundary
     smooth = Smooth(model, 2, 0.25, seed=0)
     oracle = smooth.oracle(1, pa, max_queries=400)
     result = surfree(oracle, x, torch.zeros(3, dtype=torch.long), seed=0)
@@ -164,7 +139,7 @@ def test_random_oracle_with_one_noise_draw_stays_within_budget(pa):
                                              ("frequency_range", (0.5, 0.5)), ("init_tries", 0)])
 def test_bad_parameters_are_refused(name, value):
     model = Linear()
-    x = _images(model, [0.2])
+    x = images_at(model, [0.2])
     with pytest.raises(ValueError, match=name):
         surfree(Oracle(model, max_queries=10), x, torch.zeros(1, dtype=torch.long), seed=0, **{name: value})
     with pytest.raises(ValueError, match="x"):
