@@ -487,7 +487,8 @@ class Smooth:
         needed = None if pa is None else int(theory.votes_needed(n, pa))
 
         def decide(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-            counts = self.counts(xs, n, batch_size, generator=generator)
+            # The oracle checked the rows' shape; counts() would re-validate every call (a full finiteness scan).
+            counts = self._counts(xs, n, batch_size, self._generator(xs.device, generator))
             if needed is None:
                 return counts.argmax(dim=1) != ys
             return n - counts.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed

@@ -157,26 +157,32 @@ class Oracle:
             raise ValueError(f"xs must be [m, {', '.join(map(str, self.x0.shape[1:]))}] with one image index per "
                              f"row, got xs {tuple(xs.shape)} and images {tuple(images.shape)}")
         m = images.shape[0]
-        # Rank of each row among the rows of its image in this call, to cut at the remaining budget.
-        order = torch.argsort(images, stable=True)
         per_image = torch.bincount(images, minlength=len(self.queries))
-        starts = torch.cumsum(per_image, 0) - per_image
-        rank = torch.empty(m, dtype=torch.int64)
-        rank[order] = torch.arange(m) - starts[images[order]]
+        if m == 0 or per_image.max() <= 1:  # one row per image, the common case: no ranking needed
+            rank = torch.zeros(m, dtype=torch.int64)
+        else:  # rank of each row among the rows of its image in this call, to cut at the remaining budget
+            order = torch.argsort(images, stable=True)
+            starts = torch.cumsum(per_image, 0) - per_image
+            rank = torch.empty(m, dtype=torch.int64)
+            rank[order] = torch.arange(m) - starts[images[order]]
         allowed = rank < self.remaining[images]
         self.last_counted = allowed
         verdict = torch.zeros(m, dtype=torch.bool)
-        rows = allowed.nonzero().squeeze(1)
+        rows = allowed.nonzero().squeeze(1) if not bool(allowed.all()) else torch.arange(m)
         for start in range(0, len(rows), self.batch_size):
             block = rows[start:start + self.batch_size]
-            dev = block.to(xs.device)
-            verdict[block] = self._decide(xs[dev], self.y[images[block]].to(xs.device)).cpu()
+            if len(block) == m:  # every row: no gather
+                verdict[:] = self._decide(xs, self.y[images].to(xs.device)).cpu()
+            else:
+                dev = block.to(xs.device)
+                verdict[block] = self._decide(xs[dev], self.y[images[block]].to(xs.device)).cpu()
         query_index = self.queries[images] + rank + 1
         self.queries += torch.bincount(images[allowed], minlength=len(self.queries))
         l2, linf = self.distances(xs, images)
         self._history.append((images[allowed], query_index[allowed], l2[allowed], linf[allowed], verdict[allowed]))
-        self._update_best(xs, images, verdict, l2, self.best_l2, self.best_x, (self.linf_of_best_l2, linf))
-        self._update_best(xs, images, verdict, linf, self.best_linf, self.best_x_linf)
+        if bool(verdict.any()):
+            self._update_best(xs, images, verdict, l2, self.best_l2, self.best_x, (self.linf_of_best_l2, linf))
+            self._update_best(xs, images, verdict, linf, self.best_linf, self.best_x_linf)
         return verdict
 
     @staticmethod
