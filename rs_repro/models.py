@@ -201,6 +201,7 @@ def _check_nonneg(name: str, value: object) -> float:
 
 
 @torch.no_grad()
+@torch.inference_mode()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma: float = 0.0,
              generator: torch.Generator | None = None, batch_size: int = 1000) -> float:
     """Fraction of ``x`` that ``model`` classifies as ``y``, optionally on ``x + sigma * N`` (base model).
@@ -211,7 +212,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma: float
     Parameters
     ----------
     model : torch.nn.Module
-        Maps [B, C, H, W] to [B, K] logits; evaluated as it is (call ``.eval()`` first).
+        Maps [B, C, H, W] to [B, K] logits; evaluated as it is (call ``.eval()`` first), under
+        :func:`torch.inference_mode`, on the device of its parameters.
     x : torch.Tensor
         float [N, C, H, W] images in [0, 1].
     y : torch.Tensor
@@ -234,12 +236,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma: float
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x [N, C, H, W] and y [N] must hold the same N >= 1 images, got shapes "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
+    device = next(model.parameters()).device
     correct = 0
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
+        xb = x[i:i + batch_size].to(device)
         if sigma > 0:
             xb = xb + sigma * torch.randn(xb.shape, generator=generator, dtype=xb.dtype, device=xb.device)
-        correct += int((model(xb).argmax(1) == y[i:i + batch_size]).sum())
+        correct += int((model(xb).argmax(1).cpu() == y[i:i + batch_size].cpu()).sum())
     return correct / len(x)
 
 

@@ -22,17 +22,6 @@ from .. import seeds
 from ..smoothing import ABSTAIN, Smooth
 
 
-@torch.inference_mode()
-def base_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Accuracy of the base classifier on clean inputs ``x`` [N, C, H, W] with labels ``y`` [N]."""
-    device = next(model.parameters()).device
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size].to(device))
-        correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
-    return correct / len(x)
-
-
 def sigma_sweep(model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float],
                 n: int, batch_size: int, seed: int) -> pd.DataFrame:
     """Accuracy of the smoothed standard model over a grid of sigma (how the paper chose its sigma).

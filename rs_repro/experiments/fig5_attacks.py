@@ -18,6 +18,7 @@ from torch import nn
 
 from .. import seeds
 from ..attacks import AttackResult, Oracle, hsja, rays, surfree
+from ..models import accuracy
 from ..smoothing import Smooth
 
 #: The attacks of the paper, by the names its Fig. 5 uses.
@@ -75,16 +76,12 @@ def make_oracle(target: Target, model: nn.Module, num_classes: int, max_queries:
 def vote_accuracy(target: Target, model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor,
                   seed: int, batch_size: int = 10_000) -> float:
     """Clean accuracy of the attacked classifier: the base model, or the majority vote g_{sigma,n}."""
-    device = next(model.parameters()).device
     if target.sigma is None:
-        with torch.inference_mode():
-            labels = torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
-                                for i in range(0, len(x), batch_size)])
-    else:
-        labels = Smooth(model, num_classes, target.sigma).vote(
-            x.to(device), target.n, batch_size,
-            generator=seeds.generator(seed, "accuracy", target.label, device=device)).cpu()
-    return float((labels == y).double().mean())
+        return accuracy(model, x, y, batch_size=batch_size)
+    device = next(model.parameters()).device
+    labels = Smooth(model, num_classes, target.sigma).vote(
+        x.to(device), target.n, batch_size, generator=seeds.generator(seed, "accuracy", target.label, device=device))
+    return float((labels.cpu() == y).double().mean())
 
 
 def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int, x: torch.Tensor,
