@@ -30,7 +30,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from . import cache, paths
+from . import cache, measurements, paths
 
 PROFILES = ("smoke", "default", "paper")
 KERNEL = "python3"
@@ -298,8 +298,10 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     executed = run_dir / "executed.ipynb"
     log = run_dir / "cache-log.jsonl"
     log.unlink(missing_ok=True)
-    env_before = os.environ.get(cache.RUN_LOG_ENV)
-    os.environ[cache.RUN_LOG_ENV] = str(log)
+    kernel_env = {cache.RUN_LOG_ENV: str(log), measurements.PROFILE_ENV: profile,
+                  paths.CHAPTERS_ENV: str(chapters_dir.resolve())}
+    env_before = {name: os.environ.get(name) for name in kernel_env}
+    os.environ.update(kernel_env)
     # The parameters were validated above; papermill's own parser misreads annotated defaults such as
     # `sigmas: list[float] = []` and would warn "Unable to parse line" and "Passed unknown parameter".
     for name in ("papermill", "papermill.translators"):
@@ -312,10 +314,11 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
         raise ChapterError(f"chapter {stem!r} failed at {_failing_cell(executed, stem)}; the previous page is kept; "
                            f"the failed notebook is {executed}") from exc
     finally:
-        if env_before is None:
-            os.environ.pop(cache.RUN_LOG_ENV, None)
-        else:
-            os.environ[cache.RUN_LOG_ENV] = env_before
+        for name, before in env_before.items():
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
     wall_s = time.perf_counter() - start
 
     events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []

@@ -17,3 +17,5 @@ CACHE = BUILD / "cache"
 RUNS = BUILD / "runs"
 FIGURES = ROOT / "figures"
 PACKAGE = ROOT / "rs_repro"
+#: Set by the chapter runner while a chapter executes: the folder its page is published to.
+CHAPTERS_ENV = "RS_REPRO_CHAPTERS"

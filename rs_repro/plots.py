@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
+from IPython.display import Markdown
+
+from . import paths
 
 #: Colour per model family, the same in every chapter.
 PALETTE = sns.color_palette("colorblind")
@@ -40,3 +44,15 @@ def save_figure(fig: plt.Figure, stem: str, figures_dir: str | Path, suffix: str
         fig.savefig(path, metadata=metadata)
         written.append(path)
     return written
+
+
+def figure_links(written: list[Path]) -> Markdown:
+    """A line of download links to the files :func:`save_figure` wrote, relative to the chapter's page.
+
+    Display it under a figure: the book build copies each linked file into the HTML site. The page's
+    folder is the one the chapter runner publishes to (``paths.CHAPTERS`` outside the runner).
+    """
+    page_dir = Path(os.environ.get(paths.CHAPTERS_ENV, paths.CHAPTERS))
+    links = [f"[{p.suffix[1:].upper()}]({Path(os.path.relpath(Path(p).resolve(), page_dir.resolve())).as_posix()})"
+             for p in written]
+    return Markdown("Download this figure: " + " · ".join(links))
