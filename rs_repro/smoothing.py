@@ -154,6 +154,7 @@ class Smooth:
         self.sigma: float = float(sigma)
         self.seed: int = int(seed)
         self._generators: dict[tuple[str, int | None], torch.Generator] = {}
+        self._buffer_key: tuple[object, ...] | None = None
 
     def __repr__(self) -> str:
         return f"Smooth(num_classes={self.num_classes}, sigma={self.sigma}, seed={self.seed})"
@@ -219,52 +220,45 @@ class Smooth:
         """:meth:`counts` without validation.
 
         The B * n noisy inputs are the rows of a virtual [B * n, d] matrix (row r is a copy of image r // n)
-        cut into consecutive chunks of ``batch_size`` rows. Per chunk: fill a reused buffer with sigma * N
+        cut into consecutive chunks of ``batch_size`` rows. Per chunk: fill a buffer with sigma * N
         (``normal_`` in place, from ``gen``), add the images (at most three broadcast adds), forward,
-        argmax, and one ``index_add_`` of ones at ``image * num_classes + label``.
-
+        argmax, and one ``bincount`` of ``image * num_classes + label``. The buffer is kept between calls
+        (an attack calls this thousands of times with the same shapes).
         """
         num_images = xs.shape[0]
         num_classes = self.num_classes
-        device = xs.device
         flat = xs.detach().reshape(num_images, -1)
-        dim = flat.shape[1]
         total = num_images * n
         chunk = min(batch_size, total)
-        num_chunks = -(-total // chunk)
-
-        counts = torch.zeros(num_images * num_classes, dtype=torch.int64, device=device)
+        buffer, rows_index = self._buffers(chunk, flat)
+        counts = None
         with torch.inference_mode():
-            buffer = torch.empty((chunk, dim), dtype=xs.dtype, device=device)
-            ones = torch.ones(chunk, dtype=torch.int64, device=device)
-            rows_index = torch.arange(chunk, dtype=torch.int64, device=device)
-
-            def draw(k: int) -> torch.Tensor:
-                """Noisy inputs of chunk k: rows [k * chunk, min((k + 1) * chunk, total))."""
-                start = k * chunk
+            for start in range(0, total, chunk):
                 stop = min(start + chunk, total)
                 noisy = buffer[: stop - start]
                 noisy.normal_(0.0, self.sigma, generator=gen)  # sigma * N, in place
                 _add_images(noisy, flat, start, stop, n)
-                return noisy
-
-            def tally(k: int, noisy: torch.Tensor) -> None:
-                """Forward chunk k, add its micro-decisions to ``counts``."""
-                start, rows = k * chunk, noisy.shape[0]
-                logits = self.base_classifier(noisy.view(rows, *xs.shape[1:]))
-                if k == 0:
-                    self._check_logits(logits, rows)
+                logits = self.base_classifier(noisy.view(stop - start, *xs.shape[1:]))
+                if start == 0:
+                    self._check_logits(logits, stop - start)
                 labels = logits.argmax(dim=1)
-                first, last = start // n, (start + rows - 1) // n
+                first, last = start // n, (stop - 1) // n
                 if first == last:
                     key = labels + first * num_classes
                 else:
-                    key = labels + (rows_index[:rows] + start).div_(n, rounding_mode="floor") * num_classes
-                counts.index_add_(0, key, ones[:rows])
-
-            for k in range(num_chunks):
-                tally(k, draw(k))
+                    key = labels + (rows_index[: stop - start] + start).div_(n, rounding_mode="floor") * num_classes
+                tally = torch.bincount(key, minlength=num_images * num_classes)
+                counts = tally if counts is None else counts.add_(tally)
         return counts.view(num_images, num_classes)
+
+    def _buffers(self, chunk: int, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A [chunk, d] noise buffer like ``flat`` and the row indices 0..chunk-1, reused across calls."""
+        key = (chunk, flat.shape[1], flat.dtype, _device_key(flat.device))
+        if self._buffer_key != key:
+            self._buffer = torch.empty((chunk, flat.shape[1]), dtype=flat.dtype, device=flat.device)
+            self._rows_index = torch.arange(chunk, dtype=torch.int64, device=flat.device)
+            self._buffer_key = key
+        return self._buffer, self._rows_index
 
     def _check_logits(self, logits: object, rows: int) -> None:
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (rows, self.num_classes):

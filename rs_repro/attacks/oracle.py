@@ -130,8 +130,11 @@ class Oracle:
 
     def distances(self, xs: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """l2 and l-inf distances of rows ``xs`` to their original images, float64 [m] each."""
-        delta = (xs.detach() - self.x0[images.cpu()].to(xs.device)).flatten(1).double()
-        return delta.norm(dim=1).cpu(), delta.abs().amax(dim=1).cpu()
+        delta = (xs.detach() - self.x0[images.cpu()].to(xs.device)).flatten(1)
+        if delta.dtype != torch.float64 and delta.shape[1] > 1 << 16:
+            delta = delta.double()  # a float32 sum of 10^5 squares would lose digits
+        l2 = torch.linalg.vector_norm(delta, dim=1).double().cpu()
+        return l2, torch.linalg.vector_norm(delta, ord=float("inf"), dim=1).double().cpu()
 
     def is_adversarial(self, xs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """Answer one query per row: is ``xs[i]`` adversarial for image ``images[i]``?
@@ -159,16 +162,18 @@ class Oracle:
         m = images.shape[0]
         per_image = torch.bincount(images, minlength=len(self.queries))
         if m == 0 or per_image.max() <= 1:  # one row per image, the common case: no ranking needed
-            rank = torch.zeros(m, dtype=torch.int64)
+            rank = None
+            allowed = self.queries[images] < self.max_queries
         else:  # rank of each row among the rows of its image in this call, to cut at the remaining budget
             order = torch.argsort(images, stable=True)
             starts = torch.cumsum(per_image, 0) - per_image
             rank = torch.empty(m, dtype=torch.int64)
             rank[order] = torch.arange(m) - starts[images[order]]
-        allowed = rank < self.remaining[images]
+            allowed = rank < self.remaining[images]
         self.last_counted = allowed
+        everything = bool(allowed.all())
         verdict = torch.zeros(m, dtype=torch.bool)
-        rows = allowed.nonzero().squeeze(1) if not bool(allowed.all()) else torch.arange(m)
+        rows = torch.arange(m) if everything else allowed.nonzero().squeeze(1)
         for start in range(0, len(rows), self.batch_size):
             block = rows[start:start + self.batch_size]
             if len(block) == m:  # every row: no gather
@@ -176,10 +181,15 @@ class Oracle:
             else:
                 dev = block.to(xs.device)
                 verdict[block] = self._decide(xs[dev], self.y[images[block]].to(xs.device)).cpu()
-        query_index = self.queries[images] + rank + 1
-        self.queries += torch.bincount(images[allowed], minlength=len(self.queries))
+        query_index = self.queries[images] + 1 if rank is None else self.queries[images] + rank + 1
         l2, linf = self.distances(xs, images)
-        self._history.append((images[allowed], query_index[allowed], l2[allowed], linf[allowed], verdict[allowed]))
+        if everything and rank is None:  # the fast path: no row dropped, each image once
+            self.queries += per_image
+            self._history.append((images, query_index, l2, linf, verdict))
+        else:
+            self.queries += torch.bincount(images[allowed], minlength=len(self.queries))
+            self._history.append((images[allowed], query_index[allowed], l2[allowed], linf[allowed],
+                                  verdict[allowed]))
         if bool(verdict.any()):
             self._update_best(xs, images, verdict, l2, self.best_l2, self.best_x, (self.linf_of_best_l2, linf))
             self._update_best(xs, images, verdict, linf, self.best_linf, self.best_x_linf)
