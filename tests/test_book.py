@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-import shutil
 
 import nbformat
 import pytest
@@ -146,22 +145,6 @@ def test_failed_run_keeps_previous_page_and_names_cell(sandbox):
     assert sorted(p.name for p in chapters.iterdir()) == ["tiny.ipynb"]
 
 
-@pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory):
-    """Every chapter executed with the smoke profile into a copy of the book skeleton."""
-    root = tmp_path_factory.mktemp("book")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(paths.ROOT / name, root / name)
-    shutil.copytree(paths.BOOK, root / "book", ignore=shutil.ignore_patterns("chapters", "notebooks", "params"))
-    figures = root / "figures"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(paths, "RUNS", root / "runs")
-        mp.setenv("RS_REPRO_BUILD", str(root / "build"))
-        pages = {stem: book.run_chapter(stem, "smoke", {"figures_dir": str(figures)},
-                                        chapters_dir=root / "book" / "chapters", timeout=600) for stem in STEMS}
-    return root, pages, figures
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", STEMS)
 def test_smoke_chapter_executes_with_figures_and_glue(smoke_book, stem):
@@ -186,10 +169,8 @@ def test_smoke_chapter_executes_with_figures_and_glue(smoke_book, stem):
 
 
 @pytest.mark.slow
-def test_book_builds_with_warnings_as_errors(smoke_book):
-    root, _, _ = smoke_book
-    index = book.build_html(strict=True, root=root)
-    html = index.parent
+def test_book_builds_with_warnings_as_errors(smoke_html):
+    html = smoke_html.parent
     for stem in STEMS:
         page = html / "book" / "chapters" / f"{stem}.html"
         assert page.exists()
