@@ -17,13 +17,13 @@ with fresh noise (:meth:`rs_repro.smoothing.Smooth.verify`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
 import torch
 
 from ..seeds import generator
-from .bisection import bisect
 from .oracle import AttackResult, Oracle
 
 
@@ -75,8 +75,13 @@ def rays(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, tol
 
     Notes
     -----
-    Images move in lockstep: iteration t tries the t-th block of :func:`_blocks` on every image with
-    budget left, so an image's run does not depend on the other images of the batch. The best distance
+    Each image runs its own schedule (the k-th direction it tries flips the k-th block of
+    :func:`_blocks`) as a small state machine, probing a new direction or taking one step of the
+    bisection of a direction that beat its best distance, so every oracle call asks one query of every
+    image with budget left, whichever phase it is in: an image's run does not depend on the other images
+    of the batch, and the number of calls is about the per-image budget, not the budget times the
+    bisection length. The bisection is that of :func:`~.bisection.bisect` (stop when the bracket is at
+    most ``tol`` or after ``max_steps`` probes), unrolled into the state machine. The best distance
     d_t of an image only decreases to a point that was answered adversarial; under a random oracle a lucky
     answer is kept, as in the reference. While d_t is infinite the probes are box corners (the clipped
     ray at d >= sqrt(C*H*W)): an image none of whose scheduled corners is adversarial is never attacked
@@ -84,43 +89,56 @@ def rays(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, tol
     """
     batch, shape = x.shape[0], x.shape[1:]
     dim = math.prod(shape)
+    device = x.device
     oracle.start(x, y)
-    everyone = torch.arange(batch)
-    attacked = ~oracle.is_adversarial(x, everyone)  # one counted query each: misclassified images are done
+    attacked = ~oracle.is_adversarial(x, torch.arange(batch))  # one query each: misclassified images are done
     if random_start:
         draw = torch.randint(0, 2, (batch, dim), generator=generator(seed, "rays", "start"))
-        signs = (2 * draw - 1).to(x.device, x.dtype)
+        signs = (2 * draw - 1).to(device, x.dtype)
     else:
-        signs = torch.ones(batch, dim, device=x.device, dtype=x.dtype)
-    d_best = torch.full((batch,), math.inf, dtype=torch.float64)
+        signs = torch.ones(batch, dim, device=device, dtype=x.dtype)
     ray_length = math.sqrt(dim)  # ||s||_2 for any sign vector s; beyond it the clipped ray is a box corner
+    # Every block costs at least one query, so an image never gets past the first max_queries blocks.
+    blocks = torch.tensor(list(itertools.islice(_blocks(dim), oracle.max_queries)), dtype=torch.int64)
+    columns = torch.arange(dim, device=device)
+    d_best = torch.full((batch,), math.inf, dtype=torch.float64)
+    block = torch.zeros(batch, dtype=torch.int64)  # the block each image tries next
+    attempt = signs.clone()  # the sign vector under test
+    bisecting = torch.zeros(batch, dtype=torch.bool)  # probing the current block, or bisecting its ray
+    low = torch.zeros(batch, dtype=torch.float64)
+    high = torch.zeros(batch, dtype=torch.float64)  # the probe distance, then the adversarial end
+    steps = torch.zeros(batch, dtype=torch.int64)
 
-    for _, (start, end) in zip(range(oracle.max_queries), _blocks(dim), strict=False):
-        rows = (attacked & oracle.active()).nonzero().squeeze(1)
+    while True:
+        rows = (attacked & oracle.active() & (block < len(blocks))).nonzero().squeeze(1)
         if len(rows) == 0:
             break
-        attempt = signs[rows.to(x.device)].clone()
-        attempt[:, start:end] *= -1
-        units = attempt.view(-1, *shape) / ray_length
-        origins = x[rows.to(x.device)]
-
-        def point(sub: torch.Tensor, d: torch.Tensor, units=units, origins=origins) -> torch.Tensor:
-            sub = sub.to(x.device)
-            d = d.to(x.device, x.dtype).view(-1, *([1] * len(shape)))
-            return (origins[sub] + d * units[sub]).clamp(0, 1)
-
-        probe = d_best[rows].clamp(max=ray_length)
-        hit = oracle.is_adversarial(point(torch.arange(len(rows)), probe), rows).nonzero().squeeze(1)
-        if len(hit) == 0:
-            continue
-
-        def point_hit(sub: torch.Tensor, d: torch.Tensor, hit=hit) -> torch.Tensor:
-            return point(hit[sub], d)
-
-        found = bisect(oracle, rows[hit], point_hit, torch.zeros(len(hit)), probe[hit], tol=tol,
-                       max_steps=max_steps).high
-        better = found < d_best[rows[hit]]  # ``high`` is the probe or a bisection point answered adversarial
-        improved = rows[hit][better]
-        d_best[improved] = found[better]
-        signs[improved.to(x.device)] = attempt[hit[better].to(x.device)]
+        probing = rows[~bisecting[rows]]
+        if len(probing):  # a new direction: flip the image's next block, probe at its best distance so far
+            start, end = blocks[block[probing]].to(device).unbind(1)
+            flip = (columns >= start.unsqueeze(1)) & (columns < end.unsqueeze(1))
+            on = probing.to(device)
+            attempt[on] = torch.where(flip, -signs[on], signs[on])
+            high[probing] = d_best[probing].clamp(max=ray_length)
+        was_bisecting = bisecting[rows]
+        t = torch.where(was_bisecting, (low[rows] + high[rows]) / 2, high[rows])
+        on = rows.to(device)
+        along = t.to(device, x.dtype).view(-1, *([1] * len(shape)))
+        adversarial = oracle.is_adversarial((x[on] + along * attempt[on].view(-1, *shape) / ray_length).clamp(0, 1),
+                                            rows)
+        # Every row is counted: each image appears once and has budget left.
+        hit = rows[~was_bisecting & adversarial]  # the direction beats d_best: bisect its ray on [0, probe]
+        bisecting[hit], low[hit], steps[hit] = True, 0.0, 0
+        block[rows[~was_bisecting & ~adversarial]] += 1
+        inner, verdict = rows[was_bisecting], adversarial[was_bisecting]
+        high[inner] = torch.where(verdict, t[was_bisecting], high[inner])
+        low[inner] = torch.where(verdict, low[inner], t[was_bisecting])
+        steps[inner] += 1
+        done = (bisecting & (((high - low).abs() <= tol) | (steps >= max_steps))).nonzero().squeeze(1)
+        if len(done):  # ``high`` is the probe or a bisection point answered adversarial
+            improved = done[high[done] < d_best[done]]
+            d_best[improved] = high[improved]
+            signs[improved.to(device)] = attempt[improved.to(device)]
+            bisecting[done] = False
+            block[done] += 1
     return oracle.result()
