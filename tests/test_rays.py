@@ -143,3 +143,21 @@ def test_block_schedule_is_the_reference_one():
     assert sum(1 for _ in islice(_blocks(dim), 127)) == 127
     assert list(islice(_blocks(dim), 127))[-1] == (63, 64)
     assert math.prod((1, 8, 8)) == dim
+
+
+def test_every_call_asks_each_image_at_most_once():
+    """Probing and bisecting images share each oracle call, so the calls are about the per-image budget."""
+    model = Linear(seed=2)
+    x = images_at(model, [0.2, 0.4, 0.6, 0.9])
+    oracle = Smooth(model, 2, 0.05, seed=0).oracle(10, 0.8, max_queries=300)
+    calls = []
+    ask = oracle.is_adversarial
+
+    def counting(xs, images):
+        calls.append(images.tolist())
+        return ask(xs, images)
+
+    oracle.is_adversarial = counting
+    result = rays(oracle, x, torch.zeros(4, dtype=torch.long))
+    assert all(len(set(images)) == len(images) for images in calls)
+    assert len(calls) == int(result.queries.max())
