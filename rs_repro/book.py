@@ -93,6 +93,10 @@ def _annotation(node: ast.expr, where: str) -> str:
     return text
 
 
+#: The chapter that reads the other chapters' measurements (see :mod:`rs_repro.measurements`).
+SUMMARY_CHAPTER = "claims"
+
+
 def notebook_path(stem: str) -> Path:
     """The MyST source of chapter ``stem``; a clear error listing the chapters if there is none."""
     path = paths.NOTEBOOKS / f"{stem}.md"
@@ -382,8 +386,14 @@ def build_html(strict: bool = True, root: Path | None = None) -> Path:
 
 
 def make_book(profile: str = "default", *, force: bool = False, timeout: int = 3600) -> Path:
-    """Execute every chapter whose source, parameters or package code changed, then build the HTML."""
+    """Execute every chapter whose source, parameters or package code changed, then build the HTML.
+
+    When any chapter runs, the summary chapter (``claims``, last in the table of contents) runs after
+    it, since it reads the measurements the other chapters record.
+    """
     todo = chapters() if force else stale(profile)
+    if todo and SUMMARY_CHAPTER in chapters() and SUMMARY_CHAPTER not in todo:
+        todo.append(SUMMARY_CHAPTER)  # it reads what the others recorded: refresh it after them
     for stem in todo:
         print(f"[rs-repro] running chapter {stem} ({profile})", flush=True)
         run_chapter(stem, profile, timeout=timeout)

@@ -65,3 +65,18 @@ def test_scorecard_reads_only_the_asked_profile(tmp_path, monkeypatch):
     assert (claims.scorecard("default").verdict == claims.NOT_MEASURED).all()
     measurements.record("fig5_attacks", {"summary": _fig5(True)["summary"]})  # no ratios: the row says so
     assert "recorded no 'ratios'" in claims.scorecard("smoke").set_index("claim").loc[1, "measured"]
+
+
+def test_make_book_refreshes_claims_after_any_chapter(monkeypatch):
+    from rs_repro import book
+
+    ran = []
+    monkeypatch.setattr(book, "run_chapter", lambda stem, profile, timeout: ran.append(stem))
+    monkeypatch.setattr(book, "build_html", lambda strict: "index.html")
+    monkeypatch.setattr(book, "stale", lambda profile: ["fig3_binary_search"])
+    book.make_book("smoke")
+    assert ran == ["fig3_binary_search", "claims"]
+    ran.clear()
+    monkeypatch.setattr(book, "stale", lambda profile: [])
+    book.make_book("smoke")
+    assert ran == []
