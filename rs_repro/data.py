@@ -28,6 +28,7 @@ from . import paths
 
 __all__ = ["DATASETS", "Dataset", "input_shape", "load_dataset", "num_classes", "read_idx", "subset_indices"]
 
+#: The dataset names :func:`load_dataset` accepts.
 DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "imagenet")
 _SHAPES = {"digits": (1, 8, 8), "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32),
            "imagenet": (3, 224, 224)}
@@ -272,10 +273,10 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
         One of :data:`DATASETS`.
     split : str
         ``"train"`` or ``"test"``; ImageNet accepts only ``"test"`` or its alias ``"val"`` (the 50,000
-        validation images). ``digits`` is split once, stratified, 25 % test (:data:`DIGITS_SPLIT_SEED`).
+        validation images). ``digits`` is split once, stratified, 25 % test (seed ``DIGITS_SPLIT_SEED``).
     data_dir : str or Path, optional
         Fashion-MNIST: folder of the idx files (directly or in ``FashionMNIST/raw``), then
-        :data:`DEBIAN_FASHION_MNIST` is tried. MNIST, CIFAR-10: torchvision root. Default for these
+        ``DEBIAN_FASHION_MNIST`` is tried. MNIST, CIFAR-10: torchvision root. Default for these
         three: ``build/data``. ImageNet (required): either one subfolder per wnid (labels = index in the
         sorted folder names, as ImageFolder) or a flat folder of images with a ground-truth file.
     download : bool

@@ -83,7 +83,7 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 #:   conv3x3(128)-ReLU-maxpool2 before linear(256)-ReLU-linear(10).
 ARCHITECTURES: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10")
 
-#: Training recipes of the paper's section 4: plain, Gaussian augmentation (RandTrain), l2 PGD (AdvTrain).
+#: Training recipes of the paper's section 4 (plain, Gaussian augmentation = RandTrain, l2 PGD = AdvTrain).
 RECIPES: tuple[str, ...] = ("standard", "randtrain", "advtrain")
 
 #: ImageNet architectures :func:`load_imagenet_model` accepts (torchvision constructors, ``weights=None``).

@@ -5,17 +5,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: The repository root: the folder holding ``_toc.yml``, ``book/`` and ``rs_repro/``.
+#: The repository root, the folder holding ``_toc.yml``, ``book/`` and ``rs_repro/``.
 ROOT = Path(__file__).resolve().parents[1]
+#: The book's hand-written pages, ``references.bib`` and the folders below.
 BOOK = ROOT / "book"
+#: The MyST sources of the chapters, ``<stem>.md``.
 NOTEBOOKS = BOOK / "notebooks"
+#: The parameter profiles, ``<profile>/<stem>.yml``.
 PARAMS = BOOK / "params"
+#: The executed chapters, ``<stem>.ipynb``, the pages the book renders.
 CHAPTERS = BOOK / "chapters"
 #: Generated results; ``RS_REPRO_BUILD`` moves them (the tests point it at a temporary folder).
 BUILD = Path(os.environ.get("RS_REPRO_BUILD", ROOT / "build"))
+#: The cached tables of :mod:`rs_repro.cache`, ``<stem>/<name>-<key>.csv``.
 CACHE = BUILD / "cache"
+#: Where the chapter runner stages and executes a notebook before publishing it.
 RUNS = BUILD / "runs"
+#: The figures, ``<stem>[-suffix].{pdf,png}`` (a chapter's ``figures_dir`` is ``figures`` by default).
 FIGURES = ROOT / "figures"
+#: The package source, hashed into the cache keys (:func:`rs_repro.cache.source_digest`).
 PACKAGE = ROOT / "rs_repro"
-#: Set by the chapter runner while a chapter executes: the folder its page is published to.
+#: Name of the environment variable holding the folder a chapter's page is published to, set by the chapter
+#: runner while the chapter executes.
 CHAPTERS_ENV = "RS_REPRO_CHAPTERS"

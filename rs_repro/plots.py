@@ -49,8 +49,22 @@ def save_figure(fig: plt.Figure, stem: str, figures_dir: str | Path, suffix: str
 def figure_links(written: list[Path]) -> Markdown:
     """A line of download links to the files :func:`save_figure` wrote, relative to the chapter's page.
 
-    Display it under a figure: the book build copies each linked file into the HTML site. The page's
-    folder is the one the chapter runner publishes to (``paths.CHAPTERS`` outside the runner).
+    Display it under a figure. The page's folder is the one the chapter runner publishes to
+    (:data:`rs_repro.paths.CHAPTERS` outside the runner). The book renders Markdown outputs with MyST
+    (``nb_render_markdown_format: myst`` in ``_config.yml``), so each relative link to an existing file
+    becomes a Sphinx download reference and the file is copied under ``_build/html/_downloads/``; a
+    missing file fails the strict build. (With myst-nb's default CommonMark rendering the same links
+    would stay plain relative URLs, broken in the HTML site.)
+
+    Parameters
+    ----------
+    written : list of pathlib.Path
+        The files returned by :func:`save_figure`, in the order the links are shown.
+
+    Returns
+    -------
+    IPython.display.Markdown
+        ``Download this figure: [PDF](<relative path>) · [PNG](<relative path>)``.
     """
     page_dir = Path(os.environ.get(paths.CHAPTERS_ENV, paths.CHAPTERS))
     links = [f"[{p.suffix[1:].upper()}]({Path(os.path.relpath(Path(p).resolve(), page_dir.resolve())).as_posix()})"

@@ -60,7 +60,7 @@ def sorm_table(dims: list[int], curvature_sums: list[float], betas: list[float],
                samples: int, seed: int) -> pd.DataFrame:
     """Eq. (3) against the exact sphere probability and a Monte Carlo estimate.
 
-    A sphere of radius rho = (d-1) * sigma / |S| has, in standard-normal units, the d-1 equal principal
+    A sphere of radius ``rho = (d-1) * sigma / |S|`` has, in standard-normal units, the d-1 equal principal
     curvatures kappa = S / (d-1), so that their sum is S. ``S > 0`` puts x outside the ball (the paper's
     concave case, pi0 below the flat value), ``S < 0`` inside (convex case). x is at distance
     beta * sigma from the sphere; pi0 is the probability that x + sigma N crosses it.
