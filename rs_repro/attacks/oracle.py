@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-#: ``decide(xs, ys) -> bool [m]``: whether each row of ``xs`` [m, C, H, W] is adversarial for label ``ys`` [m].
+#: The signature of a decision rule, ``decide(xs, ys) -> bool [m]`` (is each row of ``xs`` [m, C, H, W] adversarial for label ``ys`` [m]?).
 Decision = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -76,7 +76,7 @@ def rays(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, tol
     Notes
     -----
     Each image runs its own schedule (the k-th direction it tries flips the k-th block of
-    :func:`_blocks`) as a small state machine, probing a new direction or taking one step of the
+    ``_blocks``) as a small state machine, probing a new direction or taking one step of the
     bisection of a direction that beat its best distance, so every oracle call asks one query of every
     image with budget left, whichever phase it is in: an image's run does not depend on the other images
     of the batch, and the number of calls is about the per-image budget, not the budget times the

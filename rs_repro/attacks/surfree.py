@@ -27,7 +27,7 @@ from ..seeds import generator
 from .bisection import bisect
 from .oracle import AttackResult, Oracle
 
-#: Largest theta_max in degrees: at 90 degrees the circle point is x itself.
+#: Largest theta_max in degrees (at 90 degrees the circle point is x itself).
 THETA_CAP = 89.0
 #: Cap on the steps that extend a sign-search hit at theta_max before bisecting; the bracket then closes at
 #: 90 degrees (the original image, answered non-adversarial at the start).

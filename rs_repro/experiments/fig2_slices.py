@@ -16,7 +16,7 @@ R^d on which f and g_sigma are defined, as the Gaussian noise of smoothing is ne
 
 Each grid point gets the label of the base classifier f (no RS) and, for each n, two independent
 votes of g_{sigma,n}: one fresh vote of n micro-decisions per point, as a user of the smoothed model sees it
-(one query per point), ties to the smallest class (:meth:`Smooth.vote`). The first vote is drawn in the
+(one query per point), ties to the smallest class (:meth:`~rs_repro.smoothing.Smooth.vote`). The first vote is drawn in the
 figure; the second one measures how random the map is (:func:`speckle_summary`).
 """
 
@@ -150,7 +150,7 @@ def slice_labels(model: nn.Module, num_classes: int, x_o: torch.Tensor, *, sigma
         Master seed: directions from :func:`orthonormal_directions`, vote r of size n from
         ``seeds.generator(seed, "fig2", "vote", n, r)`` on ``x_o``'s device.
     batch_size : int
-        Largest batch per forward pass (see :meth:`Smooth.counts`); the grid is processed
+        Largest batch per forward pass (see :meth:`~rs_repro.smoothing.Smooth.counts`); the grid is processed
         ``max(1, batch_size // n)`` points at a time (``batch_size`` for f), which bounds the memory of the
         points themselves too.
 
