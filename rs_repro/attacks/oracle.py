@@ -190,27 +190,30 @@ class Oracle:
             self.queries += torch.bincount(images[allowed], minlength=len(self.queries))
             self._history.append((images[allowed], query_index[allowed], l2[allowed], linf[allowed],
                                   verdict[allowed]))
-        if bool(verdict.any()):
-            self._update_best(xs, images, verdict, l2, self.best_l2, self.best_x, (self.linf_of_best_l2, linf))
-            self._update_best(xs, images, verdict, linf, self.best_linf, self.best_x_linf)
+        rows = verdict.nonzero().squeeze(1)
+        if len(rows):
+            unique = rank is None
+            self._update_best(xs, images[rows], rows, l2, self.best_l2, self.best_x, unique,
+                              (self.linf_of_best_l2, linf))
+            self._update_best(xs, images[rows], rows, linf, self.best_linf, self.best_x_linf, unique)
         return verdict
 
     @staticmethod
-    def _update_best(xs: torch.Tensor, images: torch.Tensor, verdict: torch.Tensor, dist: torch.Tensor,
-                     best: torch.Tensor, best_x: torch.Tensor,
+    def _update_best(xs: torch.Tensor, img: torch.Tensor, rows: torch.Tensor, dist: torch.Tensor,
+                     best: torch.Tensor, best_x: torch.Tensor, unique: bool,
                      also: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """Where an adversarial row beats ``best`` [B] for its image, store it (and ``also``'s value)."""
-        rows = verdict.nonzero().squeeze(1)
-        if len(rows) == 0:
-            return
-        img, d = images[rows], dist[rows]
-        lowest = torch.full_like(best, float("inf")).scatter_reduce(0, img, d, "amin")
-        better = (d == lowest[img]) & (d < best[img])
+        """Where an adversarial row (``rows``, of images ``img``) beats ``best`` [B] for its image, store it
+        (and ``also``'s value). ``unique``: no image has two rows, so no per-image minimum is needed."""
+        d = dist[rows]
+        if unique:
+            better = d < best[img]
+        else:  # the closest adversarial row of each image, the first one on ties
+            lowest = torch.full_like(best, float("inf")).scatter_reduce(0, img, d, "amin")
+            better = (d == lowest[img]) & (d < best[img])
+            first = torch.full((len(best),), len(rows), dtype=torch.int64)
+            first = first.scatter_reduce(0, img[better], torch.arange(int(better.sum())), "amin")
+            better = better.nonzero().squeeze(1)[first[first < len(rows)]]
         rows, img = rows[better], img[better]
-        first = torch.full((len(best),), len(rows), dtype=torch.int64)
-        first = first.scatter_reduce(0, img, torch.arange(len(rows)), "amin")  # one winning row per image
-        winners = first[first < len(rows)]
-        rows, img = rows[winners], img[winners]
         best_x[img] = xs[rows.to(xs.device)].detach().to(best_x.device, best_x.dtype)
         best[img] = dist[rows]
         if also is not None:
