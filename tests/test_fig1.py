@@ -1,0 +1,213 @@
+"""Fig. 1 chapter: the white-box minimal-l2 attack and the scan along the ray, on a linear classifier.
+
+A linear classifier has a known minimal l2 perturbation (the distance to its hyperplane, or the water-filling
+solution when the pixel box binds), and smoothing leaves it unchanged (ICASSP 2022, section 3.1): along the
+normal of its hyperplane a micro-decision is wrong with probability Phi(t / sigma), so the vote of n of them
+follows an exact binomial law.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from linear import Linear, images_at
+from scipy import optimize, stats
+
+from rs_repro import seeds
+from rs_repro.attacks import MinimalAdversarial, minimal_l2
+from rs_repro.experiments import fig1_adversarial_probability as ex
+from rs_repro.smoothing import Smooth
+
+DISTANCES = [0.1, 0.3, 0.5, 1.0]
+SIGMA = 0.2
+NS = [5, 10, 50]
+
+
+@pytest.fixture(scope="module")
+def attacked():
+    model = Linear(0)
+    x = images_at(model, DISTANCES)
+    y = torch.zeros(len(DISTANCES), dtype=torch.long)
+    return model, x, y, minimal_l2(model, x, y, tol=1e-5)
+
+
+def test_x_a_is_on_the_hyperplane_at_the_exact_distance(attacked):
+    model, x, _, result = attacked
+    assert result.success.all()
+    assert np.allclose(result.distance.numpy(), DISTANCES, atol=2e-5)
+    s = model.signed_distance(result.x_a)
+    assert ((s > 0) & (s <= 2e-5)).all()  # on the boundary, adversarial end kept (class 1 is s > 0)
+    u = ex.directions(x, result).flatten(1)
+    assert torch.allclose(u @ model.w, torch.ones(len(DISTANCES)), atol=1e-6)  # along the normal
+    assert (result.x_a >= 0).all() and (result.x_a <= 1).all()
+
+
+def _water_filling(model: Linear, x: torch.Tensor) -> float:
+    """Exact minimal l2 perturbation to w.x' + b = 0 with x' in [0, 1]^d: delta_i = clip(lam w_i, -x_i, 1 - x_i)."""
+    w, x = model.w.double(), x.flatten().double()
+
+    def gap(lam: float) -> float:
+        return float(w @ (x + torch.clamp(lam * w, -x, 1 - x)) + model.b)
+
+    lam = optimize.brentq(gap, 0.0, 100.0, xtol=1e-12)
+    return float(torch.clamp(lam * w, -x, 1 - x).norm())
+
+
+def test_the_pixel_box_is_respected_and_the_constrained_minimum_reached():
+    model = Linear(3)
+    x = torch.full((64,), 0.5)
+    x[model.w < -0.1] = 0.0  # these pixels would have to decrease: the box stops them
+    b = -float(x @ model.w) - 0.6
+    model.b = b
+    x = x.view(1, 1, 8, 8)
+    exact = _water_filling(model, x)
+    assert exact > 0.6 + 1e-3  # the box binds: the unconstrained distance is 0.6
+    result = minimal_l2(model, x, torch.zeros(1, dtype=torch.long), steps=300, tol=1e-5)
+    assert (result.x_a >= 0).all() and (result.x_a <= 1).all() and (result.x_adv >= 0).all()
+    assert model.signed_distance(result.x_a).item() > 0
+    assert exact * (1 - 1e-4) <= result.distance.item() <= exact * 1.01
+
+
+def test_attack_is_deterministic(attacked):
+    model, x, y, result = attacked
+    again = minimal_l2(model, x, y, tol=1e-5)
+    assert torch.equal(again.x_a, result.x_a) and torch.equal(again.distance, result.distance)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"steps": 0}, "steps"), ({"gamma": 1.0}, "gamma"), ({"tol": 0.0}, "tol"), ({"step_size": -1.0}, "step_size"),
+    ({"init_norm": 0}, "init_norm"), ({"bisection_steps": 2.5}, "bisection_steps"),
+])
+def test_attack_rejects_bad_parameters(attacked, kwargs, match):
+    model, x, y, _ = attacked
+    with pytest.raises(ValueError, match=match):
+        minimal_l2(model, x, y, **kwargs)
+
+
+def test_attack_rejects_bad_inputs(attacked):
+    model, x, y, _ = attacked
+    with pytest.raises(ValueError, match="pixel box"):
+        minimal_l2(model, x + 1.0, y)
+    with pytest.raises(ValueError, match="int64"):
+        minimal_l2(model, x, y.int())
+    with pytest.raises(ValueError, match="correctly classified"):
+        minimal_l2(model, x, torch.ones_like(y))
+
+
+def test_a_failed_attack_defines_no_ray(attacked):
+    x = attacked[1]
+    failed = MinimalAdversarial(x_adv=x, x_a=x, distance=torch.full((len(x),), math.inf),
+                                success=torch.tensor([True, False, True, True]))
+    with pytest.raises(ValueError, match=r"images \[1\]"):
+        ex.directions(x, failed)
+
+
+def _exact_wrong(t: np.ndarray, n: int) -> np.ndarray:
+    """P[g_{sigma,n} != 0] on the normal of a hyperplane: more than n/2 of n draws in class 1 (ties go to 0)."""
+    return stats.binom.sf(n // 2, n, stats.norm.cdf(t / SIGMA))
+
+
+@pytest.fixture(scope="module")
+def scanned(attacked):
+    model, x, _, result = attacked
+    u = ex.directions(x, result)
+    ts = np.linspace(-0.4, 0.4, 17).tolist()
+    smooth = Smooth(model, 2, SIGMA)
+    return ex.scan(smooth, result.x_a[2:3], u[2:3], 0, ts, NS, 4000, generator=seeds.generator(0, "test"), alpha=0.01)
+
+
+def test_probability_along_the_ray_matches_the_binomial_law(scanned):
+    votes = scanned.votes
+    exact = np.concatenate([_exact_wrong(part.t.to_numpy(), n) for n, part in votes.groupby("n", sort=False)])
+    votes = pd.concat([part for _, part in votes.groupby("n", sort=False)])
+    se = np.sqrt(exact * (1 - exact) / votes.votes)
+    assert (np.abs(votes.p - exact) <= 4.5 * se + 1.5 / votes.votes).all()
+    assert votes.groupby("n").votes.first().to_dict() == {5: 800, 10: 400, 50: 80}
+    assert ((votes.lower <= votes.p) & (votes.p <= votes.upper)).all()
+    for _, part in votes.groupby("n"):  # increasing in t, up to Monte Carlo noise
+        p = part.sort_values("t").p.to_numpy()
+        assert (np.maximum.accumulate(p) - p <= 0.1).all() and p[0] < 0.05 and p[-1] > 0.95
+
+
+def test_attack_table_and_correct_images(attacked):
+    model, x, y, result = attacked
+    table = ex.attack_table(x, y, torch.arange(10, 14), result, model)
+    assert table["index"].tolist() == [10, 11, 12, 13] and (table.label_a == 1).all()
+    assert ((table.margin_a >= 0) & (table.margin_a <= 1e-4)).all()  # logits are -s and s, s <= tol
+    assert np.allclose(table.distance, DISTANCES, atol=2e-5) and (table.box_exit > 0.1).all()
+    labels = torch.tensor([0, 1, 0, 0])
+    assert ex.correct_images(model, x, labels, 2).tolist() == [0, 2]
+
+
+def test_smoothing_leaves_the_linear_boundary_in_place(scanned):
+    profile = scanned.profile
+    exact = stats.norm.cdf(profile.t / SIGMA)  # class 1 = the only other class
+    assert np.allclose(profile.p_other, exact, atol=4.5 * math.sqrt(0.25 / 4000))
+    assert np.allclose(profile.p_label + profile.p_other, 1.0)
+    assert abs(ex.crossing(profile)) < 0.02
+
+
+def test_distances_at_pa_match_the_exact_law_and_grow_with_pa(scanned):
+    found = ex.distances_at(scanned.votes, [0.5, 0.8]).set_index(["n", "pa"]).distance
+    width = {}
+    for n in NS:
+        for pa in (0.5, 0.8):
+            exact = optimize.brentq(lambda t, n=n, pa=pa: _exact_wrong(np.array([t]), n)[0] - pa, -0.4, 0.4)
+            assert abs(found[n, pa] - exact) < 0.03, (n, pa, found[n, pa], exact)
+        assert found[n, 0.5] < found[n, 0.8]
+        width[n] = found[n, 0.8] - found[n, 0.5]
+    assert width[5] > width[50]  # the transition is wider for small n (the paper's Fig. 1)
+
+
+def test_scan_is_deterministic_by_seed(attacked):
+    model, x, _, result = attacked
+    u = ex.directions(x, result)
+    smooth = Smooth(model, 2, SIGMA)
+
+    def run(seed):
+        return ex.scan(smooth, result.x_a[:1], u[:1], 0, [-0.1, 0.0, 0.1], [5, 10], 200,
+                       generator=seeds.generator(seed, "test"))
+
+    first, again, other = run(1), run(1), run(2)
+    assert first.votes.equals(again.votes) and first.profile.equals(again.profile)
+    assert not first.votes.equals(other.votes)
+
+
+@pytest.mark.parametrize(("ts", "ns", "pool", "alpha", "match"), [
+    ([0.0, 0.0], [5], 10, 0.05, "ts"), ([0.1], [5], 10, 0.05, "ts"), ([0.0, 1.0], [], 10, 0.05, "ns"),
+    ([0.0, 1.0], [0], 10, 0.05, "ns"), ([0.0, 1.0], [5, 10], 12, 0.05, "pool"), ([0.0, 1.0], [50], 20, 0.05, "pool"),
+    ([0.0, 1.0], [5], 10, 1.0, "alpha"),
+])
+def test_scan_rejects_bad_parameters(attacked, ts, ns, pool, alpha, match):
+    model, x, _, result = attacked
+    with pytest.raises(ValueError, match=match):
+        ex.scan(Smooth(model, 2, SIGMA), result.x_a[:1], ex.directions(x, result)[:1], 0, ts, ns, pool,
+                generator=seeds.generator(0), alpha=alpha)
+
+
+def test_first_reach_interpolates_and_censors():
+    t = [0.0, 1.0, 2.0]
+    assert ex.first_reach(t, [0.0, 0.4, 1.0], 0.5) == pytest.approx(1 + 0.1 / 0.6)
+    assert math.isnan(ex.first_reach(t, [0.6, 0.7, 0.9], 0.5))  # reached before the scan
+    assert math.isnan(ex.first_reach(t, [0.0, 0.1, 0.2], 0.5))  # never reached
+    with pytest.raises(ValueError, match="pas"):
+        ex.distances_at(pd.DataFrame({"n": [5], "t": [0.0], "p": [0.0]}), [0.0])
+
+
+def test_crossing_summary_counts_and_tests_the_sign():
+    table = pd.DataFrame({"sigma": [0.1] * 5 + [0.2] * 2, "crossing": [0.01, 0.02, -0.01, 0.03, np.nan, 0.1, 0.3]})
+    summary = ex.crossing_summary(table).set_index("sigma")
+    assert summary.loc[0.1, ["images", "censored", "beyond"]].tolist() == [5, 1, 3]
+    assert summary.loc[0.1, "median"] == pytest.approx(0.015)
+    assert summary.loc[0.2, "median_sigma"] == pytest.approx(1.0)
+    assert summary.loc[0.1, "p_beyond"] == pytest.approx(stats.binom.sf(2, 4, 0.5))
+
+
+def test_box_exit_is_where_the_ray_leaves_the_box():
+    x_a = torch.tensor([0.5, 0.2, 0.9]).view(1, 1, 1, 3)
+    u = torch.tensor([0.6, -0.8, 0.0]).view(1, 1, 1, 3)
+    assert ex.box_exit(x_a, u).item() == pytest.approx(0.25)  # the second pixel reaches 0 first
