@@ -46,9 +46,13 @@ def test_fig5_judges_follow_their_rules(paper_like):
 
 
 def test_other_judges():
-    fig1 = {"crossing_median": 0.4, "distance_at_pa": {"5": {"0.5": 0.3, "0.8": 0.7}, "50": {"0.5": 0.4, "0.8": 0.5}}}
+    fig1 = {"sigma": 0.25, "crossing_median": 0.4,
+            "crossing_by_sigma": {"0.1": {"beyond": 1, "images": 20, "p_beyond": 1.0},
+                                  "0.25": {"beyond": 19, "images": 20, "p_beyond": 4e-5}},
+            "distance_at_pa": {"5": {"0.5": 0.3, "0.8": 0.7}, "50": {"0.5": 0.4, "0.8": 0.5}}}
     assert claims.judge_boundary_push(fig1)[1] == claims.HOLDS
-    assert claims.judge_boundary_push({**fig1, "crossing_median": -0.1})[1] == claims.FAILS
+    assert "19 of 20" in claims.judge_boundary_push(fig1)[0]
+    assert claims.judge_boundary_push({**fig1, "sigma": 0.1})[1] == claims.FAILS
     assert claims.judge_bisection_spread({"spread": {"10": 0.3, "100": 0.1}})[1] == claims.HOLDS
     assert claims.judge_bisection_spread({"spread": {"10": 0.1, "100": 0.3}})[1] == claims.FAILS
     assert claims.judge_eq5({"pa": 0.8, "probability_at_threshold": {"5": 0.8, "10": 0.687}})[1] == claims.FAILS
