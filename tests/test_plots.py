@@ -56,6 +56,7 @@ def test_links_become_download_references_in_a_strict_build(written, tmp_path, m
     shutil.copy(paths.ROOT / "_config.yml", root / "_config.yml")
     (root / "book").mkdir()
     shutil.copy(paths.BOOK / "references.bib", root / "book" / "references.bib")
+    shutil.copytree(paths.BOOK / "_ext", root / "book" / "_ext")
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/chapters/page\n")
     (root / "book" / "intro.md").write_text("# Intro\n\nA page with a figure follows.\n")
     page_dir = root / "book" / "chapters"
