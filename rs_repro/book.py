@@ -302,8 +302,11 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     executed = run_dir / "executed.ipynb"
     log = run_dir / "cache-log.jsonl"
     log.unlink(missing_ok=True)
+    # The kernel must draw with IPython's inline backend: under MPLBACKEND=Agg (the Makefile's, for the
+    # tests) a glued figure would carry only its text/plain repr and the page would show no image.
     kernel_env = {cache.RUN_LOG_ENV: str(log), measurements.PROFILE_ENV: profile,
-                  paths.CHAPTERS_ENV: str(chapters_dir.resolve())}
+                  paths.CHAPTERS_ENV: str(chapters_dir.resolve()),
+                  "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     env_before = {name: os.environ.get(name) for name in kernel_env}
     os.environ.update(kernel_env)
     # The parameters were validated above; papermill's own parser misreads annotated defaults such as

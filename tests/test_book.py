@@ -150,8 +150,11 @@ def test_failed_run_keeps_previous_page_and_names_cell(sandbox):
 def test_smoke_chapter_executes_with_figures_and_glue(smoke_book, stem):
     _, pages, figures = smoke_book
     nb = nbformat.read(pages[stem], as_version=4)
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert not [o.text for o in outputs if o.get("name") == "stderr"], "warnings would print on the page"
+    figures_glued = [o for o in outputs if o.get("metadata", {}).get("scrapbook", {}).get("name", "").startswith("fig_")]
+    assert all(any(k.endswith("image/png") for k in o.data) for o in figures_glued), "a glued figure without its image"
     glued = {o["metadata"]["scrapbook"]["name"] for c in nb.cells for o in c.get("outputs", [])
              if "scrapbook" in o.get("metadata", {})}
     source = paths.NOTEBOOKS.joinpath(f"{stem}.md").read_text()
