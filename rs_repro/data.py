@@ -326,7 +326,7 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
                              "validation folder> (wnid subfolders, or flat JPEGs with a ground-truth file)")
         files, labels = _imagenet_files(Path(data_dir), ground_truth)
         index = torch.arange(len(files)) if n is None else subset_indices(len(files), n, seed)
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         chosen = tqdm(index.tolist(), desc="decoding ImageNet", disable=None, leave=False)
         x = torch.stack([_decode_imagenet(files[i]) for i in chosen])

@@ -379,7 +379,7 @@ def _check_recipe(dataset: object, recipe: object, sigma: object, epsilon: objec
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: str, sigma: float, epsilon: float,
            config: TrainConfig, generator: torch.Generator, progress: bool) -> None:
     """Train ``model`` in place on images ``x`` [N, C, H, W] in [0, 1] and labels ``y`` [N]."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = len(x)
