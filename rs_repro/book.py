@@ -30,7 +30,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from . import cache, measurements, paths
+from . import cache, measurements, paths, runtime
 
 PROFILES = ("smoke", "default", "paper")
 KERNEL = "python3"
@@ -304,9 +304,10 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     log.unlink(missing_ok=True)
     # The kernel must draw with IPython's inline backend: under MPLBACKEND=Agg (the Makefile's, for the
     # tests) a glued figure would carry only its text/plain repr and the page would show no image.
+    # The malloc thresholds keep the forward passes' activations in the process (rs_repro.runtime).
     kernel_env = {cache.RUN_LOG_ENV: str(log), measurements.PROFILE_ENV: profile,
                   paths.CHAPTERS_ENV: str(chapters_dir.resolve()),
-                  "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+                  "MPLBACKEND": "module://matplotlib_inline.backend_inline", **runtime.malloc_env()}
     env_before = {name: os.environ.get(name) for name in kernel_env}
     os.environ.update(kernel_env)
     # The parameters were validated above; papermill's own parser misreads annotated defaults such as

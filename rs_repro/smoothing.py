@@ -221,16 +221,17 @@ class Smooth:
 
         The B * n noisy inputs are the rows of a virtual [B * n, d] matrix (row r is a copy of image r // n)
         cut into consecutive chunks of ``batch_size`` rows. Per chunk: fill a buffer with sigma * N
-        (``normal_`` in place, from ``gen``), add the images (at most three broadcast adds), forward,
-        argmax, and one ``bincount`` of ``image * num_classes + label``. The buffer is kept between calls
-        (an attack calls this thousands of times with the same shapes).
+        (``normal_`` in place, from ``gen``), add the images (one broadcast add when the chunk holds whole
+        images), forward, take the top class, and one ``bincount`` of ``image * num_classes + label``. The
+        buffer and the keys ``(r // n) * num_classes`` are kept between calls (an attack calls this thousands
+        of times with the same shapes).
         """
         num_images = xs.shape[0]
         num_classes = self.num_classes
         flat = xs.detach().reshape(num_images, -1)
         total = num_images * n
         chunk = min(batch_size, total)
-        buffer, rows_index = self._buffers(chunk, flat)
+        buffer, keys = self._buffers(chunk, flat, n)
         counts = None
         with torch.inference_mode():
             for start in range(0, total, chunk):
@@ -241,24 +242,31 @@ class Smooth:
                 logits = self.base_classifier(noisy.view(stop - start, *xs.shape[1:]))
                 if start == 0:
                     self._check_logits(logits, stop - start)
-                labels = logits.argmax(dim=1)
-                first, last = start // n, (stop - 1) // n
-                if first == last:
-                    key = labels + first * num_classes
+                labels = logits.max(dim=1).indices  # the first top class on ties, as argmax
+                first = start // n
+                if first == (stop - 1) // n:  # one image
+                    key = labels.add_(first * num_classes)
+                elif start % n == 0:  # whole images from the first row on: the cached keys
+                    key = labels.add_(keys[: stop - start])
+                    if first:
+                        key.add_(first * num_classes)
                 else:
-                    key = labels + (rows_index[: stop - start] + start).div_(n, rounding_mode="floor") * num_classes
+                    rows = torch.arange(start, stop, device=labels.device)
+                    key = labels.add_(rows.div_(n, rounding_mode="floor").mul_(num_classes))
                 tally = torch.bincount(key, minlength=num_images * num_classes)
                 counts = tally if counts is None else counts.add_(tally)
         return counts.view(num_images, num_classes)
 
-    def _buffers(self, chunk: int, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A [chunk, d] noise buffer like ``flat`` and the row indices 0..chunk-1, reused across calls."""
-        key = (chunk, flat.shape[1], flat.dtype, _device_key(flat.device))
+    def _buffers(self, chunk: int, flat: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A [chunk, d] noise buffer like ``flat`` and the keys (r // n) * num_classes of its rows r, int64
+        [chunk], both reused across calls with the same shapes."""
+        key = (chunk, flat.shape[1], flat.dtype, flat.device, n)
         if self._buffer_key != key:
             self._buffer = torch.empty((chunk, flat.shape[1]), dtype=flat.dtype, device=flat.device)
-            self._rows_index = torch.arange(chunk, dtype=torch.int64, device=flat.device)
+            rows = torch.arange(chunk, dtype=torch.int64, device=flat.device)
+            self._keys = rows.div_(n, rounding_mode="floor").mul_(self.num_classes)
             self._buffer_key = key
-        return self._buffer, self._rows_index
+        return self._buffer, self._keys
 
     def _check_logits(self, logits: object, rows: int) -> None:
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (rows, self.num_classes):
@@ -484,7 +492,7 @@ class Smooth:
             # The oracle checked the rows' shape; counts() would re-validate every call (a full finiteness scan).
             counts = self._counts(xs, n, batch_size, self._generator(xs.device, generator))
             if needed is None:
-                return counts.argmax(dim=1) != ys
+                return counts.max(dim=1).indices != ys  # argmax: the first top class on ties
             return n - counts.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
 
         # decide() takes any number of rows: counts() already bounds each forward pass by batch_size.
@@ -524,19 +532,23 @@ class Smooth:
 def _add_images(noisy: torch.Tensor, flat: torch.Tensor, start: int, stop: int, n: int) -> None:
     """Add to the noise of the global rows [start, stop) their images (row r is a copy of image r // n).
 
-    ``noisy`` is [stop - start, d], ``flat`` is [B, d]. At most three in-place broadcast adds: the tail of
-    the first image, the whole images in the middle (viewed as [k, n, d]), the head of the last image.
+    ``noisy`` is [stop - start, d], ``flat`` is [B, d]. At most three in-place broadcast adds: the rows of a
+    partial first image, the whole images (viewed as [k, n, d]), the rows of a partial last image.
     """
     first, last = start // n, (stop - 1) // n
     if first == last:
         noisy.add_(flat[first])
         return
-    head_end = (first + 1) * n - start  # local end of the first (maybe partial) image
-    full_end = last * n - start  # local rows [head_end, full_end) are images first+1 .. last-1, complete
-    noisy[:head_end].add_(flat[first])
-    if full_end > head_end:
-        noisy[head_end:full_end].view(last - first - 1, n, -1).add_(flat[first + 1: last].unsqueeze(1))
-    noisy[full_end:].add_(flat[last])
+    head_end = -start % n  # local end of the partial first image (0 when the chunk starts on an image)
+    whole_first = first + (head_end > 0)  # the first image whose n rows are all in the chunk
+    whole = (stop - start - head_end) // n
+    if head_end:
+        noisy[:head_end].add_(flat[first])
+    tail_start = head_end + whole * n
+    if whole:
+        noisy[head_end:tail_start].view(whole, n, -1).add_(flat[whole_first: whole_first + whole].unsqueeze(1))
+    if tail_start < stop - start:
+        noisy[tail_start:].add_(flat[last])
 
 
 def _top2(counts: np.ndarray) -> tuple[int, int]:

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import yaml
 
-from rs_repro import book, cli, paths
+from rs_repro import book, cli, paths, runtime
 
 STEMS = book.chapters()
 
@@ -107,7 +107,8 @@ label: str = "first"  # text printed on the page
 ```
 
 ```{code-cell} ipython3
-print("label is", label)
+import os
+print("label is", label, "mmap threshold", os.environ.get("MALLOC_MMAP_THRESHOLD_"))
 ```
 
 ```{code-cell} ipython3
@@ -135,7 +136,7 @@ def test_failed_run_keeps_previous_page_and_names_cell(sandbox):
     chapters = sandbox / "chapters"
     page = book.run_chapter("tiny", "smoke", {"label": "second"}, chapters_dir=chapters)
     text = page.read_text()
-    assert "label is second" in text
+    assert f"label is second mmap threshold {runtime.MMAP_THRESHOLD}" in text  # the kernel got the malloc setting
     record = nbformat.read(page, as_version=4).metadata["rs_repro"]
     assert record["parameters"] == {"seed": 0, "fail": False, "label": "second"}
     assert record["command"] == "make chapter CH=tiny PROFILE=smoke P='-p label second'"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -50,6 +51,50 @@ def test_best_adversarial_history_and_budget_curves():
     curve = oracle.best_at([1, 2, 3, 4, 5, 6])[0]
     assert np.isinf(curve[0]) and np.allclose(curve[1:], [0.8, 0.6, 0.6, 0.55, 0.55], rtol=1e-5)
     assert np.all(np.diff(curve[1:]) <= 0)
+
+
+def test_distances_are_exact_and_the_numpy_and_torch_paths_agree():
+    model = Linear()
+    x = images_at(model, [0.1, 0.2, 0.4])
+    oracle = Oracle(model, max_queries=10)
+    oracle.start(x, torch.zeros(3, dtype=torch.long))
+    steps = torch.tensor([0.5, 1.5, 3.0]).view(3, 1, 1, 1)
+    rows = x[[2, 0, 1]] + steps * model.w.view(1, 1, 8, 8)
+    images = torch.tensor([2, 0, 1])
+    l2, linf = oracle.distances(rows, images)  # the CPU (NumPy) path
+    assert np.allclose(l2, [0.5, 1.5, 3.0], rtol=1e-6) and l2.dtype == np.float64
+    assert np.allclose(linf, steps.flatten().numpy() * model.w.abs().max().item(), rtol=1e-6)
+    oracle._books = dataclasses.replace(oracle._books, x0=None)  # the path taken off the CPU
+    torch_l2, torch_linf = oracle.distances(rows, images.numpy())
+    assert np.allclose(torch_l2, l2, rtol=1e-6) and np.allclose(torch_linf, linf, rtol=1e-6)
+
+
+def test_distances_in_high_dimension_are_summed_in_float64():
+    x = torch.zeros(1, 3, 256, 256)  # 196,608 dimensions: a float32 sum would drift
+    oracle = Oracle(lambda xs: torch.zeros(len(xs), 2), max_queries=1)
+    oracle.start(x, torch.zeros(1, dtype=torch.long))
+    row = torch.full_like(x, 1e-3)
+    row.view(-1)[::2] = 3e-3
+    l2, linf = oracle.distances(row, np.array([0]))
+    small, large = (float(torch.tensor(v, dtype=torch.float32)) for v in (1e-3, 3e-3))  # the stored values
+    exact = math.sqrt(x.numel() / 2 * (small**2 + large**2))
+    assert abs(l2[0] - exact) <= 1e-12 * exact and linf[0] == large
+
+
+@pytest.mark.parametrize("images", [[0, 2], [-1, 0], [0, 0, 1]])
+def test_image_indices_outside_the_batch_are_refused(images):
+    model = Linear()
+    x = images_at(model, [0.3, 0.3])
+    oracle = Oracle(model, max_queries=5)
+    oracle.start(x, torch.zeros(2, dtype=torch.long))
+    rows = x[[0] * len(images)]
+    if len(images) == 3:  # one index per row is required
+        with pytest.raises(ValueError, match=r"xs must be \[m, 1, 8, 8\] with one image index per row"):
+            oracle.is_adversarial(rows[:2], torch.tensor(images))
+    else:
+        with pytest.raises(ValueError, match=r"images must index the 2 started images \(0 to 1\), got values from"):
+            oracle.is_adversarial(rows, torch.tensor(images))
+    assert oracle.queries.tolist() == [0, 0] and model.rows == 0
 
 
 @pytest.mark.parametrize("distance", [0.05, 0.3, 1.0])

@@ -269,7 +269,7 @@ def test_memory_bounded_at_large_n() -> None:
     assert abs(counts[1, 1].item() / n - p) <= Z * se
 
 
-@pytest.mark.parametrize(("num_images", "n", "batch_size"), [(6, 7, 5), (6, 3, 10), (5, 1, 2), (4, 9, 1000),
+@pytest.mark.parametrize(("num_images", "n", "batch_size"), [(6, 7, 5), (6, 3, 10), (5, 1, 2), (4, 9, 1000), (9, 3, 6), (5, 4, 10),
                                                               (7, 4, 4), (3, 10, 7)])
 def test_chunks_spanning_images_attribute_votes_to_the_right_image(num_images: int, n: int,
                                                                    batch_size: int) -> None:

@@ -111,7 +111,12 @@ class Oracle:
         self.best_x_linf = self.x0.clone()
         self.best_linf = torch.full((batch,), float("inf"), dtype=torch.float64)
         self.linf_of_best_l2 = torch.full((batch,), float("inf"), dtype=torch.float64)
-        self._history: list[tuple[torch.Tensor, ...]] = []
+        # The per-row bookkeeping runs on NumPy views of these CPU tensors (same memory): a NumPy op on a
+        # few hundred numbers costs about a microsecond, a torch op ten, and an attack makes thousands of calls.
+        self._books = _Books(self.queries.numpy(), self.best_l2.numpy(), self.best_linf.numpy(),
+                             self.linf_of_best_l2.numpy(), self.y.cpu().numpy(),
+                             self.x0.flatten(1).numpy() if self.x0.device.type == "cpu" else None)
+        self._history: list[tuple[np.ndarray, ...]] = []
 
     @property
     def forward_passes(self) -> torch.Tensor:
@@ -128,13 +133,25 @@ class Oracle:
         alive = self.queries < self.max_queries
         return alive if images is None else alive[images.cpu()]
 
-    def distances(self, xs: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """l2 and l-inf distances of rows ``xs`` to their original images, float64 [m] each."""
-        delta = (xs.detach() - self.x0[images.cpu()].to(xs.device)).flatten(1)
-        if delta.dtype != torch.float64 and delta.shape[1] > 1 << 16:
-            delta = delta.double()  # a float32 sum of 10^5 squares would lose digits
-        l2 = torch.linalg.vector_norm(delta, dim=1).double().cpu()
-        return l2, torch.linalg.vector_norm(delta, ord=float("inf"), dim=1).double().cpu()
+    def distances(self, xs: torch.Tensor, images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """l2 and l-inf distances of rows ``xs`` [m, C, H, W] to their images ``images`` [m], float64 [m] each.
+
+        On the CPU in NumPy (float32 sums below 2^16 dimensions, float64 above), elsewhere in torch.
+        """
+        img = images.cpu().numpy() if isinstance(images, torch.Tensor) else images
+        wide = xs[0].numel() > 1 << 16  # a float32 sum of 10^5 squares would lose digits: sum in float64
+        if xs.device.type == "cpu" and self._books.x0 is not None:
+            delta = xs.detach().numpy().reshape(len(img), -1) - self._books.x0[img]
+            if wide:
+                delta = delta.astype(np.float64)
+            l2 = np.sqrt(np.einsum("ij,ij->i", delta, delta), dtype=np.float64)
+            return l2, np.abs(delta, out=delta).max(axis=1, initial=0.0).astype(np.float64)
+        delta = (xs.detach() - self.x0[torch.from_numpy(img)].to(xs.device)).flatten(1)
+        if wide and delta.dtype != torch.float64:
+            delta = delta.double()
+        l2 = torch.linalg.vector_norm(delta, dim=1)
+        linf = torch.linalg.vector_norm(delta, ord=float("inf"), dim=1)
+        return l2.double().cpu().numpy(), linf.double().cpu().numpy()
 
     def is_adversarial(self, xs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """Answer one query per row: is ``xs[i]`` adversarial for image ``images[i]``?
@@ -155,66 +172,69 @@ class Oracle:
         """
         if self.x0 is None:
             raise RuntimeError("call Oracle.start(x, y) before is_adversarial")
-        images = images.cpu().long()
-        if xs.shape[0] != images.shape[0] or xs.shape[1:] != self.x0.shape[1:]:
+        img = images.cpu().long().numpy()
+        books = self._books
+        batch = len(books.queries)
+        if xs.shape[0] != img.shape[0] or xs.shape[1:] != self.x0.shape[1:] or img.ndim != 1:
             raise ValueError(f"xs must be [m, {', '.join(map(str, self.x0.shape[1:]))}] with one image index per "
                              f"row, got xs {tuple(xs.shape)} and images {tuple(images.shape)}")
-        m = images.shape[0]
-        per_image = torch.bincount(images, minlength=len(self.queries))
+        m = len(img)
+        per_image = np.bincount(img, minlength=batch) if m == 0 or img.min() >= 0 else None
+        if per_image is None or len(per_image) > batch:
+            raise ValueError(f"images must index the {batch} started images (0 to {batch - 1}), "
+                             f"got values from {img.min()} to {img.max()}")
         if m == 0 or per_image.max() <= 1:  # one row per image, the common case: no ranking needed
             rank = None
-            allowed = self.queries[images] < self.max_queries
+            query_index = books.queries[img] + 1
         else:  # rank of each row among the rows of its image in this call, to cut at the remaining budget
-            order = torch.argsort(images, stable=True)
-            starts = torch.cumsum(per_image, 0) - per_image
-            rank = torch.empty(m, dtype=torch.int64)
-            rank[order] = torch.arange(m) - starts[images[order]]
-            allowed = rank < self.remaining[images]
-        self.last_counted = allowed
+            order = np.argsort(img, kind="stable")
+            rank = np.empty(m, dtype=np.int64)
+            rank[order] = np.arange(m) - (np.cumsum(per_image) - per_image)[img[order]]
+            query_index = books.queries[img] + rank + 1
+        allowed = query_index <= self.max_queries
+        self.last_counted = torch.from_numpy(allowed)
         everything = bool(allowed.all())
-        verdict = torch.zeros(m, dtype=torch.bool)
-        rows = torch.arange(m) if everything else allowed.nonzero().squeeze(1)
+        verdict = np.zeros(m, dtype=bool)
+        rows = np.arange(m) if everything else np.flatnonzero(allowed)
         for start in range(0, len(rows), self.batch_size):
             block = rows[start:start + self.batch_size]
+            labels = torch.from_numpy(books.y[img[block]]).to(xs.device)
             if len(block) == m:  # every row: no gather
-                verdict[:] = self._decide(xs, self.y[images].to(xs.device)).cpu()
+                verdict[:] = self._decide(xs, labels).cpu().numpy()
             else:
-                dev = block.to(xs.device)
-                verdict[block] = self._decide(xs[dev], self.y[images[block]].to(xs.device)).cpu()
-        query_index = self.queries[images] + 1 if rank is None else self.queries[images] + rank + 1
-        l2, linf = self.distances(xs, images)
-        if everything and rank is None:  # the fast path: no row dropped, each image once
-            self.queries += per_image
-            self._history.append((images, query_index, l2, linf, verdict))
+                verdict[block] = self._decide(xs[torch.from_numpy(block).to(xs.device)], labels).cpu().numpy()
+        l2, linf = self.distances(xs, img)
+        if everything:
+            books.queries += per_image
+            self._history.append((img, query_index, l2, linf, verdict))
         else:
-            self.queries += torch.bincount(images[allowed], minlength=len(self.queries))
-            self._history.append((images[allowed], query_index[allowed], l2[allowed], linf[allowed],
-                                  verdict[allowed]))
-        rows = verdict.nonzero().squeeze(1)
+            books.queries += np.bincount(img[allowed], minlength=batch)
+            self._history.append((img[allowed], query_index[allowed], l2[allowed], linf[allowed], verdict[allowed]))
+        rows = np.flatnonzero(verdict)
         if len(rows):
             unique = rank is None
-            self._update_best(xs, images[rows], rows, l2, self.best_l2, self.best_x, unique,
-                              (self.linf_of_best_l2, linf))
-            self._update_best(xs, images[rows], rows, linf, self.best_linf, self.best_x_linf, unique)
-        return verdict
+            self._update_best(xs, img[rows], rows, l2, books.best_l2, self.best_x, unique,
+                              (books.linf_of_best_l2, linf))
+            self._update_best(xs, img[rows], rows, linf, books.best_linf, self.best_x_linf, unique)
+        return torch.from_numpy(verdict)
 
     @staticmethod
-    def _update_best(xs: torch.Tensor, img: torch.Tensor, rows: torch.Tensor, dist: torch.Tensor,
-                     best: torch.Tensor, best_x: torch.Tensor, unique: bool,
-                     also: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    def _update_best(xs: torch.Tensor, img: np.ndarray, rows: np.ndarray, dist: np.ndarray, best: np.ndarray,
+                     best_x: torch.Tensor, unique: bool, also: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Where an adversarial row (``rows``, of images ``img``) beats ``best`` [B] for its image, store it
         (and ``also``'s value). ``unique``: no image has two rows, so no per-image minimum is needed."""
         d = dist[rows]
-        if unique:
-            better = d < best[img]
-        else:  # the closest adversarial row of each image, the first one on ties
-            lowest = torch.full_like(best, float("inf")).scatter_reduce(0, img, d, "amin")
-            better = (d == lowest[img]) & (d < best[img])
-            first = torch.full((len(best),), len(rows), dtype=torch.int64)
-            first = first.scatter_reduce(0, img[better], torch.arange(int(better.sum())), "amin")
-            better = better.nonzero().squeeze(1)[first[first < len(rows)]]
+        better = d < best[img]
+        if not unique:  # the closest adversarial row of each image, the first one on ties
+            lowest = np.full(len(best), np.inf)
+            np.minimum.at(lowest, img, d)
+            better &= d == lowest[img]
+            better[better] = _first_of_each(img[better])
+        if not better.any():
+            return
         rows, img = rows[better], img[better]
-        best_x[img] = xs[rows.to(xs.device)].detach().to(best_x.device, best_x.dtype)
+        best_x[torch.from_numpy(img).to(best_x.device)] = xs[torch.from_numpy(rows).to(xs.device)].detach().to(
+            best_x.device, best_x.dtype)
         best[img] = dist[rows]
         if also is not None:
             also[0][img] = also[1][rows]
@@ -231,7 +251,7 @@ class Oracle:
         columns = ("image", "query", "l2", "linf", "adversarial")
         if not self._history:
             return pd.DataFrame({c: [] for c in columns})
-        parts = [torch.cat(p).numpy() for p in zip(*self._history, strict=True)]
+        parts = [np.concatenate(p) for p in zip(*self._history, strict=True)]
         return pd.DataFrame(dict(zip(columns, parts, strict=True))).sort_values(["image", "query"],
                                                                                 ignore_index=True)
 
@@ -253,3 +273,22 @@ class Oracle:
             reached = np.searchsorted(part["query"].to_numpy(), np.asarray(budgets), side="right")
             out[int(image)] = np.where(reached > 0, running[np.maximum(reached - 1, 0)], np.inf)
         return out
+
+
+@dataclass
+class _Books:
+    """NumPy views of an :class:`Oracle`'s per-image counters and records (sharing the tensors' memory)."""
+
+    queries: np.ndarray
+    best_l2: np.ndarray
+    best_linf: np.ndarray
+    linf_of_best_l2: np.ndarray
+    y: np.ndarray
+    x0: np.ndarray | None  # the images, flattened [B, d], when they are on the CPU
+
+
+def _first_of_each(img: np.ndarray) -> np.ndarray:
+    """Mask of the first occurrence of each value of ``img`` [k]."""
+    first = np.zeros(len(img), dtype=bool)
+    first[np.unique(img, return_index=True)[1]] = True
+    return first
