@@ -20,7 +20,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -351,12 +350,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
         source.relative_to(paths.ROOT).as_posix() if source.is_relative_to(paths.ROOT) else str(source))
     (run_dir / "provenance.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
 
-    target = chapters_dir / f"{stem}.ipynb"
-    with tempfile.NamedTemporaryFile("w", dir=chapters_dir, suffix=".tmp", delete=False,
-                                     encoding="utf-8") as fh:
-        nbformat.write(out, fh)
-    os.replace(fh.name, target)
-    return target
+    return paths.atomic_write(chapters_dir / f"{stem}.ipynb", lambda tmp: nbformat.write(out, tmp))
 
 
 def page_digest(stem: str, chapters_dir: Path | None = None) -> str | None:

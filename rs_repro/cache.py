@@ -62,23 +62,12 @@ def _log(event: dict[str, Any]) -> None:
             fh.write(json.dumps(event) + "\n")
 
 
-def _write_csv(path: Path, table: pd.DataFrame) -> Path:
-    """Write ``table`` to ``path`` through a temporary name, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
-
-
 def _store(table_path: Path, table: pd.DataFrame, manifest: dict[str, Any]) -> None:
     """Write a cache entry: the table, then its manifest (whose presence marks the entry complete)."""
     table_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_csv(table_path, table)
-    manifest = {**manifest, "source": source_digest(), "created": time.time()}
-    manifest_path = table_path.with_suffix(".json")
-    tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, manifest_path)
+    paths.atomic_write(table_path, lambda tmp: table.to_csv(tmp, index=False))
+    text = json.dumps({**manifest, "source": source_digest(), "created": time.time()}, indent=1, default=str)
+    paths.atomic_write(table_path.with_suffix(".json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def cached(
@@ -187,7 +176,8 @@ def cached_rows(
         if "unit" not in rows.columns or set(rows["unit"]) != set(block):
             raise ValueError(f"compute for {name!r} must return rows with a 'unit' column covering {block}")
         for unit, part in rows.groupby("unit", sort=False):
-            done[int(unit)] = _write_csv(parts_dir / f"unit-{unit}.csv", part)
+            done[int(unit)] = paths.atomic_write(parts_dir / f"unit-{unit}.csv",
+                                                 lambda tmp, part=part: part.to_csv(tmp, index=False))
         if progress:
             progress(len(block))
     table = pd.concat([pd.read_csv(done[u]) for u in units], ignore_index=True)

@@ -34,10 +34,8 @@ def record(stem: str, values: dict[str, Any]) -> Path:
     target = path(stem)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"stem": stem, "profile": os.environ.get(PROFILE_ENV), "created": time.time(), "values": values}
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=float), encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    text = json.dumps(payload, indent=1, default=float)
+    return paths.atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def load(stem: str, profile: str | None = None) -> dict[str, Any] | None:

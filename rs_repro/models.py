@@ -26,11 +26,10 @@ import hashlib
 import json
 import math
 import numbers
-import os
 import pickle
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -406,15 +405,6 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: str, sigm
         bar.set_postfix(loss=f"{loss.item():.3f}")
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0, epsilon: float = 0.0,
                   seed: int = 0, data_dir: str | Path | None = None, cache_dir: Path | None = None,
                   progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
@@ -515,8 +505,8 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
     )
     folder.mkdir(parents=True, exist_ok=True)
     # Weights first, manifest last: a cache hit needs both, so an interruption leaves no usable half entry.
-    _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
-    _atomic_write(manifest, lambda p: p.write_text(json.dumps(info, indent=1), encoding="utf-8"))
+    paths.atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
+    paths.atomic_write(manifest, lambda p: p.write_text(json.dumps(info, indent=1), encoding="utf-8"))
     info["cache_hit"] = False
     return model, info
 

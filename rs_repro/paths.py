@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 #: The repository root, the folder holding ``_toc.yml``, ``book/`` and ``rs_repro/``.
@@ -28,3 +29,18 @@ PACKAGE = ROOT / "rs_repro"
 #: Name of the environment variable holding the folder a chapter's page is published to, set by the chapter
 #: runner while the chapter executes.
 CHAPTERS_ENV = "RS_REPRO_CHAPTERS"
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` through ``write(tmp)`` on a temporary name in the same folder, then rename it.
+
+    A reader (or an interrupted run) never sees half a file: ``path`` is either the previous file or the
+    complete new one. The temporary file is removed if ``write`` fails.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

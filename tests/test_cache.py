@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rs_repro import cache, seeds
+from rs_repro import cache, paths, seeds
 
 
 def test_cache_hits_and_keys(tmp_path, monkeypatch):
@@ -75,3 +75,19 @@ def test_derived_seeds_are_stable_and_distinct():
     assert len(values) == 300 and all(0 <= v < seeds.SEED_SPACE for v in values)
     with pytest.raises(ValueError, match="seed must be an int"):
         seeds.derive_seed(1.5)
+
+
+def test_atomic_write_keeps_the_previous_file_when_writing_fails(tmp_path):
+    target = tmp_path / "table.csv"
+    paths.atomic_write(target, lambda tmp: tmp.write_text("first\n"))
+
+    def fails(tmp):
+        tmp.write_text("half a fi")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        paths.atomic_write(target, fails)
+    assert target.read_text() == "first\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]  # no temporary file left behind
+    assert paths.atomic_write(target, lambda tmp: tmp.write_text("second\n")) == target
+    assert target.read_text() == "second\n"

@@ -70,6 +70,11 @@ def _smoothed_standard(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[(summary.model == "standard") & summary.sigma.notna()]
 
 
+def _undefended(summary: pd.DataFrame) -> pd.Series:
+    """Mean l2 distortion per attack on the standard model without smoothing."""
+    return summary[(summary.model == "standard") & summary.sigma.isna()].set_index("attack").mean_l2
+
+
 def judge_certificate_ratio(values: Mapping[str, Any]) -> tuple[str, str]:
     """Claim 1: the smallest ratio, over attacks and smoothed classifiers, of the mean distortion to the
     mean certified radius of the same images; holds when it is at least 30 (the paper's factor)."""
@@ -98,7 +103,7 @@ def judge_rays_least_affected(values: Mapping[str, Any]) -> tuple[str, str]:
     """Claim 3: per attack, the mean distortion over the smoothed standard classifiers divided by the
     undefended one; holds when RayS has the smallest factor."""
     summary = _fig5(values)
-    undefended = summary[(summary.model == "standard") & summary.sigma.isna()].set_index("attack").mean_l2
+    undefended = _undefended(summary)
     factors = _smoothed_standard(summary).groupby("attack").mean_l2.mean() / undefended
     factors = factors.dropna()
     if "RayS" not in factors or len(factors) < 2:
@@ -135,7 +140,7 @@ def judge_randtrain(values: Mapping[str, Any]) -> tuple[str, str]:
     top = smoothed[smoothed.sigma == smoothed.sigma.max()]
     ratio = rand.groupby("attack").mean_l2.mean() / top.groupby("attack").mean_l2.mean()
     gap = abs(rand.accuracy.mean() - top.accuracy.mean())
-    undefended = summary[(summary.model == "standard") & summary.sigma.isna()].set_index("attack").mean_l2
+    undefended = _undefended(summary)
     rays = rand[rand.attack == "RayS"].mean_l2.mean()
     text = (f"accuracy gap {gap:.3f}; distortion ratio RandTrain/RS σ={top.sigma.iloc[0]:g}: "
             + ", ".join(f"{a} {r:.2f}" for a, r in ratio.items()))
