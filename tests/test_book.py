@@ -181,4 +181,5 @@ def test_book_builds_with_warnings_as_errors(smoke_html):
         assert page.exists()
         text = re.sub(r"<[^>]+>", "", page.read_text())
         assert "Provenance of this page" in text
+        assert "caption-number" not in page.read_text(), "Sphinx's book-wide figure numbers would contradict the paper's"
         assert "make chapter CH=" in text
