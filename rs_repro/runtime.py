@@ -1,12 +1,13 @@
 """Process settings that make the CPU runs of the book faster: glibc's malloc thresholds.
 
 A forward pass of a model on a batch allocates its activations (about 1 MiB each for a thousand rows of the
-digits MLP) and frees them at the end. With glibc's defaults, blocks of that size are served by ``mmap`` and
-given back to the kernel when freed, or trimmed from the top of the heap, so every pass page-faults its
-activations in again: on the 2-core reference machine this costs a quarter of the forward pass and a third
-of an HSJA run against g_{sigma,n} (``bench/bench_oracle.py`` measures both settings side by side). Raising
-the mmap and trim thresholds keeps the freed memory in the process for the next pass. The numbers computed
-do not change, only the time.
+digits MLP, ten times more for the batches of HSJA's gradient estimates) and frees them at the end. With
+glibc's defaults, blocks of that size may be served by ``mmap`` and given back to the kernel when freed, or
+trimmed from the top of the heap, so the next pass page-faults its activations in again. On the 2-core
+reference machine, HSJA against g_{sigma,n} (n = 50, 50 digits, 500 queries) took 2.4-2.8 s with the
+thresholds below instead of 3.3-4.2 s, SurFree 3.6-4.3 s instead of 4.6-4.9 s; ``bench/bench_oracle.py``
+times the oracle under both settings. Raising the mmap and trim thresholds keeps the freed memory in the
+process for the next pass. The numbers computed do not change, only the time.
 
 The chapters run in kernels started with :func:`malloc_env` (see :func:`rs_repro.book.run_chapter`);
 :func:`keep_freed_memory` applies the same setting to the running process (glibc only).
