@@ -67,6 +67,10 @@ def test_distances_are_exact_and_the_numpy_and_torch_paths_agree():
     oracle._books = dataclasses.replace(oracle._books, x0=None)  # the path taken off the CPU
     torch_l2, torch_linf = oracle.distances(rows, images.numpy())
     assert np.allclose(torch_l2, l2, rtol=1e-6) and np.allclose(torch_linf, linf, rtol=1e-6)
+    half = Oracle(model, max_queries=10)  # bfloat16 has no NumPy view: the torch path
+    half.start(x.bfloat16(), torch.zeros(3, dtype=torch.long))
+    bf_l2, _ = half.distances(rows.bfloat16(), images)
+    assert np.allclose(bf_l2, l2, rtol=2e-2)
 
 
 def test_distances_in_high_dimension_are_summed_in_float64():

@@ -115,7 +115,7 @@ class Oracle:
         # few hundred numbers costs about a microsecond, a torch op ten, and an attack makes thousands of calls.
         self._books = _Books(self.queries.numpy(), self.best_l2.numpy(), self.best_linf.numpy(),
                              self.linf_of_best_l2.numpy(), self.y.cpu().numpy(),
-                             self.x0.flatten(1).numpy() if self.x0.device.type == "cpu" else None)
+                             self.x0.flatten(1).numpy() if _numpy_able(self.x0) else None)
         self._history: list[tuple[np.ndarray, ...]] = []
 
     @property
@@ -136,11 +136,12 @@ class Oracle:
     def distances(self, xs: torch.Tensor, images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """l2 and l-inf distances of rows ``xs`` [m, C, H, W] to their images ``images`` [m], float64 [m] each.
 
-        On the CPU in NumPy (float32 sums below 2^16 dimensions, float64 above), elsewhere in torch.
+        On the CPU in NumPy (float32 sums below 2^16 dimensions, float64 above), elsewhere (or for dtypes
+        NumPy lacks, such as bfloat16) in torch.
         """
         img = images.cpu().numpy() if isinstance(images, torch.Tensor) else images
         wide = xs[0].numel() > 1 << 16  # a float32 sum of 10^5 squares would lose digits: sum in float64
-        if xs.device.type == "cpu" and self._books.x0 is not None:
+        if self._books.x0 is not None and _numpy_able(xs):
             delta = xs.detach().numpy().reshape(len(img), -1) - self._books.x0[img]
             if wide:
                 delta = delta.astype(np.float64)
@@ -284,7 +285,12 @@ class _Books:
     best_linf: np.ndarray
     linf_of_best_l2: np.ndarray
     y: np.ndarray
-    x0: np.ndarray | None  # the images, flattened [B, d], when they are on the CPU
+    x0: np.ndarray | None  # the images, flattened [B, d], when they are on the CPU in a NumPy dtype
+
+
+def _numpy_able(t: torch.Tensor) -> bool:
+    """Whether ``t`` has a NumPy view: on the CPU in a dtype NumPy knows."""
+    return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64, torch.float16)
 
 
 def _first_of_each(img: np.ndarray) -> np.ndarray:
