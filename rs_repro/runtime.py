@@ -19,7 +19,7 @@ import ctypes
 import ctypes.util
 import os
 
-#: glibc's ``mallopt`` parameters and the environment variables that set them at process start.
+#: glibc's ``mallopt`` parameter numbers (``malloc.h``) for the two thresholds.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 #: Blocks up to this size come from the heap instead of ``mmap`` (glibc's ceiling on 64-bit: 32 MiB).
 MMAP_THRESHOLD = 32 << 20
