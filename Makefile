@@ -17,7 +17,7 @@ export SOURCE_DATE_EPOCH := 1640995200
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DELETE_ON_ERROR:
-.PHONY: setup book chapter test bench serve clean clean-cache lint
+.PHONY: setup browser book chapter test bench serve clean clean-cache lint
 
 $(STAMP): pyproject.toml
 	rm -rf $(VENV)
@@ -35,7 +35,12 @@ chapter: $(STAMP)
 	  echo "chapters:"; $(BIN)/rs-repro list; exit 2; }
 	$(BIN)/rs-repro run $(CH) --profile $(PROFILE) $(P)
 
-test: $(STAMP)
+# The browser test's Chromium and chromedriver: installed from Debian's packages when missing and this user
+# may (root or passwordless sudo); otherwise the browser test fails once, saying how to install them.
+browser:
+	@bash tests/install_browser.sh
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

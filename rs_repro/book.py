@@ -20,6 +20,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -29,7 +30,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from . import cache, measurements, paths, runtime
+from . import cache, measurements, paths, progress, runtime
 
 PROFILES = ("smoke", "default", "paper")
 KERNEL = "python3"
@@ -253,6 +254,12 @@ def _failing_cell(nb_path: Path, stem: str) -> str:
     return "no cell recorded an error"
 
 
+def _shown(path: Path) -> str:
+    """``path`` as a page may show it: relative to the repository root, else the file name alone."""
+    path = path.resolve()
+    return path.relative_to(paths.ROOT).as_posix() if path.is_relative_to(paths.ROOT) else path.name
+
+
 def _drop_parameter_parsing_warnings(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith(("Passed unknown parameter", "Unable to parse line"))
 
@@ -286,6 +293,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     """
     import jupytext
     import papermill
+    from traitlets.config import Config
 
     overrides = validate(stem, dict(overrides or {}))
     values = {**profile_values(stem, profile), **overrides}
@@ -301,10 +309,13 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     executed = run_dir / "executed.ipynb"
     log = run_dir / "cache-log.jsonl"
     log.unlink(missing_ok=True)
+    events = run_dir / "progress.jsonl"
     # The kernel must draw with IPython's inline backend: under MPLBACKEND=Agg (the Makefile's, for the
     # tests) a glued figure would carry only its text/plain repr and the page would show no image.
     # The malloc thresholds keep the forward passes' activations in the process (rs_repro.runtime).
+    # The chapter's progress bars report to `events`, shown in this terminal (rs_repro.progress).
     kernel_env = {cache.RUN_LOG_ENV: str(log), measurements.PROFILE_ENV: profile,
+                  progress.PROGRESS_ENV: str(events),
                   paths.CHAPTERS_ENV: str(chapters_dir.resolve()),
                   "MPLBACKEND": "module://matplotlib_inline.backend_inline", **runtime.malloc_env()}
     env_before = {name: os.environ.get(name) for name in kernel_env}
@@ -315,8 +326,14 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
         logging.getLogger(name).addFilter(_drop_parameter_parsing_warnings)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(staging, executed, parameters=values, kernel_name=KERNEL,
-                                   cwd=str(paths.ROOT), progress_bar=False, execution_timeout=timeout)
+        # The kernel talks to us over IPC sockets in a private temporary folder: over TCP, ipykernel warns
+        # in the terminal that the channel is unencrypted, and IPC socket files would land in the cwd.
+        with tempfile.TemporaryDirectory(prefix="rs-repro-kernel-") as sockets, \
+                progress.ChapterProgress(stem, nb, events) as shown:
+            transport = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}})
+            papermill.execute_notebook(staging, executed, parameters=values, kernel_name=KERNEL,
+                                       cwd=str(paths.ROOT), progress_bar=False, execution_timeout=timeout,
+                                       on_cell_start=shown.cell_start, config=transport)
     except papermill.PapermillExecutionError as exc:
         raise ChapterError(f"chapter {stem!r} failed at {_failing_cell(executed, stem)}; the previous page is kept; "
                            f"the failed notebook is {executed}") from exc
@@ -328,12 +345,12 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
                 os.environ[name] = before
     wall_s = time.perf_counter() - start
 
-    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    lookups = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     record = {
         "stem": stem, "profile": profile, "parameters": values, "overrides": overrides,
         "digest": chapter_digest(stem, values), "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(_git("status", "--porcelain")), "versions": _versions(), "wall_s": wall_s,
-        "cache": {"hits": sum(e["hit"] for e in events), "misses": sum(not e["hit"] for e in events)},
+        "cache": {"hits": sum(e["hit"] for e in lookups), "misses": sum(not e["hit"] for e in lookups)},
         "command": rerun_command(stem, profile, overrides), "finished": time.time(),
     }
     out = nbformat.read(executed, as_version=4)
@@ -345,12 +362,13 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
             tags.append("hide-input")
     out.cells.append(_provenance_cell(record))
     out.metadata["rs_repro"] = record
-    source = notebook_path(stem)
-    out.metadata.setdefault("papermill", {})["input_path"] = (
-        source.relative_to(paths.ROOT).as_posix() if source.is_relative_to(paths.ROOT) else str(source))
+    # papermill records where it read and wrote; the page shows no path of this machine (the repository's
+    # own files are named from its root, any other by its name alone).
+    target = chapters_dir / f"{stem}.ipynb"
+    out.metadata.setdefault("papermill", {}).update(input_path=_shown(notebook_path(stem)), output_path=_shown(target))
     (run_dir / "provenance.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
 
-    return paths.atomic_write(chapters_dir / f"{stem}.ipynb", lambda tmp: nbformat.write(out, tmp))
+    return paths.atomic_write(target, lambda tmp: nbformat.write(out, tmp))
 
 
 def page_digest(stem: str, chapters_dir: Path | None = None) -> str | None:

@@ -326,9 +326,9 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
                              "validation folder> (wnid subfolders, or flat JPEGs with a ground-truth file)")
         files, labels = _imagenet_files(Path(data_dir), ground_truth)
         index = torch.arange(len(files)) if n is None else subset_indices(len(files), n, seed)
-        from tqdm import tqdm
+        from .progress import bar
 
-        chosen = tqdm(index.tolist(), desc="decoding ImageNet", disable=None, leave=False)
+        chosen = bar(index.tolist(), desc="decoding ImageNet")
         x = torch.stack([_decode_imagenet(files[i]) for i in chosen])
         return Dataset(x, torch.tensor(labels, dtype=torch.int64)[index], index)
     root = Path(data_dir) if data_dir is not None else paths.BUILD / "data"

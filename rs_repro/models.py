@@ -378,15 +378,16 @@ def _check_recipe(dataset: object, recipe: object, sigma: object, epsilon: objec
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: str, sigma: float, epsilon: float,
            config: TrainConfig, generator: torch.Generator, progress: bool) -> None:
     """Train ``model`` in place on images ``x`` [N, C, H, W] in [0, 1] and labels ``y`` [N]."""
-    from tqdm import tqdm
+    from . import progress as progress_bars
 
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = len(x)
     total = config.epochs * math.ceil(n / config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    bar = tqdm(range(config.epochs), desc=f"training {recipe}", disable=None if progress else True,
-               leave=False)
-    for _ in bar:
+    epochs = range(config.epochs)
+    if progress:
+        epochs = progress_bars.bar(epochs, desc=f"training {recipe}")
+    for _ in epochs:
         order = torch.randperm(n, generator=generator)
         for i in range(0, n, config.batch_size):
             idx = order[i:i + config.batch_size]
@@ -402,7 +403,6 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: str, sigm
             loss.backward()
             opt.step()
             sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
 
 
 def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0, epsilon: float = 0.0,
@@ -445,7 +445,8 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
     cache_dir : Path, optional
         Folder of the cached models, ``build/models`` by default.
     progress : bool
-        Show a progress bar over epochs (only on a terminal).
+        Show a progress bar over epochs (:func:`rs_repro.progress.bar`: on a terminal, or in the terminal
+        running the chapter).
 
     Returns
     -------

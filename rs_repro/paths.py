@@ -1,4 +1,7 @@
-"""Where things live: the repository root and the generated folders (DESIGN.md, layout)."""
+"""Where things live: the repository root and the generated folders (DESIGN.md, layout).
+
+The API page shows these folders without their values, which are paths of the machine that built it.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +10,44 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: The repository root, the folder holding ``_toc.yml``, ``book/`` and ``rs_repro/``.
+#:
+#: :meta hide-value:
 ROOT = Path(__file__).resolve().parents[1]
 #: The book's hand-written pages, ``references.bib`` and the folders below.
+#:
+#: :meta hide-value:
 BOOK = ROOT / "book"
 #: The MyST sources of the chapters, ``<stem>.md``.
+#:
+#: :meta hide-value:
 NOTEBOOKS = BOOK / "notebooks"
 #: The parameter profiles, ``<profile>/<stem>.yml``.
+#:
+#: :meta hide-value:
 PARAMS = BOOK / "params"
 #: The executed chapters, ``<stem>.ipynb``, the pages the book renders.
+#:
+#: :meta hide-value:
 CHAPTERS = BOOK / "chapters"
 #: Generated results; ``RS_REPRO_BUILD`` moves them (the tests point it at a temporary folder).
+#:
+#: :meta hide-value:
 BUILD = Path(os.environ.get("RS_REPRO_BUILD", ROOT / "build"))
 #: The cached tables of :mod:`rs_repro.cache`, ``<stem>/<name>-<key>.csv``.
+#:
+#: :meta hide-value:
 CACHE = BUILD / "cache"
 #: Where the chapter runner stages and executes a notebook before publishing it.
+#:
+#: :meta hide-value:
 RUNS = BUILD / "runs"
 #: The figures, ``<stem>[-suffix].{pdf,png}`` (a chapter's ``figures_dir`` is ``figures`` by default).
+#:
+#: :meta hide-value:
 FIGURES = ROOT / "figures"
 #: The package source, hashed into the cache keys (:func:`rs_repro.cache.source_digest`).
+#:
+#: :meta hide-value:
 PACKAGE = ROOT / "rs_repro"
 #: Name of the environment variable holding the folder a chapter's page is published to, set by the chapter
 #: runner while the chapter executes.

@@ -32,3 +32,48 @@ def smoke_html(smoke_book) -> Path:
     """The smoke book rendered once with warnings as errors; its ``index.html``."""
     root, _, _ = smoke_book
     return book.build_html(strict=True, root=root)
+
+
+#: The front matter of a MyST chapter source.
+HEADER = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst, format_version: 0.13}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+"""
+#: A chapter that prints its parameter and the kernel's malloc setting, and raises when ``fail`` is true.
+TINY = HEADER + """
+# A chapter that can fail
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+seed: int = 0  # seed
+fail: bool = False  # raise in the second cell
+label: str = "first"  # text printed on the page
+```
+
+```{code-cell} ipython3
+import os
+print("label is", label, "mmap threshold", os.environ.get("MALLOC_MMAP_THRESHOLD_"))
+```
+
+```{code-cell} ipython3
+if fail:
+    raise RuntimeError("boom on purpose")
+```
+"""
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A book with one tiny chapter, ``tiny.md`` (:data:`TINY`), wired through paths so that run_chapter
+    uses it; a test may add chapters to its ``notebooks`` and ``params/smoke`` folders."""
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "tiny.md").write_text(TINY)
+    (tmp_path / "params" / "smoke").mkdir(parents=True)
+    (tmp_path / "params" / "smoke" / "tiny.yml").write_text("seed: 0\nfail: false\nlabel: first\n")
+    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "notebooks")
+    monkeypatch.setattr(paths, "PARAMS", tmp_path / "params")
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    return tmp_path

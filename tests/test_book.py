@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
+import tempfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -90,47 +93,6 @@ def test_unknown_chapter_and_profile():
         book.profile_values("theory", "fast")
 
 
-FAILING = """---
-jupytext:
-  text_representation: {extension: .md, format_name: myst, format_version: 0.13}
-kernelspec: {display_name: Python 3, language: python, name: python3}
----
-
-# A chapter that can fail
-
-```{code-cell} ipython3
-:tags: [parameters]
-
-seed: int = 0  # seed
-fail: bool = False  # raise in the second cell
-label: str = "first"  # text printed on the page
-```
-
-```{code-cell} ipython3
-import os
-print("label is", label, "mmap threshold", os.environ.get("MALLOC_MMAP_THRESHOLD_"))
-```
-
-```{code-cell} ipython3
-if fail:
-    raise RuntimeError("boom on purpose")
-```
-"""
-
-
-@pytest.fixture
-def sandbox(tmp_path, monkeypatch):
-    """A book with one tiny chapter, wired through paths so run_chapter uses it."""
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "notebooks" / "tiny.md").write_text(FAILING)
-    (tmp_path / "params" / "smoke").mkdir(parents=True)
-    (tmp_path / "params" / "smoke" / "tiny.yml").write_text("seed: 0\nfail: false\nlabel: first\n")
-    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "notebooks")
-    monkeypatch.setattr(paths, "PARAMS", tmp_path / "params")
-    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
-    return tmp_path
-
-
 @pytest.mark.slow
 def test_failed_run_keeps_previous_page_and_names_cell(sandbox):
     chapters = sandbox / "chapters"
@@ -183,3 +145,27 @@ def test_book_builds_with_warnings_as_errors(smoke_html):
         assert "Provenance of this page" in text
         assert "caption-number" not in page.read_text(), "Sphinx's book-wide figure numbers would contradict the paper's"
         assert "make chapter CH=" in text
+
+
+def _local_places(root: Path) -> list[str]:
+    """Absolute paths of this machine that must appear on no page: the checkout, the smoke book's folder,
+    the home and temporary folders, the Python environment."""
+    places = {paths.ROOT, root, Path.home(), Path(tempfile.gettempdir()), Path(sys.prefix)}
+    return sorted({str(p.resolve()) + "/" for p in places} | {str(p) + "/" for p in places})
+
+
+@pytest.mark.slow
+def test_no_page_shows_a_local_path(smoke_book, smoke_html):
+    root, pages, figures = smoke_book
+    # The only absolute path the pages may show is the figures_dir this test passes as a parameter (the
+    # injected parameters and the provenance box record what the user asked for); a book built with the
+    # profiles' values has none.
+    given = str(figures)
+    places = _local_places(root)
+    found = []
+    documents = sorted(smoke_html.parent.rglob("*.html")) + sorted(pages.values())
+    for document in documents:
+        text = document.read_text(encoding="utf-8").replace(given, "<figures_dir>")
+        found += [f"{document.relative_to(document.parents[1])}: {place}" for place in places
+                  if place in text or place.replace("/", "\\/") in text]
+    assert len(documents) > len(pages) and found == [], found

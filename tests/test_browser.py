@@ -4,9 +4,14 @@ A page passes when it loads without a JavaScript error, a SEVERE console entry o
 every ``<img>`` decodes, and when every link to the book itself answers 200 and lands on an anchor that
 exists. A full-page screenshot of each page is written to ``build/screenshots/<page>.png``.
 
+Every formula must be typeset by the MathJax the book serves itself (``sphinx-mathjax-offline``): the pages
+may fetch nothing from another host.
+
 The browser and its driver are found through ``RS_REPRO_CHROME`` and ``RS_REPRO_CHROMEDRIVER`` (Debian's
-``/usr/bin/chromium`` and ``/usr/bin/chromedriver`` by default). The browser is kept off the network: only
-the book's own server on 127.0.0.1 resolves, so the test gives the same answer online and offline.
+``/usr/bin/chromium`` and ``/usr/bin/chromedriver`` by default; ``make test`` installs them when it can,
+``tests/install_browser.sh``). Without them one test fails with the instruction that fixes it and the
+others are skipped. The browser is kept off the network: only the book's own server on 127.0.0.1
+resolves, so the test gives the same answer online and offline.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import functools
 import http.server
 import json
 import os
+import re
+import shutil
 import subprocess
 import threading
 import urllib.error
@@ -24,6 +31,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from importlib import metadata
 from pathlib import Path
 
 import matplotlib.image
@@ -43,9 +51,10 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900",
          "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
 SCREENSHOTS = paths.ROOT / "build" / "screenshots"
-#: What the pages may fetch from outside the book: MathJax from the default CDN of Sphinx's mathjax
-#: extension. The browser is offline, so these requests fail, and they are the only failures tolerated.
-EXTERNAL_ALLOWED = ("https://cdn.jsdelivr.net/npm/mathjax@3/",)
+#: The one instruction that makes the browser test runnable on Debian or Ubuntu.
+INSTALL = "sudo apt-get install -y chromium chromium-driver"
+#: The page that must hold typeset formulas (the theory chapter's equations).
+MATH_PAGE = "book/chapters/theory"
 
 #: Makes every image load now (lazy ones too), waits for each to load or fail, returns the undecoded ones.
 BROKEN_IMAGES_JS = """
@@ -98,17 +107,35 @@ def serve(directory: Path) -> Iterator[str]:
         thread.join()
 
 
+def browser_paths() -> tuple[Path, Path]:
+    """The browser and the driver the test uses (``RS_REPRO_CHROME``, ``RS_REPRO_CHROMEDRIVER``)."""
+    return Path(os.environ.get(CHROME_ENV, CHROME_DEFAULT)), Path(os.environ.get(DRIVER_ENV, DRIVER_DEFAULT))
+
+
+def missing_browser() -> list[str]:
+    """The executables of :func:`browser_paths` that are missing, each with the variable that moves it."""
+    return [f"{path} (or set {env})" for path, env in zip(browser_paths(), (CHROME_ENV, DRIVER_ENV))
+            if not (path.is_file() and os.access(path, os.X_OK))]
+
+
+def test_chromium_and_chromedriver_are_installed():
+    """The one test that fails when the browser is absent (the browser tests are then skipped)."""
+    missing = missing_browser()
+    if missing:
+        pytest.fail(f"the browser test needs Chromium and chromedriver, missing: {', '.join(missing)}. "
+                    f"Install them with: {INSTALL}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
-    """Headless Chromium driven by chromedriver, with a fresh profile; fails (never skips) when absent."""
-    chrome = Path(os.environ.get(CHROME_ENV, CHROME_DEFAULT))
-    driver = Path(os.environ.get(DRIVER_ENV, DRIVER_DEFAULT))
-    missing = [f"{path} (set {env} to elsewhere)" for path, env in ((chrome, CHROME_ENV), (driver, DRIVER_ENV))
-               if not (path.is_file() and os.access(path, os.X_OK))]
-    if missing:
-        pytest.fail("the browser test needs Chromium and its driver; missing: " + ", ".join(missing)
-                    + ". On Debian: sudo apt-get install chromium chromium-driver (`bash .ci/run` does it).",
-                    pytrace=False)
+    """Headless Chromium driven by chromedriver, with a fresh profile.
+
+    Without them the browser tests are skipped: :func:`test_chromium_and_chromedriver_are_installed`
+    fails once instead, with the instruction that fixes it.
+    """
+    if missing_browser():
+        pytest.skip("Chromium or chromedriver is missing: see test_chromium_and_chromedriver_are_installed")
+    chrome, driver = browser_paths()
     options = webdriver.ChromeOptions()
     options.binary_location = str(chrome)
     for flag in FLAGS:
@@ -126,8 +153,8 @@ def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
 
 
 def _tolerated(text: str, page: str) -> bool:
-    """Whether a failure names an allowed external resource, or the icon Chromium asks every site for."""
-    return any(prefix in text for prefix in EXTERNAL_ALLOWED) or urllib.parse.urljoin(page, "/favicon.ico") in text
+    """Whether a failure is the icon Chromium asks every site for (the book has none at the server root)."""
+    return urllib.parse.urljoin(page, "/favicon.ico") in text
 
 
 def _failed_requests(performance_log: list[dict]) -> list[str]:
@@ -148,6 +175,49 @@ def _failed_requests(performance_log: list[dict]) -> list[str]:
     return [f"{url}: {error}" for url, error in failed if url.startswith(("http://", "https://"))]
 
 
+def _requested(performance_log: list[dict]) -> list[str]:
+    """Every HTTP(S) URL the page asked for, from Chromium's DevTools network events."""
+    urls = (json.loads(entry["message"])["message"] for entry in performance_log)
+    return [m["params"]["request"]["url"] for m in urls if m["method"] == "Network.requestWillBeSent"
+            and m["params"]["request"]["url"].startswith(("http://", "https://"))]
+
+
+#: Waits until MathJax (if the page loads it) has typeset the page, then reports on every formula: the
+#: ``.math`` elements Sphinx writes, how many hold no MathJax output, and raw TeX delimiters left in the
+#: text of the article (code cells and MathJax's own output left out).
+MATH_JS = """
+const done = arguments[arguments.length - 1];
+const report = () => {
+    const formulas = Array.from(document.querySelectorAll(".math"));
+    const article = (document.querySelector("article") || document.body).cloneNode(true);
+    article.querySelectorAll("pre, code, script, style, .cell_input, mjx-container").forEach(e => e.remove());
+    done({formulas: formulas.length, containers: document.querySelectorAll("mjx-container").length,
+          untypeset: formulas.filter(e => !e.querySelector("mjx-container")).map(e => e.textContent.trim()),
+          text: article.textContent});
+};
+const started = Date.now();
+const wait = () => {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+        MathJax.startup.promise.then(report, report);
+    } else if (!document.querySelector(".math") || Date.now() - started > 30000) {
+        report();
+    } else {
+        setTimeout(wait, 100);
+    }
+};
+wait();
+"""
+#: Raw TeX a reader must never see: display and inline delimiters that MathJax did not replace.
+RAW_TEX = re.compile(r"\$\$|\\\(|\\\[|\$[^$\s][^$\n]*\$")
+
+
+def math_problems(report: dict) -> list[str]:
+    """Formulas left untypeset and raw TeX in the text, from the result of :data:`MATH_JS`."""
+    problems = [f"formula not typeset: {text[:60]!r}" for text in report["untypeset"]]
+    problems += [f"raw TeX on the page: {m.group()[:60]!r}" for m in RAW_TEX.finditer(report["text"])]
+    return problems
+
+
 def _screenshot(session: webdriver.Chrome, path: Path) -> None:
     """A PNG of the whole page, beyond the window's height (DevTools ``Page.captureScreenshot``)."""
     size = session.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
@@ -158,19 +228,30 @@ def _screenshot(session: webdriver.Chrome, path: Path) -> None:
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
-def open_page(session: webdriver.Chrome, url: str, screenshot: Path) -> tuple[list[str], list[str]]:
-    """Load ``url``, save its screenshot; returns (problems found on the page, every link it holds)."""
+def open_page(session: webdriver.Chrome, url: str, screenshot: Path) -> tuple[list[str], list[str], dict]:
+    """Load ``url``, save its screenshot.
+
+    Returns
+    -------
+    tuple
+        The problems found on the page, every link it holds, and the report of :data:`MATH_JS`.
+    """
     session.get_log("browser"), session.get_log("performance")  # forget the previous page's entries
     session.get(url)
     broken = session.execute_async_script(BROKEN_IMAGES_JS)
+    math = session.execute_async_script(MATH_JS)
     links = session.execute_script("return Array.from(document.querySelectorAll('a[href]'), a => a.href);")
     _screenshot(session, screenshot)
+    network = session.get_log("performance")
+    host = urllib.parse.urlsplit(url).netloc
     problems = [f"image does not load: {src}" for src in broken]
     problems += [f"console {e['level']}: {e['message']}" for e in session.get_log("browser")
                  if e["level"] == "SEVERE" and not _tolerated(e["message"], url)]
-    problems += [f"request failed: {failure}" for failure in _failed_requests(session.get_log("performance"))
+    problems += [f"request failed: {failure}" for failure in _failed_requests(network)
                  if not _tolerated(failure, url)]
-    return problems, links
+    problems += [f"request to another host: {u}" for u in _requested(network) if urllib.parse.urlsplit(u).netloc != host]
+    problems += math_problems(math)
+    return problems, links, math
 
 
 class _Anchors(HTMLParser):
@@ -225,14 +306,26 @@ def test_toc_pages_cover_the_root_and_every_chapter():
 
 
 BROKEN_SITE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>broken</title>
-<link rel="stylesheet" href="missing.css"></head><body>
+<link rel="stylesheet" href="missing.css">
+<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script></head><body>
+<div class="math notranslate nohighlight">\\[\\pi_0(x) > 1/2\\]</div><p>inline $x_a$ left raw</p>
 <img src="fine.png" alt="decodes"><img src="missing.png" alt="404">
 <a href="other.html#there">good</a> <a href="other.html#nowhere">bad anchor</a> <a href="gone.html">404</a>
 <a href="https://example.org/">outside the book, not followed</a>
 <script>undefinedFunction();</script></body></html>"""
-CLEAN_SITE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>clean</title></head><body>
+CLEAN_SITE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>clean</title>
+<script async src="mathjax/tex-chtml.js"></script></head><body>
 <h1 id="there">There</h1><img src="fine.png" alt="decodes"><a href="index.html">back</a>
-<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script></body></html>"""
+<div class="math notranslate nohighlight">\\[R = \\sigma\\,\\Phi^{-1}(\\underline{p_A})\\]</div>
+<pre>code may hold $dollars$ and \\(delimiters\\)</pre></body></html>"""
+
+
+def _offline_mathjax() -> Path:
+    """The MathJax that ``sphinx-mathjax-offline`` copies into the book (its package folder is not a
+    valid module name, so it is found by its distribution's files)."""
+    files = metadata.files("sphinx-mathjax-offline") or []
+    loader = next(f for f in files if f.name == "tex-chtml.js" and f.parent.name == "mathjax")
+    return Path(loader.locate()).parent
 
 
 def test_checks_find_each_planted_fault(browser, tmp_path):
@@ -240,18 +333,24 @@ def test_checks_find_each_planted_fault(browser, tmp_path):
     site.mkdir()
     (site / "index.html").write_text(BROKEN_SITE)
     (site / "other.html").write_text(CLEAN_SITE)
+    shutil.copytree(_offline_mathjax(), site / "mathjax")
     matplotlib.image.imsave(site / "fine.png", np.zeros((4, 4, 3)))
     with serve(site) as base:
-        problems, links = open_page(browser, base + "index.html", tmp_path / "index.png")
+        problems, links, _ = open_page(browser, base + "index.html", tmp_path / "index.png")
         problems += broken_links(links, base)
-        clean, clean_links = open_page(browser, base + "other.html", tmp_path / "other.png")
+        clean, clean_links, math = open_page(browser, base + "other.html", tmp_path / "other.png")
         clean += broken_links(clean_links, base)
     assert clean == []
+    assert math["formulas"] == 1 and math["containers"] == 1
     expected = [f"image does not load: {base}missing.png", f"link {base}gone.html: HTTP 404",
                 f"link {base}other.html#nowhere: no anchor #nowhere on the target page",
                 f"request failed: {base}missing.css: HTTP 404", f"request failed: {base}missing.png: HTTP 404"]
     assert all(p in problems for p in expected), problems
     assert any("Uncaught ReferenceError: undefinedFunction is not defined" in p for p in problems), problems
+    cdn = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"
+    assert f"request to another host: {cdn}" in problems and any(p.startswith(f"request failed: {cdn}") for p in problems)
+    assert "formula not typeset: '\\\\[\\\\pi_0(x) > 1/2\\\\]'" in problems, problems
+    assert "raw TeX on the page: '$x_a$'" in problems, problems
     assert not any("example.org" in p for p in problems)
     assert (tmp_path / "index.png").read_bytes().startswith(b"\x89PNG")
 
@@ -270,7 +369,9 @@ def smoke_site(smoke_html) -> Iterator[str]:
 @pytest.mark.parametrize("page", PAGES)
 def test_book_page_in_chromium(browser, smoke_site, page):
     screenshot = SCREENSHOTS / f"{Path(page).name}.png"
-    problems, links = open_page(browser, f"{smoke_site}{page}.html", screenshot)
+    problems, links, math = open_page(browser, f"{smoke_site}{page}.html", screenshot)
     problems += broken_links(links, smoke_site)
     assert problems == [], "\n".join(problems)
+    if page == MATH_PAGE:
+        assert math["formulas"] > 10 and math["containers"] >= math["formulas"], math
     assert screenshot.stat().st_size > 0

@@ -84,3 +84,13 @@ def test_make_book_refreshes_claims_after_any_chapter(monkeypatch):
     monkeypatch.setattr(book, "stale", lambda profile: [])
     book.make_book("smoke")
     assert ran == []
+
+
+def test_summary_sentence_agrees_with_its_counts():
+    import pandas as pd
+
+    card = pd.DataFrame({"verdict": [claims.HOLDS, claims.FAILS, claims.FAILS, claims.NOT_MEASURED]})
+    assert claims.summary_sentence(card) == ("Of the 4 claims, 1 holds in this build, 2 do not hold and 1 is not "
+                                             "measured")
+    card = pd.DataFrame({"verdict": [claims.HOLDS, claims.HOLDS, claims.FAILS]})
+    assert claims.summary_sentence(card) == "Of the 3 claims, 2 hold in this build, 1 does not hold and 0 are not measured"

@@ -66,3 +66,34 @@ def test_attack_rows_under_smoothing_verifies_eq4():
     assert (rows.forward_passes == 10 * rows.queries).all() and rows.queries.item() <= 200
     assert 0.0 <= rows.verified.item() <= 1.0
     assert 0.0 <= ex.vote_accuracy(target, model, 10, x, torch.zeros(1, dtype=torch.long), seed=0) <= 1.0
+
+
+def test_scatter_legend_explains_colour_size_and_shape():
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    targets = ex.grid([0.35, 0.45], [10, 50, 100], [0.5, 0.8], 0.5, [10])
+    summary = pd.DataFrame([{"attack": a, "model": t.model, "sigma": t.sigma, "n": t.n, "pa": t.pa,
+                             "accuracy": 0.9 - 0.01 * k, "mean_l2": 1.0 + 0.1 * k}
+                            for a in ("HSJA", "RayS") for k, t in enumerate(targets)]).astype(
+        {"sigma": float, "n": float, "pa": float})
+    fig = ex.plot_scatter(summary, ["HSJA", "RayS"])
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["undefended", "RS $\\sigma$=0.35", "RS $\\sigma$=0.45", "RandTrain/RS $\\sigma$=0.5",
+                      "AdvTrain", "$n$ = 10", "$n$ = 50", "$n$ = 100", "$P_a$ = 0.8", "$P_a$ = 0.5",
+                      "no smoothing"]
+    handles = legend.legend_handles
+    sizes = [h.get_markersize() for h in handles[5:8]]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 3
+    assert [h.get_marker() for h in handles[8:]] == ["o", "X", "s"]
+    colours = [np.array(mcolors.to_rgb(h.get_color())) for h in handles[:5]]
+    gaps = [np.abs(a - b).sum() for i, a in enumerate(colours) for b in colours[i + 1:]]
+    assert min(gaps) > 0.3, "two classifier families share a colour"
+    every = [np.array(mcolors.to_rgb(c)) for c in (*ex.FAMILY_COLOURS.values(), *ex.SIGMA_COLOURS)]
+    assert min(np.abs(a - b).sum() for i, a in enumerate(every) for b in every[i + 1:]) > 0.3
+    assert sum(len(ax.collections) for ax in fig.axes) == 2 * len(targets)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at most 5 acceptance levels"):
+        ex.plot_scatter(summary.assign(pa=summary.pa * np.arange(len(summary)) / 10), ["HSJA"])

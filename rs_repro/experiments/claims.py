@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import measurements
 from ..paper import DISTORTION_OVER_RADIUS
+from ..prose import agree
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -289,3 +290,12 @@ def scorecard(profile: str | None) -> pd.DataFrame:
         rows.append({"claim": claim.number, "statement": claim.statement, "paper": claim.paper,
                      "measured": measured, "verdict": verdict, "rule": claim.rule, "chapter": claim.chapter})
     return pd.DataFrame(rows)
+
+
+def summary_sentence(card: pd.DataFrame) -> str:
+    """The scorecard in one sentence, e.g. "Of the 11 claims, 5 hold in this build, 1 does not hold and
+    1 is not measured." (``card`` as :func:`scorecard` returns it)."""
+    counts = card.verdict.value_counts()
+    holds, fails, unmeasured = (int(counts.get(v, 0)) for v in (HOLDS, FAILS, NOT_MEASURED))
+    return (f"Of the {len(card)} claims, {holds} {agree(holds, 'holds', 'hold')} in this build, {fails} "
+            f"{agree(fails, 'does', 'do')} not hold and {unmeasured} {agree(unmeasured, 'is', 'are')} not measured")

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from matplotlib.lines import Line2D
 from torch import nn
 
 from .. import seeds
 from ..attacks import AttackResult, Oracle, hsja, rays, surfree
 from ..models import accuracy
+from ..plots import PALETTE
 from ..smoothing import Smooth
 
 #: The attacks of the paper, by the names its Fig. 5 uses.
@@ -122,3 +126,79 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
     for j, q in enumerate(budgets):
         rows[f"l2_at_{q}"] = curves[:, j]
     return rows
+
+
+#: Colours of the classifier families without smoothing and of RandTrain in the Fig. 5 scatter.
+FAMILY_COLOURS = {"undefended": "black", "randtrain": PALETTE[2], "advtrain": PALETTE[4]}
+#: Colours of the smoothed standard model, one per sigma in increasing order, far from the families' colours.
+SIGMA_COLOURS = (PALETTE[0], PALETTE[1], PALETTE[9], PALETTE[5], PALETTE[8], PALETTE[7])
+#: Marker shapes of the acceptance levels, the largest level first (as in the paper, a disc for 80% and a
+#: cross for 50%).
+PA_MARKERS = ("o", "X", "^", "D", "v")
+#: Marker shape of the classifiers without smoothing.
+UNSMOOTHED_MARKER = "s"
+
+
+def _family(row: Any, sigma_colour: dict[float, object]) -> tuple[tuple[int, float], str, object]:
+    """Legend order, name and colour of the classifier of one summary row (a row of ``itertuples``)."""
+    if pd.isna(row.sigma):
+        if row.model == "advtrain":
+            return (3, 0.0), "AdvTrain", FAMILY_COLOURS["advtrain"]
+        return (0, 0.0), "undefended", FAMILY_COLOURS["undefended"]
+    if row.model == "randtrain":
+        return (2, row.sigma), f"RandTrain/RS $\\sigma$={row.sigma:g}", FAMILY_COLOURS["randtrain"]
+    return (1, row.sigma), f"RS $\\sigma$={row.sigma:g}", sigma_colour[row.sigma]
+
+
+def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
+    """Fig. 5: mean l2 distortion against clean accuracy, one panel per attack.
+
+    Parameters
+    ----------
+    summary
+        One row per (attack, classifier) with columns ``attack, model, sigma, n, pa, accuracy, mean_l2``
+        (``sigma``, ``n``, ``pa`` NaN without smoothing).
+    attacks
+        The panels, in order.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Colour: classifier family (and sigma); marker size: n; marker shape: P_a, squares without smoothing.
+        The legend explains all three.
+    """
+    smoothed = summary.dropna(subset=["sigma"])
+    sigmas = sorted(smoothed.loc[smoothed.model == "standard", "sigma"].unique())
+    if len(sigmas) > len(SIGMA_COLOURS):
+        raise ValueError(f"at most {len(SIGMA_COLOURS)} smoothing noises can be told apart, got {sigmas}")
+    sigma_colour = dict(zip(sigmas, SIGMA_COLOURS))
+    ns = sorted(int(n) for n in smoothed.n.unique())
+    pas = sorted(smoothed.pa.dropna().unique(), reverse=True)
+    if len(pas) > len(PA_MARKERS):
+        raise ValueError(f"at most {len(PA_MARKERS)} acceptance levels can be told apart, got {pas}")
+    size = {n: 30 + 90 * k for k, n in enumerate(ns)}
+    marker = dict(zip(pas, PA_MARKERS))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.8), squeeze=False)
+    families: dict[tuple[int, float], tuple[str, object]] = {}
+    for ax, attack in zip(axes[0], attacks):
+        for row in summary[summary.attack == attack].itertuples():
+            order, name, colour = _family(row, sigma_colour)
+            families[order] = name, colour
+            plain = pd.isna(row.sigma)
+            ax.scatter(row.accuracy, row.mean_l2, color=colour, alpha=0.8, edgecolors="white", linewidths=0.5,
+                       s=60 if plain else size[int(row.n)],
+                       marker=UNSMOOTHED_MARKER if plain else marker.get(row.pa, PA_MARKERS[0]))
+        ax.set(title=attack, xlabel="accuracy", ylabel="mean $\\ell_2$ distortion")
+
+    def key(label: str, **style: object) -> Line2D:
+        return Line2D([], [], linestyle="", label=label, **style)
+
+    grey = {"color": "0.45", "markeredgecolor": "white"}
+    handles = [key(name, marker="o", markersize=8, color=colour) for _, (name, colour) in sorted(families.items())]
+    handles += [key(f"$n$ = {n}", marker="o", markersize=size[n] ** 0.5, **grey) for n in ns]
+    handles += [key(f"$P_a$ = {pa:g}", marker=marker[pa], markersize=8, **grey) for pa in pas]
+    handles += [key("no smoothing", marker=UNSMOOTHED_MARKER, markersize=8, **grey)]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False,
+               labelspacing=1.0)
+    fig.tight_layout()
+    return fig
