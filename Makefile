@@ -10,6 +10,10 @@ PROFILE ?= default
 CH ?=
 P ?=
 PYTEST_ARGS ?=
+# Where the work units run: WORKERS=N local Dask worker processes, SCHEDULER=ADDRESS an existing cluster.
+WORKERS ?=
+SCHEDULER ?=
+ENGINE := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
@@ -28,12 +32,12 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/rs-repro book --profile $(PROFILE)
+	$(BIN)/rs-repro book --profile $(PROFILE) $(ENGINE)
 
 chapter: $(STAMP)
 	@test -n "$(CH)" || { echo "usage: make chapter CH=<stem> [PROFILE=default] [P='-p key value']"; \
 	  echo "chapters:"; $(BIN)/rs-repro list; exit 2; }
-	$(BIN)/rs-repro run $(CH) --profile $(PROFILE) $(P)
+	$(BIN)/rs-repro run $(CH) --profile $(PROFILE) $(ENGINE) $(P)
 
 # The browser test's Chromium and chromedriver: installed from Debian's packages when missing and this user
 # may (root or passwordless sudo); otherwise the browser test fails once, saying how to install them.

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 import contextlib
 import hashlib
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -30,7 +32,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from . import cache, measurements, paths, progress, runtime
+from . import cache, engine, measurements, paths, progress, runtime
 
 PROFILES = ("smoke", "default", "paper")
 KERNEL = "python3"
@@ -254,6 +256,29 @@ def _failing_cell(nb_path: Path, stem: str) -> str:
     return "no cell recorded an error"
 
 
+def check_chapter(stem: str, values: dict[str, Any]) -> None:
+    """The chapter's own rules on its parameters (``check_parameters`` of ``rs_repro.experiments.<stem>``,
+    when it has one), as :class:`ChapterError`: run before papermill starts and before anything trains."""
+    module = f"rs_repro.experiments.{stem}"
+    if importlib.util.find_spec(module) is None:
+        return
+    check = getattr(importlib.import_module(module), "check_parameters", None)
+    if check is None:
+        return
+    try:
+        check(values)
+    except ValueError as exc:
+        raise ChapterError(f"chapter {stem!r}: {exc}") from exc
+
+
+def _engine(workers: int | None, scheduler: str | None) -> tuple[int | None, str | None]:
+    """:func:`rs_repro.engine.engine_options`, its errors as :class:`ChapterError` (before anything runs)."""
+    try:
+        return engine.engine_options(workers, scheduler)
+    except ValueError as exc:
+        raise ChapterError(str(exc)) from exc
+
+
 def _shown(path: Path) -> str:
     """``path`` as a page may show it: relative to the repository root, else the file name alone."""
     path = path.resolve()
@@ -265,7 +290,8 @@ def _drop_parameter_parsing_warnings(record: logging.LogRecord) -> bool:
 
 
 def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] | None = None, *,
-                timeout: int = 3600, chapters_dir: Path | None = None) -> Path:
+                timeout: int = 3600, chapters_dir: Path | None = None, workers: int | None = None,
+                scheduler: str | None = None) -> Path:
     """Execute chapter ``stem`` with a profile and overrides, and publish it atomically.
 
     Parameters
@@ -280,6 +306,10 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
         Per-cell execution timeout in seconds.
     chapters_dir
         Where the executed page goes, ``book/chapters`` by default.
+    workers, scheduler
+        Where the chapter's work units run (:mod:`rs_repro.engine`): ``workers`` local Dask worker
+        processes, or the Dask cluster at ``scheduler``; in the kernel's process by default (or as
+        ``RS_REPRO_WORKERS`` / ``RS_REPRO_SCHEDULER`` say).
 
     Returns
     -------
@@ -295,8 +325,10 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     import papermill
     from traitlets.config import Config
 
+    workers, scheduler = _engine(workers, scheduler)
     overrides = validate(stem, dict(overrides or {}))
     values = {**profile_values(stem, profile), **overrides}
+    check_chapter(stem, values)
     chapters_dir = chapters_dir or paths.CHAPTERS
     run_dir = paths.RUNS / stem
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -317,7 +349,8 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     kernel_env = {cache.RUN_LOG_ENV: str(log), measurements.PROFILE_ENV: profile,
                   progress.PROGRESS_ENV: str(events),
                   paths.CHAPTERS_ENV: str(chapters_dir.resolve()),
-                  "MPLBACKEND": "module://matplotlib_inline.backend_inline", **runtime.malloc_env()}
+                  "MPLBACKEND": "module://matplotlib_inline.backend_inline", **runtime.malloc_env(),
+                  engine.WORKERS_ENV: str(workers or ""), engine.SCHEDULER_ENV: scheduler or ""}
     env_before = {name: os.environ.get(name) for name in kernel_env}
     os.environ.update(kernel_env)
     # The parameters were validated above; papermill's own parser misreads annotated defaults such as
@@ -401,18 +434,21 @@ def build_html(strict: bool = True, root: Path | None = None) -> Path:
     return root / "_build" / "html" / "index.html"
 
 
-def make_book(profile: str = "default", *, force: bool = False, timeout: int = 3600) -> Path:
+def make_book(profile: str = "default", *, force: bool = False, timeout: int = 3600, workers: int | None = None,
+              scheduler: str | None = None) -> Path:
     """Execute every chapter whose source, parameters or package code changed, then build the HTML.
 
     When any chapter runs, the summary chapter (``claims``, last in the table of contents) runs after
-    it, since it reads the measurements the other chapters record.
+    it, since it reads the measurements the other chapters record. ``workers`` and ``scheduler`` choose
+    where the work units run, as in :func:`run_chapter`.
     """
+    workers, scheduler = _engine(workers, scheduler)
     todo = chapters() if force else stale(profile)
     if todo and SUMMARY_CHAPTER in chapters() and SUMMARY_CHAPTER not in todo:
         todo.append(SUMMARY_CHAPTER)  # it reads what the others recorded: refresh it after them
     for stem in todo:
         print(f"[rs-repro] running chapter {stem} ({profile})", flush=True)
-        run_chapter(stem, profile, timeout=timeout)
+        run_chapter(stem, profile, timeout=timeout, workers=workers, scheduler=scheduler)
     if not todo:
         print("[rs-repro] every chapter is up to date", flush=True)
     return build_html(strict=True)

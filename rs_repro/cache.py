@@ -1,16 +1,20 @@
-"""Content-addressed cache of computed tables (DESIGN.md, "Flow of one chapter").
+"""Content-addressed cache of computed tables (DESIGN.md, "Engine and cache").
 
 A chapter's expensive results are tidy :class:`pandas.DataFrame` tables stored as
 ``build/cache/<stem>/<name>-<key>.csv`` beside a ``.json`` manifest. The key hashes the inputs that
-determine the table (parameters, seeds, data identifiers) together with the source of the ``rs_repro``
-package, so a change of either recomputes and nothing stale is ever read back. Every hit and miss is
-appended to the run log named by ``RS_REPRO_RUN_LOG`` when the chapter runner sets it, which is how the
-provenance box counts cache hits.
+determine the table (parameters, seeds, data identifiers) together with the code that computes it
+(:func:`code_digest`): the modules of the computation and every module of the package they import, read as
+code (docstrings and comments do not count). A change of either recomputes, so nothing stale is ever read
+back, and an edit elsewhere (a figure's style, the paper's readings, the prose) recomputes nothing. Every
+hit and miss is appended to the run log named by ``RS_REPRO_RUN_LOG`` when the chapter runner sets it,
+which is how the provenance box counts cache hits.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import json
 import os
 import time
@@ -26,13 +30,104 @@ from . import paths
 RUN_LOG_ENV = "RS_REPRO_RUN_LOG"
 
 
-#: Modules that run chapters but compute no result; editing them does not invalidate the cache.
+#: Modules that run chapters but compute no result; editing them changes no page (:func:`source_digest`).
 PIPELINE_MODULES = ("book.py", "cli.py")
+#: Modules of the package that present, record or orchestrate results and feed no computed number. The
+#: closure of :func:`code_digest` does not enter them, so editing them recomputes nothing.
+PRESENTATION_MODULES = ("rs_repro.book", "rs_repro.cli", "rs_repro.plots", "rs_repro.paper", "rs_repro.prose",
+                        "rs_repro.progress", "rs_repro.measurements", "rs_repro.runtime", "rs_repro.cache",
+                        "rs_repro.engine", "rs_repro.paths", "rs_repro.experiments.claims")
+#: In a chapter module, the top-level functions with this prefix draw figures; they are not part of the code
+#: a computation reads.
+PLOT_PREFIX = "plot_"
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of package module ``name`` (``rs_repro.a.b``) under :data:`rs_repro.paths.PACKAGE`."""
+    parts = name.split(".")[1:]
+    base = paths.PACKAGE.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _strip(tree: ast.Module) -> ast.Module:
+    """``tree`` without docstrings and without the module's top-level ``plot_*`` functions."""
+    tree.body = [node for node in tree.body
+                 if not (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(PLOT_PREFIX))]
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _imports(name: str, tree: ast.Module, is_package: bool) -> set[str]:
+    """The package modules ``name`` imports, anywhere in its code (function-level imports included)."""
+    found = set()
+    package = name if is_package else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level \
+                else node.module or ""
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return {m for m in found if m.split(".")[0] == "rs_repro" and _module_file(m) is not None}
+
+
+def _module_code(path: Path) -> tuple[str, ast.Module]:
+    """The code of a module as text (its stripped syntax tree) and that tree."""
+    tree = _strip(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    return ast.dump(tree, annotate_fields=False), tree
+
+
+def code_digest(modules: Sequence[str]) -> str:
+    """Digest of the code a computation reads: ``modules`` and the package modules they import, transitively.
+
+    Each module counts by its syntax tree without docstrings (comments and layout never count), and a
+    chapter module without its ``plot_*`` functions; :data:`PRESENTATION_MODULES` are not entered. Editing a
+    module outside the closure, a docstring or a plot function leaves the digest, hence every cache key,
+    unchanged.
+
+    Parameters
+    ----------
+    modules
+        Dotted names of package modules, e.g. ``["rs_repro.experiments.fig5_attacks"]``.
+
+    Returns
+    -------
+    str
+        sha256 hex digest over the sorted closure (names and code).
+    """
+    todo, seen = list(modules), {}
+    while todo:
+        name = todo.pop()
+        if name in seen or name in PRESENTATION_MODULES:
+            continue
+        path = _module_file(name)
+        if path is None:
+            raise ValueError(f"modules: {name!r} is no module of the package under {paths.PACKAGE}")
+        code, tree = _module_code(path)
+        seen[name] = code
+        todo += sorted(_imports(name, tree, path.name == "__init__.py"))
+    h = hashlib.sha256()
+    for name in sorted(seen):
+        h.update(f"{name}\0{seen[name]}\0".encode())
+    return h.hexdigest()
 
 
 @lru_cache(maxsize=1)
 def source_digest() -> str:
-    """sha256 of the package's ``.py`` files (relative path and bytes, sorted), but the pipeline modules."""
+    """sha256 of the package's ``.py`` files (relative path and bytes, sorted), but the pipeline modules.
+
+    What a published page depends on (its figures and prose change with any module); the cached tables
+    depend only on :func:`code_digest` of their computation.
+    """
     h = hashlib.sha256()
     for path in sorted(paths.PACKAGE.rglob("*.py")):
         if path.relative_to(paths.PACKAGE).as_posix() in PIPELINE_MODULES:
@@ -49,24 +144,43 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def cache_key(name: str, inputs: Mapping[str, Any]) -> str:
-    """Hex key of a table: its name, its inputs and the package source."""
-    payload = canonical_json({"name": name, "inputs": dict(inputs), "source": source_digest()})
+def cache_key(name: str, inputs: Mapping[str, Any], code: Sequence[str]) -> str:
+    """Hex key of a table: its name, its inputs and the code that computes it (:func:`code_digest`)."""
+    payload = canonical_json({"name": name, "inputs": dict(inputs), "code": code_digest(code)})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _log(event: dict[str, Any]) -> None:
+def chapter_code(stem: str, code: Sequence[str] | None = None) -> list[str]:
+    """The code a table of chapter ``stem`` is computed by: ``code`` if given, else the chapter's module
+    ``rs_repro.experiments.<stem>`` (an error names the parameter when there is no such module)."""
+    if code is not None:
+        return list(code)
+    module = f"rs_repro.experiments.{stem}"
+    if _module_file(module) is None:
+        raise ValueError(f"code=None is not accepted for stem={stem!r}: there is no module {module}; pass the "
+                         "modules the computation reads")
+    return [module]
+
+
+def log_lookup(event: dict[str, Any]) -> None:
+    """Append one hit or miss to the chapter runner's run log (``RS_REPRO_RUN_LOG``), if it set one."""
     target = os.environ.get(RUN_LOG_ENV)
     if target:
         with open(target, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event) + "\n")
 
 
-def _store(table_path: Path, table: pd.DataFrame, manifest: dict[str, Any]) -> None:
+def read_table(path: Path) -> pd.DataFrame:
+    """A cached table read back exactly: every float is the float that was written (pandas' default CSV
+    parser can be off by one unit in the last place, e.g. 448/450)."""
+    return pd.read_csv(path, float_precision="round_trip")
+
+
+def store(table_path: Path, table: pd.DataFrame, manifest: dict[str, Any]) -> None:
     """Write a cache entry: the table, then its manifest (whose presence marks the entry complete)."""
     table_path.parent.mkdir(parents=True, exist_ok=True)
     paths.atomic_write(table_path, lambda tmp: table.to_csv(tmp, index=False))
-    text = json.dumps({**manifest, "source": source_digest(), "created": time.time()}, indent=1, default=str)
+    text = json.dumps({**manifest, "created": time.time()}, indent=1, default=str)
     paths.atomic_write(table_path.with_suffix(".json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -78,6 +192,7 @@ def cached(
     *,
     use_cache: bool = True,
     root: Path | None = None,
+    code: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Return the table ``compute()`` would return, from the cache when its key is there.
 
@@ -96,26 +211,29 @@ def cached(
         ``False`` recomputes and overwrites the entry.
     root
         Cache root, ``build/cache`` by default.
+    code
+        The package modules ``compute`` runs (:func:`code_digest` follows their imports); the chapter's
+        module ``rs_repro.experiments.<stem>`` by default.
 
     Returns
     -------
     pandas.DataFrame
         The table; on a hit it is read back from CSV (floats round-trip exactly).
     """
-    key = cache_key(name, inputs)
+    key = cache_key(name, inputs, chapter_code(stem, code))
     folder = (root or paths.CACHE) / stem
     table_path = folder / f"{name}-{key}.csv"
     manifest_path = table_path.with_suffix(".json")
     if use_cache and table_path.exists() and manifest_path.exists():
-        _log({"stem": stem, "name": name, "key": key, "hit": True})
-        return pd.read_csv(table_path)
+        log_lookup({"stem": stem, "name": name, "key": key, "hit": True})
+        return read_table(table_path)
     start = time.perf_counter()
     table = compute()
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"compute for cache entry {name!r} must return a pandas.DataFrame, got {type(table)}")
     wall_s = time.perf_counter() - start
-    _store(table_path, table, {"stem": stem, "name": name, "key": key, "inputs": dict(inputs), "wall_s": wall_s})
-    _log({"stem": stem, "name": name, "key": key, "hit": False, "wall_s": wall_s})
+    store(table_path, table, {"stem": stem, "name": name, "key": key, "inputs": dict(inputs), "wall_s": wall_s})
+    log_lookup({"stem": stem, "name": name, "key": key, "hit": False, "wall_s": wall_s})
     return table
 
 
@@ -130,6 +248,7 @@ def cached_rows(
     use_cache: bool = True,
     root: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    code: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Like :func:`cached`, for a table built unit by unit (one unit = one image), resumable.
 
@@ -148,18 +267,20 @@ def cached_rows(
         Units computed (and saved) together.
     progress
         Called with the number of units finished after each chunk (e.g. ``tqdm.update``).
+    code
+        As for :func:`cached`.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     units = [int(u) for u in units]
-    key = cache_key(name, {**dict(inputs), "units": units})
+    key = cache_key(name, {**dict(inputs), "units": units}, chapter_code(stem, code))
     folder = (root or paths.CACHE) / stem
     table_path = folder / f"{name}-{key}.csv"
     manifest_path = table_path.with_suffix(".json")
     parts_dir = folder / f"{name}-{key}.parts"
     if use_cache and table_path.exists() and manifest_path.exists():
-        _log({"stem": stem, "name": name, "key": key, "hit": True})
-        return pd.read_csv(table_path)
+        log_lookup({"stem": stem, "name": name, "key": key, "hit": True})
+        return read_table(table_path)
     if not use_cache and parts_dir.exists():
         for old in parts_dir.glob("*.csv"):
             old.unlink()
@@ -180,12 +301,12 @@ def cached_rows(
                                                  lambda tmp, part=part: part.to_csv(tmp, index=False))
         if progress:
             progress(len(block))
-    table = pd.concat([pd.read_csv(done[u]) for u in units], ignore_index=True)
+    table = pd.concat([read_table(done[u]) for u in units], ignore_index=True)
     wall_s = time.perf_counter() - start
-    _store(table_path, table, {"stem": stem, "name": name, "key": key, "inputs": dict(inputs), "units": len(units),
+    store(table_path, table, {"stem": stem, "name": name, "key": key, "inputs": dict(inputs), "units": len(units),
                                "resumed_units": resumed, "wall_s": wall_s})
     for path in done.values():
         path.unlink()
     parts_dir.rmdir()
-    _log({"stem": stem, "name": name, "key": key, "hit": False, "resumed_units": resumed, "wall_s": wall_s})
+    log_lookup({"stem": stem, "name": name, "key": key, "hit": False, "resumed_units": resumed, "wall_s": wall_s})
     return table

@@ -15,6 +15,15 @@ import sys
 from . import book
 
 
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="run the work units on a local Dask cluster of N worker processes (0: in-process)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run the work units on the Dask cluster at ADDRESS, e.g. tcp://10.0.0.1:8786 "
+                            "(default: $RS_REPRO_SCHEDULER)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rs-repro", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,11 +35,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="override one parameter (repeatable); lists as YAML, e.g. '[10, 50]'")
     run.add_argument("--no-build", action="store_true", help="do not rebuild the HTML book afterwards")
     run.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
+    _engine_arguments(run)
 
     whole = sub.add_parser("book", help="execute every stale chapter, then build the HTML book")
     whole.add_argument("--profile", default="default", choices=book.PROFILES)
     whole.add_argument("--force", action="store_true", help="execute every chapter, stale or not")
     whole.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
+    _engine_arguments(whole)
 
     params = sub.add_parser("params", help="list a chapter's parameters with their types and profile values")
     params.add_argument("stem")
@@ -46,16 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             overrides = book.parse_overrides(args.stem, [tuple(p) for p in args.parameter])
-            page = book.run_chapter(args.stem, args.profile, overrides, timeout=args.timeout)
+            where = {"workers": args.workers, "scheduler": args.scheduler}
+            page = book.run_chapter(args.stem, args.profile, overrides, timeout=args.timeout, **where)
             print(f"[rs-repro] {args.stem}: page written to {page}", flush=True)
             if not args.no_build:
                 for stem in book.chapters():
                     if book.page_digest(stem) is None:
                         print(f"[rs-repro] running missing chapter {stem} ({args.profile})", flush=True)
-                        book.run_chapter(stem, args.profile, timeout=args.timeout)
+                        book.run_chapter(stem, args.profile, timeout=args.timeout, **where)
                 print(f"[rs-repro] book: {book.build_html(strict=True)}", flush=True)
         elif args.command == "book":
-            print(f"[rs-repro] book: {book.make_book(args.profile, force=args.force, timeout=args.timeout)}")
+            page = book.make_book(args.profile, force=args.force, timeout=args.timeout, workers=args.workers,
+                                  scheduler=args.scheduler)
+            print(f"[rs-repro] book: {page}")
         elif args.command == "params":
             values = book.profile_values(args.stem, args.profile)
             for p in book.parameters(args.stem).values():

@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import paths
+from .cache import code_digest
 from .seeds import derive_seed
 
 __all__ = [
@@ -47,12 +48,15 @@ __all__ = [
     "IMAGENET_STD",
     "NORMALIZATION",
     "RECIPES",
+    "TRAINING_CODE",
     "TRAIN_CONFIGS",
     "Normalize",
     "TrainConfig",
     "accuracy",
     "architecture",
     "load_imagenet_model",
+    "load_model",
+    "model_spec",
     "pgd_l2",
     "trained_model",
 ]
@@ -339,16 +343,9 @@ TRAIN_CONFIGS: dict[str, TrainConfig] = {
     "cifar10": TrainConfig(epochs=15, batch_size=128, lr=1e-3),
 }
 
-#: Source files whose content enters the cache key: a change of the code retrains.
-_KEY_SOURCES = ("models.py", "data.py", "seeds.py")
-
-
-def _source_digest() -> str:
-    h = hashlib.sha256()
-    for name in _KEY_SOURCES:
-        path = paths.PACKAGE / name
-        h.update(name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"<missing>") + b"\0")
-    return h.hexdigest()
+#: The code a trained model depends on (:func:`rs_repro.cache.code_digest` follows its imports): a change of
+#: it retrains; a docstring or an edit elsewhere does not.
+TRAINING_CODE = ("rs_repro.models", "rs_repro.data")
 
 
 def _check_recipe(dataset: object, recipe: object, sigma: object, epsilon: object, seed: object
@@ -463,7 +460,7 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
     sigma, epsilon = _check_recipe(dataset, recipe, sigma, epsilon, seed)
     config = TRAIN_CONFIGS[dataset]
     key_inputs = {"dataset": dataset, "recipe": recipe, "sigma": sigma, "epsilon": epsilon, "seed": seed,
-                  "config": dataclasses.asdict(config), "source": _source_digest()}
+                  "config": dataclasses.asdict(config), "code": code_digest(TRAINING_CODE)}
     key = hashlib.sha256(json.dumps(key_inputs, sort_keys=True).encode()).hexdigest()[:12]
     stem = dataset + "-" + recipe + (f"-sigma{sigma:g}" if sigma else "") + (f"-eps{epsilon:g}" if epsilon else "")
     folder = Path(cache_dir) if cache_dir is not None else paths.BUILD / "models"
@@ -510,6 +507,41 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
     paths.atomic_write(manifest, lambda p: p.write_text(json.dumps(info, indent=1), encoding="utf-8"))
     info["cache_hit"] = False
     return model, info
+
+
+def model_spec(recipe: str = "standard", *, sigma: float = 0.0, epsilon: float = 0.0, seed: int = 0,
+               weights: str = "") -> dict[str, Any]:
+    """What identifies a chapter's model, as the JSON a work unit carries (see :func:`load_model`).
+
+    ``weights`` is a local ImageNet checkpoint (``''``: the model is trained by :func:`trained_model`).
+    """
+    return {"recipe": recipe, "sigma": float(sigma), "epsilon": float(epsilon), "seed": int(seed),
+            "weights": str(weights or "")}
+
+
+def load_model(dataset: str, spec: Mapping[str, Any], *, data_dir: str | Path | None = None,
+               device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a :func:`model_spec`: ImageNet weights read from ``spec["weights"]``, else the model of
+    ``spec["recipe"]`` trained on ``dataset`` on first use (:func:`trained_model`), on ``device``.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode.
+    info : dict
+        :func:`trained_model`'s record, or ``recipe`` and ``weights`` for a checkpoint.
+    """
+    unknown = sorted(set(spec) - {"recipe", "sigma", "epsilon", "seed", "weights"})
+    if unknown:
+        raise ValueError(f"spec: unknown keys {unknown}; accepted: recipe, sigma, epsilon, seed, weights")
+    if spec.get("weights"):
+        return load_imagenet_model(spec["weights"]).to(device), {"recipe": spec["recipe"], "weights": spec["weights"]}
+    if dataset == "imagenet":
+        raise ValueError(f"dataset 'imagenet' needs the {spec['recipe']} weights (a local ResNet50 file); spec "
+                         f"{dict(spec)} names none")
+    model, info = trained_model(dataset, spec["recipe"], sigma=spec.get("sigma", 0.0),
+                                epsilon=spec.get("epsilon", 0.0), seed=spec.get("seed", 0), data_dir=data_dir)
+    return model.to(device), info
 
 
 # ---------------------------------------------------------------------------------------------------

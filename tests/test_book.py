@@ -86,6 +86,20 @@ def test_cli_misspelt_key_fails_before_running(capsys, tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
+def test_cli_bad_engine_fails_before_running(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    assert cli.main(["run", "theory", "--profile", "smoke", "--workers", "-2"]) == 2
+    assert "workers=-2 is not accepted; expected 0 (in this process) or more" in capsys.readouterr().err
+    monkeypatch.setenv("RS_REPRO_WORKERS", "two")
+    assert cli.main(["book", "--profile", "smoke"]) == 2
+    assert "RS_REPRO_WORKERS='two' is not accepted" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["run", "theory", "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"])  # one or the other
+    makefile = (paths.ROOT / "Makefile").read_text()
+    assert "--workers $(WORKERS)" in makefile and "--scheduler $(SCHEDULER)" in makefile
+
+
 def test_unknown_chapter_and_profile():
     with pytest.raises(book.ChapterError, match="unknown chapter 'nope'; chapters are: theory"):
         book.parameters("nope")

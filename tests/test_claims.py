@@ -75,11 +75,13 @@ def test_make_book_refreshes_claims_after_any_chapter(monkeypatch):
     from rs_repro import book
 
     ran = []
-    monkeypatch.setattr(book, "run_chapter", lambda stem, profile, timeout: ran.append(stem))
+    engines = []
+    monkeypatch.setattr(book, "run_chapter", lambda stem, profile, timeout, workers, scheduler:
+                        ran.append(stem) or engines.append((workers, scheduler)))
     monkeypatch.setattr(book, "build_html", lambda strict: "index.html")
     monkeypatch.setattr(book, "stale", lambda profile: ["fig3_binary_search"])
-    book.make_book("smoke")
-    assert ran == ["fig3_binary_search", "claims"]
+    book.make_book("smoke", workers=2)
+    assert ran == ["fig3_binary_search", "claims"] and engines == [(2, None), (2, None)]
     ran.clear()
     monkeypatch.setattr(book, "stale", lambda profile: [])
     book.make_book("smoke")

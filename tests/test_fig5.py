@@ -97,3 +97,27 @@ def test_scatter_legend_explains_colour_size_and_shape():
     plt.close(fig)
     with pytest.raises(ValueError, match="at most 5 acceptance levels"):
         ex.plot_scatter(summary.assign(pa=summary.pa * np.arange(len(summary)) / 10), ["HSJA"])
+
+
+def test_every_profile_passes_the_chapter_checks():
+    from rs_repro import book, paths
+
+    profiles = [p for p in book.PROFILES if (paths.PARAMS / p / "fig5_attacks.yml").exists()]
+    assert "smoke" in profiles and "default" in profiles
+    for profile in profiles:
+        ex.check_parameters(book.profile_values("fig5_attacks", profile))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("budgets", [100, 50, 2000], "budgets=[100, 50, 2000] is not accepted; expected increasing positive budgets"),
+    ("attacks", ["HSJA", "PGD"], "attacks=['HSJA', 'PGD'] is not accepted"),
+    ("pas", [0.0], "pas=[0.0] is not accepted; expected levels in (0, 1]"),
+    ("chunk", 0, "chunk=0 is not accepted; expected at least 1"),
+])
+def test_bad_parameters_stop_the_chapter_before_it_runs(tmp_path, monkeypatch, key, value, message):
+    from rs_repro import book, paths
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    with pytest.raises(book.ChapterError, match=re.escape(f"chapter 'fig5_attacks': {message}")):
+        book.run_chapter("fig5_attacks", "default", {key: value})
+    assert not (tmp_path / "runs").exists()

@@ -33,7 +33,7 @@ from scipy import stats
 from torch import nn
 
 from .. import theory
-from ..attacks import MinimalAdversarial
+from ..attacks.minimal import MinimalAdversarial
 from ..smoothing import Smooth
 
 #: The paper's Fig. 1 read off the figure (``paper-notes.md`` section 2; ImageNet, ResNet50, one image):

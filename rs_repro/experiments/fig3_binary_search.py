@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .. import seeds
-from ..attacks import Oracle, bisect_segment
+from ..attacks.bisection import bisect_segment
+from ..attacks.oracle import Oracle
 from ..smoothing import Smooth
 
 

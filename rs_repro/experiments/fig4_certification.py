@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .. import seeds
+from .. import data, seeds
+from ..engine import Unit
+from ..models import load_model
 from ..smoothing import ABSTAIN, Smooth
+
+_MODULE = __name__
 
 
 def sigma_sweep(model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float],
@@ -78,6 +83,30 @@ def certify_rows(model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.T
                      "radius": radius, "correct": int(predict == label and predict != ABSTAIN),
                      "time": time.perf_counter() - start})
     return pd.DataFrame(rows)
+
+
+def certify_unit(*, dataset: str, data_dir: str | None, index: list[int], positions: list[int],
+                 model: Mapping[str, Any], name: str, sigma: float, n0: int, n: int, alpha: float, batch_size: int,
+                 device: str, seed: int) -> pd.DataFrame:
+    """One unit of certification: :func:`certify_rows` on the images at ``positions`` of ``index`` (dataset
+    positions in the test split), the base model given by its :func:`rs_repro.models.model_spec`."""
+    base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
+    full = data.load_dataset(dataset, "test", data_dir=data_dir)
+    chosen = torch.as_tensor(index)
+    return certify_rows(base, data.num_classes(dataset), full.x[chosen], full.y[chosen], chosen, positions,
+                        name=name, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed)
+
+
+def certify_units(*, dataset: str, data_dir: str | None, index: Sequence[int], chunk: int,
+                  model: Mapping[str, Any], name: str, sigma: float, n0: int, n: int, alpha: float,
+                  batch_size: int, device: str = "cpu", seed: int) -> list[Unit]:
+    """CERTIFY of one model at one sigma on the images ``index``, as units of ``chunk`` images."""
+    return [Unit(f"certify-{name}-sigma{sigma:g}-images{start}", f"{_MODULE}:certify_unit",
+                 {"dataset": dataset, "data_dir": data_dir, "index": [int(i) for i in index],
+                  "positions": list(range(start, min(start + chunk, len(index)))), "model": dict(model),
+                  "name": name, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha, "batch_size": batch_size,
+                  "device": device, "seed": seed})
+            for start in range(0, len(index), chunk)]
 
 
 def certified_accuracy(rows: pd.DataFrame, radii: np.ndarray) -> pd.DataFrame:

@@ -5,11 +5,17 @@ smoothing at two noise levels with n in {10, 50, 100} micro-decisions and the ac
 P_a in {0.5, 0.8} (the paper's ceil(n P_a) rule), RandTrain under smoothing, and AdvTrain, all with the
 same per-image query budget (2,000 in the paper). One row per attacked image records its distortions, its
 queries and forward passes, and its best distortion at several budgets (from the oracle's history).
+
+The work is a list of units (:mod:`rs_repro.engine`): one per classifier and attack and chunk of images
+(:func:`attack_units`), one per classifier for its clean accuracy (:func:`accuracy_units`). A unit reads only
+the code of its own attack, so an edit of one attack recomputes that attack's units and no other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,14 +25,54 @@ import torch
 from matplotlib.lines import Line2D
 from torch import nn
 
-from .. import seeds
-from ..attacks import AttackResult, Oracle, hsja, rays, surfree
-from ..models import accuracy
+from .. import data, seeds
+from ..attacks.oracle import AttackResult, Oracle
+from ..engine import Unit
+from ..models import accuracy, load_model
 from ..plots import PALETTE
 from ..smoothing import Smooth
 
-#: The attacks of the paper, by the names its Fig. 5 uses.
-ATTACKS: dict[str, Callable[..., AttackResult]] = {"HSJA": hsja, "SurFree": surfree, "RayS": rays}
+#: The module and function of each attack of the paper, by the names its Fig. 5 uses.
+ATTACKS: dict[str, str] = {"HSJA": "rs_repro.attacks.hsja:hsja", "SurFree": "rs_repro.attacks.surfree:surfree",
+                           "RayS": "rs_repro.attacks.rays:rays"}
+_MODULE = __name__
+
+
+def check_parameters(values: Mapping[str, Any]) -> None:
+    """The chapter's rules on its parameters, checked by the runner before anything runs or trains.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, its value and what is accepted.
+    """
+    def need(ok: bool, name: str, accepted: str) -> None:
+        if not ok:
+            raise ValueError(f"{name}={values[name]!r} is not accepted; expected {accepted}")
+
+    need(values["num_images"] >= 1, "num_images", "at least 1")
+    need(values["max_queries"] >= 1, "max_queries", "at least 1")
+    budgets = values["budgets"]
+    need(bool(budgets) and budgets == sorted(set(budgets)) and budgets[0] >= 1 and budgets[-1] == values["max_queries"],
+         "budgets", f"increasing positive budgets ending at max_queries={values['max_queries']}")
+    need(bool(values["attacks"]) and set(values["attacks"]) <= set(ATTACKS), "attacks",
+         f"a non-empty list of {sorted(ATTACKS)}")
+    need(all(s > 0 for s in values["sigmas"]), "sigmas", "noise levels > 0")
+    need(bool(values["ns"]) and all(n >= 1 for n in values["ns"]), "ns", "sample counts >= 1")
+    need(all(n >= 1 for n in values["randtrain_ns"]), "randtrain_ns", "sample counts >= 1")
+    need(bool(values["pas"]) and all(0 < p <= 1 for p in values["pas"]), "pas", "levels in (0, 1]")
+    need(values["randtrain_sigma"] > 0, "randtrain_sigma", "a noise level > 0")
+    need(values["advtrain_epsilon"] > 0, "advtrain_epsilon", "a radius > 0")
+    for name in ("chunk", "verify_repeats", "certify_n"):
+        need(values[name] >= 1, name, "at least 1")
+
+
+def attack_function(attack: str) -> Callable[..., AttackResult]:
+    """The attack called ``attack`` in :data:`ATTACKS` (imported on first use)."""
+    if attack not in ATTACKS:
+        raise ValueError(f"attack={attack!r} is not accepted; accepted: {sorted(ATTACKS)}")
+    module, _, name = ATTACKS[attack].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -110,7 +156,8 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
     key = (target.label, attack, int(block[0]))
     oracle = make_oracle(target, model, num_classes, max_queries,
                          seeds.generator(seed, "oracle", *key, device=device))
-    result = ATTACKS[attack](oracle, x[block].to(device), y[block].to(device), seed=seeds.derive_seed(seed, *key))
+    result = attack_function(attack)(oracle, x[block].to(device), y[block].to(device),
+                                     seed=seeds.derive_seed(seed, *key))
     curves = oracle.best_at(budgets)
     if target.sigma is None:
         verified = result.success.double().numpy()
@@ -127,6 +174,98 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
         rows[f"l2_at_{q}"] = curves[:, j]
     return rows
 
+
+
+def attacked_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_images: int, seed: int) -> torch.Tensor:
+    """Positions of the attacked images: a seeded subset of ``num_images`` of those ``model`` classifies
+    correctly (all of them when fewer), in the order of :func:`rs_repro.data.subset_indices`."""
+    with torch.inference_mode():
+        right = (model(x).argmax(1) == y).nonzero().squeeze(1)
+    return right[data.subset_indices(len(right), min(num_images, len(right)), seed)]
+
+
+def _images(dataset: str, data_dir: str | None, index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    full = data.load_dataset(dataset, "test", data_dir=data_dir)
+    positions = torch.as_tensor(list(index))
+    return full.x[positions], full.y[positions]
+
+
+def attack_unit(*, dataset: str, data_dir: str | None, index: list[int], positions: list[int],
+                model: Mapping[str, Any], target: Mapping[str, Any], attack: str, max_queries: int,
+                budgets: list[int], verify_repeats: int, seed: int) -> pd.DataFrame:
+    """One unit of the attack grid: :func:`attack_rows` on the attacked images at ``positions``.
+
+    ``index`` are the dataset positions of all the attacked images (test split), ``model`` the
+    :func:`rs_repro.models.model_spec` of the base model, ``target`` the fields of a :class:`Target`.
+    """
+    base, _ = load_model(dataset, model, data_dir=data_dir)
+    x, y = _images(dataset, data_dir, index)
+    return attack_rows(Target(**target), attack, base, data.num_classes(dataset), x, y, torch.as_tensor(index),
+                       positions, max_queries=max_queries, budgets=budgets, verify_repeats=verify_repeats,
+                       seed=seed)
+
+
+def attack_units(*, dataset: str, data_dir: str | None, index: Sequence[int], targets: Sequence[Target],
+                 attacks: Sequence[str], models: Mapping[str, Mapping[str, Any]], max_queries: int,
+                 budgets: Sequence[int], chunk: int, verify_repeats: int, seed: int) -> list[Unit]:
+    """The attack grid as units: every target x attack x chunk of ``chunk`` attacked images.
+
+    ``models`` maps a target's ``model`` name to its :func:`rs_repro.models.model_spec`. A unit's
+    code is this module and its attack's module.
+    """
+    for attack in attacks:
+        attack_function(attack)
+    units = []
+    for target in targets:
+        for attack in attacks:
+            for start in range(0, len(index), chunk):
+                positions = list(range(start, min(start + chunk, len(index))))
+                units.append(Unit(
+                    f"attack-{attack}-{target.slug}-images{start}", f"{_MODULE}:attack_unit",
+                    {"dataset": dataset, "data_dir": data_dir, "index": [int(i) for i in index],
+                     "positions": positions, "model": dict(models[target.model]), "target": dataclasses.asdict(target),
+                     "attack": attack, "max_queries": max_queries, "budgets": list(budgets),
+                     "verify_repeats": verify_repeats, "seed": seed},
+                    (_MODULE, ATTACKS[attack].partition(":")[0])))
+    return units
+
+
+def accuracy_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any], target: Mapping[str, Any],
+                  seed: int) -> pd.DataFrame:
+    """One row ``target, accuracy``: :func:`vote_accuracy` of one classifier on the whole test split."""
+    base, _ = load_model(dataset, model, data_dir=data_dir)
+    full = data.load_dataset(dataset, "test", data_dir=data_dir)
+    target = Target(**target)
+    return pd.DataFrame([{"target": target.label, "accuracy": vote_accuracy(target, base, data.num_classes(dataset),
+                                                                            full.x, full.y, seed)}])
+
+
+def accuracy_units(*, dataset: str, data_dir: str | None, targets: Sequence[Target],
+                   models: Mapping[str, Mapping[str, Any]], seed: int) -> list[Unit]:
+    """The clean accuracy of every classifier, one unit each."""
+    return [Unit(f"accuracy-{t.slug}", f"{_MODULE}:accuracy_unit",
+                 {"dataset": dataset, "data_dir": data_dir, "model": dict(models[t.model]),
+                  "target": dataclasses.asdict(t), "seed": seed}) for t in targets]
+
+
+def runs_table(tables: Sequence[pd.DataFrame], targets: Sequence[Target], accuracy: pd.DataFrame) -> pd.DataFrame:
+    """The attack units' rows in one table, with each classifier's ``model, sigma, n, pa`` and ``accuracy``."""
+    grid_table = pd.DataFrame([{"target": t.label, "model": t.model, "sigma": t.sigma, "n": t.n, "pa": t.pa}
+                               for t in targets], dtype=object).astype({"sigma": float, "n": float, "pa": float})
+    runs = pd.concat(list(tables), ignore_index=True)
+    return runs.merge(grid_table, on="target").merge(accuracy, on="target")
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per attack and classifier: mean and median l2, success and verified rates, images, passes.
+
+    Images misclassified from the start (distortion 0) are left out.
+    """
+    attacked = runs[runs.l2 > 0]
+    return (attacked.groupby(["attack", "target", "model", "sigma", "n", "pa", "accuracy"], dropna=False)
+            .agg(mean_l2=("l2", "mean"), median_l2=("l2", "median"), success=("success", "mean"),
+                 verified=("verified", "mean"), images=("l2", "size"),
+                 forward_passes=("forward_passes", "mean")).reset_index())
 
 #: Colours of the classifier families without smoothing and of RandTrain in the Fig. 5 scatter.
 FAMILY_COLOURS = {"undefended": "black", "randtrain": PALETTE[2], "advtrain": PALETTE[4]}
