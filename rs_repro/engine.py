@@ -18,7 +18,7 @@ Where the units run is the user's choice, never the chapter's:
   no shared folder (a shared ``build/models`` saves each worker training the models again).
 
 A unit draws all its randomness from generators seeded by its own arguments, shares no state with the
-others and runs on :data:`UNIT_THREADS` CPU thread wherever it runs (torch's multi-threaded reductions add in
+others and runs on :data:`rs_repro.runtime.COMPUTE_THREADS` CPU thread wherever it runs (torch's multi-threaded reductions add in
 an order that depends on the number of threads, which changes the last bits of a distance and, through an
 attack's path, sometimes more), so the results are bit-identical whatever the engine, the number of workers
 and the order in which units finish. Parallelism comes from running units side by side. On Dask a unit that raises, or whose worker dies, is tried once more; a unit that fails again
@@ -44,6 +44,7 @@ import pandas as pd
 
 from . import cache, paths
 from .progress import bar
+from .runtime import COMPUTE_THREADS, compute_threads
 
 #: Environment variable holding the address of the Dask scheduler to run units on (set by the user, or by
 #: the chapter runner in the kernel).
@@ -52,8 +53,6 @@ SCHEDULER_ENV = "RS_REPRO_SCHEDULER"
 WORKERS_ENV = "RS_REPRO_WORKERS"
 #: How many times Dask tries a unit in all (the first try and one retry).
 TRIES = 2
-#: CPU threads of torch while a unit runs, in this process as on a worker.
-UNIT_THREADS = 1
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
 
 
@@ -95,7 +94,7 @@ class Unit:
     def key(self) -> str:
         """Hex key of the unit's result: its function, its arguments and the code it reads."""
         payload = cache.canonical_json({"function": self.function, "arguments": dict(self.arguments),
-                                        "code": cache.code_digest(self.code)})
+                                        "code": cache.code_digest(self.code), "threads": COMPUTE_THREADS})
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def compute(self) -> pd.DataFrame:
@@ -125,22 +124,16 @@ class UnitError(RuntimeError):
 
 
 def compute_unit(unit: Unit) -> tuple[pd.DataFrame, float]:
-    """Run one unit on :data:`UNIT_THREADS` CPU thread (the function the engine ships to a worker).
+    """Run one unit on :data:`rs_repro.runtime.COMPUTE_THREADS` CPU thread (what the engine ships to a worker).
 
     Returns
     -------
     tuple
         The unit's table and its wall time in seconds.
     """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(UNIT_THREADS)
     started = time.perf_counter()
-    try:
+    with compute_threads():
         table = unit.compute()
-    finally:
-        torch.set_num_threads(threads)
     return table, time.perf_counter() - started
 
 
@@ -173,8 +166,8 @@ def client(workers: int | None = None, scheduler: str | None = None) -> Any:
                               "distributed.worker.daemon": False}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=40,
-                                   env={"OMP_NUM_THREADS": str(UNIT_THREADS), "MKL_NUM_THREADS": str(UNIT_THREADS),
-                                        **malloc_env()})
+                                   env={"OMP_NUM_THREADS": str(COMPUTE_THREADS),
+                                        "MKL_NUM_THREADS": str(COMPUTE_THREADS), **malloc_env()})
         new = Client(cluster)
         atexit.register(_close, new)
     _clients[workers, scheduler] = new

@@ -39,6 +39,7 @@ from torch.nn import functional as F
 
 from . import paths
 from .cache import code_digest
+from .runtime import COMPUTE_THREADS, compute_threads
 from .seeds import derive_seed
 
 __all__ = [
@@ -460,7 +461,8 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
     sigma, epsilon = _check_recipe(dataset, recipe, sigma, epsilon, seed)
     config = TRAIN_CONFIGS[dataset]
     key_inputs = {"dataset": dataset, "recipe": recipe, "sigma": sigma, "epsilon": epsilon, "seed": seed,
-                  "config": dataclasses.asdict(config), "code": code_digest(TRAINING_CODE)}
+                  "config": dataclasses.asdict(config), "code": code_digest(TRAINING_CODE),
+                  "threads": COMPUTE_THREADS}
     key = hashlib.sha256(json.dumps(key_inputs, sort_keys=True).encode()).hexdigest()[:12]
     stem = dataset + "-" + recipe + (f"-sigma{sigma:g}" if sigma else "") + (f"-eps{epsilon:g}" if epsilon else "")
     folder = Path(cache_dir) if cache_dir is not None else paths.BUILD / "models"
@@ -479,8 +481,9 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
     train_seed = derive_seed(seed, "models.train", dataset, recipe, sigma, epsilon)
     start = time.perf_counter()
     model.train()
-    _train(model, train.x, train.y, recipe, sigma, epsilon, config, torch.Generator().manual_seed(train_seed),
-           progress)
+    with compute_threads():  # the same weights whatever process trains them (rs_repro.runtime)
+        _train(model, train.x, train.y, recipe, sigma, epsilon, config, torch.Generator().manual_seed(train_seed),
+               progress)
     train_seconds = time.perf_counter() - start
     model.eval()
     eval_seed = derive_seed(seed, "models.eval", dataset, recipe, sigma, epsilon)

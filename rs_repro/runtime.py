@@ -1,4 +1,4 @@
-"""Process settings that make the CPU runs of the book faster: glibc's malloc thresholds.
+"""Process settings of the CPU runs: glibc's malloc thresholds (speed) and torch's thread count (identity).
 
 A forward pass of a model on a batch allocates its activations (about 1 MiB each for a thousand rows of the
 digits MLP, ten times more for the batches of HSJA's gradient estimates) and frees them at the end. With
@@ -15,9 +15,11 @@ The chapters run in kernels started with :func:`malloc_env` (see :func:`rs_repro
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Iterator
 
 #: glibc's ``mallopt`` parameter numbers (``malloc.h``) for the two thresholds.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -48,3 +50,23 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+#: CPU threads of torch while a work unit runs or a model trains, wherever that happens: torch's
+#: multi-threaded reductions add in an order that depends on the number of threads, so the same computation
+#: on another number of threads differs in the last bits (and, through an attack's path or a training run,
+#: sometimes more).
+COMPUTE_THREADS = 1
+
+
+@contextlib.contextmanager
+def compute_threads(threads: int = COMPUTE_THREADS) -> Iterator[None]:
+    """Run the block on ``threads`` torch CPU threads; the process's own setting is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -10,7 +10,7 @@ import threading
 import pandas as pd
 import pytest
 
-from rs_repro import cache, engine
+from rs_repro import cache, engine, runtime
 from rs_repro.experiments import fig4_certification as certification
 from rs_repro.experiments import fig5_attacks as ex
 from rs_repro.models import model_spec
@@ -131,4 +131,4 @@ def test_a_unit_runs_on_one_thread_and_the_process_keeps_its_own(monkeypatch):
     monkeypatch.setattr(engine.Unit, "compute", lambda self: seen.append(torch.get_num_threads()) or pd.DataFrame())
     before = torch.get_num_threads()
     _table, seconds = engine.compute_unit(_accuracy_units()[0])
-    assert seen == [engine.UNIT_THREADS] and torch.get_num_threads() == before and seconds >= 0
+    assert seen == [runtime.COMPUTE_THREADS] and torch.get_num_threads() == before and seconds >= 0
