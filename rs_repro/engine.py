@@ -165,7 +165,7 @@ def client(workers: int | None = None, scheduler: str | None = None) -> Any:
         with dask.config.set({"distributed.scheduler.allowed-failures": TRIES - 1,
                               "distributed.worker.daemon": False}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40,
+                                   dashboard_address=None, silence_logs=50,
                                    env={"OMP_NUM_THREADS": str(COMPUTE_THREADS),
                                         "MKL_NUM_THREADS": str(COMPUTE_THREADS), **malloc_env()})
         new = Client(cluster)

@@ -41,10 +41,6 @@ CACHE = BUILD / "cache"
 #:
 #: :meta hide-value:
 RUNS = BUILD / "runs"
-#: The figures, ``<stem>[-suffix].{pdf,png}`` (a chapter's ``figures_dir`` is ``figures`` by default).
-#:
-#: :meta hide-value:
-FIGURES = ROOT / "figures"
 #: The package source, hashed into the cache keys (:func:`rs_repro.cache.source_digest`).
 #:
 #: :meta hide-value:

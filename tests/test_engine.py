@@ -97,7 +97,7 @@ def in_process(tmp_path_factory):
 def test_local_cluster_gives_the_same_tables(in_process, tmp_path):
     on_workers = engine.run("fig5_attacks", _grid(), root=tmp_path, workers=2)
     _same(in_process, on_workers)
-    units = certification.certify_units(**WHERE, index=[0, 3, 5], chunk=2, model=SPECS["standard"], name="standard",
+    units = certification.certify_units(**WHERE, images=[0, 3, 5], chunk=2, model=SPECS["standard"], name="standard",
                                         sigma=0.35, n0=20, n=200, alpha=0.01, batch_size=64, seed=0)
     here = engine.run("fig4_certification", units, root=tmp_path / "here")
     there = engine.run("fig4_certification", units, root=tmp_path / "there", workers=2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import nbformat
 import numpy as np
 import pandas as pd
@@ -71,3 +73,41 @@ def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet,
     table = pd.read_csv(logs[1], sep="\t")
     assert list(table.columns) == ["idx", "label", "predict", "radius", "correct", "time"] and len(table) == 2
     assert (tmp_path / "fig" / "fig4_certification.pdf").exists()
+
+
+def test_sweep_units_give_the_rows_of_one_sweep(tmp_path):
+    from rs_repro import data, engine
+    from rs_repro.models import load_model, model_spec
+
+    spec = model_spec("standard")
+    where = {"dataset": "digits", "data_dir": None, "subset": 30, "subset_seed": 1, "batch_size": 64, "seed": 2}
+    units = ex.sweep_units(**where, model=spec, sigmas=[0.2, 0.5], n=20)
+    split = pd.concat(engine.run("fig4_certification", units, root=tmp_path).values(), ignore_index=True)
+    model, _ = load_model("digits", spec)
+    test = data.load_dataset("digits", "test", n=30, seed=1)
+    pd.testing.assert_frame_equal(split, ex.sigma_sweep(model, 10, test.x, test.y, [0.2, 0.5], 20, 64, 2),
+                                  check_exact=True)
+
+
+def test_certify_units_cover_every_image_once_and_join_in_order(tmp_path):
+    from rs_repro import engine
+    from rs_repro.models import model_spec
+
+    units = ex.certify_units(dataset="digits", data_dir=None, subset=7, subset_seed=0, images=list(range(7)), chunk=3,
+                             model=model_spec("standard"), name="standard", sigma=0.25, n0=5, n=20, alpha=0.01,
+                             batch_size=64, seed=0)
+    assert [u.arguments["positions"] for u in units] == [[0, 1, 2], [3, 4, 5], [6]]
+    tables = ex.certified_tables(units, engine.run("fig4_certification", units, root=tmp_path))
+    assert list(tables) == [("standard", 0.25)] and tables["standard", 0.25].unit.tolist() == list(range(7))
+
+
+def test_profiles_pass_the_chapter_checks_and_bad_values_stop_it(tmp_path, monkeypatch):
+    for profile in book.PROFILES:
+        ex.check_parameters(book.profile_values("fig4_certification", profile))
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    for key, value, message in (("sigmas", [0.25], "sigmas=[0.25] is not accepted"),
+                                ("alpha", 1.5, "alpha=1.5 is not accepted; expected a failure probability"),
+                                ("device", "tpu", "device='tpu' is not accepted")):
+        with pytest.raises(book.ChapterError, match=f"chapter 'fig4_certification': {re.escape(message)}"):
+            book.run_chapter("fig4_certification", "smoke", {key: value})
+    assert not (tmp_path / "runs").exists()

@@ -3,7 +3,8 @@
 Cohen et al.'s CERTIFY on the standard model under smoothing at two noise levels, chosen by the clean
 accuracy they cost (paper: about 3% and 12%), and on the noise-trained model (RandTrain) at its training
 sigma. Every image draws its noise from its own generator (:func:`rs_repro.seeds.generator`), so the
-results do not depend on the order, the batching or a resumed run.
+results do not depend on the order, the batching or a resumed run. The work is units
+(:mod:`rs_repro.engine`): the sweep over sigma, and CERTIFY by chunks of images (:func:`certify_units`).
 """
 
 from __future__ import annotations
@@ -85,28 +86,93 @@ def certify_rows(model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.T
     return pd.DataFrame(rows)
 
 
-def certify_unit(*, dataset: str, data_dir: str | None, index: list[int], positions: list[int],
-                 model: Mapping[str, Any], name: str, sigma: float, n0: int, n: int, alpha: float, batch_size: int,
-                 device: str, seed: int) -> pd.DataFrame:
-    """One unit of certification: :func:`certify_rows` on the images at ``positions`` of ``index`` (dataset
-    positions in the test split), the base model given by its :func:`rs_repro.models.model_spec`."""
+def _test_images(dataset: str, data_dir: str | None, subset: int | None, subset_seed: int) -> data.Dataset:
+    """The test split, or its seeded subset of ``subset`` images (:func:`rs_repro.data.load_dataset`)."""
+    return data.load_dataset(dataset, "test", data_dir=data_dir, n=subset, seed=subset_seed)
+
+
+def sweep_unit(*, dataset: str, data_dir: str | None, subset: int | None, subset_seed: int,
+               model: Mapping[str, Any], sigma: float, n: int, batch_size: int, device: str,
+               seed: int) -> pd.DataFrame:
+    """The row of :func:`sigma_sweep` at one ``sigma`` on the test images (``subset``: see
+    :func:`certify_units`)."""
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
-    full = data.load_dataset(dataset, "test", data_dir=data_dir)
-    chosen = torch.as_tensor(index)
-    return certify_rows(base, data.num_classes(dataset), full.x[chosen], full.y[chosen], chosen, positions,
-                        name=name, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed)
+    test = _test_images(dataset, data_dir, subset, subset_seed)
+    return sigma_sweep(base, data.num_classes(dataset), test.x, test.y, [sigma], n, batch_size, seed)
 
 
-def certify_units(*, dataset: str, data_dir: str | None, index: Sequence[int], chunk: int,
-                  model: Mapping[str, Any], name: str, sigma: float, n0: int, n: int, alpha: float,
-                  batch_size: int, device: str = "cpu", seed: int) -> list[Unit]:
-    """CERTIFY of one model at one sigma on the images ``index``, as units of ``chunk`` images."""
+def sweep_units(*, dataset: str, data_dir: str | None, subset: int | None, subset_seed: int,
+                model: Mapping[str, Any], sigmas: Sequence[float], n: int, batch_size: int, device: str = "cpu",
+                seed: int) -> list[Unit]:
+    """The sweep over sigma, one unit per sigma (each draws from its own generator, so the rows are those of
+    one :func:`sigma_sweep` over all of them)."""
+    return [Unit(f"sweep-sigma{sigma:g}", f"{_MODULE}:sweep_unit",
+                 {"dataset": dataset, "data_dir": data_dir, "subset": subset, "subset_seed": subset_seed,
+                  "model": dict(model), "sigma": sigma, "n": n, "batch_size": batch_size, "device": device,
+                  "seed": seed}) for sigma in sigmas]
+
+
+def certify_unit(*, dataset: str, data_dir: str | None, subset: int | None, subset_seed: int, images: list[int],
+                 positions: list[int], model: Mapping[str, Any], name: str, sigma: float, n0: int, n: int,
+                 alpha: float, batch_size: int, device: str, seed: int) -> pd.DataFrame:
+    """One unit of certification: :func:`certify_rows` on the images at ``positions`` of ``images``."""
+    base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
+    test = _test_images(dataset, data_dir, subset, subset_seed)
+    chosen = torch.as_tensor(images)
+    return certify_rows(base, data.num_classes(dataset), test.x[chosen], test.y[chosen], test.index[chosen],
+                        positions, name=name, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch_size,
+                        seed=seed)
+
+
+def certify_units(*, dataset: str, data_dir: str | None, subset: int | None = None, subset_seed: int = 0,
+                  images: Sequence[int], chunk: int, model: Mapping[str, Any], name: str, sigma: float, n0: int,
+                  n: int, alpha: float, batch_size: int, device: str = "cpu", seed: int) -> list[Unit]:
+    """CERTIFY of one base model at one sigma, as units of ``chunk`` images.
+
+    The images are positions ``images`` in the test split of ``dataset``, or in its seeded subset of
+    ``subset`` images drawn with ``subset_seed``; the base model is a :func:`rs_repro.models.model_spec`.
+    Every image draws its noise from its own generator, so the rows do not depend on the chunking.
+    """
     return [Unit(f"certify-{name}-sigma{sigma:g}-images{start}", f"{_MODULE}:certify_unit",
-                 {"dataset": dataset, "data_dir": data_dir, "index": [int(i) for i in index],
-                  "positions": list(range(start, min(start + chunk, len(index)))), "model": dict(model),
-                  "name": name, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha, "batch_size": batch_size,
-                  "device": device, "seed": seed})
-            for start in range(0, len(index), chunk)]
+                 {"dataset": dataset, "data_dir": data_dir, "subset": subset, "subset_seed": subset_seed,
+                  "images": [int(i) for i in images], "positions": list(range(start, min(start + chunk, len(images)))),
+                  "model": dict(model), "name": name, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha,
+                  "batch_size": batch_size, "device": device, "seed": seed})
+            for start in range(0, len(images), chunk)]
+
+
+def certified_tables(units: Sequence[Unit], done: Mapping[str, pd.DataFrame]) -> dict[tuple[str, float], pd.DataFrame]:
+    """The rows of :func:`certify_units` units joined per (model name, sigma), in the order of ``units``."""
+    tables: dict[tuple[str, float], list[pd.DataFrame]] = {}
+    for unit in units:
+        tables.setdefault((unit.arguments["name"], unit.arguments["sigma"]), []).append(done[unit.id])
+    return {key: pd.concat(parts, ignore_index=True) for key, parts in tables.items()}
+
+
+def check_parameters(values: Mapping[str, Any]) -> None:
+    """The chapter's rules on its parameters, checked by the runner before anything runs or trains.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, its value and what is accepted.
+    """
+    def need(ok: bool, name: str, accepted: str) -> None:
+        if not ok:
+            raise ValueError(f"{name}={values[name]!r} is not accepted; expected {accepted}")
+
+    need(values["num_images"] >= 0, "num_images", "0 (the whole test split) or more")
+    need(len(values["sigmas"]) in (0, 2) and len(set(values["sigmas"])) == len(values["sigmas"])
+         and all(s > 0 for s in values["sigmas"]), "sigmas", "[] (chosen from the sweep) or two distinct noises > 0")
+    need(len(values["accuracy_costs"]) == 2 and all(0 <= c < 1 for c in values["accuracy_costs"]),
+         "accuracy_costs", "two accuracy drops in [0, 1)")
+    need(bool(values["sweep_sigmas"]) and all(s > 0 for s in values["sweep_sigmas"]), "sweep_sigmas",
+         "a non-empty list of noises > 0")
+    need(values["randtrain_sigma"] > 0, "randtrain_sigma", "a noise > 0")
+    need(0 < values["alpha"] < 1, "alpha", "a failure probability in (0, 1)")
+    for name in ("sweep_n", "n0", "n", "batch_size"):
+        need(values[name] >= 1, name, "at least 1")
+    need(values["device"] == "cpu" or values["device"].startswith("cuda"), "device", "'cpu' or 'cuda[:k]'")
 
 
 def certified_accuracy(rows: pd.DataFrame, radii: np.ndarray) -> pd.DataFrame:
