@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .. import data, seeds
+from ..checks import rule_checker
 from ..engine import Unit
 from ..models import load_model
 from ..smoothing import ABSTAIN, Smooth
@@ -150,17 +151,8 @@ def certified_tables(units: Sequence[Unit], done: Mapping[str, pd.DataFrame]) ->
 
 
 def check_parameters(values: Mapping[str, Any]) -> None:
-    """The chapter's rules on its parameters, checked by the runner before anything runs or trains.
-
-    Raises
-    ------
-    ValueError
-        Naming the parameter, its value and what is accepted.
-    """
-    def need(ok: bool, name: str, accepted: str) -> None:
-        if not ok:
-            raise ValueError(f"{name}={values[name]!r} is not accepted; expected {accepted}")
-
+    """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
+    need = rule_checker(values)
     need(values["num_images"] >= 0, "num_images", "0 (the whole test split) or more")
     need(len(values["sigmas"]) in (0, 2) and len(set(values["sigmas"])) == len(values["sigmas"])
          and all(s > 0 for s in values["sigmas"]), "sigmas", "[] (chosen from the sweep) or two distinct noises > 0")

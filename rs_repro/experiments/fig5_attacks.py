@@ -27,6 +27,7 @@ from torch import nn
 
 from .. import data, seeds
 from ..attacks.oracle import AttackResult, Oracle
+from ..checks import rule_checker
 from ..engine import Unit
 from ..models import accuracy, load_model
 from ..plots import PALETTE
@@ -39,17 +40,8 @@ _MODULE = __name__
 
 
 def check_parameters(values: Mapping[str, Any]) -> None:
-    """The chapter's rules on its parameters, checked by the runner before anything runs or trains.
-
-    Raises
-    ------
-    ValueError
-        Naming the parameter, its value and what is accepted.
-    """
-    def need(ok: bool, name: str, accepted: str) -> None:
-        if not ok:
-            raise ValueError(f"{name}={values[name]!r} is not accepted; expected {accepted}")
-
+    """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
+    need = rule_checker(values)
     need(values["num_images"] >= 1, "num_images", "at least 1")
     need(values["max_queries"] >= 1, "max_queries", "at least 1")
     budgets = values["budgets"]
