@@ -344,7 +344,7 @@ TRAIN_CONFIGS: dict[str, TrainConfig] = {
     "cifar10": TrainConfig(epochs=15, batch_size=128, lr=1e-3),
 }
 
-#: The code a trained model depends on (:func:`rs_repro.cache.code_digest` follows its imports): a change of
+#: The code a trained model depends on, whose imports :func:`rs_repro.cache.code_digest` follows. A change of
 #: it retrains; a docstring or an edit elsewhere does not.
 TRAINING_CODE = ("rs_repro.models", "rs_repro.data")
 

@@ -52,7 +52,7 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
-#: CPU threads of torch while a work unit runs or a model trains, wherever that happens: torch's
+#: CPU threads of torch while a work unit runs or a model trains, wherever that happens. Torch's
 #: multi-threaded reductions add in an order that depends on the number of threads, so the same computation
 #: on another number of threads differs in the last bits (and, through an attack's path or a training run,
 #: sometimes more).
