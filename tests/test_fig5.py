@@ -88,7 +88,7 @@ def test_scatter_legend_explains_colour_size_and_shape():
     sizes = [h.get_markersize() for h in handles[5:8]]
     assert sizes == sorted(sizes) and len(set(sizes)) == 3
     assert [h.get_marker() for h in handles[8:]] == ["o", "X", "s"]
-    colours = [np.array(mcolors.to_rgb(h.get_color())) for h in handles[:5]]
+    colours = [np.array(mcolors.to_rgb(h.get_facecolor())) for h in handles[:5]]
     gaps = [np.abs(a - b).sum() for i, a in enumerate(colours) for b in colours[i + 1:]]
     assert min(gaps) > 0.3, "two classifier families share a colour"
     every = [np.array(mcolors.to_rgb(c)) for c in (*ex.FAMILY_COLOURS.values(), *ex.SIGMA_COLOURS)]

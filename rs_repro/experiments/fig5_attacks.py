@@ -22,7 +22,9 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from matplotlib.artist import Artist
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from torch import nn
 
 from .. import data, seeds
@@ -296,7 +298,7 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
     -------
     matplotlib.figure.Figure
         Colour: classifier family (and sigma); marker size: n; marker shape: P_a, squares without smoothing.
-        The legend explains all three.
+        The legend explains all three (colours as patches, sizes and shapes in grey).
     """
     smoothed = summary.dropna(subset=["sigma"])
     sigmas = sorted(smoothed.loc[smoothed.model == "standard", "sigma"].unique())
@@ -325,7 +327,7 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
         return Line2D([], [], linestyle="", label=label, **style)
 
     grey = {"color": "0.45", "markeredgecolor": "white"}
-    handles = [key(name, marker="o", markersize=8, color=colour) for _, (name, colour) in sorted(families.items())]
+    handles: list[Artist] = [Patch(color=colour, alpha=0.8, label=name) for _, (name, colour) in sorted(families.items())]
     handles += [key(f"$n$ = {n}", marker="o", markersize=size[n] ** 0.5, **grey) for n in ns]
     handles += [key(f"$P_a$ = {pa:g}", marker=marker[pa], markersize=8, **grey) for pa in pas]
     handles += [key("no smoothing", marker=UNSMOOTHED_MARKER, markersize=8, **grey)]
