@@ -80,10 +80,20 @@ def _imports(name: str, tree: ast.Module, is_package: bool) -> set[str]:
     return {m for m in found if m.split(".")[0] == "rs_repro" and _module_file(m) is not None}
 
 
-def _module_code(path: Path) -> tuple[str, ast.Module]:
-    """The code of a module as text (its stripped syntax tree) and that tree."""
-    tree = _strip(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
-    return ast.dump(tree, annotate_fields=False), tree
+_parsed: dict[tuple[str, Path, bytes], tuple[str, set[str]]] = {}
+
+
+def _module_code(name: str, path: Path) -> tuple[str, set[str]]:
+    """The code of module ``name`` as text (its stripped syntax tree) and the package modules it imports.
+
+    Parsed once per content of the file, so the many keys of a chapter's units cost one parse of each module.
+    """
+    source = path.read_bytes()
+    stamp = (name, path, hashlib.sha256(source).digest())
+    if stamp not in _parsed:
+        tree = _strip(ast.parse(source, filename=str(path)))
+        _parsed[stamp] = ast.dump(tree, annotate_fields=False), _imports(name, tree, path.name == "__init__.py")
+    return _parsed[stamp]
 
 
 def code_digest(modules: Sequence[str]) -> str:
@@ -112,9 +122,8 @@ def code_digest(modules: Sequence[str]) -> str:
         path = _module_file(name)
         if path is None:
             raise ValueError(f"modules: {name!r} is no module of the package under {paths.PACKAGE}")
-        code, tree = _module_code(path)
-        seen[name] = code
-        todo += sorted(_imports(name, tree, path.name == "__init__.py"))
+        seen[name], imported = _module_code(name, path)
+        todo += sorted(imported)
     h = hashlib.sha256()
     for name in sorted(seen):
         h.update(f"{name}\0{seen[name]}\0".encode())
@@ -176,6 +185,15 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, float_precision="round_trip")
 
 
+def read_entry(stem: str, name: str, key: str, table_path: Path) -> pd.DataFrame | None:
+    """The table of the entry at ``table_path`` if it is complete (its manifest written), the hit logged;
+    ``None`` otherwise."""
+    if not (table_path.exists() and table_path.with_suffix(".json").exists()):
+        return None
+    log_lookup({"stem": stem, "name": name, "key": key, "hit": True})
+    return read_table(table_path)
+
+
 def store(table_path: Path, table: pd.DataFrame, manifest: dict[str, Any]) -> None:
     """Write a cache entry: the table, then its manifest (whose presence marks the entry complete)."""
     table_path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,10 +241,8 @@ def cached(
     key = cache_key(name, inputs, chapter_code(stem, code))
     folder = (root or paths.CACHE) / stem
     table_path = folder / f"{name}-{key}.csv"
-    manifest_path = table_path.with_suffix(".json")
-    if use_cache and table_path.exists() and manifest_path.exists():
-        log_lookup({"stem": stem, "name": name, "key": key, "hit": True})
-        return read_table(table_path)
+    if use_cache and (hit := read_entry(stem, name, key, table_path)) is not None:
+        return hit
     start = time.perf_counter()
     table = compute()
     if not isinstance(table, pd.DataFrame):
@@ -276,11 +292,9 @@ def cached_rows(
     key = cache_key(name, {**dict(inputs), "units": units}, chapter_code(stem, code))
     folder = (root or paths.CACHE) / stem
     table_path = folder / f"{name}-{key}.csv"
-    manifest_path = table_path.with_suffix(".json")
     parts_dir = folder / f"{name}-{key}.parts"
-    if use_cache and table_path.exists() and manifest_path.exists():
-        log_lookup({"stem": stem, "name": name, "key": key, "hit": True})
-        return read_table(table_path)
+    if use_cache and (hit := read_entry(stem, name, key, table_path)) is not None:
+        return hit
     if not use_cache and parts_dir.exists():
         for old in parts_dir.glob("*.csv"):
             old.unlink()

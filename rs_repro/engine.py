@@ -18,12 +18,13 @@ Where the units run is the user's choice, never the chapter's:
   no shared folder (a shared ``build/models`` saves each worker training the models again).
 
 A unit draws all its randomness from generators seeded by its own arguments, shares no state with the
-others and runs on :data:`rs_repro.runtime.COMPUTE_THREADS` CPU thread wherever it runs (torch's multi-threaded reductions add in
-an order that depends on the number of threads, which changes the last bits of a distance and, through an
-attack's path, sometimes more), so the results are bit-identical whatever the engine, the number of workers
-and the order in which units finish. Parallelism comes from running units side by side. On Dask a unit that raises, or whose worker dies, is tried once more; a unit that fails again
-is reported by id with its error in a :class:`UnitError`, after every other unit has been finished and
-stored.
+others and runs on :data:`rs_repro.runtime.COMPUTE_THREADS` CPU thread wherever it runs (torch's
+multi-threaded reductions add in an order that depends on the number of threads, which changes the last
+bits of a distance and, through an attack's path, sometimes more), so the results are bit-identical
+whatever the engine, the number of workers and the order in which units finish. Parallelism comes from
+running units side by side. On Dask a unit that raises, or whose worker dies, is tried once more; a unit
+that fails again is reported by id with its error in a :class:`UnitError`, after every other unit has been
+finished and stored.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import pandas as pd
 
 from . import cache, paths
 from .progress import bar
-from .runtime import COMPUTE_THREADS, compute_threads
+from .runtime import COMPUTE_THREADS, compute_threads, malloc_env
 
 #: Environment variable holding the address of the Dask scheduler to run units on (set by the user, or by
 #: the chapter runner in the kernel).
@@ -160,8 +161,6 @@ def client(workers: int | None = None, scheduler: str | None = None) -> Any:
     if scheduler:
         new = Client(scheduler)
     else:
-        from .runtime import malloc_env
-
         with dask.config.set({"distributed.scheduler.allowed-failures": TRIES - 1,
                               "distributed.worker.daemon": False}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -234,10 +233,8 @@ def run(stem: str, units: Sequence[Unit], *, desc: str | None = None, use_cache:
     entry = {u.id: folder / f"{u.id}-{keys[u.id]}.csv" for u in units}
     tables: dict[str, pd.DataFrame] = {}
     for unit in units:
-        path = entry[unit.id]
-        if use_cache and path.exists() and path.with_suffix(".json").exists():
-            tables[unit.id] = cache.read_table(path)
-            cache.log_lookup({"stem": stem, "name": unit.id, "key": keys[unit.id], "hit": True})
+        if use_cache and (hit := cache.read_entry(stem, unit.id, keys[unit.id], entry[unit.id])) is not None:
+            tables[unit.id] = hit
     todo = [u for u in units if u.id not in tables]
     failures: dict[str, str] = {}
     progress = bar(total=len(units), desc=desc or f"{stem} units")
