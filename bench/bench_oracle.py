@@ -22,6 +22,7 @@ import torch
 from bench_vote import best_times
 
 from rs_repro import data, runtime
+from rs_repro.attacks import smoothed_oracle
 from rs_repro.models import trained_model
 from rs_repro.smoothing import Smooth
 
@@ -74,7 +75,7 @@ def workload(model: torch.nn.Module, test: data.Dataset, rows: torch.Tensor,
     images = torch.arange(args.images)
     measurements = {}
     for n in (1, 10):
-        oracle = Smooth(model, 10, args.sigma, seed=0).oracle(n, max_queries=10**9)
+        oracle = smoothed_oracle(Smooth(model, 10, args.sigma, seed=0), n, max_queries=10**9)
         prebuilt = rows.repeat_interleave(n, 0).contiguous()
 
         def floor(prebuilt: torch.Tensor = prebuilt) -> None:

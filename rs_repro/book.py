@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -269,6 +270,16 @@ def check_chapter(stem: str, values: dict[str, Any]) -> None:
         check(values)
     except ValueError as exc:
         raise ChapterError(f"chapter {stem!r}: {exc}") from exc
+
+
+def chapter_values(stem: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of chapter ``stem``'s parameters as its notebook holds them (``namespace`` is the notebook's
+    ``globals()``), checked as the runner checks them before starting (types, then :func:`check_chapter`), so
+    a run outside the runner is held to the same rules."""
+    declared = parameters(stem)
+    values = validate(stem, {name: namespace[name] for name in declared}, declared)
+    check_chapter(stem, values)
+    return values
 
 
 def _engine(workers: int | None, scheduler: str | None) -> tuple[int | None, str | None]:

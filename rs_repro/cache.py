@@ -1,10 +1,10 @@
 """Content-addressed cache of computed tables (DESIGN.md, "Engine and cache").
 
-A chapter's expensive results are tidy :class:`pandas.DataFrame` tables stored as
-``build/cache/<stem>/<name>-<key>.csv`` beside a ``.json`` manifest. The key hashes the inputs that
-determine the table (parameters, seeds, data identifiers) together with the code that computes it
-(:func:`code_digest`): the modules of the computation and every module of the package they import, read as
-code (docstrings and comments do not count). A change of either recomputes, so nothing stale is ever read
+A chapter's results are the tidy :class:`pandas.DataFrame` tables of its work units (:mod:`rs_repro.engine`),
+stored as ``build/cache/<stem>/<unit id>-<key>.csv`` beside a ``.json`` manifest (:func:`store`,
+:func:`read_entry`). The key hashes the arguments the unit's function receives together with the code it
+reads (:func:`code_digest`): the modules of the computation and every module of the package they import,
+read as code (docstrings and comments do not count). A change of either recomputes, so nothing stale is ever read
 back, and an edit elsewhere (a figure's style, the paper's readings, the prose) recomputes nothing. Every
 hit and miss is appended to the run log named by ``RS_REPRO_RUN_LOG`` when the chapter runner sets it,
 which is how the provenance box counts cache hits.
@@ -18,7 +18,7 @@ import importlib.util
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -153,24 +153,6 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def cache_key(name: str, inputs: Mapping[str, Any], code: Sequence[str]) -> str:
-    """Hex key of a table: its name, its inputs and the code that computes it (:func:`code_digest`)."""
-    payload = canonical_json({"name": name, "inputs": dict(inputs), "code": code_digest(code)})
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def chapter_code(stem: str, code: Sequence[str] | None = None) -> list[str]:
-    """The code a table of chapter ``stem`` is computed by: ``code`` if given, else the chapter's module
-    ``rs_repro.experiments.<stem>`` (an error names the parameter when there is no such module)."""
-    if code is not None:
-        return list(code)
-    module = f"rs_repro.experiments.{stem}"
-    if _module_file(module) is None:
-        raise ValueError(f"code=None is not accepted for stem={stem!r}: there is no module {module}; pass the "
-                         "modules the computation reads")
-    return [module]
-
-
 def log_lookup(event: dict[str, Any]) -> None:
     """Append one hit or miss to the chapter runner's run log (``RS_REPRO_RUN_LOG``), if it set one."""
     target = os.environ.get(RUN_LOG_ENV)
@@ -200,127 +182,3 @@ def store(table_path: Path, table: pd.DataFrame, manifest: dict[str, Any]) -> No
     paths.atomic_write(table_path, lambda tmp: table.to_csv(tmp, index=False))
     text = json.dumps({**manifest, "created": time.time()}, indent=1, default=str)
     paths.atomic_write(table_path.with_suffix(".json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def cached(
-    stem: str,
-    name: str,
-    inputs: Mapping[str, Any],
-    compute: Callable[[], pd.DataFrame],
-    *,
-    use_cache: bool = True,
-    root: Path | None = None,
-    code: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Return the table ``compute()`` would return, from the cache when its key is there.
-
-    Parameters
-    ----------
-    stem
-        Chapter stem, the cache namespace (``build/cache/<stem>/``).
-    name
-        Name of the table within the chapter.
-    inputs
-        Everything ``compute`` depends on besides the package source: parameters, seeds, data ids.
-        Must be JSON-serialisable.
-    compute
-        Zero-argument function returning a :class:`pandas.DataFrame`.
-    use_cache
-        ``False`` recomputes and overwrites the entry.
-    root
-        Cache root, ``build/cache`` by default.
-    code
-        The package modules ``compute`` runs (:func:`code_digest` follows their imports); the chapter's
-        module ``rs_repro.experiments.<stem>`` by default.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The table; on a hit it is read back from CSV (floats round-trip exactly).
-    """
-    key = cache_key(name, inputs, chapter_code(stem, code))
-    folder = (root or paths.CACHE) / stem
-    table_path = folder / f"{name}-{key}.csv"
-    if use_cache and (hit := read_entry(stem, name, key, table_path)) is not None:
-        return hit
-    start = time.perf_counter()
-    table = compute()
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"compute for cache entry {name!r} must return a pandas.DataFrame, got {type(table)}")
-    wall_s = time.perf_counter() - start
-    store(table_path, table, {"stem": stem, "name": name, "key": key, "inputs": dict(inputs), "wall_s": wall_s})
-    log_lookup({"stem": stem, "name": name, "key": key, "hit": False, "wall_s": wall_s})
-    return table
-
-
-def cached_rows(
-    stem: str,
-    name: str,
-    inputs: Mapping[str, Any],
-    units: Sequence[int],
-    compute: Callable[[Sequence[int]], pd.DataFrame],
-    *,
-    chunk: int = 1,
-    use_cache: bool = True,
-    root: Path | None = None,
-    progress: Callable[[int], None] | None = None,
-    code: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Like :func:`cached`, for a table built unit by unit (one unit = one image), resumable.
-
-    ``compute(units)`` returns the rows of those units with a column ``unit``. Finished chunks are
-    written to ``<name>-<key>.parts/`` as they complete, so an interrupted run loses no finished unit:
-    the next call computes only the missing ones. When every unit is done the parts are merged into the
-    same ``<name>-<key>.csv`` + ``.json`` entry :func:`cached` would write. For the result not to depend
-    on the chunking or on a resume, ``compute`` must draw each unit's randomness from its own generator
-    (:func:`rs_repro.seeds.generator`).
-
-    Parameters
-    ----------
-    units
-        Integer identifiers of the units, in table order.
-    chunk
-        Units computed (and saved) together.
-    progress
-        Called with the number of units finished after each chunk (e.g. ``tqdm.update``).
-    code
-        As for :func:`cached`.
-    """
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    units = [int(u) for u in units]
-    key = cache_key(name, {**dict(inputs), "units": units}, chapter_code(stem, code))
-    folder = (root or paths.CACHE) / stem
-    table_path = folder / f"{name}-{key}.csv"
-    parts_dir = folder / f"{name}-{key}.parts"
-    if use_cache and (hit := read_entry(stem, name, key, table_path)) is not None:
-        return hit
-    if not use_cache and parts_dir.exists():
-        for old in parts_dir.glob("*.csv"):
-            old.unlink()
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    done = {int(p.stem.removeprefix("unit-")): p for p in parts_dir.glob("unit-*.csv")}
-    resumed = sum(u in done for u in units)
-    if progress and resumed:
-        progress(resumed)
-    start = time.perf_counter()
-    todo = [u for u in units if u not in done]
-    for i in range(0, len(todo), chunk):
-        block = todo[i:i + chunk]
-        rows = compute(block)
-        if "unit" not in rows.columns or set(rows["unit"]) != set(block):
-            raise ValueError(f"compute for {name!r} must return rows with a 'unit' column covering {block}")
-        for unit, part in rows.groupby("unit", sort=False):
-            done[int(unit)] = paths.atomic_write(parts_dir / f"unit-{unit}.csv",
-                                                 lambda tmp, part=part: part.to_csv(tmp, index=False))
-        if progress:
-            progress(len(block))
-    table = pd.concat([read_table(done[u]) for u in units], ignore_index=True)
-    wall_s = time.perf_counter() - start
-    store(table_path, table, {"stem": stem, "name": name, "key": key, "inputs": dict(inputs), "units": len(units),
-                               "resumed_units": resumed, "wall_s": wall_s})
-    for path in done.values():
-        path.unlink()
-    parts_dir.rmdir()
-    log_lookup({"stem": stem, "name": name, "key": key, "hit": False, "resumed_units": resumed, "wall_s": wall_s})
-    return table

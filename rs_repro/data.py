@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import numbers
 import re
 import warnings
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import paths
+from . import checks, paths
 
 __all__ = ["DATASETS", "Dataset", "input_shape", "load_dataset", "num_classes", "read_idx", "subset_indices"]
 
@@ -61,20 +60,14 @@ class Dataset(NamedTuple):
     index: torch.Tensor
 
 
-def _check_name(name: object) -> str:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset name={name!r}; accepted: {', '.join(DATASETS)}")
-    return name  # type: ignore[return-value]
-
-
 def num_classes(name: str) -> int:
     """Number of classes of dataset ``name`` (1000 for ImageNet, 10 otherwise)."""
-    return _CLASSES[_check_name(name)]
+    return _CLASSES[checks.choice("name", name, DATASETS)]
 
 
 def input_shape(name: str) -> tuple[int, int, int]:
     """Shape (C, H, W) of one image of dataset ``name``, e.g. (3, 224, 224) for ImageNet."""
-    return _SHAPES[_check_name(name)]
+    return _SHAPES[checks.choice("name", name, DATASETS)]
 
 
 def subset_indices(total: int, n: int, seed: int) -> torch.Tensor:
@@ -89,9 +82,7 @@ def subset_indices(total: int, n: int, seed: int) -> torch.Tensor:
         int64 [n], sorted.
     """
     for pname, value in (("total", total), ("n", n), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            # ValueError, not TypeError: project convention for every bad parameter
-            raise ValueError(f"{pname}={value!r} is not accepted; expected an integer")  # noqa: TRY004
+        checks.integer(pname, value)
     if not 1 <= n <= total:
         raise ValueError(f"n={n} is not accepted; expected 1 <= n <= {total} (the size of the split)")
     g = torch.Generator().manual_seed(int(seed))
@@ -311,7 +302,7 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
     UserWarning
         ImageNet labels derived from a number of wnids other than 1000 (they differ from torchvision's).
     """
-    _check_name(name)
+    checks.choice("name", name, DATASETS)
     splits = ("test", "val") if name == "imagenet" else ("train", "test")
     if split not in splits:
         raise ValueError(f"split={split!r} is not accepted for {name}; expected one of {splits}")

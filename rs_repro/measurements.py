@@ -1,16 +1,24 @@
 """The numbers a chapter measured, kept for the claims chapter (DESIGN.md, "Flow of one chapter").
 
-Each chapter ends by recording the few numbers that decide the paper's claims (a distortion per model,
-a spread per n, a crossing distance) with :func:`record`. They are written to
-``build/results/<stem>/measurements.json`` with the profile the chapter ran under, so the ``claims``
-chapter reads them back with :func:`load` and computes nothing again.
+Each chapter's ``summarize`` returns the few numbers that decide the paper's claims as one of the typed
+records below (its :data:`SCHEMA` entry), and the notebook stores it with :func:`record`. The record is
+written to ``build/results/<stem>/measurements.json`` with the profile the chapter ran under; the ``claims``
+chapter reads it back with :func:`load` as the same dataclass and computes nothing again. A field read by
+a claim is a typed attribute, never a string key, and a record of another shape fails loudly.
+
+Distances are l2 norms in [0, 1] pixel units; ``None`` marks a quantity that was not located (outside a
+scanned range).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +28,223 @@ from . import paths
 PROFILE_ENV = "RS_REPRO_PROFILE"
 
 
+@dataclass(frozen=True)
+class ThresholdCheck:
+    """Theory chapter, claim 11: the exact probability that a vote is adversarial at the eq. (5) threshold.
+
+    Attributes
+    ----------
+    pa : float
+        The level P_a.
+    probability_at_threshold : dict of int to float
+        For each n, P[more than n/2 of n micro-decisions wrong] when each is wrong with probability
+        1 - pi0*, pi0* the threshold eq. (5) prints.
+    """
+
+    pa: float
+    probability_at_threshold: dict[int, float]
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where the boundary of g_sigma is crossed past the white-box x_a, over the attacked images.
+
+    Attributes
+    ----------
+    sigma : float
+        The smoothing noise.
+    median, median_sigma : float or None
+        Median crossing distance past x_a over the located images, in l2 and in units of sigma.
+    beyond : int
+        Located images whose crossing is past x_a (distance > 0).
+    images, censored : int
+        Images scanned, and those whose crossing fell outside the scanned range.
+    p_beyond : float or None
+        One-sided sign test of "past x_a" over the located images.
+    """
+
+    sigma: float
+    median: float | None
+    median_sigma: float | None
+    beyond: int
+    images: int
+    censored: int
+    p_beyond: float | None
+
+
+@dataclass(frozen=True)
+class BoundaryPush:
+    """Fig. 1 chapter, claim 7: the boundary of g_sigma and the levels P_a along the rays past x_a.
+
+    Attributes
+    ----------
+    dataset : str
+    sigma : float
+        The chapter's main noise level.
+    ns : list of int
+    pas : list of float
+    num_images : int
+    attack_distance_median : float
+        Median ||x_a - x_o|| of the white-box attack.
+    crossing_distance : list of float or None
+        Per attacked image, where another class overtakes the true one in g_sigma.
+    distance_at_pa : dict of int to dict of float to (float or None)
+        ``distance_at_pa[n][pa]``: median over images of the distance past x_a where
+        P[g_{sigma,n}(x) != y] first reaches pa.
+    crossings : list of Crossing
+        The crossing at every noise level scanned (the main one first).
+    """
+
+    dataset: str
+    sigma: float
+    ns: list[int]
+    pas: list[float]
+    num_images: int
+    attack_distance_median: float
+    crossing_distance: list[float | None]
+    distance_at_pa: dict[int, dict[float, float | None]]
+    crossings: list[Crossing]
+
+    def crossing(self, sigma: float) -> Crossing:
+        """The crossing at noise level ``sigma`` (KeyError if it was not scanned)."""
+        for found in self.crossings:
+            if found.sigma == sigma:
+                return found
+        raise KeyError(f"no crossing recorded at sigma={sigma:g}")
+
+
+@dataclass(frozen=True)
+class BisectionSpread:
+    """Fig. 3 chapter, claim 8: the spread of a binary search's output against g_{sigma,n}.
+
+    Attributes
+    ----------
+    dataset : str
+    sigma : float
+    spread : dict of int to float
+        For each n, the standard deviation (l2) of the search's output, averaged over the segments.
+    """
+
+    dataset: str
+    sigma: float
+    spread: dict[int, float]
+
+
+@dataclass(frozen=True)
+class AttackConfiguration:
+    """Fig. 5 chapter: one attack against one classifier, over the attacked images.
+
+    ``sigma``, ``n`` and ``pa`` are ``None`` for a classifier without smoothing (``pa=None`` under smoothing:
+    the plain majority vote). ``mean_l2`` and ``median_l2`` are the attack's reported distortions, ``success``
+    and ``verified`` the fractions of images with an adversarial query and the mean level of eq. (4) at the
+    best one (fresh votes), ``forward_passes`` the mean base-model passes per image.
+    """
+
+    attack: str
+    target: str
+    model: str
+    sigma: float | None
+    n: int | None
+    pa: float | None
+    accuracy: float
+    mean_l2: float
+    median_l2: float
+    success: float
+    verified: float
+    images: int
+    forward_passes: float
+
+
+@dataclass(frozen=True)
+class CertificateRatio:
+    """Fig. 5 chapter, claim 1: an attack's mean distortion over the certified radii of the same images."""
+
+    attack: str
+    target: str
+    mean_l2: float
+    mean_radius: float
+    ratio_of_means: float
+    ratio_to_largest: float
+
+
+@dataclass(frozen=True)
+class AttackGrid:
+    """Fig. 5 chapter, claims 1-6 and 10: every attack against every classifier, with the same budget."""
+
+    dataset: str
+    num_images: int
+    max_queries: int
+    configurations: list[AttackConfiguration]
+    ratios: list[CertificateRatio]
+
+
+#: The record type of each chapter that records measurements.
+SCHEMA: dict[str, type] = {"theory": ThresholdCheck, "fig1_adversarial_probability": BoundaryPush,
+                           "fig3_binary_search": BisectionSpread, "fig5_attacks": AttackGrid}
+
+
 def path(stem: str) -> Path:
     """``build/results/<stem>/measurements.json``."""
     return paths.BUILD / "results" / stem / "measurements.json"
 
 
-def record(stem: str, values: dict[str, Any]) -> Path:
-    """Write ``values`` (JSON-serialisable) as the measurements of chapter ``stem``, atomically.
+def _schema(stem: str) -> type:
+    if stem not in SCHEMA:
+        raise ValueError(f"stem={stem!r} is not accepted; chapters that record measurements: {sorted(SCHEMA)}")
+    return SCHEMA[stem]
 
-    The record carries the profile the chapter runs under (``None`` outside the chapter runner) and the
-    time it was written.
+
+def record(stem: str, values: Any) -> Path:
+    """Write ``values``, the :data:`SCHEMA` record of chapter ``stem``, atomically.
+
+    The file carries the profile the chapter runs under (``None`` outside the chapter runner) and the time
+    it was written.
     """
+    kind = _schema(stem)
+    if type(values) is not kind:
+        raise ValueError(f"values of type {type(values).__name__} are not accepted for {stem!r}; "
+                         f"expected a {kind.__name__}")
     target = path(stem)
     target.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"stem": stem, "profile": os.environ.get(PROFILE_ENV), "created": time.time(), "values": values}
+    payload = {"stem": stem, "profile": os.environ.get(PROFILE_ENV), "created": time.time(),
+               "values": dataclasses.asdict(values)}
     text = json.dumps(payload, indent=1, default=float)
     return paths.atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def load(stem: str, profile: str | None = None) -> dict[str, Any] | None:
-    """The measurements chapter ``stem`` recorded, or ``None`` if it has none for ``profile``.
+def _decode(kind: Any, value: Any, where: str) -> Any:
+    """``value`` read from JSON as the type ``kind`` (dataclasses, lists, dicts with numeric keys, optionals)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _decode(inner, value, where)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} is not a {kind.__name__} record: {value!r}")
+        hints = typing.get_type_hints(kind)
+        names = {f.name for f in dataclasses.fields(kind)}
+        if set(value) != names:
+            raise ValueError(f"{where} has fields {sorted(value)}; a {kind.__name__} has {sorted(names)}")
+        return kind(**{name: _decode(hints[name], value[name], f"{where}.{name}") for name in names})
+    if origin is list:
+        return [_decode(args[0], item, f"{where}[{k}]") for k, item in enumerate(value)]
+    if origin is dict:
+        key_type, item_type = args
+        return {key_type(k): _decode(item_type, item, f"{where}[{k}]") for k, item in value.items()}
+    if kind is float:
+        return float(value)
+    if kind in (int, str) and not isinstance(value, kind):
+        raise ValueError(f"{where}={value!r} is not a {kind.__name__}")
+    return value
 
-    With ``profile=None`` any profile is accepted.
+
+def load(stem: str, profile: str | None = None) -> Any | None:
+    """The record chapter ``stem`` wrote (its :data:`SCHEMA` type), or ``None`` if none for ``profile``.
+
+    With ``profile=None`` any profile is accepted. A file of another shape (an older build) raises
+    ``ValueError`` naming the field.
     """
     target = path(stem)
     if not target.exists():
@@ -49,4 +252,4 @@ def load(stem: str, profile: str | None = None) -> dict[str, Any] | None:
     payload = json.loads(target.read_text(encoding="utf-8"))
     if profile is not None and payload.get("profile") != profile:
         return None
-    return payload
+    return _decode(_schema(stem), payload["values"], f"{stem} measurements")

@@ -25,7 +25,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import numbers
 import pickle
 import re
 import time
@@ -37,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import paths
+from . import checks, paths
 from .cache import code_digest
 from .runtime import COMPUTE_THREADS, compute_threads
 from .seeds import derive_seed
@@ -145,12 +144,6 @@ def _init_layer(layer: nn.Linear | nn.Conv2d, generator: torch.Generator) -> nn.
     return layer
 
 
-def _check_dataset(dataset: object, accepted: Sequence[str]) -> str:
-    if dataset not in accepted:
-        raise ValueError(f"dataset={dataset!r} is not accepted; expected one of {', '.join(accepted)}")
-    return dataset  # type: ignore[return-value]
-
-
 def architecture(dataset: str, generator: torch.Generator) -> nn.Sequential:
     """The small network for ``dataset`` (see :data:`ARCHITECTURES`), initialised from ``generator``.
 
@@ -168,10 +161,8 @@ def architecture(dataset: str, generator: torch.Generator) -> nn.Sequential:
         ``Normalize(*NORMALIZATION[dataset])`` then the layers; maps [N, C, H, W] images in [0, 1]
         (shape ``data.input_shape(dataset)``) to [N, 10] logits. In training mode, on CPU.
     """
-    _check_dataset(dataset, ARCHITECTURES)
-    if not isinstance(generator, torch.Generator):
-        raise ValueError(  # noqa: TRY004 (project convention: a bad parameter is a ValueError)
-            f"generator must be a torch.Generator, got {type(generator).__name__}")
+    checks.choice("dataset", dataset, ARCHITECTURES)
+    checks.require(isinstance(generator, torch.Generator), "generator", generator, "a torch.Generator")
 
     def lin(i: int, o: int) -> nn.Module:
         with torch.device("meta"):
@@ -196,12 +187,6 @@ def architecture(dataset: str, generator: torch.Generator) -> nn.Sequential:
 # ---------------------------------------------------------------------------------------------------
 # Evaluation and the l2 PGD attack of AdvTrain
 # ---------------------------------------------------------------------------------------------------
-
-
-def _check_nonneg(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}={value!r} is not accepted; expected a finite real number >= 0")
-    return float(value)
 
 
 @torch.no_grad()
@@ -234,7 +219,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma: float
     float
         Accuracy in [0, 1].
     """
-    sigma = _check_nonneg("sigma", sigma)
+    sigma = checks.real("sigma", sigma, 0, include_low=True)
     if sigma > 0 and generator is None:
         raise ValueError(f"sigma={sigma} > 0 needs an explicit generator (a torch.Generator), got None")
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
@@ -286,12 +271,14 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float
     torch.Tensor
         float [N, C, H, W] adversarial images in [0, 1] with ``||x_adv - x||_2 <= epsilon`` (detached).
     """
-    epsilon = _check_nonneg("epsilon", epsilon)
+    epsilon = checks.real("epsilon", epsilon, 0, include_low=True)
     if epsilon == 0:
         raise ValueError("epsilon=0 is not accepted by pgd_l2; expected an l2 radius > 0")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} is not accepted; expected an integer >= 1")
-    alpha = 2.5 * epsilon / steps if step_size is None else _check_nonneg("step_size", step_size)
+    checks.integer("steps", steps, 1)
+    if step_size is None:
+        alpha = 2.5 * epsilon / steps
+    else:
+        alpha = checks.real("step_size", step_size, 0, include_low=True)
     x = x.detach()
     d = x[0].numel()
     # Uniform in the l2 ball: a Gaussian direction times a radius epsilon * U^(1/d).
@@ -350,14 +337,16 @@ TRAINING_CODE = ("rs_repro.models", "rs_repro.data")
 
 
 def _check_recipe(dataset: object, recipe: object, sigma: object, epsilon: object, seed: object
-                  ) -> tuple[float, float]:
+                  ) -> tuple[float, float, int]:
+    """The recipe's rules: ``(sigma, epsilon, seed)`` as float, float, int, or a ValueError naming the first
+    bad parameter."""
     if dataset == "imagenet":
         raise ValueError("dataset='imagenet' is not accepted by trained_model (no training here); use "
                          f"load_imagenet_model(path) for ImageNet; accepted: {', '.join(ARCHITECTURES)}")
-    _check_dataset(dataset, ARCHITECTURES)
-    if recipe not in RECIPES:
-        raise ValueError(f"recipe={recipe!r} is not accepted; expected one of {', '.join(RECIPES)}")
-    s, e = _check_nonneg("sigma", sigma), _check_nonneg("epsilon", epsilon)
+    checks.choice("dataset", dataset, ARCHITECTURES)
+    checks.choice("recipe", recipe, RECIPES)
+    s = checks.real("sigma", sigma, 0, include_low=True)
+    e = checks.real("epsilon", epsilon, 0, include_low=True)
     if recipe == "randtrain" and s == 0:
         raise ValueError("recipe='randtrain' needs sigma > 0 (the noise level of training), got sigma=0")
     if recipe == "advtrain" and e == 0:
@@ -368,9 +357,7 @@ def _check_recipe(dataset: object, recipe: object, sigma: object, epsilon: objec
     if recipe != "advtrain" and e != 0:
         raise ValueError(f"epsilon={epsilon!r} is not accepted for recipe={recipe!r}; only 'advtrain' "
                          "uses epsilon")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed={seed!r} is not accepted; expected an integer")  # noqa: TRY004
-    return s, e
+    return s, e, checks.integer("seed", seed)
 
 
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: str, sigma: float, epsilon: float,
@@ -458,7 +445,7 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
         ``n_train``, ``n_test``; ``key``, ``path`` (the ``.pt`` state dict), ``torch_version``.
         Read back from ``<path>.json`` on a cache hit (``cache_hit`` says which).
     """
-    sigma, epsilon = _check_recipe(dataset, recipe, sigma, epsilon, seed)
+    sigma, epsilon, seed = _check_recipe(dataset, recipe, sigma, epsilon, seed)
     config = TRAIN_CONFIGS[dataset]
     key_inputs = {"dataset": dataset, "recipe": recipe, "sigma": sigma, "epsilon": epsilon, "seed": seed,
                   "config": dataclasses.asdict(config), "code": code_digest(TRAINING_CODE),

@@ -6,6 +6,8 @@ gives the readings. A reading given as a range has ``l2_low < l2_high``; otherwi
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 _HSJA, _SURFREE, _RAYS = "HSJA", "SurFree", "RayS"
@@ -82,3 +84,14 @@ def fig4_readings() -> pd.DataFrame:
 
 #: "distortions ... at least 30 times larger than the certified robustness" (section 4 of the paper).
 DISTORTION_OVER_RADIUS = 30
+
+#: The paper's Fig. 1 read off the figure (``paper-notes.md`` section 2; ImageNet, ResNet50, one image). The
+#: entries are distances past x_a in l2: ``crossing`` where the boundary of g_sigma is crossed (the text says
+#: about 4.0), and per n where P[g_{sigma,n} != y] reaches 0.8 (``distance_at_0.8``) and about 1
+#: (``distance_at_1``); ``sigma`` is not stated, 0.05 is likely.
+FIG1_READINGS: dict[str, Any] = {
+    "crossing": 4.0,
+    "sigma": 0.05,
+    "distance_at_0.8": {5: 4.25, 10: 4.1, 50: 4.1},
+    "distance_at_1": {5: 5.0, 10: 4.7, 50: 4.3},
+}

@@ -70,3 +70,14 @@ def figure_links(written: list[Path]) -> Markdown:
     links = [f"[{p.suffix[1:].upper()}]({Path(os.path.relpath(Path(p).resolve(), page_dir.resolve())).as_posix()})"
              for p in written]
     return Markdown("Download this figure: " + " · ".join(links))
+
+
+def publish(fig: plt.Figure, stem: str, figures_dir: str | Path, name: str, suffix: str = "") -> None:
+    """Put ``fig`` on the page: save it (:func:`save_figure`), show its download links
+    (:func:`figure_links`), glue it as ``name`` for a ``{glue:figure}`` directive, and close it."""
+    from IPython.display import display
+    from myst_nb import glue
+
+    display(figure_links(save_figure(fig, stem, figures_dir, suffix)))
+    glue(name, fig, display=False)
+    plt.close(fig)

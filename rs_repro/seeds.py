@@ -11,15 +11,15 @@ import hashlib
 
 import torch
 
+from . import checks
+
 #: torch's CPU generator keeps only the low 32 bits of a seed, so derived seeds stay below 2**32.
 SEED_SPACE = 2**32
 
 
 def derive_seed(seed: int, *keys: object) -> int:
     """A seed in ``[0, 2**32)`` determined by ``seed`` and the ``repr`` of each key (sha256-based)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")  # noqa: TRY004 (bad parameter: ValueError)
-    text = "\x1f".join([str(seed), *map(repr, keys)])
+    text = "\x1f".join([str(checks.integer("seed", seed)), *map(repr, keys)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") % SEED_SPACE
 
 

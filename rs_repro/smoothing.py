@@ -22,12 +22,14 @@ Conventions (``DESIGN.md``): the Gaussian noise is added in [0, 1] pixel space, 
 base model's first layer, and noisy inputs are never clipped. Every random draw comes from an explicit
 :class:`torch.Generator`. One chunk of ``batch_size`` noisy inputs is in memory at a time,
 whatever n and the number of images.
+
+This module knows nothing of the attacks: they query g_{sigma,n} through
+:func:`rs_repro.attacks.oracle.smoothed_oracle`, and :func:`rs_repro.attacks.verification.verify` checks
+eq. (4) at the points they return.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from collections.abc import Callable
 
@@ -35,8 +37,7 @@ import numpy as np
 import scipy.stats
 import torch
 
-from . import theory
-from .attacks.oracle import Oracle
+from . import checks, theory
 
 __all__ = ["ABSTAIN", "AlwaysAbstainWarning", "Smooth"]
 
@@ -51,44 +52,6 @@ class AlwaysAbstainWarning(UserWarning):
     binomial p-value is 2**-9 = 0.00195 > 0.001. The ICASSP 2022 paper uses n in {10, 50, 100}; its
     smoothed classifier is the plain majority vote :meth:`Smooth.vote`, not PREDICT.
     """
-
-
-# ---------------------------------------------------------------------------------------------------
-# Validation helpers: every message names the parameter, the value and what is accepted.
-# ---------------------------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        # ValueError, not TypeError: project convention, a bad parameter (non-integer too) is a ValueError
-        raise ValueError(  # noqa: TRY004
-            f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_alpha(alpha: object) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < float(alpha) < 1.0:
-        raise ValueError(f"alpha must be a real number in the open interval (0, 1), got {alpha!r}")
-    return float(alpha)
-
-
-def _check_images(name: str, xs: object, ndim: int, layout: str) -> torch.Tensor:
-    if not isinstance(xs, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(xs).__name__}")
-    if xs.dim() != ndim:
-        raise ValueError(
-            f"{name} must be a {ndim}-D tensor of shape {layout}, got shape {tuple(xs.shape)} ({xs.dim()}-D)"
-        )
-    if not xs.is_floating_point():
-        raise ValueError(f"{name} must have a floating-point dtype (e.g. torch.float32), got {xs.dtype}")
-    if xs.numel() == 0:
-        raise ValueError(f"{name} must be non-empty, got shape {tuple(xs.shape)}")
-    if not bool(torch.isfinite(xs).all()):
-        raise ValueError(f"{name} must contain only finite values, got NaN or inf")
-    return xs
 
 
 def _device_key(device: torch.device) -> tuple[str, int | None]:
@@ -143,16 +106,10 @@ class Smooth:
             raise TypeError(
                 f"base_classifier must be a callable torch.nn.Module, got {type(base_classifier).__name__}"
             )
-        num_classes = _check_int("num_classes", num_classes, 2)
-        if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not math.isfinite(sigma) \
-                or sigma <= 0:
-            raise ValueError(f"sigma must be a finite real number > 0, got {sigma!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")  # noqa: TRY004
         self.base_classifier = base_classifier
-        self.num_classes: int = num_classes
-        self.sigma: float = float(sigma)
-        self.seed: int = int(seed)
+        self.num_classes: int = checks.integer("num_classes", num_classes, 2)
+        self.sigma: float = checks.real("sigma", sigma, 0)
+        self.seed: int = checks.integer("seed", seed)
         self._generators: dict[tuple[str, int | None], torch.Generator] = {}
         self._buffer_key: tuple[object, ...] | None = None
 
@@ -210,9 +167,9 @@ class Smooth:
         torch.Tensor, shape [B, num_classes], dtype int64, on the device of ``xs``
             ``counts[b, k]`` = number of draws i with argmax f(xs[b] + sigma N_i) = k; rows sum to n.
         """
-        xs = _check_images("xs", xs, 4, "[B, C, H, W]")
-        n = _check_int("n", n, 1)
-        batch_size = _check_int("batch_size", batch_size, 1)
+        xs = checks.images("xs", xs, 4, "[B, C, H, W]")
+        n = checks.integer("n", n, 1)
+        batch_size = checks.integer("batch_size", batch_size, 1)
         gen = self._generator(xs.device, generator)
         return self._counts(xs, n, batch_size, gen)
 
@@ -350,10 +307,10 @@ class Smooth:
             When 2**(1-n) > alpha: even n out of n votes cannot pass the test, PREDICT always abstains
             (e.g. n = 10, alpha = 0.001).
         """
-        x = _check_images("x", x, 3, "[C, H, W]")
-        n = _check_int("n", n, 1)
-        alpha = _check_alpha(alpha)
-        batch_size = _check_int("batch_size", batch_size, 1)
+        x = checks.images("x", x, 3, "[C, H, W]")
+        n = checks.integer("n", n, 1)
+        alpha = checks.real("alpha", alpha, 0, 1)
+        batch_size = checks.integer("batch_size", batch_size, 1)
         gen = self._generator(x.device, generator)
         best_p = 2.0 ** (1 - n)  # binomtest(n, n, 0.5).pvalue, exact (underflows to 0.0 for huge n)
         if best_p > alpha:
@@ -409,7 +366,7 @@ class Smooth:
         tuple[int, float]
             ``(cA, radius)``, or ``(ABSTAIN, 0.0)`` when pA_lower < 1/2.
         """
-        x = _check_images("x", x, 3, "[C, H, W]")
+        x = checks.images("x", x, 3, "[C, H, W]")
         labels, radii = self.certify_batch(x.unsqueeze(0), n0, n, alpha, batch_size, generator=generator)
         return int(labels[0]), float(radii[0])
 
@@ -439,11 +396,11 @@ class Smooth:
         radii : torch.Tensor, shape [B], dtype float64, on the CPU
             sigma * Phi^{-1}(pA_lower), 0.0 where the certification abstains.
         """
-        xs = _check_images("xs", xs, 4, "[B, C, H, W]")
-        n0 = _check_int("n0", n0, 1)
-        n = _check_int("n", n, 1)
-        alpha = _check_alpha(alpha)
-        batch_size = _check_int("batch_size", batch_size, 1)
+        xs = checks.images("xs", xs, 4, "[B, C, H, W]")
+        n0 = checks.integer("n0", n0, 1)
+        n = checks.integer("n", n, 1)
+        alpha = checks.real("alpha", alpha, 0, 1)
+        batch_size = checks.integer("batch_size", batch_size, 1)
         gen = self._generator(xs.device, generator)
         selection = self._counts(xs, n0, batch_size, gen)
         c_a = selection.argmax(dim=1)  # smallest class index on ties
@@ -455,78 +412,6 @@ class Smooth:
         radii = np.where(certified, theory.certified_radius(p_lower, self.sigma), 0.0)
         labels = np.where(certified, c_a.cpu().numpy(), ABSTAIN)
         return torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(radii.astype(np.float64))
-
-
-    # -- the attacked classifier of the paper: a query oracle, and the check of eq. (4) ----------------
-
-    def oracle(self, n: int, pa: float | None = None, *, max_queries: int, batch_size: int = 10_000,
-               generator: torch.Generator | None = None) -> Oracle:
-        """A query oracle on g_{sigma,n} for decision-based attacks (ICASSP 2022, sections 3.4 and 4).
-
-        Each query is one vote of n fresh noisy micro-decisions (n base-model forward passes). Without
-        ``pa`` a query is adversarial when the majority vote g_{sigma,n} differs from the label; with
-        ``pa``, when at least ceil(n * pa) of the n micro-decisions are wrong, the paper's accelerated
-        rule (:func:`rs_repro.theory.votes_needed`), which is stricter than eq. (4) (see the theory chapter).
-
-        Parameters
-        ----------
-        n : int
-            Micro-decisions per query (>= 1).
-        pa : float, optional
-            Level P_a in (0, 1] of the accelerated rule.
-        max_queries : int
-            Per-image query budget.
-        batch_size : int
-            Largest batch of noisy inputs per forward pass.
-        generator : torch.Generator, optional
-            Source of the noise; default: this object's generator.
-
-        Returns
-        -------
-        rs_repro.attacks.Oracle
-        """
-        n = _check_int("n", n, 1)
-        needed = None if pa is None else int(theory.votes_needed(n, pa))
-
-        def decide(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-            # The oracle checked the rows' shape; counts() would re-validate every call (a full finiteness scan).
-            counts = self._counts(xs, n, batch_size, self._generator(xs.device, generator))
-            if needed is None:
-                return counts.max(dim=1).indices != ys  # argmax: the first top class on ties
-            return n - counts.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
-
-        # decide() takes any number of rows: counts() already bounds each forward pass by batch_size.
-        return Oracle(self.base_classifier, max_queries, decide=decide, passes_per_query=n, batch_size=4096)
-
-    def verify(self, xs: torch.Tensor, ys: torch.Tensor, n: int, repeats: int, alpha: float = 0.05,
-               batch_size: int = 1000, *, generator: torch.Generator | None = None) -> tuple[np.ndarray, ...]:
-        """Estimate P[g_{sigma,n}(x) != y] of eq. (4) from ``repeats`` independent votes per input.
-
-        Parameters
-        ----------
-        xs : torch.Tensor, shape [B, C, H, W]
-            Candidate adversarial examples.
-        ys : torch.Tensor, shape [B]
-            True labels.
-        n : int
-            Micro-decisions per vote.
-        repeats : int
-            Independent votes per input (each with n fresh draws).
-        alpha : float
-            The interval is two-sided Clopper-Pearson at confidence 1 - alpha.
-
-        Returns
-        -------
-        p_hat, lower, upper : numpy.ndarray, shape [B] each
-            Fraction of wrong votes and its confidence interval.
-        """
-        xs = _check_images("xs", xs, 4, "[B, C, H, W]")
-        repeats = _check_int("repeats", repeats, 1)
-        alpha = _check_alpha(alpha)
-        votes = self.vote(xs.repeat_interleave(repeats, dim=0), n, batch_size, generator=generator)
-        wrong = (votes.view(len(xs), repeats).cpu() != ys.cpu().view(-1, 1)).sum(1).numpy()
-        lower, upper = theory.clopper_pearson(wrong, np.full_like(wrong, repeats), alpha)
-        return wrong / repeats, np.asarray(lower), np.asarray(upper)
 
 
 def _add_images(noisy: torch.Tensor, flat: torch.Tensor, start: int, stop: int, n: int) -> None:

@@ -19,6 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import integrate, special, stats
 
+from . import checks
+
 __all__ = [
     "accelerated_acceptance",
     "certified_radius",
@@ -50,14 +52,15 @@ def _floats(name: str, x: ArrayLike) -> np.ndarray:
     try:
         arr = np.asarray(x, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number or array of real numbers, got {x!r}") from None
+        raise checks.rejected(name, x, "a real number or array of real numbers") from None
     return arr
 
 
 def _check(name: str, arr: np.ndarray, ok: np.ndarray, accepted: str) -> None:
+    """:func:`rs_repro.checks.rejected` for the first element of ``arr`` where ``ok`` is False, if any."""
     ok = np.asarray(ok, dtype=bool)
     if not ok.all():
-        raise ValueError(f"{name} must be {accepted}, got {_first_bad(np.broadcast_to(arr, ok.shape), ok)!r}")
+        raise checks.rejected(name, _first_bad(np.broadcast_to(arr, ok.shape), ok), accepted)
 
 
 def _prob(name: str, x: ArrayLike, *, low_open: bool = False) -> np.ndarray:
@@ -94,7 +97,7 @@ def _ints(name: str, x: ArrayLike, minimum: int) -> np.ndarray:
     if raw.dtype == bool or not (
         np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)
     ):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {x!r}")
+        raise checks.rejected(name, x, f"an integer >= {minimum}")
     if np.issubdtype(raw.dtype, np.floating):
         _check(name, raw, np.isfinite(raw) & (raw == np.floor(raw)), f"an integer >= {minimum}")
     _check(name, raw, raw >= minimum, f"an integer >= {minimum}")
@@ -440,11 +443,9 @@ def pi0_sphere(
     dist = _nonneg("distance", distance)
     r = _positive("radius", radius)
     s = _positive("sigma", sigma)
-    if np.ndim(d) != 0:
-        raise ValueError(f"d must be a scalar integer >= 1, got {d!r}")
+    checks.require(np.ndim(d) == 0, "d", d, "a scalar integer >= 1")
     k = int(_ints("d", d, 1)) - 1
-    if not isinstance(inside, (bool, np.bool_)):
-        raise ValueError(f"inside must be a bool, got {inside!r}")  # noqa: TRY004 (module raises ValueError)
+    checks.require(isinstance(inside, (bool, np.bool_)), "inside", inside, "a bool")
     dist, r, s = np.broadcast_arrays(dist, r, s)
     if inside:
         _check("distance", dist, dist <= r, "<= radius when inside=True")

@@ -1,7 +1,8 @@
-"""The content-addressed cache: hits, keys, atomic entries, and per-unit resume after an interruption."""
+"""The content-addressed cache: entries, and keys that change exactly when what a unit reads changes."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import shutil
@@ -9,72 +10,24 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
-from rs_repro import cache, models, paths, seeds
+from rs_repro import book, cache, engine, models, paths, seeds
 from rs_repro.experiments import fig5_attacks
 
-#: The code the tables of these tests are computed by (they are not a chapter's).
-CODE = ["rs_repro.seeds"]
 
-
-def test_cache_hits_and_keys(tmp_path, monkeypatch):
-    calls = []
+def test_entries_round_trip_exactly_and_count_only_when_complete(tmp_path, monkeypatch):
     table = pd.DataFrame({"x": [0.1, 1 / 3, 448 / 450], "y": [1, 2, 3]})
-
-    def compute():
-        calls.append(1)
-        return table.copy()
-
     log = tmp_path / "log.jsonl"
     monkeypatch.setenv(cache.RUN_LOG_ENV, str(log))
-    first = cache.cached("t", "table", {"a": 1}, compute, code=CODE, root=tmp_path)
-    again = cache.cached("t", "table", {"a": 1}, compute, code=CODE, root=tmp_path)
-    other = cache.cached("t", "table", {"a": 2}, compute, code=CODE, root=tmp_path)
-    assert len(calls) == 2
-    assert again.equals(first) and other.equals(first) and again.equals(table)  # floats round-trip exactly
-    assert [json.loads(line)["hit"] for line in log.read_text().splitlines()] == [False, True, False]
-    cache.cached("t", "table", {"a": 1}, compute, code=CODE, root=tmp_path, use_cache=False)
-    assert len(calls) == 3
+    entry = tmp_path / "t" / "unit-0123.csv"
+    assert cache.read_entry("t", "unit", "0123", entry) is None
+    entry.parent.mkdir()
+    table.to_csv(entry, index=False)  # a table without its manifest: an interrupted store, not an entry
+    assert cache.read_entry("t", "unit", "0123", entry) is None
+    cache.store(entry, table, {"stem": "t", "name": "unit", "key": "0123"})
+    assert cache.read_entry("t", "unit", "0123", entry).equals(table)  # floats round-trip exactly
+    assert [json.loads(line)["hit"] for line in log.read_text().splitlines()] == [True]
     assert not list(tmp_path.rglob("*.tmp"))
-
-
-def _noisy_rows(units, calls):
-    """One row per unit from the unit's own generator, as the chapters compute per image."""
-    calls.extend(units)
-    return pd.DataFrame([{"unit": u, "value": torch.randn(3, generator=seeds.generator(7, "u", u)).sum().item()}
-                         for u in units])
-
-
-def test_cached_rows_resume_after_interruption_gives_the_same_table(tmp_path):
-    units = [5, 3, 9, 1, 7]
-    reference = cache.cached_rows("t", "rows", {"s": 1}, units, lambda b: _noisy_rows(b, []),
-                                  chunk=2, code=CODE, root=tmp_path / "a")
-    calls: list[int] = []
-
-    def flaky(block):
-        if 1 in block:
-            raise KeyboardInterrupt  # interrupted in the middle of the run
-        return _noisy_rows(block, calls)
-
-    with pytest.raises(KeyboardInterrupt):
-        cache.cached_rows("t", "rows", {"s": 1}, units, flaky, chunk=1, code=CODE, root=tmp_path / "b")
-    assert calls == [5, 3, 9]
-    calls.clear()
-    resumed = cache.cached_rows("t", "rows", {"s": 1}, units, lambda b: _noisy_rows(b, calls),
-                                chunk=3, code=CODE, root=tmp_path / "b")
-    assert calls == [1, 7]  # only the unfinished units are computed
-    pd.testing.assert_frame_equal(resumed, reference)
-    assert resumed["unit"].tolist() == units
-    assert not list((tmp_path / "b").rglob("*.parts")) and not list(tmp_path.rglob("*.tmp"))
-    calls.clear()
-    cache.cached_rows("t", "rows", {"s": 1}, units, lambda b: _noisy_rows(b, calls), code=CODE, root=tmp_path / "b")
-    assert calls == []  # complete entry: a hit
-
-
-def test_cached_rows_checks_the_unit_column(tmp_path):
-    with pytest.raises(ValueError, match="'unit' column covering"):
-        cache.cached_rows("t", "rows", {}, [1, 2], lambda b: pd.DataFrame({"unit": [1]}), chunk=2, code=CODE, root=tmp_path)
 
 
 def test_derived_seeds_are_stable_and_distinct():
@@ -115,7 +68,7 @@ def scratch_package(tmp_path, monkeypatch):
 
 
 def _digests() -> dict[str, str]:
-    found = {stem: cache.code_digest(cache.chapter_code(stem)) for stem in CHAPTERS}
+    found = {stem: cache.code_digest([f"rs_repro.experiments.{stem}"]) for stem in CHAPTERS}
     return {**found, "models": cache.code_digest(models.TRAINING_CODE)}
 
 
@@ -125,17 +78,78 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_presentation_docstrings_and_plots_change_no_key(scratch_package):
-    before = _digests()
+def _unit_keys(values: dict[str, dict]) -> dict[str, str]:
+    """Every unit key of every chapter but the claims, for the given parameter values per chapter (Fig. 4's
+    second stage at fixed noise levels)."""
+    keys = {}
+    for stem in CHAPTERS:
+        module = importlib.import_module(f"rs_repro.experiments.{stem}")
+        units = module.selection_units(values[stem]) + module.certification_units(values[stem], (0.25, 0.5)) \
+            if stem == "fig4_certification" else module.units(values[stem])
+        keys.update({f"{stem}/{u.id}": u.key() for u in units})
+    return keys
+
+
+@pytest.fixture(scope="module")
+def smoke_values() -> dict[str, dict]:
+    return {stem: book.profile_values(stem, "smoke") for stem in CHAPTERS}
+
+
+def test_presentation_docstrings_plots_and_prose_recompute_no_unit(scratch_package, smoke_values, tmp_path,
+                                                                   monkeypatch):
+    before, keys = _digests(), _unit_keys(smoke_values)
     for module in ("plots.py", "paper.py", "prose.py", "progress.py", "measurements.py", "book.py",
                    "experiments/claims.py"):
         (scratch_package / module).write_text((scratch_package / module).read_text() + "\nEDITED = 1\n")
     _edit(scratch_package / "smoothing.py", '"""', '"""An edited docstring. ')
     _edit(scratch_package / "attacks" / "hsja.py", "\n", "\n# an edited comment\n")
     source = inspect.getsource(fig5_attacks.plot_scatter)
-    _edit(scratch_package / "experiments" / "fig5_attacks.py", source,
-          source.replace("alpha=0.8", "alpha=0.5"))
+    _edit(scratch_package / "experiments" / "fig5_attacks.py", source, source.replace("alpha=0.8", "alpha=0.5"))
+    # the prose of every notebook, read from a scratch copy of the sources
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(paths.NOTEBOOKS, notebooks)
+    for page in notebooks.glob("*.md"):
+        page.write_text(page.read_text() + "\nAn edited closing paragraph of prose.\n")
+    monkeypatch.setattr(paths, "NOTEBOOKS", notebooks)
+    values = {stem: book.profile_values(stem, "smoke") for stem in CHAPTERS}
+    assert values == smoke_values
     assert _digests() == before
+    assert _unit_keys(values) == keys  # zero units to recompute
+
+
+def test_a_unit_is_a_hit_after_a_presentation_edit_and_a_miss_after_a_code_edit(scratch_package, tmp_path,
+                                                                              monkeypatch):
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv(cache.RUN_LOG_ENV, str(log))
+    (unit,) = fig5_attacks.accuracy_units(dataset="digits", data_dir=None, targets=[fig5_attacks.Target("standard")],
+                                          models={"standard": models.model_spec()}, seed=0)
+
+    def computed() -> list[bool]:
+        engine.run("fig5_attacks", [unit], root=tmp_path / "cache")
+        return [not json.loads(line)["hit"] for line in log.read_text().splitlines()]
+
+    assert computed() == [True]
+    (scratch_package / "plots.py").write_text((scratch_package / "plots.py").read_text() + "\nEDITED = 1\n")
+    assert computed() == [True, False]
+    (scratch_package / "seeds.py").write_text((scratch_package / "seeds.py").read_text() + "\nEDITED = 1\n")
+    assert computed() == [True, False, True]
+
+
+def test_a_parameter_recomputes_exactly_the_units_that_receive_it(smoke_values):
+    keys = _unit_keys(smoke_values)
+    for stem, name, value in (("fig1_adversarial_probability", "batch_size", 77), ("fig2_slices", "batch_size", 77),
+                              ("fig4_certification", "batch_size", 77), ("fig5_attacks", "verify_repeats", 3),
+                              ("fig3_binary_search", "repeats", 3)):
+        changed_values = {**smoke_values, stem: {**smoke_values[stem], name: value}}
+        after = _unit_keys(changed_values)
+        assert sorted(after) == sorted(keys)
+        changed = {k for k in keys if keys[k] != after[k]}
+        module = importlib.import_module(f"rs_repro.experiments.{stem}")
+        units = module.selection_units(changed_values[stem]) + module.certification_units(changed_values[stem],
+                                                                                            (0.25, 0.5)) \
+            if stem == "fig4_certification" else module.units(changed_values[stem])
+        receive = {f"{stem}/{u.id}" for u in units if u.arguments.get(name) == value}
+        assert receive and changed == receive, (stem, name)
 
 
 def _attack_keys() -> dict[str, str]:
@@ -157,29 +171,14 @@ def test_code_edits_change_the_keys_of_the_computations_that_read_it(scratch_pac
     assert all(_attack_keys()[a] != after[a] for a in after)  # every attack queries through the oracle
     after = _digests()
     changed = sorted(k for k in before if before[k] != after[k])
-    assert changed == sorted(CHAPTERS[1:])  # the oracle is imported by smoothing, which all but theory use
+    # smoothing does not import the attacks: only the chapters that query an oracle read it
+    assert changed == sorted(["fig1_adversarial_probability", "fig3_binary_search", "fig5_attacks"])
+    (scratch_package / "smoothing.py").write_text((scratch_package / "smoothing.py").read_text() + "\nEDITED = 1\n")
+    assert sorted(k for k in before if _digests()[k] != after[k]) == sorted(set(CHAPTERS) - {"theory"})
     (scratch_package / "data.py").write_text((scratch_package / "data.py").read_text() + "\nEDITED = 1\n")
     assert cache.code_digest(models.TRAINING_CODE) != after["models"]
-
-
-def test_a_table_is_a_hit_after_a_presentation_edit_and_a_miss_after_a_code_edit(scratch_package, tmp_path):
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return pd.DataFrame({"x": [1.0]})
-
-    cache.cached("fig2_slices", "labels", {"a": 1}, compute, root=tmp_path / "cache")
-    (scratch_package / "plots.py").write_text((scratch_package / "plots.py").read_text() + "\nEDITED = 1\n")
-    cache.cached("fig2_slices", "labels", {"a": 1}, compute, root=tmp_path / "cache")
-    assert len(calls) == 1
-    (scratch_package / "seeds.py").write_text((scratch_package / "seeds.py").read_text() + "\nEDITED = 1\n")
-    cache.cached("fig2_slices", "labels", {"a": 1}, compute, root=tmp_path / "cache")
-    assert len(calls) == 2
 
 
 def test_code_digest_names_what_it_cannot_find():
     with pytest.raises(ValueError, match="'rs_repro.nowhere' is no module"):
         cache.code_digest(["rs_repro.nowhere"])
-    with pytest.raises(ValueError, match="code=None is not accepted for stem='t'"):
-        cache.cached("t", "table", {}, pd.DataFrame)

@@ -33,7 +33,8 @@ def test_names_shapes_classes() -> None:
     assert [input_shape(d) for d in DATASETS] == shapes
     assert [num_classes(d) for d in DATASETS] == [10, 10, 10, 10, 1000]
     for f in (input_shape, num_classes, load_dataset):
-        with pytest.raises(ValueError, match=r"name='svhn'.*digits, fashion-mnist, mnist, cifar10, imagenet"):
+        with pytest.raises(ValueError, match=r"name must be one of 'digits', 'fashion-mnist', 'mnist', "
+                                             r"'cifar10', 'imagenet', got 'svhn'"):
             f("svhn")
 
 
@@ -49,8 +50,9 @@ def test_subset_indices() -> None:
 
 @pytest.mark.parametrize(
     ("args", "match"),
-    [((10, 0, 0), r"n=0 .*1 <= n <= 10"), ((10, 11, 0), r"n=11 .*1 <= n <= 10"), ((10, 2.5, 0), r"n=2.5"),
-     ((10, True, 0), r"n=True"), ((10, 2, "a"), r"seed='a'"), ((None, 2, 0), r"total=None")],
+    [((10, 0, 0), r"n=0 .*1 <= n <= 10"), ((10, 11, 0), r"n=11 .*1 <= n <= 10"),
+     ((10, 2.5, 0), r"n must be an integer, got 2.5 \(float\)"), ((10, True, 0), r"n must be an integer, got True"),
+     ((10, 2, "a"), r"seed must be an integer, got 'a'"), ((None, 2, 0), r"total must be an integer, got None")],
 )
 def test_subset_indices_errors(args: tuple, match: str) -> None:
     with pytest.raises(ValueError, match=match):

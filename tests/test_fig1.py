@@ -1,4 +1,5 @@
-"""Fig. 1 chapter: the white-box minimal-l2 attack and the scan along the ray, on a linear classifier.
+"""Fig. 1 chapter: the white-box minimal-l2 attack and the scan along the ray, on a linear classifier; the
+chapter's parameter checks, units, record and page on a tiny digits run.
 
 A linear classifier has a known minimal l2 perturbation (the distance to its hyperplane, or the water-filling
 solution when the pixel box binds), and smoothing leaves it unchanged (ICASSP 2022, section 3.1): along the
@@ -9,7 +10,9 @@ follows an exact binomial law.
 from __future__ import annotations
 
 import math
+import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +20,7 @@ import torch
 from linear import Linear, images_at
 from scipy import optimize, stats
 
-from rs_repro import seeds
+from rs_repro import book, engine, measurements, paths, seeds
 from rs_repro.attacks import MinimalAdversarial, minimal_l2
 from rs_repro.experiments import fig1_adversarial_probability as ex
 from rs_repro.smoothing import Smooth
@@ -211,3 +214,156 @@ def test_box_exit_is_where_the_ray_leaves_the_box():
     x_a = torch.tensor([0.5, 0.2, 0.9]).view(1, 1, 1, 3)
     u = torch.tensor([0.6, -0.8, 0.0]).view(1, 1, 1, 3)
     assert ex.box_exit(x_a, u).item() == pytest.approx(0.25)  # the second pixel reaches 0 first
+
+
+# ---------------------------------------------------------------------------------------------------
+# The chapter: parameter checks, units, record and page
+# ---------------------------------------------------------------------------------------------------
+
+STEM = "fig1_adversarial_probability"
+
+
+def _values(**changes):
+    """The smoke profile cut down to seconds: 3 images, 5 points per ray, small pools, one further sigma."""
+    values = book.profile_values(STEM, "smoke")
+    values.update(num_images=3, points=5, pool=50, panel_points=6, panel_pool=100, sweep_sigmas=[0.1],
+                  sweep_points=3, sweep_pool=20, attack_steps=20, **changes)
+    ex.check_parameters(values)
+    return values
+
+
+def test_every_profile_passes_the_chapter_checks():
+    profiles = [p for p in book.PROFILES if (paths.PARAMS / p / f"{STEM}.yml").exists()]
+    assert {"smoke", "default"} <= set(profiles)
+    for profile in profiles:
+        ex.check_parameters(book.profile_values(STEM, profile))
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"sweep_sigmas": [0.05, 0.35]},
+     "sweep_sigmas=[0.05, 0.35] is not accepted; expected noise levels other than the main sigma = 0.35"),
+    ({"sweep_sigmas": [0.05, 0.05]}, "sweep_sigmas=[0.05, 0.05] is not accepted; expected distinct noise levels"),
+    ({"panel_image": 3}, "panel_image=3 is not accepted; expected a position in [0, num_images) = [0, 3)"),
+    ({"panel_image": -1}, "panel_image=-1 is not accepted"),
+    ({"pool": 52}, "pool=52 is not accepted; expected an integer >= max(ns) = 50 and a multiple of gcd(ns) = 5"),
+    ({"panel_pool": 45}, "panel_pool=45 is not accepted; expected an integer >= max(ns) = 50"),
+    ({"ns": []}, "ns=[] is not accepted"), ({"ns": [0, 5]}, "ns=[0, 5] is not accepted"),
+    ({"pas": [0.0]}, "pas=[0.0] is not accepted"), ({"alpha": 1.0}, "alpha=1.0 is not accepted"),
+    ({"t_stop": -0.5}, "t_stop=-0.5 is not accepted; expected a distance > t_start = -0.5"),
+    ({"points": 1}, "points=1 is not accepted"), ({"sweep_points": 1}, "sweep_points=1 is not accepted"),
+    ({"sigma": 0.0}, "sigma=0.0 is not accepted"), ({"num_images": 0}, "num_images=0 is not accepted"),
+    ({"num_candidates": -1}, "num_candidates=-1 is not accepted"), ({"sweep_span": 0.0}, "sweep_span=0.0"),
+    ({"sweep_pool": 0}, "sweep_pool=0"), ({"attack_steps": 0}, "attack_steps=0"),
+    ({"attack_init_norm": 0.0}, "attack_init_norm=0.0"), ({"batch_size": 0}, "batch_size=0"),
+    ({"device": "tpu"}, "device='tpu' is not accepted"), ({"dataset": "svhn"}, "dataset='svhn' is not accepted"),
+    ({"dataset": "imagenet"}, "standard_weights='' is not accepted; expected a local ResNet50 weights file"),
+])
+def test_check_parameters_names_the_broken_rule(changes, message):
+    values = {**book.profile_values(STEM, "smoke"), **changes}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ex.check_parameters(values)
+
+
+def test_bad_parameters_stop_the_chapter_before_it_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    with pytest.raises(book.ChapterError, match=re.escape(f"chapter '{STEM}': sweep_sigmas=[0.35] is not accepted")):
+        book.run_chapter(STEM, "smoke", {"sweep_sigmas": [0.35]})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_units_have_stable_distinct_ids_and_the_arguments_that_change_numbers():
+    values = _values()
+    units = ex.units(values)
+    ids = [u.id for u in units]
+    assert ids == ["attack", "scan-image0", "scan-image1", "scan-image2", "panel-image0", "sweep-sigma0.1-image0",
+                   "sweep-sigma0.1-image1", "sweep-sigma0.1-image2"]
+    assert [u.key() for u in ex.units(values)] == [u.key() for u in units]
+    for unit in units:
+        assert unit.arguments["device"] == "cpu" and unit.arguments["model"]["recipe"] == "standard"
+        assert ("batch_size" in unit.arguments) == (unit.id != "attack")  # the attack makes no noisy batch
+        assert not {"figures_dir", "use_cache", "panel_image", "pas"} & set(unit.arguments)
+    by_id = {u.id: u for u in units}
+    assert by_id["panel-image0"].arguments["pool"] == 100 and len(by_id["panel-image0"].arguments["ts"]) == 6
+    assert by_id["sweep-sigma0.1-image1"].arguments["ts"] == pytest.approx([-0.1, 0.0, 0.1])
+    # what does not change a unit's numbers does not change its key
+    assert [u.key() for u in ex.units({**values, "figures_dir": "elsewhere", "pas": [0.6]})] == [u.key() for u in units]
+    assert by_id["scan-image0"].key() != ex.units({**values, "batch_size": 7})[1].key()
+
+
+def test_units_refuse_a_panel_image_the_correct_candidates_do_not_reach():
+    with pytest.raises(ValueError, match=r"only [0-2] of the candidates are correctly classified; panel_image=2"):
+        ex.units(_values(num_candidates=2, panel_image=2))
+
+
+def test_a_unit_gives_the_same_table_twice_and_after_the_attack_is_recomputed():
+    unit = ex.units(_values())[2]  # scan-image1
+    first = unit.compute()
+    assert set(first.part) == {"profile", "votes"} and (first.unit == 1).all()
+    assert first.equals(unit.compute())
+    ex._attacked.cache_clear()
+    ex._chosen.cache_clear()
+    assert first.equals(unit.compute())
+    scan_of = ex.ray_scan(first)
+    assert scan_of.profile.draws.dtype == np.int64 and len(scan_of.profile) == 5
+    assert len(scan_of.votes) == 5 * 3 and scan_of.votes.groupby("n").votes.first().to_dict() == {5: 10, 10: 5, 50: 1}
+
+
+@pytest.fixture(scope="module")
+def chapter(tmp_path_factory):
+    values = _values()
+    tables = engine.run(STEM, ex.units(values), root=tmp_path_factory.mktemp("cache"))
+    return values, tables, ex.results(tables, values)
+
+
+def test_results_join_the_units(chapter):
+    values, tables, res = chapter
+    assert len(res.attacked) == 3 and res.attacked.distance.dtype == np.float64
+    assert len(res.profile) == 3 * 5 and sorted(res.profile.unit.unique()) == [0, 1, 2]
+    assert len(res.panel.profile) == 6 and "unit" not in res.panel.votes
+    assert res.crossings.tolist() == [ex.crossing(ex.ray_scan(tables[f"scan-image{k}"]).profile) for k in range(3)]
+    assert res.by_sigma.sigma.tolist() == [0.1, 0.35] and len(res.located) == 2 * 3
+    assert list(res.transitions.n) == values["ns"]
+
+
+def test_summary_record_has_the_main_crossing_first(chapter, tmp_path, monkeypatch):
+    values, tables, res = chapter
+    push = ex.summarize(tables, values)
+    assert isinstance(push, measurements.BoundaryPush)
+    assert push.num_images == 3 and push.ns == [5, 10, 50] and push.pas == [0.5, 0.8] and push.sigma == 0.35
+    assert [c.sigma for c in push.crossings] == [0.35, 0.1] and push.crossing(0.1) is push.crossings[1]
+    main = push.crossings[0]
+    assert main.images == 3 and main.beyond == sum(c is not None and c > 0 for c in push.crossing_distance)
+    assert set(push.distance_at_pa) == {5, 10, 50} and set(push.distance_at_pa[5]) == {0.5, 0.8}
+    for n in push.ns:
+        for pa in push.pas:
+            median = res.medians[n, pa]
+            assert push.distance_at_pa[n][pa] == (None if math.isnan(median) else median)
+    assert push.attack_distance_median == float(np.median(res.attacked.distance))
+    monkeypatch.setattr(paths, "BUILD", tmp_path)
+    measurements.record(STEM, push)
+    assert measurements.load(STEM) == push
+
+
+def test_page_gives_every_glued_name_of_the_prose(chapter):
+    values, _, res = chapter
+    text = ex.page(res, values)
+    source = (paths.NOTEBOOKS / f"{STEM}.md").read_text(encoding="utf-8")
+    glued = set(re.findall(r"\{glue:text\}`([a-z_0-9]+)", source))
+    assert glued <= set(text) and all(isinstance(v, (int, float, str)) for v in text.values())
+    assert text["num_images"] == 3 and text["directions"] == 63 and text["paper_directions"] == 3 * 224 * 224 - 1
+    assert text["sweep_sigmas"] == "0.1" and text["pa_low"] == "0.5" and text["pa_high"] == "0.8"
+    assert text["noise_norm"] == pytest.approx(0.35 * 8) and text["paper_crossing_sigma"] == pytest.approx(80)
+    assert text["main_sign"].endswith("more often than before it") and text["censored"].endswith("measurements")
+    assert text["at_low"].endswith("(n = 50)") and text["smallest_sigma"] == 0.1
+
+
+def test_figures_draw_the_panels(chapter):
+    values, _, res = chapter
+    fig = ex.plot_probability(res, values)
+    left, right = fig.axes
+    assert len(left.get_lines()) == 1 + len(values["ns"]) + len(values["pas"]) + 2
+    assert "test index" in left.get_title() and len(right.get_yticklabels()) == 1 + 3 * 2
+    plt.close(fig)
+    fig = ex.plot_crossing_sigma(res)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.1", "0.35"]
+    plt.close(fig)

@@ -1,17 +1,22 @@
-"""Fig. 2 chapter: the slice's geometry, and the speckle of g_{sigma,n} against the binomial law."""
+"""Fig. 2 chapter: the slice's geometry, the speckle of g_{sigma,n} against the binomial law, the units, the
+parameter rules and the page."""
 
 from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from linear import Linear
 from scipy import stats
 
+from rs_repro import book, engine
 from rs_repro.experiments import fig2_slices as ex
 
+STEM = "fig2_slices"
 SHAPE = (1, 8, 8)
 THETA = 0.7  # angle of the halfspace's normal in the (u, v) plane
 OFFSET = 0.3137  # signed distance from x_o to the boundary, chosen so that no grid point lies on it
@@ -26,6 +31,17 @@ def _halfspace(x_o: torch.Tensor, seed: int) -> Linear:
 
 def _signed_distance(table) -> np.ndarray:
     return table.a.to_numpy() * math.cos(THETA) + table.b.to_numpy() * math.sin(THETA) - OFFSET
+
+
+def _labels(model, x_o, ns, **kwargs) -> pd.DataFrame:
+    """The table of f and of every n of ``ns`` on one slice, as the chapter's units join them."""
+    return pd.concat([ex.slice_labels(model, 2, x_o, n=n, **kwargs) for n in [0, *ns]], ignore_index=True)
+
+
+@pytest.fixture
+def values() -> dict:
+    """The smoke profile's parameters of the chapter, on a 7 x 7 grid."""
+    return {**book.profile_values(STEM, "smoke"), "resolution": 7}
 
 
 def test_directions_are_orthonormal_and_seeded():
@@ -49,12 +65,12 @@ def test_grid_is_centred_on_the_image():
 
 def test_no_rs_slice_matches_the_halfspace_geometry():
     x_o = torch.full(SHAPE, 0.5)
-    table = ex.slice_labels(_halfspace(x_o, 3), 2, x_o, sigma=0.2, ns=[1], resolution=31, extent=2.0, seed=3)
-    f = table[table.classifier == "f"]
-    s = _signed_distance(f)
+    table = ex.slice_labels(_halfspace(x_o, 3), 2, x_o, n=0, sigma=None, resolution=31, extent=2.0, seed=3)
+    assert set(table.classifier) == {"f"} and len(table) == 31 * 31
+    s = _signed_distance(table)
     assert np.abs(s).min() > 1e-3  # no point on the boundary: the expected labels are exact
-    assert (f.label.to_numpy() == (s > 0)).all()
-    assert 0.2 < f.label.mean() < 0.6  # both classes present
+    assert (table.label.to_numpy() == (s > 0)).all()
+    assert 0.2 < table.label.mean() < 0.6  # both classes present
     labels = ex.label_map(table)  # rows along v (b), columns along u (a)
     assert labels[0, -1] == (2.0 * math.cos(THETA) - 2.0 * math.sin(THETA) > OFFSET)
     assert labels[-1, -1] == 1 and labels[0, 0] == 0
@@ -65,7 +81,7 @@ def test_speckle_follows_the_binomial_law_on_a_halfspace():
     # with q = P[B(n, Phi(s / sigma)) > n / 2] (ties go to class 0), two votes disagree with 2 q (1 - q)
     x_o = torch.full(SHAPE, 0.5)
     sigma, ns = 0.3, [10, 50, 200]
-    table = ex.slice_labels(_halfspace(x_o, 1), 2, x_o, sigma=sigma, ns=ns, resolution=41, extent=1.0, seed=1)
+    table = _labels(_halfspace(x_o, 1), x_o, ns, sigma=sigma, resolution=41, extent=1.0, seed=1)
     summary = ex.speckle_summary(table).set_index("n")
     s = _signed_distance(table[table.classifier == "f"])
     assert summary.loc[0].tolist() == [0.0, 0.0, 0.0]
@@ -80,11 +96,11 @@ def test_speckle_follows_the_binomial_law_on_a_halfspace():
 def test_same_seed_same_output():
     x_o = torch.full(SHAPE, 0.5)
     model = _halfspace(x_o, 2)
-    run = lambda seed: ex.slice_labels(model, 2, x_o, sigma=0.5, ns=[5], resolution=9, extent=1.0, seed=seed)
+    run = lambda seed: ex.slice_labels(model, 2, x_o, n=5, sigma=0.5, resolution=9, extent=1.0, seed=seed)
     first = run(2)
     assert first.equals(run(2))
     assert not first.label.equals(run(7).label)
-    assert len(first) == 9 * 9 * (1 + ex.REPLICATES)
+    assert len(first) == 9 * 9 * ex.REPLICATES and first.replicate.tolist() == [0] * 81 + [1] * 81
 
 
 def test_isolated_fraction_on_known_maps():
@@ -98,20 +114,92 @@ def test_isolated_fraction_on_known_maps():
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"resolution": 1}, "resolution=1"),
-    ({"resolution": 2.5}, "resolution=2.5"),
-    ({"extent": 0.0}, "extent=0.0"),
-    ({"extent": float("nan")}, "extent=nan"),
-    ({"ns": [0, 10]}, "ns\\[i\\]=0"),
-    ({"ns": []}, "ns=\\[\\]"),
-    ({"ns": [10, 10]}, "distinct"),
+    ({"resolution": 1}, "resolution must be an integer >= 2, got 1"),
+    ({"resolution": 2.5}, "resolution must be an integer >= 2, got 2.5"),
+    ({"extent": 0.0}, "extent must be a finite real number > 0, got 0.0"),
+    ({"extent": float("nan")}, "extent must be .*, got nan"),
+    ({"n": -1}, "n must be an integer >= 0, got -1"),
     ({"sigma": -0.1}, "sigma must be"),
-    ({"batch_size": 0}, "batch_size=0"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
 ])
-def test_bad_parameters_raise(change, message):
+def test_bad_arguments_raise(change, message):
     x_o = torch.full(SHAPE, 0.5)
-    args = {"sigma": 0.25, "ns": [10], "resolution": 5, "extent": 1.0, "seed": 0, **change}
+    args = {"sigma": 0.25, "n": 10, "resolution": 5, "extent": 1.0, "seed": 0, **change}
     with pytest.raises(ValueError, match=message):
         ex.slice_labels(_halfspace(x_o, 0), 2, x_o, **args)
-    with pytest.raises(ValueError, match="x_o must be"):
-        ex.slice_labels(_halfspace(x_o, 0), 2, x_o[None], sigma=0.25, ns=[10], resolution=5, extent=1.0, seed=0)
+    with pytest.raises(ValueError, match="x_o must be a 3-D tensor"):
+        ex.slice_labels(_halfspace(x_o, 0), 2, x_o[None], sigma=0.25, n=10, resolution=5, extent=1.0, seed=0)
+
+
+@pytest.mark.parametrize(("change", "name"), [
+    ({"dataset": "svhn"}, "dataset"),
+    ({"dataset": "imagenet", "standard_weights": ""}, "standard_weights"),
+    ({"num_images": -1}, "num_images"),
+    ({"image": -1}, "image"),
+    ({"num_images": 3, "image": 3}, "image"),
+    ({"sigma": 0.0}, "sigma"),
+    ({"sigma": float("inf")}, "sigma"),
+    ({"ns": []}, "ns"),
+    ({"ns": [0, 10]}, "ns"),
+    ({"ns": [10, 10]}, "ns"),
+    ({"resolution": 1}, "resolution"),
+    ({"extent": 0.0}, "extent"),
+    ({"extent": float("nan")}, "extent"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"device": "tpu"}, "device"),
+])
+def test_check_parameters_rejects_each_bad_combination(values, change, name):
+    ex.check_parameters(values)
+    with pytest.raises(ValueError, match=f"^{name}=.* is not accepted; expected"):
+        ex.check_parameters({**values, **change})
+    with pytest.raises(book.ChapterError, match=f"chapter 'fig2_slices': {name}="):
+        book.check_chapter(STEM, {**values, **change})
+
+
+def test_units_have_stable_distinct_ids_and_the_arguments_of_their_numbers(values):
+    work = ex.units(values)
+    assert [u.id for u in work] == ["centre", "labels-f"] + [f"labels-n{n}" for n in values["ns"]]
+    assert [u.key() for u in work] == [u.key() for u in ex.units(values)]
+    by_id = {u.id: u.arguments for u in work}
+    for uid in ("labels-f", "labels-n10"):
+        assert by_id[uid]["batch_size"] == values["batch_size"] and by_id[uid]["device"] == values["device"]
+    assert "sigma" not in by_id["labels-f"] and "sigma" not in by_id["centre"]
+    assert by_id["labels-n10"]["sigma"] == values["sigma"] and by_id["labels-n10"]["n"] == 10
+    assert by_id["centre"]["model"] == {"recipe": "standard", "sigma": 0.0, "epsilon": 0.0, "seed": 0, "weights": ""}
+    # what changes no number changes no key; sigma changes the votes only
+    same = ex.units({**values, "figures_dir": "elsewhere", "use_cache": False})
+    assert [u.key() for u in same] == [u.key() for u in work]
+    other = {u.id: u.key() for u in ex.units({**values, "sigma": 0.5})}
+    assert other["labels-f"] == work[1].key() and other["centre"] == work[0].key()
+    assert other["labels-n10"] != work[2].key()
+
+
+def test_a_unit_gives_the_same_table_twice_and_the_image_is_checked(values):
+    unit = ex.units(values)[2]  # labels-n10 on a 7 x 7 grid
+    first, _ = engine.compute_unit(unit)
+    again, _ = engine.compute_unit(unit)
+    assert first.equals(again) and len(first) == 7 * 7 * ex.REPLICATES
+    assert set(first.n) == {10} and set(first.classifier) == {"vote"}
+    with pytest.raises(ValueError, match=r"image=100000 is not accepted; expected a position in the test split"):
+        ex.centre_unit(**{**ex.units(values)[0].arguments, "image": 100_000})
+
+
+def test_page_and_figure(values, tmp_path):
+    tables = engine.run(STEM, ex.units(values), root=tmp_path)
+    centre = tables["centre"].iloc[0]
+    assert centre["index"] == values["image"] and 0 <= centre["f"] < 10  # the whole split: position = index
+    page = ex.page(tables, values)
+    summary = ex.speckle_summary(ex.slice_table(tables, values)).set_index("n")
+    assert page["points"] == 49 and page["forward_passes"] == f"{49 * (1 + 2 * sum(values['ns'])):,}"
+    assert page["image"] == values["image"] and page["y_o"] == centre["label"] and page["f_o"] == centre["f"]
+    assert page["shrink"] == summary.unstable[10] / summary.unstable[200]
+    assert page["sqrt_ratio"] == math.sqrt(20)
+    decreasing = summary.unstable[10] > summary.unstable[50] > summary.unstable[200]
+    assert page["shrinks"] == ("decreases" if decreasing else "does not decrease")
+    assert page["unstable_all"].startswith(f"{summary.unstable[10]:.3f} (n = 10), ")
+    assert 1 <= page["classes_f"] <= 10
+    shown = ex.speckle_table(tables, values)
+    assert shown.index.tolist() == ["f (no RS)", 10, 50, 200] and shown.columns.tolist() == ["unstable", "vs_f", "isolated"]
+    fig = ex.plot_slices(tables, values)
+    assert len(fig.axes) == 4 and fig.axes[0].get_title() == "(a) no RS: $f$"
+    plt.close(fig)

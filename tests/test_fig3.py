@@ -1,15 +1,22 @@
-"""Fig. 3 chapter: the boundary of g_sigma on a segment and the spread of bisections against g_{sigma,n}."""
+"""Fig. 3 chapter: the boundary of g_sigma on a segment, the spread of bisections against g_{sigma,n}, the
+units, the parameter rules, the summary record and the page."""
 
 from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import pandas as pd
+import pytest
 import torch
 from torch import nn
 
+from rs_repro import book, data, engine, measurements
 from rs_repro.experiments import fig3_binary_search as ex
+from rs_repro.models import load_model, model_spec
 from rs_repro.smoothing import Smooth
+
+STEM = "fig3_binary_search"
 
 
 class Halfspace(nn.Module):
@@ -25,6 +32,30 @@ def _segment():
     b = a.clone()
     b[0, 0, 0, 0] = 1.0
     return a, b
+
+
+@pytest.fixture
+def values() -> dict:
+    """The smoke profile's parameters, with tiny searches and profiles."""
+    return {**book.profile_values(STEM, "smoke"), "repeats": 20, "steps": 6, "profile_points": 5,
+            "profile_samples": 50}
+
+
+def _table(segment: int, length: float, searches: dict[int, list[float]]) -> pd.DataFrame:
+    """A table shaped as segment_unit's: a profile crossing at t = 1/2, the given search outputs."""
+    profile = pd.DataFrame({"t": [0.0, 0.5, 1.0], "p_label": [0.9, 0.5, 0.1], "p_other": [0.1, 0.5, 0.9],
+                            "se": 0.0, "part": "profile"})
+    search = pd.DataFrame([{"repeat": r, "t": t, "queries": 20, "n": n, "part": "search"}
+                           for n, ts in searches.items() for r, t in enumerate(ts)])
+    return pd.concat([profile, search], ignore_index=True).assign(segment=segment, a=segment, b=9, length=length,
+                                                                   t_f=0.25)
+
+
+#: Two segments of lengths 1 and 2 with known outputs: spreads (std) 0.2 sqrt 2 and 0.4 sqrt 2 at n = 10,
+#: 0.02 sqrt 2 and 0.04 sqrt 2 at n = 100; offsets from t_g = 1/2 of 0 and 0.2, then -0.03 and 0.04.
+KNOWN = {"segment-0": _table(0, 1.0, {10: [0.3, 0.7], 100: [0.45, 0.49]}),
+         "segment-1": _table(1, 2.0, {10: [0.4, 0.8], 100: [0.5, 0.54]})}
+KNOWN_VALUES = {"dataset": "digits", "sigma": 0.35, "ns": [10, 100], "repeats": 2, "steps": 20, "bins": 4}
 
 
 def test_boundary_of_g_interpolates_the_crossing():
@@ -44,3 +75,77 @@ def test_profile_and_bisections_on_a_halfspace():
     outputs = ex.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2)
     assert abs(outputs.t.mean() - 0.5) < 0.02 and (outputs.queries == 15).all()
     assert outputs.equals(ex.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2))  # same seed, same output
+
+
+@pytest.mark.parametrize(("change", "name"), [
+    ({"dataset": "svhn"}, "dataset"),
+    ({"dataset": "imagenet"}, "dataset"),
+    ({"sigma": 0.0}, "sigma"),
+    ({"sigma": float("nan")}, "sigma"),
+    ({"ns": []}, "ns"),
+    ({"ns": [0, 10]}, "ns"),
+    ({"ns": [10, 10]}, "ns"),
+    ({"repeats": 1}, "repeats"),
+    ({"steps": 0}, "steps"),
+    ({"num_segments": 0}, "num_segments"),
+    ({"profile_points": 1}, "profile_points"),
+    ({"profile_samples": 0}, "profile_samples"),
+    ({"bins": 0}, "bins"),
+])
+def test_check_parameters_rejects_each_bad_combination(values, change, name):
+    ex.check_parameters(values)
+    with pytest.raises(ValueError, match=f"^{name}=.* is not accepted; expected"):
+        ex.check_parameters({**values, **change})
+    with pytest.raises(book.ChapterError, match=f"chapter 'fig3_binary_search': {name}="):
+        book.check_chapter(STEM, {**values, **change})
+
+
+def test_units_are_the_segments_with_stable_keys(values):
+    work = ex.units(values)
+    model, _ = load_model("digits", model_spec("standard", seed=0))
+    test = data.load_dataset("digits", "test")
+    pairs = ex.segments(model, test.x, test.y, values["num_segments"])
+    assert [u.id for u in work] == [f"segment-{k}" for k in range(len(pairs))] and len(pairs) == 2
+    assert [(u.arguments["a"], u.arguments["b"]) for u in work] == pairs
+    for a, b in pairs:
+        assert model(test.x[a:a + 1]).argmax(1) == test.y[a] and test.y[b] != test.y[a]
+    assert [u.key() for u in ex.units(values)] == [u.key() for u in work]
+    # what changes no number changes no key, and a third segment leaves the first two as they are
+    same = ex.units({**values, "figures_dir": "elsewhere", "use_cache": False, "bins": 7, "num_segments": 3})
+    assert [u.key() for u in same[:2]] == [u.key() for u in work] and len(same) == 3
+    assert ex.units({**values, "sigma": 0.5})[0].key() != work[0].key()
+
+
+def test_a_unit_gives_the_same_table_twice_from_its_own_seed(values):
+    unit = ex.units(values)[0]
+    first, _ = engine.compute_unit(unit)
+    again, _ = engine.compute_unit(unit)
+    assert first.equals(again)
+    profile, searches, length, t_f = ex.segment_parts(first)
+    assert profile.t.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and len(searches) == 20 * len(values["ns"])
+    assert set(searches.n) == set(values["ns"]) and (searches.queries == values["steps"]).all()
+    assert 0 <= t_f <= 1 and length > 0
+    assert set(first.columns) == set(KNOWN["segment-0"].columns)
+    # the same segment under another unit number draws other noise (seeds.derive_seed(seed, "segment", k))
+    other = ex.segment_unit(**{**unit.arguments, "segment": 1})
+    assert not ex.segment_parts(other)[1].t.reset_index(drop=True).equals(searches.t.reset_index(drop=True))
+
+
+def test_summary_record_and_page_have_the_known_answers():
+    root2 = math.sqrt(2)
+    record = ex.summarize(KNOWN, KNOWN_VALUES)
+    assert isinstance(record, measurements.BisectionSpread) and measurements.SCHEMA[STEM] is type(record)
+    assert record.dataset == "digits" and record.sigma == 0.35 and sorted(record.spread) == [10, 100]
+    assert record.spread[10] == pytest.approx(0.3 * root2) and record.spread[100] == pytest.approx(0.03 * root2)
+    by_n = ex.spread_by_n(KNOWN, KNOWN_VALUES)
+    assert by_n["mean offset from boundary of g"].tolist() == pytest.approx([0.1, 0.005])
+    rows = ex.search_summary(KNOWN, KNOWN_VALUES)
+    assert rows["boundary of g - boundary of f"].tolist() == pytest.approx([0.25, 0.25, 0.5, 0.5])
+    page = ex.page(KNOWN, KNOWN_VALUES)
+    assert page == {"repeats": 2, "num_segments": 2, "peaks": "0.50 (n=10), 1.00 (n=100)",
+                    "spread_small": pytest.approx(0.3 * root2), "spread_large": pytest.approx(0.03 * root2),
+                    "n_small": 10, "n_large": 100, "offset_small": pytest.approx(0.1),
+                    "offset_large": pytest.approx(0.005), "mean_length": 1.5}
+    fig = ex.plot_bisection(KNOWN, KNOWN_VALUES)
+    assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("output of a 20-step binary search")
+    plt.close(fig)

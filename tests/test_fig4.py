@@ -111,3 +111,30 @@ def test_profiles_pass_the_chapter_checks_and_bad_values_stop_it(tmp_path, monke
         with pytest.raises(book.ChapterError, match=f"chapter 'fig4_certification': {re.escape(message)}"):
             book.run_chapter("fig4_certification", "smoke", {key: value})
     assert not (tmp_path / "runs").exists()
+
+
+def test_two_stages_choose_the_sigmas_then_certify_every_image(tmp_path):
+    from rs_repro import engine
+
+    values = book.profile_values("fig4_certification", "smoke")
+    values.update(num_images=12, sweep_sigmas=[0.1, 0.5, 1.5], sweep_n=20, n0=5, n=20, batch_size=64)
+    selection = engine.run("fig4_certification", ex.selection_units(values), root=tmp_path)
+    assert sorted(selection) == ["clean-randtrain", "clean-standard", "sweep-sigma0.1", "sweep-sigma0.5",
+                                 "sweep-sigma1.5"]
+    sweep = pd.concat([selection[f"sweep-sigma{s:g}"] for s in values["sweep_sigmas"]], ignore_index=True)
+    cost = selection["clean-standard"].accuracy.iloc[0] - sweep.majority_accuracy
+    values["accuracy_costs"] = [float(cost.iloc[2]), float(cost.iloc[0])]  # the costs of sigma 1.5 and 0.1
+    sigmas = ex.chosen_sigmas(selection, values)
+    assert sigmas == (0.1, 1.5)
+    units = ex.certification_units(values, sigmas)
+    assert all(u.arguments["batch_size"] == 64 and u.arguments["device"] == "cpu" for u in units)
+    res = ex.results(selection, engine.run("fig4_certification", units, root=tmp_path), values)
+    assert list(res.certified) == [("standard", sigmas[0]), ("standard", sigmas[1]), ("randtrain", 0.5)]
+    assert all(rows.unit.tolist() == list(range(12)) for rows in res.certified.values())
+    text = ex.page(res, values)
+    assert text["num_images"] == 12 and text["sigma_lo"] == sigmas[0]
+    assert text["smoothed_rt"] == res.certified["randtrain", 0.5].correct.mean()
+    table = ex.summary_table(res)
+    assert len(table) == 3 and table["clean accuracy"].iloc[2] == res.clean["randtrain"]
+    with pytest.raises(ValueError, match="need two distinct smoothing noises"):
+        ex.chosen_sigmas(selection, {**values, "sigmas": [0.2, 0.2]})

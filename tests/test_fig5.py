@@ -121,3 +121,58 @@ def test_bad_parameters_stop_the_chapter_before_it_runs(tmp_path, monkeypatch, k
     with pytest.raises(book.ChapterError, match=re.escape(f"chapter 'fig5_attacks': {message}")):
         book.run_chapter("fig5_attacks", "default", {key: value})
     assert not (tmp_path / "runs").exists()
+
+
+def _small(**changes):
+    from rs_repro import book
+
+    values = book.profile_values("fig5_attacks", "smoke")
+    values.update(num_images=3, max_queries=20, budgets=[10, 20], attacks=["RayS", "HSJA"], sigmas=[0.35], ns=[10],
+                  pas=[0.8], certify_n=20, verify_repeats=5, chunk=2, **changes)
+    ex.check_parameters(values)
+    return values
+
+
+def test_units_cover_the_grid_with_stable_distinct_ids():
+    values = _small()
+    units = ex.units(values)
+    ids = [u.id for u in units]
+    assert len(set(ids)) == len(ids) and ids == [u.id for u in ex.units(values)]
+    targets = ex.targets(values)  # undefended, RS sigma=0.35 n=10, RandTrain/RS, AdvTrain
+    assert sum(i.startswith("accuracy-") for i in ids) == len(targets) == 4
+    assert sum(i.startswith("attack-") for i in ids) == len(targets) * 2 * 2  # 2 attacks x 2 chunks (3 images)
+    assert sorted(i for i in ids if i.startswith("certify-")) == [
+        "certify-randtrain-sigma0.5-images0", "certify-randtrain-sigma0.5-images2",
+        "certify-standard-sigma0.35-images0", "certify-standard-sigma0.35-images2"]
+    # an attack unit reads its own attack and the chapter, not the certification chapter
+    rays = next(u for u in units if u.id.startswith("attack-RayS"))
+    assert rays.code == ("rs_repro.experiments.fig5_attacks", "rs_repro.attacks.rays")
+    index = ex.attacked_index(values)
+    assert len(index) == 3 and all(u.arguments["index"] == index for u in units if u.id.startswith("attack-"))
+
+
+def test_results_record_and_page_from_the_units(tmp_path, monkeypatch):
+    from rs_repro import engine, measurements, paths
+
+    values = _small()
+    res = ex.results(engine.run("fig5_attacks", ex.units(values), root=tmp_path / "cache"), values)
+    targets = ex.targets(values)
+    assert len(res.runs) == 3 * 2 * len(targets) and set(res.accuracy.target) == {t.label for t in targets}
+    smoothed = res.summary[res.summary.sigma.notna()]
+    assert len(res.ratios) == len(smoothed)
+    for row, ratio in zip(smoothed.itertuples(), res.ratios.itertuples()):
+        radii = res.certified[row.model, row.sigma].radius
+        assert ratio.ratio_of_means == row.mean_l2 / radii.mean() and ratio.ratio_to_largest == row.mean_l2 / radii.max()
+    grid = ex.measured(res, values)
+    assert len(grid.configurations) == len(res.summary) and grid.num_images == 3 and grid.max_queries == 20
+    undefended = next(c for c in grid.configurations if c.target == "standard" and c.attack == "RayS")
+    assert undefended.sigma is None and undefended.n is None and isinstance(undefended.images, int)
+    smoothed_rays = next(c for c in grid.configurations if c.model == "standard" and c.sigma == 0.35)
+    assert smoothed_rays.n == 10 and smoothed_rays.pa == 0.8
+    monkeypatch.setattr(paths, "BUILD", tmp_path)
+    measurements.record("fig5_attacks", grid)
+    assert measurements.load("fig5_attacks") == grid
+    text = ex.page(res, values)
+    assert text["ns_text"] == "10" and text["verified_by_n"].endswith("(n=10)")
+    assert text["smallest_ratio"] == res.ratios.ratio_of_means.min()
+    assert set(ex.beside_paper(res.summary).target) == set(res.summary.target)

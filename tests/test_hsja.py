@@ -8,7 +8,7 @@ import torch
 from linear import Linear, images_at
 from torch import nn
 
-from rs_repro.attacks import Oracle
+from rs_repro.attacks import Oracle, smoothed_oracle
 from rs_repro.attacks.hsja import _gradient, hsja
 from rs_repro.smoothing import Smooth
 
@@ -92,7 +92,7 @@ def test_initialisation_is_capped_when_no_adversarial_noise_exists():
 def test_random_oracle_at_n_1_ends_within_budget(n):
     model = Linear()
     x = images_at(model, [0.0, 0.05, 0.3])  # on, near and away from the boundary
-    oracle = Smooth(model, 2, 0.25, seed=0).oracle(n, max_queries=600)
+    oracle = smoothed_oracle(Smooth(model, 2, 0.25, seed=0), n, max_queries=600)
     result = hsja(oracle, x, _labels(3), seed=0)
     assert (result.queries <= 600).all()
     assert model.rows == n * result.queries.sum().item()

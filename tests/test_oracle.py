@@ -10,7 +10,7 @@ import pytest
 import torch
 from linear import Linear, images_at
 
-from rs_repro.attacks import Oracle, bisect_segment
+from rs_repro.attacks import Oracle, bisect_segment, smoothed_oracle, verify
 from rs_repro.smoothing import Smooth
 
 
@@ -21,11 +21,13 @@ def test_budget_is_hard_and_extra_rows_never_reach_the_model():
     oracle.start(x, torch.zeros(2, dtype=torch.long))
     rows = torch.cat([x[:1].repeat(7, 1, 1, 1), x[1:].repeat(3, 1, 1, 1)])
     images = torch.tensor([0] * 7 + [1] * 3)
-    verdict = oracle.is_adversarial(rows, images)
+    answer = oracle.query(rows, images)
     assert oracle.queries.tolist() == [5, 3] and model.rows == 8
-    assert oracle.last_counted.tolist() == [True] * 5 + [False] * 2 + [True] * 3
-    assert not verdict[5:7].any()
-    oracle.is_adversarial(rows, images)
+    assert answer.counted.tolist() == [True] * 5 + [False] * 2 + [True] * 3
+    assert not answer.adversarial[5:7].any()
+    assert not hasattr(oracle, "last_counted")  # what was counted comes with the answer, nowhere else
+    verdict = oracle.is_adversarial(rows, images)  # the verdicts alone
+    assert verdict.dtype == torch.bool and not verdict.any()  # x is 0.3 away from the boundary
     assert oracle.queries.tolist() == [5, 5] and model.rows == 10
     assert oracle.active().tolist() == [False, False]
     assert oracle.forward_passes.tolist() == [5, 5]
@@ -132,7 +134,7 @@ def test_smoothed_oracle_counts_forward_passes_and_never_hangs_at_n_1(pa):
     model = Linear()
     x = images_at(model, [0.0, 0.0, 0.0])  # on the boundary: answers are coin flips
     smooth = Smooth(model, 2, 0.25, seed=3)
-    oracle = smooth.oracle(1 if pa is None else 10, pa, max_queries=30)
+    oracle = smoothed_oracle(smooth, 1 if pa is None else 10, pa, max_queries=30)
     oracle.start(x, torch.zeros(3, dtype=torch.long))
     result = bisect_segment(oracle, x, x + model.w.view(1, 1, 8, 8), torch.arange(3), tol=1e-12, max_steps=200)
     assert oracle.queries.tolist() == [30, 30, 30]
@@ -147,7 +149,7 @@ def test_accelerated_rule_is_stricter_than_the_majority():
     smooth = Smooth(model, 2, 0.25, seed=0)
     rates = {}
     for pa in (None, 0.8):
-        oracle = smooth.oracle(10, pa, max_queries=1)
+        oracle = smoothed_oracle(smooth, 10, pa, max_queries=1)
         oracle.start(x, y)
         rates[pa] = oracle.is_adversarial(x, torch.arange(200)).double().mean().item()
     assert rates[0.8] < rates[None]
@@ -157,6 +159,6 @@ def test_verify_estimates_the_probability_of_eq4():
     model = Linear()
     x = images_at(model, [-1.0, 1.0])  # deep on the adversarial side, deep on the clean side
     smooth = Smooth(model, 2, 0.25, seed=0)
-    p_hat, lower, upper = smooth.verify(x, torch.zeros(2, dtype=torch.long), n=10, repeats=200)
+    p_hat, lower, upper = verify(smooth, x, torch.zeros(2, dtype=torch.long), n=10, repeats=200)
     assert p_hat.tolist() == [1.0, 0.0]
     assert lower[0] > 0.95 and upper[1] < 0.05

@@ -10,7 +10,7 @@ import pytest
 import torch
 from linear import Linear, images_at
 
-from rs_repro.attacks.oracle import Oracle
+from rs_repro.attacks.oracle import Oracle, smoothed_oracle
 from rs_repro.attacks.rays import _blocks, rays
 from rs_repro.smoothing import Smooth
 
@@ -126,7 +126,7 @@ def test_smoothed_oracle_with_one_sample_never_crashes_or_hangs(pa):
     model = _model()
     x = images_at(model, [0.0, 0.1, 0.5])  # on the boundary, near it, far: noisy answers everywhere
     smooth = Smooth(model, 2, 0.25, seed=0)
-    oracle = smooth.oracle(1, pa, max_queries=150)
+    oracle = smoothed_oracle(smooth, 1, pa, max_queries=150)
     result = rays(oracle, x, torch.zeros(3, dtype=torch.long), seed=0)
     assert (result.queries <= 150).all()
     assert model.rows == int(result.queries.sum())  # n = 1: one forward pass per query
@@ -149,7 +149,7 @@ def test_every_call_asks_each_image_at_most_once():
     """Probing and bisecting images share each oracle call, so the calls are about the per-image budget."""
     model = Linear(seed=2)
     x = images_at(model, [0.2, 0.4, 0.6, 0.9])
-    oracle = Smooth(model, 2, 0.05, seed=0).oracle(10, 0.8, max_queries=300)
+    oracle = smoothed_oracle(Smooth(model, 2, 0.05, seed=0), 10, 0.8, max_queries=300)
     calls = []
     ask = oracle.is_adversarial
 

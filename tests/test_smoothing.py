@@ -10,6 +10,8 @@ probability < 1e-5 for an unlucky seed.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -443,6 +445,14 @@ def test_method_validation() -> None:
 def test_bad_logits_shape() -> None:
     with pytest.raises(ValueError, match=r"base_classifier must return logits of shape \[m, num_classes\] = \[8, 5\]"):
         Smooth(Constant(3, 0), 5, 0.25).counts(torch.zeros(2, *SHAPE), 4)
+
+
+def test_smoothing_imports_no_attack() -> None:
+    """The smoothed classifier stands alone: the attacks build on it, never the other way round."""
+    code = ("import sys, rs_repro.smoothing; "
+            "print([m for m in sys.modules if m.startswith('rs_repro.attacks')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

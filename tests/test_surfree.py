@@ -8,22 +8,30 @@ import scipy.fft
 import torch
 from linear import Linear, images_at
 
-from rs_repro.attacks.oracle import AttackResult, Oracle
-from rs_repro.attacks.surfree import dct_2d, dct_matrix, idct_2d, surfree, zigzag_mask
+from rs_repro.attacks.oracle import AttackResult, Oracle, smoothed_oracle
+from rs_repro.attacks.surfree import dct_matrix, surfree, zigzag_mask
 from rs_repro.smoothing import Smooth
 
 BUDGETS = [1, 10, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
 
 
+def _dct_2d(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal 2-D DCT-II over the last two dimensions [..., H, W], built from dct_matrix as SurFree's."""
+    ch, cw = (dct_matrix(n, dtype=x.dtype) for n in x.shape[-2:])
+    return ch @ x @ cw.T
 
 
+def _idct_2d(coeffs: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`_dct_2d` (the transposed matrices: the DCT-III)."""
+    ch, cw = (dct_matrix(n, dtype=coeffs.dtype) for n in coeffs.shape[-2:])
+    return ch.T @ coeffs @ cw
 
 
 def _low_frequency_normal(seed: int) -> torch.Tensor:
     """A unit normal in the span of the default basis (first half of the zig-zag DCT coefficients)."""
     g = torch.Generator().manual_seed(seed)
     coeffs = torch.randn(8, 8, generator=g, dtype=torch.float64) * zigzag_mask(8, 8)
-    return idct_2d(coeffs)
+    return _idct_2d(coeffs)
 
 
 def _run(model: Linear, distances: list[float], budget: int, **kwargs) -> tuple[Oracle, AttackResult, torch.Tensor]:
@@ -48,8 +56,8 @@ def test_dct_is_orthonormal_and_matches_scipy():
         c = dct_matrix(n)
         assert torch.allclose(c @ c.T, torch.eye(n, dtype=torch.float64), atol=1e-12)
     x = torch.rand(2, 3, 8, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    coeffs = dct_2d(x)
-    assert torch.allclose(idct_2d(coeffs), x, atol=1e-12)
+    coeffs = _dct_2d(x)
+    assert torch.allclose(_idct_2d(coeffs), x, atol=1e-12)
     assert torch.allclose(coeffs.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1))
     reference = scipy.fft.dctn(x.numpy(), type=2, norm="ortho", axes=(-2, -1))
     assert np.allclose(coeffs.numpy(), reference, atol=1e-12)
@@ -126,7 +134,7 @@ def test_random_oracle_with_one_noise_draw_stays_within_budget(pa):
     model = Linear(seed=0)
     x = images_at(model, [0.0, 0.05, 0.3])  # on, near and far from the boundary
     smooth = Smooth(model, 2, 0.25, seed=0)
-    oracle = smooth.oracle(1, pa, max_queries=400)
+    oracle = smoothed_oracle(smooth, 1, pa, max_queries=400)
     result = surfree(oracle, x, torch.zeros(3, dtype=torch.long), seed=0)
     assert (result.queries <= 400).all() and model.rows == int(result.queries.sum())
     assert torch.isfinite(result.x_adv).all() and ((result.x_adv >= 0) & (result.x_adv <= 1)).all()

@@ -1,11 +1,13 @@
-"""Decision-based attacks under randomized smoothing: one query oracle, one bisection, HSJA, SurFree, RayS."""
+"""Decision-based attacks under randomized smoothing: one query oracle, one bisection, HSJA, SurFree, RayS,
+and the verification of eq. (4) with fresh votes."""
 
 from .bisection import Bisection, bisect, bisect_segment
 from .hsja import hsja
 from .minimal import MinimalAdversarial, minimal_l2
-from .oracle import AttackResult, Oracle
+from .oracle import Answer, AttackResult, Oracle, smoothed_oracle
 from .rays import rays
 from .surfree import surfree
+from .verification import verify
 
-__all__ = ["AttackResult", "Bisection", "MinimalAdversarial", "Oracle", "bisect", "bisect_segment", "hsja", "minimal_l2",
-           "rays", "surfree"]
+__all__ = ["Answer", "AttackResult", "Bisection", "MinimalAdversarial", "Oracle", "bisect", "bisect_segment",
+           "hsja", "minimal_l2", "rays", "smoothed_oracle", "surfree", "verify"]

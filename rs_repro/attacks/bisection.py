@@ -71,8 +71,7 @@ def bisect(oracle: Oracle, images: torch.Tensor, point: Callable[[torch.Tensor, 
         if len(rows) == 0:
             break
         mid = (low[rows] + high[rows]) / 2
-        adversarial = oracle.is_adversarial(point(rows, mid), images[rows])
-        counted = oracle.last_counted  # False only where the budget ran out in this call
+        adversarial, counted = oracle.query(point(rows, mid), images[rows])  # counted: False past the budget
         high[rows] = torch.where(adversarial, mid, high[rows])
         low[rows] = torch.where(~adversarial & counted, mid, low[rows])
         queries[rows] += counted.long()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 
+from .. import checks
 from .bisection import bisect
 from .oracle import AttackResult, Oracle
 
@@ -33,7 +34,8 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
     Parameters
     ----------
     oracle : Oracle
-        Query oracle on the attacked classifier (e.g. ``Smooth.oracle``); restarted here with ``x, y``.
+        Query oracle on the attacked classifier (e.g. :func:`~.oracle.smoothed_oracle`); restarted here with
+        ``x, y``.
         Its ``max_queries`` is the per-image budget, its ``batch_size`` the chunk of gradient probes.
     x : torch.Tensor, shape [B, C, H, W]
         Clean images in [0, 1] (d = C * H * W); the attack runs on their device and dtype.
@@ -89,8 +91,12 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
     The grid-search step size and the l-inf version of the reference are not implemented; the oracle
     still reports the best l-inf distortion among the queries of this l2 attack.
     """
-    _check_parameters(seed, gamma, num_iterations=num_iterations, init_num_evals=init_num_evals,
-                      max_num_evals=max_num_evals, init_tries=init_tries, max_halvings=max_halvings)
+    checks.integer("seed", seed)
+    checks.real("gamma", gamma, 0)
+    for name, value in (("num_iterations", num_iterations), ("init_num_evals", init_num_evals),
+                        ("max_num_evals", max_num_evals), ("init_tries", init_tries)):
+        checks.integer(name, value, 1)
+    checks.integer("max_halvings", max_halvings, 0)
     oracle.start(x, y)
     x = x.detach()
     dev = x.device
@@ -119,18 +125,6 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
         xb[rows.to(dev)] = b
         dist[rows] = _norms(b - x0)
     return oracle.result()
-
-
-def _check_parameters(seed: object, gamma: object, **counts: object) -> None:
-    """Raise a ValueError naming the first bad parameter (counts: integers >= 1, ``max_halvings`` >= 0)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")  # noqa: TRY004 (project convention)
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma < math.inf:
-        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
-    for name, value in counts.items():
-        low = 0 if name == "max_halvings" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _norms(z: torch.Tensor) -> torch.Tensor:
@@ -203,8 +197,8 @@ def _gradient(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probes: tor
         radius = _view(delta[own].clamp_min(_TINY), b)
         points = (b[own_d] + radius * u).clamp(0, 1)
         u = (points - b[own_d]) / radius  # the probe actually made, after clipping
-        adversarial = oracle.is_adversarial(points, images[own])
-        counted = oracle.last_counted.double()  # probes beyond the budget carry no sign
+        adversarial, counted = oracle.query(points, images[own])
+        counted = counted.double()  # probes beyond the budget carry no sign
         phi = (2 * adversarial.double() - 1) * counted
         # Per-image sums as one product with the one-hot of the owners present in this chunk (they are
         # consecutive); index_add_ is slow on CPU.

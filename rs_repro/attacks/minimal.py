@@ -24,13 +24,13 @@ first clamps, the second moves on a segment between two points of the box.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import checks
 from .bisection import bisect_segment
 from .oracle import Oracle
 
@@ -59,20 +59,6 @@ class MinimalAdversarial:
     x_a: torch.Tensor
     distance: torch.Tensor
     success: torch.Tensor
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_positive(name: str, value: object, upper: float = math.inf) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and 0 < float(value) < upper
-    if not ok:
-        accepted = "a real number > 0" if math.isinf(upper) else f"a real number in the open interval (0, {upper:g})"
-        raise ValueError(f"{name} must be {accepted}, got {value!r}")
-    return float(value)
 
 
 def _norms(z: torch.Tensor) -> torch.Tensor:
@@ -118,21 +104,19 @@ def minimal_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int
 
     Raises
     ------
+    TypeError
+        ``x`` not a tensor.
     ValueError
         A parameter out of range; ``x`` not a 4-D floating tensor in [0, 1]; ``y`` not an int64 [B]
         tensor; an image that f already misclassifies.
     """
-    steps = _check_count("steps", steps)
-    bisection_steps = _check_count("bisection_steps", bisection_steps)
-    step_size = _check_positive("step_size", step_size)
-    gamma = _check_positive("gamma", gamma, 1.0)
-    init_norm = _check_positive("init_norm", init_norm)
-    tol = _check_positive("tol", tol)
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-        raise ValueError(f"x must be a floating-point tensor of shape [B, C, H, W], got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if not bool(((x >= 0) & (x <= 1)).all()):
-        raise ValueError("x must lie in the pixel box [0, 1], got values outside it")
+    steps = checks.integer("steps", steps, 1)
+    bisection_steps = checks.integer("bisection_steps", bisection_steps, 1)
+    step_size = checks.real("step_size", step_size, 0)
+    gamma = checks.real("gamma", gamma, 0, 1)
+    init_norm = checks.real("init_norm", init_norm, 0)
+    tol = checks.real("tol", tol, 0)
+    checks.images("x", x, 4, "[B, C, H, W]", pixel_box=True)
     if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or tuple(y.shape) != (x.shape[0],):
         raise ValueError(f"y must be an int64 tensor of shape [{x.shape[0]}], got "
                          f"{(y.dtype, tuple(y.shape)) if isinstance(y, torch.Tensor) else type(y).__name__}")

@@ -12,7 +12,7 @@ This is a rewrite of the batched reference (uclaml/RayS ``RayS.py``, see ``attac
 project's oracle: every query counted, a hard per-image budget (an image never overshoots it by a
 bisection), already-misclassified images detected, and only answered-adversarial points accepted, so that
 it is safe on the random oracle g_{sigma,n}. On such an oracle the returned point should be re-verified
-with fresh noise (:meth:`rs_repro.smoothing.Smooth.verify`).
+with fresh noise (:func:`~.verification.verify`).
 """
 
 from __future__ import annotations

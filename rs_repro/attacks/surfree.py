@@ -18,11 +18,14 @@ adversarial (so the attack is safe on a random oracle), and one seeded generator
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
+from .. import checks
 from ..seeds import generator
 from .bisection import bisect
 from .oracle import AttackResult, Oracle
@@ -47,20 +50,6 @@ def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64,
     return c.to(device=device, dtype=dtype)
 
 
-def dct_2d(x: torch.Tensor) -> torch.Tensor:
-    """Orthonormal 2-D DCT-II over the last two dimensions of ``x`` [..., H, W] (two matmuls)."""
-    ch = dct_matrix(x.shape[-2], dtype=x.dtype, device=x.device)
-    cw = dct_matrix(x.shape[-1], dtype=x.dtype, device=x.device)
-    return ch @ x @ cw.T
-
-
-def idct_2d(coeffs: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`dct_2d` (orthonormal 2-D DCT-III) over the last two dimensions [..., H, W]."""
-    ch = dct_matrix(coeffs.shape[-2], dtype=coeffs.dtype, device=coeffs.device)
-    cw = dct_matrix(coeffs.shape[-1], dtype=coeffs.dtype, device=coeffs.device)
-    return ch.T @ coeffs @ cw
-
-
 def zigzag_mask(height: int, width: int, frequency_range: Sequence[float] = (0.0, 0.5)) -> torch.Tensor:
     """Boolean mask [H, W] of the DCT coefficients ranked in ``[lo, hi)`` of the zig-zag order.
 
@@ -82,15 +71,6 @@ def zigzag_mask(height: int, width: int, frequency_range: Sequence[float] = (0.0
     return mask.view(height, width)
 
 
-def _check(name: str, value: object, ok: bool, accepted: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {accepted}, got {value!r}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _line_search(oracle: Oracle, x_in: torch.Tensor, x_out: torch.Tensor, images: torch.Tensor, *,
                  tol: float, max_steps: int) -> torch.Tensor:
     """The reference's boosted binary search on ``(1 - t) x_in + t x_out`` for m rows; adversarial ends [m, ...].
@@ -110,8 +90,7 @@ def _line_search(oracle: Oracle, x_in: torch.Tensor, x_out: torch.Tensor, images
     rows = oracle.active(images).nonzero().squeeze(1)
     if len(rows):
         boost = torch.full((len(rows),), 0.8, dtype=torch.float64)
-        adversarial = oracle.is_adversarial(point(rows, boost), images[rows])
-        counted = oracle.last_counted
+        adversarial, counted = oracle.query(point(rows, boost), images[rows])
         high[rows[adversarial]] = 0.8
         low[rows[~adversarial & counted]] = 0.8
     return bisect(oracle, images, point, low, high, tol=tol, max_steps=max_steps).x
@@ -214,16 +193,18 @@ def surfree(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, thet
 
     Notes
     -----
-    Steps (Maho et al., CVPR 2021, Algorithm 1, and the reference code):
+    Steps (Maho et al., CVPR 2021, Algorithm 1, and the reference code), one function each:
 
-    1. One query on x: images already misclassified are done.
+    1. One query on x: images already misclassified are done (``_initialise``).
     2. Initialisation: up to ``init_tries`` noisy images, the first answered adversarial is projected on
        the boundary by a boosted line search (one probe at 0.2 x + 0.8 x_init, then a bisection).
-    3. Each iteration, every image with budget left draws a direction v and tries the circle points at
-       +-theta_max (the sign search). On a hit at theta_max the angle is extended by theta_max / T while
-       still adversarial (at most :data:`MAX_EXTENSION` probes, then the bracket closes at 90 degrees, the
-       original image); the angle is then bisected on ``1 - cos(theta)`` between the adversarial and the
-       non-adversarial end, and the adversarial end replaces x_b if it is closer to x.
+    3. Each iteration, every image with budget left draws a direction v in the DCT subspace, orthogonal to
+       u and to its last directions (``_circles``), and tries the circle points at +-theta_max (the
+       sign search, ``_sign_search``); theta_max shrinks or grows. On a hit at theta_max the angle is
+       extended by theta_max / T while still adversarial (at most :data:`MAX_EXTENSION` probes, then the
+       bracket closes at 90 degrees, the original image; ``_bracket``); the angle is then bisected on
+       ``1 - cos(theta)`` between the adversarial and the non-adversarial end (``_bisect_angle``), and
+       the adversarial end replaces x_b if it is closer to x (``_accept``).
     4. Final line search (optional) with the queries kept for it.
 
     Differences from the reference, kept on purpose: the stopping rule is the oracle's budget (no
@@ -234,70 +215,33 @@ def surfree(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, thet
     the bisection (on a locally flat boundary only one side of the circle is adversarial); v is
     orthogonalised against the current u rather than the first direction; no quantisation to 1/255 and no
     interpolation or distance line search (all off in ``config_example.json``). Under a random oracle the
-    returned point should be re-verified with fresh noise (:meth:`rs_repro.smoothing.Smooth.verify`).
+    returned point should be re-verified with fresh noise (:func:`~.verification.verify`).
     """
-    _check("x", tuple(x.shape), x.dim() == 4, "a tensor [B, C, H, W]")
-    _check("x", "values outside [0, 1]", bool(((x >= 0) & (x <= 1)).all()), "in [0, 1]")
-    _check("seed", seed, _is_int(seed), "an int")
-    _check("theta_max", theta_max, 0 < theta_max <= THETA_CAP, f"in (0, {THETA_CAP}] degrees")
-    _check("rho", rho, 0 < rho <= 1, "in (0, 1]")
-    _check("n_ortho", n_ortho, _is_int(n_ortho) and n_ortho >= 0, "an integer >= 0")
-    _check("sign_trials", sign_trials, _is_int(sign_trials) and sign_trials >= 1, "an integer >= 1")
-    _check("bs_gamma", bs_gamma, bs_gamma > 0, "> 0")
-    _check("bs_max_iteration", bs_max_iteration, _is_int(bs_max_iteration) and bs_max_iteration >= 1,
-           "an integer >= 1")
-    _check("frequency_range", frequency_range,
-           len(frequency_range) == 2 and 0 <= frequency_range[0] < frequency_range[1] <= 1,
-           "(lo, hi) with 0 <= lo < hi <= 1")
-    _check("theta_min", theta_min, 0 <= theta_min < theta_max, "in [0, theta_max)")
-    _check("init_tries", init_tries, _is_int(init_tries) and init_tries >= 1, "an integer >= 1")
-    _check("init_sigma", init_sigma, init_sigma > 0, "> 0")
-    _check("init_growth", init_growth, init_growth >= 1, ">= 1")
-
-    batch, shape = x.shape[0], x.shape[1:]
-    channels, height, width = shape
-    dim = math.prod(shape)
-    device, dtype = x.device, x.dtype
+    checks.images("x", x, 4, "[B, C, H, W]", pixel_box=True)
+    checks.integer("seed", seed)
+    checks.real("theta_max", theta_max, 0, THETA_CAP, include_high=True)
+    checks.real("rho", rho, 0, 1, include_high=True)
+    checks.integer("n_ortho", n_ortho, 0)
+    checks.integer("sign_trials", sign_trials, 1)
+    checks.real("bs_gamma", bs_gamma, 0)
+    checks.integer("bs_max_iteration", bs_max_iteration, 1)
+    checks.require(len(frequency_range) == 2 and 0 <= frequency_range[0] < frequency_range[1] <= 1,
+                   "frequency_range", frequency_range, "(lo, hi) with 0 <= lo < hi <= 1")
+    checks.real("theta_min", theta_min, 0, theta_max, include_low=True)
+    checks.integer("init_tries", init_tries, 1)
+    checks.real("init_sigma", init_sigma, 0)
+    checks.real("init_growth", init_growth, 1, include_low=True)
+    batch = x.shape[0]
     gens = [generator(seed, "surfree", i) for i in range(batch)]
-    line_tol = bs_gamma / dim**1.5
+    line_tol = bs_gamma / math.prod(x.shape[1:])**1.5
 
     oracle.start(x, y)
-    everyone = torch.arange(batch)
-    done = oracle.is_adversarial(x, everyone).clone()  # one counted query each: misclassified images are done
-
-    # Initialisation: noisy images, the first adversarial one projected on the boundary.
-    x_init = x.clone()
-    started = torch.zeros(batch, dtype=torch.bool)
-    for k in range(init_tries):
-        rows = (~done & ~started & oracle.active()).nonzero().squeeze(1)
-        if len(rows) == 0:
-            break
-        noise = torch.stack([torch.randn(tuple(shape), generator=gens[i]) for i in rows.tolist()])
-        candidates = (x[rows.to(device)] + init_sigma * init_growth**k * noise.to(device, dtype)).clamp(0, 1)
-        hit = oracle.is_adversarial(candidates, rows)
-        x_init[rows[hit].to(device)] = candidates[hit.to(device)]
-        started[rows[hit]] = True
-    done |= ~started
-    current = x.clone()  # x_b, the current boundary point (x where none)
-    rows = started.nonzero().squeeze(1)
-    if len(rows):
-        dev = rows.to(device)
-        current[dev] = _line_search(oracle, x[dev], x_init[dev], rows, tol=line_tol, max_steps=bs_max_iteration)
-
-    # Direction basis and memory.
-    mask = zigzag_mask(height, width, frequency_range).flatten().nonzero().squeeze(1).to(device)
-    dct_h, dct_w = dct_matrix(height, dtype=dtype, device=device), dct_matrix(width, dtype=dtype, device=device)
-    memory = torch.zeros(batch, n_ortho, dim, device=device, dtype=dtype)
-    stored = torch.zeros(batch, dtype=torch.int64)
+    current, started = _initialise(oracle, x, gens, tries=init_tries, sigma=init_sigma, growth=init_growth,
+                                   tol=line_tol, max_steps=bs_max_iteration)
+    done = ~started  # misclassified at the start (never started), or no adversarial starting point
+    basis = _Basis.build(x, gens, frequency_range, n_ortho)
     theta = torch.full((batch,), float(theta_max), dtype=torch.float64)
     reserve = 1 + bs_max_iteration if final_line_search else 0
-
-    def draw(rows: torch.Tensor) -> torch.Tensor:
-        """Random low-frequency directions [m, d] for the images ``rows`` (each from its own generator)."""
-        signs = torch.stack([torch.randint(0, 3, (channels, len(mask)), generator=gens[i]) for i in rows.tolist()])
-        coeffs = torch.zeros(len(rows), channels, height * width, device=device, dtype=dtype)
-        coeffs[:, :, mask] = (signs - 1).to(device, dtype)
-        return (dct_h.T @ coeffs.view(-1, channels, height, width) @ dct_w).flatten(1)  # inverse DCT
 
     # Each iteration costs every image it runs at least one query: at most max_queries iterations.
     for _ in range(oracle.max_queries):
@@ -305,91 +249,352 @@ def surfree(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, thet
         rows = (~done & (oracle.remaining > reserve)).nonzero().squeeze(1)
         if len(rows) == 0:
             break
-        dev, m = rows.to(device), len(rows)
-        origins = x[dev]
-        delta = (current[dev] - origins).flatten(1)
-        radius = delta.norm(dim=1).clamp_min(torch.finfo(dtype).tiny)
-        u = delta / radius.unsqueeze(1)
-
-        # New direction, orthogonal to u and to the last n_ortho directions (memory cleared when exhausted).
-        r = draw(rows)
-        v, degenerate = _orthonormalise(r, u, memory[dev])
-        if degenerate.any():
-            memory[dev[degenerate.to(device)]] = 0
-            stored[rows[degenerate]] = 0
-            fresh = degenerate.to(device)
-            v[fresh], _ = _orthonormalise(r[fresh], u[fresh], memory.new_zeros(int(fresh.sum()), 0, dim))
-        if n_ortho:
-            memory[dev, (stored[rows] % n_ortho).to(device)] = v
-            stored[rows] += 1
-        radius, u, v = radius.view(-1, 1, 1, 1), u.view(-1, *shape), v.view(-1, *shape)
-
-        def circle(sub: torch.Tensor, angle: torch.Tensor, origins=origins, radius=radius, u=u, v=v) -> torch.Tensor:
-            """Circle points at ``angle`` (degrees, [len(sub)]) of the iteration rows ``sub``, clipped."""
-            s = sub.to(device)
-            rad = torch.deg2rad(angle.double())
-            cos = torch.cos(rad).to(device, dtype).view(-1, 1, 1, 1)
-            sin = torch.sin(rad).to(device, dtype).view(-1, 1, 1, 1)
-            return (origins[s] + radius[s] * cos * (cos * u[s] + sin * v[s])).clamp(0, 1)
-
-        # Sign search: +theta_max (1 - i/T), then -theta_max (1 - i/T), for i < T; the first hit wins.
+        circle = _circles(x, current, rows, basis)
         tmax = theta[rows]
-        found = torch.zeros(m, dtype=torch.bool)
-        at_max = torch.zeros(m, dtype=torch.bool)
-        lower = torch.zeros(m, dtype=torch.float64)  # |angle| of the hit, answered adversarial
-        side = torch.zeros(m, dtype=torch.float64)  # its sign
-        for i in range(sign_trials):
-            for sign in (1.0, -1.0):
-                sub = (~found & oracle.active(rows)).nonzero().squeeze(1)
-                if len(sub) == 0:
-                    continue
-                angle = (1 - i / sign_trials) * tmax[sub]
-                hit = sub[oracle.is_adversarial(circle(sub, sign * angle), rows[sub])]
-                found[hit], at_max[hit] = True, i == 0
-                lower[hit], side[hit] = (1 - i / sign_trials) * tmax[hit], sign
+        found, at_max, lower, side = _sign_search(oracle, circle, rows, tmax, sign_trials)
         theta[rows] = torch.where(found, tmax / rho, tmax * rho).clamp(max=THETA_CAP)
         done[rows[theta[rows] < theta_min]] = True  # converged: no step can change the distance any more
         hits = found.nonzero().squeeze(1)
         if len(hits) == 0:
             continue
-
-        # Bracket: a hit below theta_max is bounded by the larger angle tried before; one at theta_max is
-        # extended by theta_max / T while adversarial.
-        step = tmax / sign_trials
-        upper = torch.where(at_max, torch.full_like(lower, 90.0), lower + step)
-        extend = at_max.clone()
-        for _ in range(MAX_EXTENSION):
-            extend &= lower + step < 90  # else the bracket closes at 90 degrees
-            sub = (extend & oracle.active(rows)).nonzero().squeeze(1)
-            if len(sub) == 0:
-                break
-            angle = lower[sub] + step[sub]
-            adversarial = oracle.is_adversarial(circle(sub, side[sub] * angle), rows[sub])
-            counted = oracle.last_counted
-            lower[sub[adversarial]] = angle[adversarial]
-            stop = sub[~adversarial & counted]
-            upper[stop] = angle[~adversarial & counted]
-            extend[stop] = False
-            extend[sub[~counted]] = False
-
-        # Angle bisection on alpha = 1 - cos(angle) (relative distance of the circle point), in [0, 1].
-        def on_circle(sub: torch.Tensor, alpha: torch.Tensor, hits=hits, side=side, circle=circle) -> torch.Tensor:
-            angle = torch.rad2deg(torch.arccos((1 - alpha).clamp(-1, 1)))
-            return circle(hits[sub], side[hits[sub]] * angle)
-
-        alpha_high = 1 - torch.cos(torch.deg2rad(lower[hits]))
-        alpha_low = 1 - torch.cos(torch.deg2rad(upper[hits]))
-        result = bisect(oracle, rows[hits], on_circle, alpha_low, alpha_high, tol=bs_gamma,
-                        max_steps=bs_max_iteration)
-        moved = (result.high != alpha_high).to(device).view(-1, 1, 1, 1)
-        candidates = torch.where(moved, result.x, circle(hits, side[hits] * lower[hits]))
-        better = (candidates - origins[hits.to(device)]).flatten(1).norm(dim=1) < radius[hits.to(device)].flatten()
-        current[dev[hits.to(device)][better]] = candidates[better]
+        lower, upper = _bracket(oracle, circle, rows, lower, side, at_max, tmax / sign_trials)
+        candidates = _bisect_angle(oracle, circle, rows, hits, lower, upper, side, tol=bs_gamma,
+                                   max_steps=bs_max_iteration)
+        _accept(current, circle, rows, hits, candidates)
 
     if final_line_search:
         moved = (current - x).flatten(1).norm(dim=1).cpu() > 0
         rows = (started & moved & oracle.active()).nonzero().squeeze(1)
         if len(rows):
-            dev = rows.to(device)
+            dev = rows.to(x.device)
             _line_search(oracle, x[dev], current[dev], rows, tol=line_tol, max_steps=bs_max_iteration)
     return oracle.result()
+
+
+def _initialise(oracle: Oracle, x: torch.Tensor, gens: Sequence[torch.Generator], *, tries: int, sigma: float,
+                growth: float, tol: float, max_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SurFree's first boundary points (Maho et al., CVPR 2021, Algorithm 1; the reference's initialisation).
+
+    One query on each image x (a misclassified image is done). Then, for each other image, noisy images
+    ``clip(x + sigma * growth**k * N(0, I), 0, 1)`` for k < ``tries``, drawn from the image's own generator,
+    until one is answered adversarial; it is projected on the boundary by the boosted line search of
+    :func:`_line_search` on the segment from x.
+
+    Parameters
+    ----------
+    oracle : Oracle
+        The started oracle.
+    x : torch.Tensor, shape [B, C, H, W]
+        The images.
+    gens : sequence of torch.Generator
+        One CPU generator per image, B in all.
+    tries, sigma, growth : int, float, float
+        ``init_tries``, ``init_sigma``, ``init_growth`` of :func:`surfree`.
+    tol, max_steps : float, int
+        Tolerance in t and probe cap of the line search.
+
+    Returns
+    -------
+    current : torch.Tensor, shape [B, C, H, W]
+        x_b, the boundary point of each started image (x itself for the others).
+    started : torch.Tensor, shape [B], bool
+        Which images have an adversarial starting point.
+    """
+    batch, shape = x.shape[0], x.shape[1:]
+    device, dtype = x.device, x.dtype
+    misclassified = oracle.is_adversarial(x, torch.arange(batch))  # one counted query each
+    x_init = x.clone()
+    started = torch.zeros(batch, dtype=torch.bool)
+    for k in range(tries):
+        rows = (~misclassified & ~started & oracle.active()).nonzero().squeeze(1)
+        if len(rows) == 0:
+            break
+        noise = torch.stack([torch.randn(tuple(shape), generator=gens[i]) for i in rows.tolist()])
+        candidates = (x[rows.to(device)] + sigma * growth**k * noise.to(device, dtype)).clamp(0, 1)
+        hit = oracle.is_adversarial(candidates, rows)
+        x_init[rows[hit].to(device)] = candidates[hit.to(device)]
+        started[rows[hit]] = True
+    current = x.clone()
+    rows = started.nonzero().squeeze(1)
+    if len(rows):
+        dev = rows.to(device)
+        current[dev] = _line_search(oracle, x[dev], x_init[dev], rows, tol=tol, max_steps=max_steps)
+    return current, started
+
+
+@dataclass
+class _Basis:
+    """SurFree's directions: random {-1, 0, +1} low-frequency DCT coefficients, and each image's memory.
+
+    Maho et al. (CVPR 2021, Algorithm 1) draw each new direction in a low-frequency subspace of the DCT of
+    the image and orthogonalise it against the last directions tried.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        (C, H, W) of one image; d = C H W.
+    mask : torch.Tensor
+        int64 [k], the flat indices (in the H W coefficients of a channel) of the coefficients drawn.
+    dct_h, dct_w : torch.Tensor
+        The orthonormal DCT-II matrices [H, H] and [W, W] (:func:`dct_matrix`), on the device and in the
+        dtype of the images.
+    gens : sequence of torch.Generator
+        One CPU generator per image, B in all.
+    memory : torch.Tensor
+        [B, n_ortho, d], the last ``n_ortho`` unit directions of each image (zero rows: none yet).
+    stored : torch.Tensor
+        int64 [B], the directions stored per image since its memory was last cleared.
+    """
+
+    shape: tuple[int, int, int]
+    mask: torch.Tensor
+    dct_h: torch.Tensor
+    dct_w: torch.Tensor
+    gens: Sequence[torch.Generator]
+    memory: torch.Tensor
+    stored: torch.Tensor
+
+    @classmethod
+    def build(cls, x: torch.Tensor, gens: Sequence[torch.Generator], frequency_range: tuple[float, float],
+              n_ortho: int) -> _Basis:
+        """The basis of the images ``x`` [B, C, H, W], with an empty memory of ``n_ortho`` directions each."""
+        batch, channels, height, width = x.shape
+        device, dtype = x.device, x.dtype
+        mask = zigzag_mask(height, width, frequency_range).flatten().nonzero().squeeze(1).to(device)
+        return cls(shape=(channels, height, width), mask=mask,
+                   dct_h=dct_matrix(height, dtype=dtype, device=device),
+                   dct_w=dct_matrix(width, dtype=dtype, device=device), gens=gens,
+                   memory=torch.zeros(batch, n_ortho, channels * height * width, device=device, dtype=dtype),
+                   stored=torch.zeros(batch, dtype=torch.int64))
+
+    def draw(self, rows: torch.Tensor) -> torch.Tensor:
+        """Random low-frequency directions [m, d] for the images ``rows`` [m], each from its own generator:
+        the inverse DCT of {-1, 0, +1} coefficients on ``mask`` (the reference's ``function='constant'``)."""
+        channels, height, width = self.shape
+        device, dtype = self.dct_h.device, self.dct_h.dtype
+        signs = torch.stack([torch.randint(0, 3, (channels, len(self.mask)), generator=self.gens[i])
+                             for i in rows.tolist()])
+        coeffs = torch.zeros(len(rows), channels, height * width, device=device, dtype=dtype)
+        coeffs[:, :, self.mask] = (signs - 1).to(device, dtype)
+        inverse = self.dct_h.T @ coeffs.view(-1, channels, height, width) @ self.dct_w  # the inverse DCT
+        return inverse.flatten(1)
+
+
+@dataclass
+class _Circle:
+    """The circles of one iteration, one per image it runs (m rows; Maho et al., CVPR 2021, Algorithm 1).
+
+    In the plane (u, v) of row i, ``x(theta) = x + r cos(theta) (cos(theta) u + sin(theta) v)`` lies on the
+    circle of diameter [x, x_b], at distance ``r cos(theta)`` from x.
+
+    Attributes
+    ----------
+    origins : torch.Tensor
+        [m, C, H, W], the images x.
+    radius : torch.Tensor
+        [m, 1, 1, 1], r = ||x_b - x||.
+    u, v : torch.Tensor
+        [m, C, H, W] each: the unit direction (x_b - x) / r and the new unit direction, orthogonal to u.
+    """
+
+    origins: torch.Tensor
+    radius: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+
+    def point(self, sub: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+        """The points at ``angle`` (degrees, [len(sub)]) of the circles ``sub`` (indices into the m rows),
+        clipped to [0, 1]: [len(sub), C, H, W]."""
+        device, dtype = self.origins.device, self.origins.dtype
+        s = sub.to(device)
+        rad = torch.deg2rad(angle.double())
+        cos = torch.cos(rad).to(device, dtype).view(-1, 1, 1, 1)
+        sin = torch.sin(rad).to(device, dtype).view(-1, 1, 1, 1)
+        return (self.origins[s] + self.radius[s] * cos * (cos * self.u[s] + sin * self.v[s])).clamp(0, 1)
+
+    def on_arc(self, hits: torch.Tensor, side: torch.Tensor, sub: torch.Tensor,
+               alpha: torch.Tensor) -> torch.Tensor:
+        """The point of circle ``hits[sub]`` whose relative distance to x is ``1 - cos(angle) = alpha``, on
+        the side ``side[sub]`` (+1 or -1, [len(hits)]): the path of the angle bisection."""
+        angle = torch.rad2deg(torch.arccos((1 - alpha).clamp(-1, 1)))
+        return self.point(hits[sub], side[sub] * angle)
+
+
+def _circles(x: torch.Tensor, current: torch.Tensor, rows: torch.Tensor, basis: _Basis) -> _Circle:
+    """The direction search of one iteration (Maho et al., CVPR 2021, Algorithm 1): a new direction per image.
+
+    For each image of ``rows`` [m], u = (x_b - x) / ||x_b - x||, and a direction drawn from ``basis`` is
+    orthonormalised against u and the image's memory; where the draw lies in their span, the memory is
+    cleared and the draw orthonormalised against u alone. The new direction v is stored in the memory, over
+    the oldest one.
+
+    Parameters
+    ----------
+    x, current : torch.Tensor, shape [B, C, H, W]
+        The images and their current boundary points x_b.
+    rows : torch.Tensor, shape [m], int64
+        The images this iteration runs.
+    basis : _Basis
+        The directions and the memory (updated in place).
+
+    Returns
+    -------
+    _Circle
+        The m circles of diameter [x, x_b] in the planes (u, v).
+    """
+    device, dtype = x.device, x.dtype
+    dev = rows.to(device)
+    origins = x[dev]
+    delta = (current[dev] - origins).flatten(1)
+    radius = delta.norm(dim=1).clamp_min(torch.finfo(dtype).tiny)
+    u = delta / radius.unsqueeze(1)
+    memory, stored, n_ortho = basis.memory, basis.stored, basis.memory.shape[1]
+    r = basis.draw(rows)
+    v, degenerate = _orthonormalise(r, u, memory[dev])
+    if degenerate.any():
+        memory[dev[degenerate.to(device)]] = 0
+        stored[rows[degenerate]] = 0
+        fresh = degenerate.to(device)
+        empty = memory.new_zeros(int(fresh.sum()), 0, memory.shape[2])
+        v[fresh], _ = _orthonormalise(r[fresh], u[fresh], empty)
+    if n_ortho:
+        memory[dev, (stored[rows] % n_ortho).to(device)] = v
+        stored[rows] += 1
+    shape = x.shape[1:]
+    return _Circle(origins=origins, radius=radius.view(-1, 1, 1, 1), u=u.view(-1, *shape),
+                   v=v.view(-1, *shape))
+
+
+def _sign_search(oracle: Oracle, circle: _Circle, rows: torch.Tensor, tmax: torch.Tensor,
+                 trials: int) -> tuple[torch.Tensor, ...]:
+    """SurFree's sign search (Maho et al., CVPR 2021, Algorithm 1): does the new direction help?
+
+    Tries the circle points at +theta_max (1 - i/T), then -theta_max (1 - i/T), for i < T = ``trials``; the
+    first point answered adversarial wins, at most 2T queries per image.
+
+    Parameters
+    ----------
+    oracle, circle, rows : Oracle, _Circle, torch.Tensor
+        The started oracle, the m circles of the iteration, their images (int64 [m]).
+    tmax : torch.Tensor, shape [m], float64
+        theta_max of each image, in degrees.
+    trials : int
+        T.
+
+    Returns
+    -------
+    found, at_max : torch.Tensor, shape [m], bool
+        Whether a point was answered adversarial, and whether it was at theta_max itself (i = 0).
+    lower, side : torch.Tensor, shape [m], float64
+        The angle of that point (degrees, >= 0; 0 where none) and its sign (+1 or -1; 0 where none).
+    """
+    m = len(rows)
+    found = torch.zeros(m, dtype=torch.bool)
+    at_max = torch.zeros(m, dtype=torch.bool)
+    lower = torch.zeros(m, dtype=torch.float64)
+    side = torch.zeros(m, dtype=torch.float64)
+    for i in range(trials):
+        for sign in (1.0, -1.0):
+            sub = (~found & oracle.active(rows)).nonzero().squeeze(1)
+            if len(sub) == 0:
+                continue
+            angle = (1 - i / trials) * tmax[sub]
+            hit = sub[oracle.is_adversarial(circle.point(sub, sign * angle), rows[sub])]
+            found[hit], at_max[hit] = True, i == 0
+            lower[hit], side[hit] = (1 - i / trials) * tmax[hit], sign
+    return found, at_max, lower, side
+
+
+def _bracket(oracle: Oracle, circle: _Circle, rows: torch.Tensor, lower: torch.Tensor, side: torch.Tensor,
+             at_max: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bracket [lower, upper] of angles around the boundary on each circle (Maho et al., CVPR 2021,
+    Algorithm 1, and the reference code).
+
+    A hit below theta_max is bounded by the larger angle tried before it, ``lower + step``. A hit at
+    theta_max is extended by ``step`` while adversarial, at most :data:`MAX_EXTENSION` probes; its bracket
+    closes at 90 degrees (the image itself, answered non-adversarial) when the extension does not stop.
+
+    Parameters
+    ----------
+    oracle, circle, rows : Oracle, _Circle, torch.Tensor
+        The started oracle, the m circles of the iteration, their images (int64 [m]).
+    lower, side : torch.Tensor, shape [m], float64
+        The adversarial angle (degrees) and side of each row, from :func:`_sign_search`.
+    at_max : torch.Tensor, shape [m], bool
+        The rows whose hit was at theta_max.
+    step : torch.Tensor, shape [m], float64
+        theta_max / T, degrees.
+
+    Returns
+    -------
+    lower, upper : torch.Tensor, shape [m], float64
+        The adversarial and the non-adversarial (or 90 degrees) end of each bracket, in degrees.
+    """
+    lower = lower.clone()
+    upper = torch.where(at_max, torch.full_like(lower, 90.0), lower + step)
+    extend = at_max.clone()
+    for _ in range(MAX_EXTENSION):
+        extend &= lower + step < 90  # else the bracket closes at 90 degrees
+        sub = (extend & oracle.active(rows)).nonzero().squeeze(1)
+        if len(sub) == 0:
+            break
+        angle = lower[sub] + step[sub]
+        adversarial, counted = oracle.query(circle.point(sub, side[sub] * angle), rows[sub])
+        lower[sub[adversarial]] = angle[adversarial]
+        stop = sub[~adversarial & counted]
+        upper[stop] = angle[~adversarial & counted]
+        extend[stop] = False
+        extend[sub[~counted]] = False
+    return lower, upper
+
+
+def _bisect_angle(oracle: Oracle, circle: _Circle, rows: torch.Tensor, hits: torch.Tensor,
+                  lower: torch.Tensor, upper: torch.Tensor, side: torch.Tensor, *, tol: float,
+                  max_steps: int) -> torch.Tensor:
+    """SurFree's binary search on theta (Maho et al., CVPR 2021, Algorithm 1): the most turned adversarial
+    point.
+
+    Bisects each bracket of the rows ``hits`` on ``alpha = 1 - cos(angle)``, the relative distance of the
+    circle point to x, in [0, 1] (:func:`~.bisection.bisect`, ``|high - low| <= tol`` or ``max_steps``
+    probes).
+
+    Parameters
+    ----------
+    oracle, circle, rows : Oracle, _Circle, torch.Tensor
+        The started oracle, the m circles of the iteration, their images (int64 [m]).
+    hits : torch.Tensor, shape [h], int64
+        The rows (indices into the m) with an adversarial angle.
+    lower, upper, side : torch.Tensor, shape [m], float64
+        The brackets of :func:`_bracket` (degrees) and the sides.
+    tol, max_steps : float, int
+        ``bs_gamma`` and ``bs_max_iteration`` of :func:`surfree`.
+
+    Returns
+    -------
+    torch.Tensor, shape [h, C, H, W]
+        The adversarial end of each bracket: a point answered adversarial.
+    """
+    alpha_high = 1 - torch.cos(torch.deg2rad(lower[hits]))
+    alpha_low = 1 - torch.cos(torch.deg2rad(upper[hits]))
+    arc = functools.partial(circle.on_arc, hits, side[hits])
+    result = bisect(oracle, rows[hits], arc, alpha_low, alpha_high, tol=tol, max_steps=max_steps)
+    moved = (result.high != alpha_high).to(circle.origins.device).view(-1, 1, 1, 1)
+    return torch.where(moved, result.x, circle.point(hits, side[hits] * lower[hits]))
+
+
+def _accept(current: torch.Tensor, circle: _Circle, rows: torch.Tensor, hits: torch.Tensor,
+            candidates: torch.Tensor) -> None:
+    """SurFree's update (Maho et al., CVPR 2021, Algorithm 1): a candidate closer to x than x_b replaces it.
+
+    Parameters
+    ----------
+    current : torch.Tensor, shape [B, C, H, W]
+        The boundary points x_b, updated in place.
+    circle, rows : _Circle, torch.Tensor
+        The m circles of the iteration, their images (int64 [m]).
+    hits : torch.Tensor, shape [h], int64
+        The rows (indices into the m) the ``candidates`` [h, C, H, W] belong to.
+    """
+    on = hits.to(circle.origins.device)
+    better = (candidates - circle.origins[on]).flatten(1).norm(dim=1) < circle.radius[on].flatten()
+    current[rows.to(current.device)[on][better]] = candidates[better]

@@ -1,8 +1,8 @@
 """The ``claims`` chapter: each headline claim of the paper against the numbers this build measured.
 
 The claims are those of ``paper-notes.md`` section 4, restated in our words. Every claim is decided by a
-*judge*: a function of the measurements one chapter recorded (:mod:`rs_repro.measurements`) that returns
-the measured number as text and a verdict. Nothing is computed again here: a chapter that did not run
+*judge*: a function of the typed record one chapter wrote (:data:`rs_repro.measurements.SCHEMA`) that
+returns the measured number as text and a verdict. Nothing is computed again here: a chapter that did not run
 under the profile asked for leaves its claims "not measured in this profile".
 
 The verdict rules are written next to each judge; they are deliberately simple, stated on the page, and
@@ -11,7 +11,8 @@ use the paper's own threshold where it gives one (30 times the certified radius)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import measurements
+from ..measurements import AttackConfiguration, AttackGrid, BisectionSpread, BoundaryPush, ThresholdCheck
 from ..paper import DISTORTION_OVER_RADIUS
 from ..prose import agree
 
@@ -26,8 +28,9 @@ HOLDS = "holds"
 FAILS = "does not hold"
 NOT_MEASURED = "not measured in this profile"
 
-#: ``judge(values) -> (measured, verdict)``, values being the ``values`` a chapter recorded.
-Judge = Callable[[Mapping[str, Any]], tuple[str, str]]
+#: ``judge(record) -> (measured, verdict)``, the record being the typed measurements
+#: (:data:`rs_repro.measurements.SCHEMA`) a chapter recorded.
+Judge = Callable[[Any], tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,10 @@ def _verdict(ok: bool) -> str:
     return HOLDS if ok else FAILS
 
 
-def _fig5(values: Mapping[str, Any]) -> pd.DataFrame:
-    """The per-configuration summary of the attacks chapter as a table (one row per attack and target)."""
-    return pd.DataFrame(values["summary"])
+def _configurations(grid: AttackGrid) -> pd.DataFrame:
+    """The attacks chapter's configurations as a table (one row per attack and target)."""
+    return pd.DataFrame([dataclasses.asdict(c) for c in grid.configurations],
+                        columns=[f.name for f in dataclasses.fields(AttackConfiguration)])
 
 
 def _smoothed_standard(summary: pd.DataFrame) -> pd.DataFrame:
@@ -76,21 +80,21 @@ def _undefended(summary: pd.DataFrame) -> pd.Series:
     return summary[(summary.model == "standard") & summary.sigma.isna()].set_index("attack").mean_l2
 
 
-def judge_certificate_ratio(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_certificate_ratio(grid: AttackGrid) -> tuple[str, str]:
     """Claim 1: the smallest ratio, over attacks and smoothed classifiers, of the mean distortion to the
     mean certified radius of the same images; holds when it is at least 30 (the paper's factor)."""
-    ratios = pd.DataFrame(values["ratios"])
-    worst = ratios.loc[ratios["ratio of means"].idxmin()]
-    smallest = float(worst["ratio of means"])
-    text = (f"smallest ratio {smallest:.1f} ({worst.attack} vs {worst.target}); median ratio "
-            f"{ratios['ratio of means'].median():.1f}")
-    return text, _verdict(smallest >= DISTORTION_OVER_RADIUS)
+    if not grid.ratios:
+        return "no certified radii were recorded", NOT_MEASURED
+    worst = min(grid.ratios, key=lambda r: r.ratio_of_means)
+    median = float(np.median([r.ratio_of_means for r in grid.ratios]))
+    text = f"smallest ratio {worst.ratio_of_means:.1f} ({worst.attack} vs {worst.target}); median ratio {median:.1f}"
+    return text, _verdict(worst.ratio_of_means >= DISTORTION_OVER_RADIUS)
 
 
-def judge_fewer_samples(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_fewer_samples(grid: AttackGrid) -> tuple[str, str]:
     """Claim 2: for each attack, the mean distortion (averaged over sigma and Pa) at the smallest n against
     the largest n; holds when it is larger at the smallest n for every attack."""
-    smoothed = _smoothed_standard(_fig5(values))
+    smoothed = _smoothed_standard(_configurations(grid))
     parts, ok = [], True
     for attack, part in smoothed.groupby("attack", sort=False):
         by_n = part.groupby("n").mean_l2.mean().sort_index()
@@ -100,10 +104,10 @@ def judge_fewer_samples(values: Mapping[str, Any]) -> tuple[str, str]:
         _verdict(ok)
 
 
-def judge_rays_least_affected(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_rays_least_affected(grid: AttackGrid) -> tuple[str, str]:
     """Claim 3: per attack, the mean distortion over the smoothed standard classifiers divided by the
     undefended one; holds when RayS has the smallest factor."""
-    summary = _fig5(values)
+    summary = _configurations(grid)
     undefended = _undefended(summary)
     factors = _smoothed_standard(summary).groupby("attack").mean_l2.mean() / undefended
     factors = factors.dropna()
@@ -113,11 +117,11 @@ def judge_rays_least_affected(values: Mapping[str, Any]) -> tuple[str, str]:
     return text, _verdict(factors.idxmin() == "RayS")
 
 
-def judge_larger_sigma(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_larger_sigma(grid: AttackGrid) -> tuple[str, str]:
     """Claim 4: between the smallest and the largest sigma of the smoothed standard model, the mean
     distortion (over n and Pa) and the vote accuracy; holds when the accuracy is lower at the larger sigma
     and no attack gains more than 10% distortion from it."""
-    smoothed = _smoothed_standard(_fig5(values))
+    smoothed = _smoothed_standard(_configurations(grid))
     sigmas = sorted(smoothed.sigma.unique())
     if len(sigmas) < 2:
         return "one sigma only", NOT_MEASURED
@@ -129,11 +133,11 @@ def judge_larger_sigma(values: Mapping[str, Any]) -> tuple[str, str]:
     return text, _verdict(accuracy[1] < accuracy[0] and bool((gain <= 1.1).all()))
 
 
-def judge_randtrain(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_randtrain(grid: AttackGrid) -> tuple[str, str]:
     """Claim 5: RandTrain under smoothing against the standard model at the largest sigma (means over n and
     Pa) and, for RayS, against the undefended model; holds when its accuracy is within 0.05, its mean
     distortion within 25% for the other attacks, and RayS needs less distortion than on the undefended model."""
-    summary = _fig5(values)
+    summary = _configurations(grid)
     rand = summary[summary.model == "randtrain"]
     smoothed = _smoothed_standard(summary)
     if rand.empty or smoothed.empty:
@@ -153,11 +157,11 @@ def judge_randtrain(values: Mapping[str, Any]) -> tuple[str, str]:
     return text, _verdict(ok)
 
 
-def judge_pa(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_pa(grid: AttackGrid) -> tuple[str, str]:
     """Claim 6: the mean distortion at the larger Pa over the smaller, per n (averaged over attacks and
     sigma); holds when it never exceeds 1.15 and is largest at the smallest n."""
-    smoothed = _smoothed_standard(_fig5(values))
-    pas = sorted(smoothed.pa.unique())
+    smoothed = _smoothed_standard(_configurations(grid))
+    pas = sorted(smoothed.pa.dropna().unique())
     if len(pas) < 2:
         return "one Pa only", NOT_MEASURED
     by = smoothed.groupby(["n", "pa"]).mean_l2.mean().unstack("pa")
@@ -166,10 +170,10 @@ def judge_pa(values: Mapping[str, Any]) -> tuple[str, str]:
     return text, _verdict(bool((ratio <= 1.15).all()) and ratio.idxmax() == ratio.index[0])
 
 
-def judge_rs_beats_advtrain(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_rs_beats_advtrain(grid: AttackGrid) -> tuple[str, str]:
     """Claim 10: HSJA and SurFree against the smoothed model at the smallest sigma (mean over n and Pa) and
     against AdvTrain; holds when both attacks need more distortion against the smoothed model."""
-    summary = _fig5(values)
+    summary = _configurations(grid)
     smoothed = _smoothed_standard(summary)
     adv = summary[summary.model == "advtrain"].set_index("attack").mean_l2
     low = smoothed[smoothed.sigma == smoothed.sigma.min()].groupby("attack").mean_l2.mean()
@@ -180,45 +184,47 @@ def judge_rs_beats_advtrain(values: Mapping[str, Any]) -> tuple[str, str]:
     return text, _verdict(all(low[a] > adv[a] for a in attacks))
 
 
-def _by_n(mapping: Mapping[Any, Any]) -> dict[float, Any]:
-    """A mapping keyed by n, with the string keys JSON gives back turned into numbers."""
-    return {float(k): v for k, v in mapping.items()}
-
-
-def judge_boundary_push(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_boundary_push(push: BoundaryPush) -> tuple[str, str]:
     """Claim 7: the median distance past the white-box x_a at which the boundary of g_sigma is crossed, with
-    the sign test of "beyond x_a" over the images, and the width of the transition (distance from P = 0.5
-    to P = 0.8) at the smallest and largest n; holds when the crossing is beyond x_a for significantly
-    more than half of the images (sign test p < 0.05) and the transition is wider at the smallest n."""
-    at = _by_n(values["distance_at_pa"])
-    ns = sorted(at)
-    width = {n: float(at[n]["0.8"]) - float(at[n]["0.5"]) for n in ns}
-    sigma = float(values["sigma"])
-    test = next(v for k, v in values["crossing_by_sigma"].items() if float(k) == sigma)
-    p_beyond = float(test["p_beyond"])
-    text = (f"median crossing {float(values['crossing_median']):.3f} past x_a (σ = {sigma:g}), beyond x_a for "
-            f"{test['beyond']} of {test['images']} images (sign test p = {p_beyond:.2g}); P 0.5 → 0.8 over "
-            + ", ".join(f"{width[n]:.3f} (n={n:g})" for n in ns))
-    ok = p_beyond < 0.05 and np.isfinite(width[ns[0]]) and np.isfinite(width[ns[-1]]) and width[ns[0]] > width[ns[-1]]
+    the sign test of "beyond x_a" over the images, and the width of the transition (distance from the
+    smallest to the largest measured P_a) at the smallest and largest n; holds when the crossing is beyond
+    x_a for significantly more than half of the images (sign test p < 0.05) and the transition is wider at
+    the smallest n."""
+    ns = sorted(push.distance_at_pa)
+    low, high = min(push.pas), max(push.pas)
+    if low == high:
+        return f"one level P_a = {low:g} only", NOT_MEASURED
+
+    def width(n: int) -> float:
+        at = push.distance_at_pa[n]
+        return np.nan if at[low] is None or at[high] is None else at[high] - at[low]
+
+    main = push.crossing(push.sigma)
+    p_beyond = np.nan if main.p_beyond is None else main.p_beyond
+    located = main.images - main.censored
+    median = "not located" if main.median is None else f"{main.median:.3f}"
+    text = (f"median crossing {median} past x_a (σ = {push.sigma:g}), beyond x_a for {main.beyond} of {located} "
+            f"images (sign test p = {p_beyond:.2g}); P {low:g} → {high:g} over "
+            + ", ".join(f"{width(n):.3f} (n={n})" for n in ns))
+    ok = p_beyond < 0.05 and np.isfinite(width(ns[0])) and np.isfinite(width(ns[-1])) and width(ns[0]) > width(ns[-1])
     return text, _verdict(bool(ok))
 
 
-def judge_bisection_spread(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_bisection_spread(spread: BisectionSpread) -> tuple[str, str]:
     """Claim 8: the standard deviation of the bisection's output at each n; holds when it decreases from
     the smallest to the largest n."""
-    spread = dict(sorted(_by_n(values["spread"]).items()))
-    ns = list(spread)
-    text = "spread " + ", ".join(f"{s:.3f} (n={n:g})" for n, s in spread.items())
-    return text, _verdict(spread[ns[0]] > spread[ns[-1]])
+    by_n = dict(sorted(spread.spread.items()))
+    ns = list(by_n)
+    text = "spread " + ", ".join(f"{s:.3f} (n={n})" for n, s in by_n.items())
+    return text, _verdict(by_n[ns[0]] > by_n[ns[-1]])
 
 
-def judge_eq5(values: Mapping[str, Any]) -> tuple[str, str]:
+def judge_eq5(check: ThresholdCheck) -> tuple[str, str]:
     """Claim 11: P[g_{sigma,n} adversarial] at the threshold eq. (5) prints, for each n; holds when it
     equals Pa (to 1e-6) for every n checked, odd and even."""
-    pa = float(values["pa"])
-    probability = dict(sorted(_by_n(values["probability_at_threshold"]).items()))
-    text = f"at Pa = {pa:g}: " + ", ".join(f"{p:.3f} (n={n:g})" for n, p in probability.items())
-    return text, _verdict(all(abs(p - pa) <= 1e-6 for p in probability.values()))
+    probability = dict(sorted(check.probability_at_threshold.items()))
+    text = f"at Pa = {check.pa:g}: " + ", ".join(f"{p:.3f} (n={n})" for n, p in probability.items())
+    return text, _verdict(all(abs(p - check.pa) <= 1e-6 for p in probability.values()))
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -247,7 +253,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(7, "Smoothing pushes the boundary beyond the base classifier's, and the transition from 0 to 1 of "
              "P[g_{σ,n}(x) ≠ y] is wider for small n.",
           "boundary of g_σ crossed about 4.0 past x_a on ImageNet", "fig1_adversarial_probability",
-          "crossing beyond x_a for significantly more than half of the images (sign test p < 0.05), and a wider P 0.5 → 0.8 transition at the smallest n", judge_boundary_push),
+          "crossing beyond x_a for significantly more than half of the images (sign test p < 0.05), and a wider "
+          "transition from the smallest to the largest P_a at the smallest n", judge_boundary_push),
     Claim(8, "Smoothing disturbs the binary search; its spread shrinks as n grows.",
           "peak 0.13 (n = 10), 0.21 (n = 50), 0.28 (n = 100)", "fig3_binary_search",
           "spread of the search's output smaller at the largest n", judge_bisection_spread),
@@ -283,10 +290,7 @@ def scorecard(profile: str | None) -> pd.DataFrame:
         if record is None or claim.judge is None:
             measured, verdict = "—", NOT_MEASURED
         else:
-            try:
-                measured, verdict = claim.judge(record["values"])
-            except KeyError as missing:
-                measured, verdict = f"the {claim.chapter} chapter recorded no {missing}", NOT_MEASURED
+            measured, verdict = claim.judge(record)
         rows.append({"claim": claim.number, "statement": claim.statement, "paper": claim.paper,
                      "measured": measured, "verdict": verdict, "rule": claim.rule, "chapter": claim.chapter})
     return pd.DataFrame(rows)
@@ -299,3 +303,20 @@ def summary_sentence(card: pd.DataFrame) -> str:
     holds, fails, unmeasured = (int(counts.get(v, 0)) for v in (HOLDS, FAILS, NOT_MEASURED))
     return (f"Of the {len(card)} claims, {holds} {agree(holds, 'holds', 'hold')} in this build, {fails} "
             f"{agree(fails, 'does', 'do')} not hold and {unmeasured} {agree(unmeasured, 'is', 'are')} not measured")
+
+
+#: The chapters' short names in the scorecard's links.
+CHAPTER_TITLES = {"theory": "theory", "fig1_adversarial_probability": "Fig. 1", "fig3_binary_search": "Fig. 3",
+                  "fig5_attacks": "Fig. 5"}
+
+
+def scorecard_markdown(card: pd.DataFrame) -> str:
+    """The scorecard as a Markdown table for the page, verdicts in bold and chapters linked
+    (``card`` as :func:`scorecard` returns it)."""
+    lines = ["| # | claim (paper's number) | measured here | verdict | rule | chapter |", "|---|---|---|---|---|---|"]
+    for row in card.itertuples():
+        chapter = f"[{CHAPTER_TITLES.get(row.chapter, row.chapter)}]({row.chapter}.ipynb)" if row.chapter else "—"
+        verdict = f"**{row.verdict}**" if row.verdict in (HOLDS, FAILS) else row.verdict
+        lines.append(f"| {row.claim} | {row.statement} ({row.paper}) | {row.measured} | {verdict} | {row.rule} | "
+                     f"{chapter} |")
+    return "\n".join(lines)

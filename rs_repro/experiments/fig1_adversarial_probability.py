@@ -1,4 +1,4 @@
-"""Compute functions of the ``fig1_adversarial_probability`` chapter: Fig. 1 of the paper.
+"""The ``fig1_adversarial_probability`` chapter: Fig. 1 of the paper.
 
 Maho, Furon and Le Merrer (ICASSP 2022, section 3.3 and Fig. 1) attack an image x_o white-box to get the
 closest adversarial example x_a on the boundary of the base classifier f, then walk past it along the
@@ -15,41 +15,88 @@ over a transition that is wider for small n. Here, for each image:
   are correlated across n, never within one n);
 * :func:`first_reach` turns a curve into the distance past x_a at which it reaches a level: the boundary
   of g_sigma, or the levels P_a = 0.5 and 0.8 of eq. (4).
+
+The chapter's work is a list of units (:mod:`rs_repro.engine`, :func:`units`): the white-box attack's table
+(:func:`attack_unit`), the scan of each attacked image (:func:`ray_unit`), a finer scan of the image of the
+left panel, and the crossing alone at each further noise level on every image's ray (:func:`sweep_unit`).
+The attack is batched over all the attacked images; each unit recomputes it from its arguments (it is
+deterministic), once per process. :func:`results` joins the units' tables, :func:`summarize` gives the
+record of the claims chapter, :func:`page` the numbers and sentences of the prose, :func:`plot_probability`
+and :func:`plot_crossing_sigma` the two figures.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
 from torch import nn
 
-from .. import theory
-from ..attacks.minimal import MinimalAdversarial
+from .. import data, seeds, theory
+from ..attacks.minimal import MinimalAdversarial, minimal_l2
+from ..checks import integer, real, require, rule_checker
+from ..engine import Unit
+from ..measurements import BoundaryPush, Crossing
+from ..models import load_model, model_spec
+from ..paper import FIG1_READINGS
+from ..prose import counted
+from ..runtime import compute_threads
 from ..smoothing import Smooth
-
-#: The paper's Fig. 1 read off the figure (``paper-notes.md`` section 2; ImageNet, ResNet50, one image):
-#: distances past x_a, in l2, where the boundary of g_sigma is crossed (the text says about 4.0), where
-#: P[g_{sigma,n} != y] reaches 0.8, and where it reaches about 1, per n; sigma is not stated, 0.05 is likely.
-PAPER_READINGS: dict[str, Any] = {
-    "crossing": 4.0,
-    "sigma": 0.05,
-    "distance_at_0.8": {5: 4.25, 10: 4.1, 50: 4.1},
-    "distance_at_1": {5: 5.0, 10: 4.7, 50: 4.3},
-}
-
 
 #: Largest number of input values (points x repeats x pixels) :func:`scan` gives one call of Smooth.counts.
 SCAN_BLOCK_FLOATS = 2**22
+#: The chapter's name, which is the cache namespace and the first label of every noise seed.
+STEM = __name__.rpartition(".")[2]
+_MODULE = __name__
 
+
+def check_parameters(values: Mapping[str, Any]) -> None:
+    """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
+    need = rule_checker(values)
+    need(values["dataset"] in data.DATASETS, "dataset", f"one of {list(data.DATASETS)}")
+    need(values["dataset"] != "imagenet" or bool(values["standard_weights"]), "standard_weights",
+         "a local ResNet50 weights file for dataset 'imagenet'")
+    need(values["num_candidates"] >= 0, "num_candidates", "0 (the whole test split) or more")
+    need(values["num_images"] >= 1, "num_images", "at least 1")
+    need(0 <= values["panel_image"] < values["num_images"], "panel_image",
+         f"a position in [0, num_images) = [0, {values['num_images']})")
+    need(values["sigma"] > 0, "sigma", "a noise level > 0")
+    ns = values["ns"]
+    need(bool(ns) and all(n >= 1 for n in ns), "ns", "a non-empty list of vote sizes >= 1")
+    need(bool(values["pas"]) and all(0 < p <= 1 for p in values["pas"]), "pas", "a non-empty list of levels in (0, 1]")
+    need(values["t_stop"] > values["t_start"], "t_stop", f"a distance > t_start = {values['t_start']:g}")
+    for name in ("points", "panel_points", "sweep_points"):
+        need(values[name] >= 2, name, "at least 2 points on the ray")
+    group = math.gcd(*ns)
+    for name in ("pool", "panel_pool"):
+        need(values[name] >= max(ns) and values[name] % group == 0, name,
+             f"an integer >= max(ns) = {max(ns)} and a multiple of gcd(ns) = {group}")
+    need(values["sweep_pool"] >= 1, "sweep_pool", "at least 1")
+    need(0 < values["alpha"] < 1, "alpha", "a level in the open interval (0, 1)")
+    sweep = values["sweep_sigmas"]
+    need(all(s > 0 for s in sweep) and len(set(sweep)) == len(sweep), "sweep_sigmas", "distinct noise levels > 0")
+    need(values["sigma"] not in sweep, "sweep_sigmas",
+         f"noise levels other than the main sigma = {values['sigma']:g} (it is measured by the main scan)")
+    need(values["sweep_span"] > 0, "sweep_span", "a span > 0")
+    need(values["attack_steps"] >= 1, "attack_steps", "at least 1")
+    need(values["attack_init_norm"] > 0, "attack_init_norm", "a norm > 0")
+    need(values["batch_size"] >= 1, "batch_size", "at least 1")
+    need(values["device"] == "cpu" or values["device"].startswith("cuda"), "device", "'cpu' or 'cuda[:k]'")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The white-box attack and the scan along a ray
+# ---------------------------------------------------------------------------------------------------
 
 @dataclass
 class Scan:
@@ -71,8 +118,7 @@ class Scan:
 
 def correct_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: int) -> torch.Tensor:
     """Positions (int64 [<= count]) of the first ``count`` images of ``x`` [B, C, H, W] that f classifies as ``y``."""
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
-        raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    integer("count", count, 1)
     with torch.inference_mode():
         right = model(x).argmax(1).cpu() == y.cpu()
     return right.nonzero().squeeze(1)[:count]
@@ -106,8 +152,8 @@ def attack_table(x_o: torch.Tensor, y: torch.Tensor, index: torch.Tensor, attack
     -------
     pandas.DataFrame
         ``unit`` (position in the batch), ``index`` (in the test split), ``label``, ``distance``
-        (||x_a - x_o||), ``label_a`` (f(x_a)), ``margin_a`` (logit of f(x_a) minus the label's: >= 0, small
-        on the boundary), ``box_exit`` (:func:`box_exit`).
+        (||x_a - x_o||, the attack's float32 value), ``label_a`` (f(x_a)), ``margin_a`` (logit of f(x_a)
+        minus the label's: >= 0, small on the boundary), ``box_exit`` (:func:`box_exit`).
     """
     with torch.inference_mode():
         logits = model(attack.x_a).cpu()
@@ -117,22 +163,6 @@ def attack_table(x_o: torch.Tensor, y: torch.Tensor, index: torch.Tensor, attack
                          "distance": attack.distance.numpy(), "label_a": label_a.numpy(),
                          "margin_a": margin.squeeze(1).double().numpy(),
                          "box_exit": box_exit(attack.x_a, directions(x_o, attack)).numpy()})
-
-
-def _check_scan(ts: Sequence[float], ns: Sequence[int], pool: int, alpha: float) -> int:
-    """Validate the scan parameters; return the group size g = gcd(ns)."""
-    if len(ts) < 2 or not all(isinstance(t, numbers.Real) and math.isfinite(t) for t in ts) \
-            or any(b <= a for a, b in itertools.pairwise(ts)):
-        raise ValueError(f"ts must be at least two finite, strictly increasing distances, got {list(ts)!r}")
-    if len(ns) == 0 or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in ns):
-        raise ValueError(f"ns must be a non-empty list of integers >= 1, got {list(ns)!r}")
-    group = math.gcd(*ns)
-    if isinstance(pool, bool) or not isinstance(pool, numbers.Integral) or pool < max(ns) or pool % group:
-        raise ValueError(f"pool must be an integer >= max(ns) = {max(ns)} and a multiple of gcd(ns) = {group}, "
-                         f"got {pool!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
-        raise ValueError(f"alpha must be a real number in the open interval (0, 1), got {alpha!r}")
-    return group
 
 
 def scan(smooth: Smooth, x_a: torch.Tensor, u: torch.Tensor, label: int, ts: Sequence[float], ns: Sequence[int],
@@ -167,12 +197,25 @@ def scan(smooth: Smooth, x_a: torch.Tensor, u: torch.Tensor, label: int, ts: Seq
     -------
     Scan
 
+    Raises
+    ------
+    ValueError
+        ``ts``, ``ns``, ``pool`` or ``alpha`` out of range (the message names it).
+
     Notes
     -----
     A vote is the most frequent class of its n draws, ties going to the smallest class index (the rule of
     :meth:`rs_repro.smoothing.Smooth.vote`); it is wrong when that class is not ``label``.
     """
-    group = _check_scan(ts, ns, pool, alpha)
+    require(len(ts) >= 2 and all(isinstance(t, numbers.Real) and math.isfinite(t) for t in ts)
+            and all(a < b for a, b in itertools.pairwise(ts)), "ts", list(ts),
+            "at least two finite, strictly increasing distances")
+    require(len(ns) > 0 and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in ns),
+            "ns", list(ns), "a non-empty list of integers >= 1")
+    group = math.gcd(*ns)
+    integer("pool", pool, max(ns))
+    require(pool % group == 0, "pool", pool, f"a multiple of gcd(ns) = {group}")
+    real("alpha", alpha, 0, 1)
     groups = pool // group
     # Points per call of Smooth.counts: as many as fit in SCAN_BLOCK_FLOATS once repeated ``groups`` times
     # (small inputs: few large calls), at least one (large inputs: one point, repeated as a view, no copy).
@@ -237,7 +280,6 @@ def distances_at(votes: pd.DataFrame, pas: Sequence[float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-
 def crossing_summary(crossings: pd.DataFrame) -> pd.DataFrame:
     """Distribution of the crossing distance over images, per noise level.
 
@@ -264,3 +306,378 @@ def crossing_summary(crossings: pd.DataFrame) -> pd.DataFrame:
                      "p_beyond": float(stats.binomtest(beyond, len(finite), 0.5, alternative="greater").pvalue)
                      if len(finite) else math.nan})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Work units
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Attacked:
+    """The attacked images of the chapter and their white-box adversarial examples (:func:`attacked`).
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The standard base model f, on the chapter's device.
+    x_o : torch.Tensor, shape [B, C, H, W]
+        The first ``num_images`` candidates f classifies correctly, on the device.
+    y : torch.Tensor, shape [B]
+        Their labels, on the device.
+    index : torch.Tensor, shape [B]
+        Their positions in the test split.
+    attack : MinimalAdversarial or None
+        :func:`rs_repro.attacks.minimal.minimal_l2` on all of them at once (``None`` while the
+        images are only chosen, as :func:`units` does).
+    u : torch.Tensor or None, shape [B, C, H, W]
+        The directions of their rays (:func:`directions`).
+    """
+
+    model: nn.Module
+    x_o: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+    attack: MinimalAdversarial | None = None
+    u: torch.Tensor | None = None
+
+
+def image_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments that fix the attacked images and their x_a, shared by every unit of the chapter."""
+    return {"dataset": values["dataset"], "data_dir": values["data_dir"],
+            "model": model_spec("standard", weights=values["standard_weights"], seed=values["seed"]),
+            "num_candidates": values["num_candidates"], "num_images": values["num_images"], "seed": values["seed"],
+            "attack_steps": values["attack_steps"], "attack_init_norm": values["attack_init_norm"],
+            "device": values["device"]}
+
+
+@functools.lru_cache(maxsize=4)
+def _chosen(dataset: str, data_dir: str, model: tuple[tuple[str, Any], ...], num_candidates: int, num_images: int,
+            seed: int, device: str) -> Attacked:
+    base, _ = load_model(dataset, dict(model), data_dir=data_dir or None, device=device)
+    test = data.load_dataset(dataset, "test", data_dir=data_dir or None, n=num_candidates or None, seed=seed)
+    chosen = correct_images(base, test.x.to(device), test.y, num_images)
+    return Attacked(base, test.x[chosen].to(device), test.y[chosen].to(device), test.index[chosen])
+
+
+def _images_key(images: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The arguments that choose the images, from those of :func:`image_arguments` (hashable)."""
+    return (images["dataset"], images["data_dir"], tuple(sorted(images["model"].items())), images["num_candidates"],
+            images["num_images"], images["seed"], images["device"])
+
+
+@functools.lru_cache(maxsize=4)
+def _attacked(key: tuple[Any, ...], attack_steps: int, attack_init_norm: float) -> Attacked:
+    images = _chosen(*key)
+    attack = minimal_l2(images.model, images.x_o, images.y, steps=attack_steps, init_norm=attack_init_norm)
+    return Attacked(images.model, images.x_o, images.y, images.index, attack, directions(images.x_o, attack))
+
+
+def attacked(**images: Any) -> Attacked:
+    """The attacked images and their x_a, from the arguments :func:`image_arguments` gives; memoised per
+    process, so the units of one process run the attack once.
+
+    The images are the first ``num_images`` of a seeded subset of ``num_candidates`` test images (0: all)
+    that the standard model classifies correctly; the attack (:func:`rs_repro.attacks.minimal.minimal_l2`, no
+    random draw) is batched over all of them, so every unit finds the same x_a.
+    """
+    return _attacked(_images_key(images), images["attack_steps"], images["attack_init_norm"])
+
+
+def attack_unit(**images: Any) -> pd.DataFrame:
+    """The white-box attack's table (:func:`attack_table`); ``images`` as :func:`image_arguments` gives them."""
+    found = attacked(**images)
+    table = attack_table(found.x_o, found.y, found.index, found.attack, found.model)
+    return table.astype({"distance": "float64"})  # float32 would be written to the cache's CSV rounded
+
+
+def ray_unit(*, position: int, sigma: float, ts: list[float], ns: list[int], pool: int, alpha: float,
+             batch_size: int, **images: Any) -> pd.DataFrame:
+    """The :func:`scan` of the attacked image at ``position`` (its profile and votes rows, column ``part``).
+
+    Its noise comes from ``seeds.generator(seed, STEM, <test index of the image>, pool)``.
+    """
+    found = attacked(**images)
+    k, device = position, images["device"]
+    generator = seeds.generator(images["seed"], STEM, int(found.index[k]), pool, device=device)
+    done = scan(Smooth(found.model, data.num_classes(images["dataset"]), sigma), found.attack.x_a[k:k + 1],
+                found.u[k:k + 1], int(found.y[k]), ts, ns, pool, generator=generator, alpha=alpha,
+                batch_size=batch_size)
+    return pd.concat([done.profile.assign(part="profile"), done.votes.assign(part="votes")],
+                     ignore_index=True).assign(unit=k)
+
+
+def sweep_unit(*, position: int, sigma: float, ts: list[float], pool: int, batch_size: int,
+               **images: Any) -> pd.DataFrame:
+    """The ``profile`` of the :func:`scan` of g_sigma (column ``unit``) on the ray of the attacked image at
+    ``position``, at a further noise level ``sigma``; noise from ``seeds.generator(seed, STEM, "sweep", sigma,
+    <test index of the image>)``."""
+    found = attacked(**images)
+    k, device = position, images["device"]
+    generator = seeds.generator(images["seed"], STEM, "sweep", sigma, int(found.index[k]), device=device)
+    done = scan(Smooth(found.model, data.num_classes(images["dataset"]), sigma), found.attack.x_a[k:k + 1],
+                found.u[k:k + 1], int(found.y[k]), ts, [1], pool, generator=generator, batch_size=batch_size)
+    return done.profile.assign(unit=k)
+
+
+def _sweep_grid(values: Mapping[str, Any], level: float) -> list[float]:
+    """The points t of the rays at the further noise level ``level``: ``level * [-sweep_span, sweep_span]``."""
+    return (level * np.linspace(-values["sweep_span"], values["sweep_span"], values["sweep_points"])).tolist()
+
+
+def units(values: Mapping[str, Any]) -> list[Unit]:
+    """The chapter's work: ``attack`` (the attack's table), ``scan-image<k>`` (the scan of the k-th attacked
+    image), ``panel-image<k>`` (the finer scan of the panel image), ``sweep-sigma<s>-image<k>`` (the crossing
+    at each further noise level s on every ray).
+
+    The standard model is trained here when missing, and the attacked images chosen, before any unit runs.
+
+    Raises
+    ------
+    ValueError
+        Fewer correctly classified candidates than ``panel_image`` needs.
+    """
+    images = image_arguments(values)
+    with compute_threads():  # as in the units, which choose the images again (rs_repro.runtime)
+        count = len(_chosen(*_images_key(images)).y)
+    if count <= values["panel_image"]:
+        raise ValueError(f"only {count} of the candidates are correctly classified; panel_image="
+                         f"{values['panel_image']} needs more (raise num_candidates)")
+    scans = {"sigma": values["sigma"], "ns": list(values["ns"]), "alpha": values["alpha"],
+             "batch_size": values["batch_size"]}
+    ts = np.linspace(values["t_start"], values["t_stop"], values["points"]).tolist()
+    panel_ts = np.linspace(values["t_start"], values["t_stop"], values["panel_points"]).tolist()
+    work = [Unit("attack", f"{_MODULE}:attack_unit", images)]
+    work += [Unit(f"scan-image{k}", f"{_MODULE}:ray_unit",
+                  {**images, **scans, "position": k, "ts": ts, "pool": values["pool"]}) for k in range(count)]
+    work.append(Unit(f"panel-image{values['panel_image']}", f"{_MODULE}:ray_unit",
+                     {**images, **scans, "position": values["panel_image"], "ts": panel_ts,
+                      "pool": values["panel_pool"]}))
+    work += [Unit(f"sweep-sigma{level:g}-image{k}", f"{_MODULE}:sweep_unit",
+                  {**images, "position": k, "sigma": level, "ts": _sweep_grid(values, level),
+                   "pool": values["sweep_pool"], "batch_size": values["batch_size"]})
+             for level in values["sweep_sigmas"] for k in range(count)]
+    return work
+
+
+# ---------------------------------------------------------------------------------------------------
+# Results, record, page
+# ---------------------------------------------------------------------------------------------------
+
+_PROFILE = {"t": float, "draws": int, "p_label": float, "p_other": float, "other_class": int, "unit": int}
+_VOTES = {"t": float, "n": int, "votes": int, "wrong": int, "p": float, "lower": float, "upper": float,
+          "unit": int}
+
+
+def ray_scan(table: pd.DataFrame) -> Scan:
+    """The :class:`Scan` of a :func:`ray_unit` table, each part with its column ``unit``."""
+    parts = {name: table[table.part == name][list(columns)].astype(columns).reset_index(drop=True)
+             for name, columns in (("profile", _PROFILE), ("votes", _VOTES))}
+    return Scan(**parts)
+
+
+@dataclass(frozen=True)
+class Results:
+    """The chapter's tables, joined from its units' tables (:func:`results`).
+
+    Attributes
+    ----------
+    attacked : pandas.DataFrame
+        :func:`attack_table`: one row per attacked image.
+    profile, votes : pandas.DataFrame
+        The main scans of all attacked images (:class:`Scan`, column ``unit``: position among them).
+    panel : Scan
+        The finer scan of the panel image.
+    crossings : pandas.Series
+        Position -> distance past x_a where the boundary of g_sigma is crossed (:func:`crossing`).
+    at_pa : pandas.DataFrame
+        :func:`distances_at` of ``votes``: ``unit, n, pa, distance``.
+    medians : pandas.Series
+        (n, pa) -> median over the images of ``at_pa.distance``.
+    panel_at : pandas.Series
+        (n, pa) -> the same distance on the panel scan.
+    transitions : pandas.DataFrame
+        One row per n: the medians, the panel image's distances and the width of the transition.
+    located : pandas.DataFrame
+        ``sigma, unit, crossing``: the crossings at the main noise level and at each further one.
+    by_sigma : pandas.DataFrame
+        :func:`crossing_summary` of ``located``, one row per noise level, increasing.
+    """
+
+    attacked: pd.DataFrame
+    profile: pd.DataFrame
+    votes: pd.DataFrame
+    panel: Scan
+    crossings: pd.Series
+    at_pa: pd.DataFrame
+    medians: pd.Series
+    panel_at: pd.Series
+    transitions: pd.DataFrame
+    located: pd.DataFrame
+    by_sigma: pd.DataFrame
+
+
+def results(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> Results:
+    """The chapter's tables from the tables of :func:`units` (``tables`` maps a unit id to its table)."""
+    ns, pas, sigma = values["ns"], values["pas"], values["sigma"]
+    attacked_rows = tables["attack"]
+    count = len(attacked_rows)
+    main = [ray_scan(tables[f"scan-image{k}"]) for k in range(count)]
+    profile = pd.concat([s.profile for s in main], ignore_index=True)
+    votes = pd.concat([s.votes for s in main], ignore_index=True)
+    panel = ray_scan(tables[f"panel-image{values['panel_image']}"])
+    panel = Scan(panel.profile.drop(columns="unit"), panel.votes.drop(columns="unit"))
+    crossings = pd.Series({unit: crossing(part) for unit, part in profile.groupby("unit")})
+    at_pa = distances_at(votes, pas)
+    medians = at_pa.groupby(["n", "pa"]).distance.median()
+    panel_at = distances_at(panel.votes, pas).set_index(["n", "pa"]).distance
+    width = {n: medians[n, max(pas)] - medians[n, min(pas)] for n in ns}
+    transitions = pd.DataFrame([{"n": n, **{f"distance at Pa={pa:g} (median)": medians[n, pa] for pa in pas},
+                                 **{f"panel image, Pa={pa:g}": panel_at[n, pa] for pa in pas},
+                                 f"width Pa {min(pas):g} -> {max(pas):g}": width[n]} for n in ns])
+    located = [pd.DataFrame({"sigma": sigma, "unit": crossings.index, "crossing": crossings.to_numpy()})]
+    for level in values["sweep_sigmas"]:
+        located.append(pd.DataFrame([{"sigma": level, "unit": k,
+                                      "crossing": crossing(tables[f"sweep-sigma{level:g}-image{k}"])}
+                                     for k in range(count)]))
+    located = pd.concat(located, ignore_index=True)
+    return Results(attacked_rows, profile, votes, panel, crossings, at_pa, medians, panel_at, transitions, located,
+                   crossing_summary(located))
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def summarize(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> BoundaryPush:
+    """The record the claims chapter reads (claim 7: RS pushes the boundary; the transition of
+    P[g_{sigma,n} != y] from 0 to 1 is wider for small n), from the tables of :func:`units`.
+
+    Distances are l2, in [0, 1] pixel units, along the ray past the white-box x_a (t = 0); the crossing at
+    the main noise level comes first in ``crossings``, then those of ``sweep_sigmas`` in increasing order.
+    """
+    res = results(tables, values)
+    ns, pas, sigma = values["ns"], values["pas"], values["sigma"]
+    rows = {float(row.sigma): row for row in res.by_sigma.itertuples()}
+    crossings = [Crossing(sigma=level, median=_finite_or_none(row.median),
+                          median_sigma=_finite_or_none(row.median_sigma), beyond=int(row.beyond),
+                          images=int(row.images), censored=int(row.censored), p_beyond=_finite_or_none(row.p_beyond))
+                 for level, row in sorted(rows.items(), key=lambda item: (item[0] != sigma, item[0]))]
+    return BoundaryPush(
+        dataset=values["dataset"], sigma=float(sigma), ns=[int(n) for n in ns], pas=[float(p) for p in pas],
+        num_images=len(res.attacked), attack_distance_median=float(res.attacked.distance.median()),
+        crossing_distance=[_finite_or_none(c) for c in res.crossings],
+        distance_at_pa={int(n): {float(pa): _finite_or_none(res.medians[n, pa]) for pa in pas} for n in ns},
+        crossings=crossings)
+
+
+def _sign(p_value: float) -> str:
+    return ("significantly more often than before it" if p_value < 0.05
+            else "not significantly more often than before it")
+
+
+def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers and phrases the chapter's prose reads, by glue name."""
+    ns, pas, sigma = values["ns"], values["pas"], values["sigma"]
+    low, high = min(pas), max(pas)
+    attacked_rows, by_sigma = res.attacked, res.by_sigma
+    dims = math.prod(data.input_shape(values["dataset"]))
+    main = by_sigma[by_sigma.sigma == sigma].iloc[0]
+    finite = res.crossings[np.isfinite(res.crossings)]
+    width = {n: res.medians[n, high] - res.medians[n, low] for n in ns}
+    narrows = all(a > b for a, b in itertools.pairwise(width.values()))
+    first = by_sigma.iloc[0]
+    if first.p_beyond < 0.05:
+        size = "a fraction of σ" if abs(first.median_sigma) < 1 else "several σ"
+        push = ("Smoothing does push the boundary outwards past the closest point of the boundary of f, as eq. (3) "
+                f"predicts for a boundary that curves away from x_o, by {size} at the smallest noise level")
+    else:
+        push = "No consistent outward push of the boundary past the closest point of the boundary of f is seen"
+    readings = FIG1_READINGS
+    return {
+        "num_images": len(attacked_rows), "dataset": values["dataset"], "sigma": float(sigma),
+        "attack_median": float(attacked_rows.distance.median()), "attack_min": float(attacked_rows.distance.min()),
+        "attack_max": float(attacked_rows.distance.max()), "margin_max": float(attacked_rows.margin_a.max()),
+        "box_exit_median": float(attacked_rows.box_exit.median()), "noise_norm": float(sigma * math.sqrt(dims)),
+        "crossing_median": float(main["median"]), "crossing_median_sigma": float(main.median_sigma),
+        "crossing_min": float(finite.min()), "crossing_max": float(finite.max()),
+        "panel_crossing": float(crossing(res.panel.profile)),
+        "beyond": int(main.beyond), "located": int(main.images - main.censored),
+        "censored": counted(int(main.censored) + int((~np.isfinite(res.at_pa.distance)).sum()), "measurement"),
+        "main_p": float(main.p_beyond), "main_sign": _sign(main.p_beyond),
+        "pa_low": f"{low:g}", "pa_high": f"{high:g}",
+        "at_low": ", ".join(f"{res.medians[n, low]:.3f} (n = {n})" for n in ns),
+        "at_high": ", ".join(f"{res.medians[n, high]:.3f} (n = {n})" for n in ns),
+        "widths": ", ".join(f"{width[n]:.3f} (n = {n})" for n in ns),
+        "panel_at_high": ", ".join(f"{res.panel_at[n, high]:.3f} (n = {n})" for n in ns),
+        "width_trend": "narrows steadily as n grows" if narrows else "does not narrow steadily as n grows",
+        "paper_crossing": float(readings["crossing"]), "paper_sigma": float(readings["sigma"]),
+        "paper_crossing_sigma": float(readings["crossing"] / readings["sigma"]),
+        "paper_at_high": ", ".join(f"{d:g} (n = {n})" for n, d in readings["distance_at_0.8"].items()),
+        "paper_at_one": ", ".join(f"{d:g} (n = {n})" for n, d in readings["distance_at_1"].items()),
+        "directions": dims - 1, "paper_directions": math.prod(data.input_shape("imagenet")) - 1,
+        "sweep_sigmas": ", ".join(f"{v:g}" for v in values["sweep_sigmas"]),
+        "sweep_span": float(values["sweep_span"]),
+        "sweep_medians": ", ".join(f"{m:.2f} σ (σ = {v:g})" for v, m in zip(by_sigma.sigma, by_sigma.median_sigma)),
+        "sweep_beyond": ", ".join(f"{b} of {i - c} (σ = {v:g})" for v, b, i, c in
+                                  zip(by_sigma.sigma, by_sigma.beyond, by_sigma.images, by_sigma.censored)),
+        "smallest_sigma": float(first.sigma), "smallest_median": float(first["median"]),
+        "smallest_p": float(first.p_beyond), "smallest_sign": _sign(first.p_beyond), "push_conclusion": push,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------------
+
+def plot_probability(res: Results, values: Mapping[str, Any]) -> plt.Figure:
+    """Fig. 1: P[g_{sigma,n} != y] along the ray of the panel image (left), and over all attacked images
+    the distances past x_a where the boundary of g_sigma is crossed and each level P_a reached (right)."""
+    ns, pas, alpha = values["ns"], values["pas"], values["alpha"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]},
+                                   layout="constrained")
+    prof = res.panel.profile
+    ax1.plot(prof.t, 1 - prof.p_label, color="grey", lw=1, label="one micro-decision, $1 - P[f(x+\\sigma N) = y]$")
+    for k, n in enumerate(ns):
+        part = res.panel.votes[res.panel.votes.n == n]
+        ax1.plot(part.t, part.p, color=f"C{k}", lw=1.6, label=f"n = {n} ({int(part.votes.iloc[0])} votes per point)")
+        ax1.fill_between(part.t, part.lower, part.upper, color=f"C{k}", alpha=0.2, lw=0)
+    for pa in pas:
+        ax1.axhline(pa, color="black", lw=0.8, ls=":")
+    ax1.axvline(0, color="grey", lw=1, ls="-.", label="$x_a$, boundary of $f$")
+    ax1.axvline(crossing(prof), color="black", lw=1, ls="--", label="boundary of $g_\\sigma$ (Monte Carlo)")
+    panel_index = int(res.attacked["index"].iloc[values["panel_image"]])
+    ax1.set(xlabel="distance past $x_a$ along $x_a - x_o$ ($\\ell_2$)", ylabel="$P[g_{\\sigma,n}(x) \\neq y]$",
+            title=f"one image (test index {panel_index}), $\\sigma$ = {values['sigma']:g}, "
+                  f"{int((1 - alpha) * 100)}% bands")
+    ax1.legend(fontsize="x-small", loc="lower right")
+
+    at_pa = res.at_pa
+    rows = [("boundary of $g_\\sigma$", res.crossings.to_numpy(), "black", "o")]
+    rows += [(f"n = {n}, $P_a$ = {pa:g}", at_pa[(at_pa.n == n) & (at_pa.pa == pa)].distance.to_numpy(), f"C{k}",
+              "o" if pa == min(pas) else "x") for k, n in enumerate(ns) for pa in pas]
+    for r, (_, found, color, marker) in enumerate(rows):
+        found = np.sort(found[np.isfinite(found)])
+        offsets = ((np.arange(len(found)) % 5) - 2) * 0.07  # a fixed spread, so that equal values stay visible
+        ax2.scatter(found, r + offsets, s=12, color=color, alpha=0.7, marker=marker)
+        if len(found):
+            ax2.plot([np.median(found)] * 2, [r - 0.3, r + 0.3], color=color, lw=2)
+    ax2.axvline(0, color="grey", lw=1, ls="-.")
+    ax2.set_yticks(range(len(rows)), [row[0] for row in rows])
+    ax2.invert_yaxis()
+    ax2.set(xlabel="distance past $x_a$ ($\\ell_2$)", title=f"{len(res.crossings)} images (bar: median)")
+    return fig
+
+
+def plot_crossing_sigma(res: Results) -> plt.Figure:
+    """The crossing past x_a in units of sigma on every ray, at each noise level (bar: median)."""
+    fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
+    for r, (level, part) in enumerate(res.located.groupby("sigma", sort=True)):
+        found = np.sort((part.crossing / level).to_numpy())
+        found = found[np.isfinite(found)]
+        ax.scatter(r + ((np.arange(len(found)) % 5) - 2) * 0.06, found, s=12, color="C0", alpha=0.7)
+        ax.plot([r - 0.3, r + 0.3], [np.median(found)] * 2, color="black", lw=2)
+    ax.axhline(0, color="grey", lw=1, ls="-.")
+    ax.set_xticks(range(res.by_sigma.shape[0]), [f"{v:g}" for v in res.by_sigma.sigma])
+    ax.set(xlabel="$\\sigma$", ylabel="crossing past $x_a$ / $\\sigma$",
+           title="boundary of $g_\\sigma$ on the rays of the attacked images (bar: median)")
+    return fig

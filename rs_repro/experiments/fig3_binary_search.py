@@ -1,24 +1,55 @@
-"""Compute functions of the ``fig3_binary_search`` chapter: Fig. 3 of the paper.
+"""The ``fig3_binary_search`` chapter: Fig. 3 of the paper, a binary search against g_{sigma,n}.
 
 A bisection between a point the smoothed classifier g_{sigma,n} labels correctly (PointA) and one it
 labels otherwise (PointB) ends somewhere random, because every query is a fresh vote of n noisy
-micro-decisions. Repeating it many times gives the distribution of its output, to compare with the
-boundary of g_sigma on the segment, located by a large Monte Carlo.
+micro-decisions (Maho, Furon, Le Merrer, ICASSP 2022, section 3.5 and Fig. 3). Repeating it many times
+gives the distribution of its output, to compare with the boundary of g_sigma on the segment, located by a
+large Monte Carlo.
+
+The chapter's shape: :func:`check_parameters` (run before anything), :func:`units` (one unit of
+:mod:`rs_repro.engine` per segment, chosen by :func:`segments`), :func:`summarize` (the
+:class:`~rs_repro.measurements.BisectionSpread` the claims chapter reads), :func:`page` and
+:func:`spread_by_n` (what the page prints), :func:`plot_bisection` (the figure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .. import seeds
+from .. import data, seeds
 from ..attacks.bisection import bisect_segment
-from ..attacks.oracle import Oracle
+from ..attacks.oracle import Oracle, smoothed_oracle
+from ..checks import rule_checker
+from ..engine import Unit
+from ..measurements import BisectionSpread
+from ..models import load_model, model_spec
 from ..smoothing import Smooth
+
+_MODULE = __name__
+#: Bisection steps that locate the boundary of the base classifier f on a segment (a deterministic search).
+BASE_STEPS = 50
+
+
+def check_parameters(values: Mapping[str, Any]) -> None:
+    """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
+    need = rule_checker(values)
+    need(values["dataset"] in data.DATASETS and values["dataset"] != "imagenet", "dataset",
+         f"one of {', '.join(d for d in data.DATASETS if d != 'imagenet')} (the chapter trains its model)")
+    need(np.isfinite(values["sigma"]) and values["sigma"] > 0, "sigma", "a noise level > 0")
+    ns = values["ns"]
+    need(bool(ns) and all(n >= 1 for n in ns) and len(set(ns)) == len(ns), "ns",
+         "a non-empty list of distinct sample counts >= 1")
+    need(values["repeats"] >= 2, "repeats", "at least 2 searches (a spread needs two)")
+    for name in ("steps", "num_segments", "profile_samples", "bins"):
+        need(values[name] >= 1, name, "at least 1")
+    need(values["profile_points"] >= 2, "profile_points", "at least 2 points on the segment")
 
 
 def segments(model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: int) -> list[tuple[int, int]]:
@@ -39,9 +70,75 @@ def segments(model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: int) -> 
     return pairs
 
 
+def units(values: Mapping[str, Any]) -> list[Unit]:
+    """One unit per segment (``segment-<k>``): its Monte Carlo profile and the bisections of every n.
+
+    The segments are chosen here, on the whole test split, with the base model (trained here on first use,
+    before any worker starts): the first ``num_segments`` pairs of :func:`segments`, fewer if the test
+    split has fewer correctly classified images. ``values`` are the notebook's parameters
+    (:func:`rs_repro.book.chapter_values`).
+    """
+    dataset, data_dir = values["dataset"], values["data_dir"] or None
+    spec = model_spec("standard", seed=values["seed"])
+    model, _ = load_model(dataset, spec, data_dir=data_dir)
+    test = data.load_dataset(dataset, "test", data_dir=data_dir)
+    pairs = segments(model, test.x, test.y, values["num_segments"])
+    if not pairs:
+        raise ValueError(f"the {dataset} test split has no correctly classified image with an image of another "
+                         "class to pair it with: no segment to search on")
+    common = {"dataset": dataset, "data_dir": data_dir, "model": spec, "sigma": values["sigma"], "ns": list(values["ns"]),
+              "repeats": values["repeats"], "steps": values["steps"], "profile_points": values["profile_points"],
+              "profile_samples": values["profile_samples"], "seed": values["seed"]}
+    return [Unit(f"segment-{k}", f"{_MODULE}:segment_unit", {**common, "segment": k, "a": a, "b": b})
+            for k, (a, b) in enumerate(pairs)]
+
+
+def segment_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any], sigma: float, ns: Sequence[int],
+                 repeats: int, steps: int, profile_points: int, profile_samples: int, seed: int, segment: int,
+                 a: int, b: int) -> pd.DataFrame:
+    """Segment ``segment`` from test image ``a`` (PointA) to test image ``b`` (PointB): its class profile
+    (:func:`class_profile` at ``profile_points`` evenly spaced t) and ``repeats`` bisections against
+    g_{sigma,n} for each n (:func:`bisection_outputs`), both drawn from the segment's own seed
+    ``seeds.derive_seed(seed, "segment", segment)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The profile's rows (``part = "profile"``: ``t, p_label, p_other, se``) then the bisections' rows
+        (``part = "search"``: ``n, repeat, t, queries``), each with the segment's ``segment, a, b``,
+        ``length`` (||x_b - x_a||) and ``t_f`` (the boundary of f, :func:`base_boundary`).
+    """
+    base, _ = load_model(dataset, model, data_dir=data_dir)
+    test = data.load_dataset(dataset, "test", data_dir=data_dir)
+    smooth = Smooth(base, data.num_classes(dataset), sigma)
+    x_a, x_b, label = test.x[a:a + 1], test.x[b:b + 1], int(test.y[a])
+    own = seeds.derive_seed(seed, "segment", segment)
+    profile = class_profile(smooth, x_a, x_b, label, np.linspace(0, 1, profile_points).tolist(), profile_samples,
+                            own)
+    searches = [bisection_outputs(smooth, x_a, x_b, label, n, repeats, steps, own).assign(n=n) for n in ns]
+    return pd.concat([profile.assign(part="profile"), *(s.assign(part="search") for s in searches)],
+                     ignore_index=True).assign(segment=segment, a=a, b=b, length=float((x_b - x_a).norm()),
+                                               t_f=base_boundary(base, x_a, x_b, label, BASE_STEPS))
+
+
 def class_profile(smooth: Smooth, x_a: torch.Tensor, x_b: torch.Tensor, label: int, ts: Sequence[float],
                   samples: int, seed: int) -> pd.DataFrame:
     """Monte Carlo class probabilities of f(x(t) + sigma N) along x(t) = (1 - t) x_a + t x_b.
+
+    Parameters
+    ----------
+    smooth : rs_repro.smoothing.Smooth
+        The smoothed classifier g_sigma.
+    x_a, x_b : torch.Tensor, shape [1, C, H, W]
+        The ends of the segment (PointA, PointB).
+    label : int
+        The class whose probability is followed (PointA's true class).
+    ts : sequence of float
+        Positions on the segment, in [0, 1].
+    samples : int
+        Noise draws per position, from ``seeds.generator(seed, "profile")``.
+    seed : int
+        Seed of the draws.
 
     Returns
     -------
@@ -74,14 +171,15 @@ def boundary_of_g(profile: pd.DataFrame) -> float:
 
 def bisection_outputs(smooth: Smooth, x_a: torch.Tensor, x_b: torch.Tensor, label: int, n: int, repeats: int,
                       steps: int, seed: int) -> pd.DataFrame:
-    """Run ``repeats`` independent bisections on the segment against g_{sigma,n}, each its own image.
+    """Run ``repeats`` independent bisections of ``steps`` queries on the segment against g_{sigma,n}, each
+    its own image, with the noise of ``seeds.generator(seed, "bisection", n)``.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``repeat, t`` (the adversarial end each bisection returns) and ``queries``.
     """
-    oracle = smooth.oracle(n, max_queries=steps, generator=seeds.generator(seed, "bisection", n))
+    oracle = smoothed_oracle(smooth, n, max_queries=steps, generator=seeds.generator(seed, "bisection", n))
     rows = torch.arange(repeats)
     start = x_a.expand(repeats, *x_a.shape[1:]).contiguous()
     oracle.start(start, torch.full((repeats,), label, dtype=torch.long))
@@ -94,3 +192,98 @@ def base_boundary(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, label:
     oracle = Oracle(model, max_queries=steps)
     oracle.start(x_a, torch.tensor([label]))
     return float(bisect_segment(oracle, x_a, x_b, torch.tensor([0]), tol=0.0, max_steps=steps).high[0])
+
+
+def segment_parts(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
+    """The pieces of one :func:`segment_unit` table: the profile, the searches, the length and t_f."""
+    profile = table[table.part == "profile"]
+    return profile, table[table.part == "search"], float(table.length.iloc[0]), float(table.t_f.iloc[0])
+
+
+def search_summary(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> pd.DataFrame:
+    """Per segment and n, in l2 units: the spread (standard deviation) of the searches' outputs, their mean
+    offset from the boundary of g_sigma (negative: on PointA's side), and how far that boundary lies from
+    f's.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``segment, n, length, spread (std), mean offset from boundary of g,
+        boundary of g - boundary of f``.
+    """
+    rows = []
+    for table in tables.values():
+        profile, searches, length, t_f = segment_parts(table)
+        t_g = boundary_of_g(profile)
+        for n in values["ns"]:
+            t = searches[searches.n == n].t
+            rows.append({"segment": int(table.segment.iloc[0]), "n": n, "length": length,
+                         "spread (std)": t.std() * length, "mean offset from boundary of g": (t.mean() - t_g) * length,
+                         "boundary of g - boundary of f": (t_g - t_f) * length})
+    return pd.DataFrame(rows)
+
+
+def spread_by_n(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> pd.DataFrame:
+    """The spread and the mean offset of :func:`search_summary`, averaged over the segments, one row per n."""
+    return search_summary(tables, values).groupby("n")[["spread (std)", "mean offset from boundary of g"]].mean()
+
+
+def summarize(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> BisectionSpread:
+    """The measurement of claim 8: the spread of the search's output per n, averaged over the segments."""
+    spread = spread_by_n(tables, values)["spread (std)"]
+    return BisectionSpread(dataset=values["dataset"], sigma=float(values["sigma"]),
+                           spread={int(n): float(s) for n, s in spread.items()})
+
+
+def _first_histogram(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any], n: int) -> np.ndarray:
+    """The histogram the figure draws for ``n``: the outputs on the first segment, as fractions of the
+    searches, over ``bins`` equal bins of the segment."""
+    _, searches, length, _ = segment_parts(tables["segment-0"])
+    d = searches[searches.n == n].t.to_numpy() * length
+    heights, _ = np.histogram(d, bins=np.linspace(0, length, values["bins"] + 1), weights=np.full(len(d), 1 / len(d)))
+    return heights
+
+
+def page(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers and phrases the page's prose reads (glue name to value), from the tables of :func:`units`.
+
+    ``repeats``, ``num_segments``, ``mean_length``; ``spread_small`` / ``spread_large`` and ``offset_small`` /
+    ``offset_large`` (:func:`spread_by_n` at the first and the last n, ``n_small`` and ``n_large``);
+    ``peaks``: the highest bin of the first segment's histogram for each n.
+    """
+    ns = values["ns"]
+    by_n = spread_by_n(tables, values)
+    peaks = {n: _first_histogram(tables, values, n).max() for n in ns}
+    return {"repeats": values["repeats"], "num_segments": len(tables),
+            "peaks": ", ".join(f"{peaks[n]:.2f} (n={n})" for n in ns),
+            "spread_small": float(by_n["spread (std)"].iloc[0]), "spread_large": float(by_n["spread (std)"].iloc[-1]),
+            "n_small": ns[0], "n_large": ns[-1],
+            "offset_small": float(by_n["mean offset from boundary of g"].iloc[0]),
+            "offset_large": float(by_n["mean offset from boundary of g"].iloc[-1]),
+            "mean_length": float(search_summary(tables, values).length.mean())}
+
+
+def plot_bisection(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> plt.Figure:
+    """The paper's Fig. 3 on the first segment: the distribution of the searches' outputs for each n
+    (left) and the class probabilities of the smoothed classifier along the segment (right), with the
+    boundaries of g_sigma and of f."""
+    profile, searches, length, t_f = segment_parts(tables["segment-0"])
+    t_g = boundary_of_g(profile)
+    edges = np.linspace(0, length, values["bins"] + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    for k, n in enumerate(values["ns"]):
+        d = searches[searches.n == n].t.to_numpy() * length
+        ax1.hist(d, bins=edges, weights=np.full(len(d), 1 / len(d)), histtype="step", lw=1.5, color=f"C{k}",
+                 label=f"n = {n}")
+    for ax in (ax1, ax2):
+        ax.axvline(t_g * length, color="black", ls="--", lw=1, label="boundary of $g_\\sigma$ (Monte Carlo)")
+        ax.axvline(t_f * length, color="grey", ls=":", lw=1, label="boundary of $f$")
+    ax1.set(xlabel="position on the segment PointA $\\to$ PointB ($\\ell_2$ from PointA)", ylabel="probability",
+            title=f"output of a {values['steps']}-step binary search against $g_{{\\sigma,n}}$, "
+                  f"$\\sigma$={values['sigma']:g}")
+    ax1.legend(fontsize="small")
+    ax2.plot(profile.t * length, profile.p_label, label="$P[f(x+\\sigma N) = y]$")
+    ax2.plot(profile.t * length, profile.p_other, label="largest other class")
+    ax2.set(xlabel="position on the segment", ylabel="probability", title="class probabilities along the segment")
+    ax2.legend(fontsize="small")
+    return fig

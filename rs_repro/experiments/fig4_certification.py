@@ -12,18 +12,21 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .. import data, seeds
+from .. import data, seeds, theory
 from ..checks import rule_checker
 from ..engine import Unit
-from ..models import load_model
+from ..models import accuracy, load_model, model_spec
+from ..paper import fig4_readings
 from ..smoothing import ABSTAIN, Smooth
 
 _MODULE = __name__
@@ -165,6 +168,183 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     for name in ("sweep_n", "n0", "n", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
     need(values["device"] == "cpu" or values["device"].startswith("cuda"), "device", "'cpu' or 'cuda[:k]'")
+
+
+#: Images per CERTIFY unit.
+CHUNK = 10
+
+
+def model_specs(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The :func:`rs_repro.models.model_spec` of the standard and the noise-trained model, by name."""
+    return {"standard": model_spec("standard", weights=values["standard_weights"], seed=values["seed"]),
+            "randtrain": model_spec("randtrain", sigma=values["randtrain_sigma"], weights=values["randtrain_weights"],
+                                    seed=values["seed"])}
+
+
+def _where(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The unit arguments every unit of the chapter shares (the test images, the batch, the device, the seed)."""
+    return {"dataset": values["dataset"], "data_dir": values["data_dir"] or None, "subset": values["num_images"] or None,
+            "subset_seed": values["seed"], "batch_size": values["batch_size"], "device": values["device"],
+            "seed": values["seed"]}
+
+
+def clean_unit(*, dataset: str, data_dir: str | None, subset: int | None, subset_seed: int, model: Mapping[str, Any],
+               name: str, batch_size: int, device: str) -> pd.DataFrame:
+    """One row ``model, accuracy``: the clean accuracy of a base model on the test images."""
+    base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
+    test = _test_images(dataset, data_dir, subset, subset_seed)
+    return pd.DataFrame([{"model": name, "accuracy": accuracy(base, test.x, test.y, batch_size=batch_size)}])
+
+
+def selection_units(values: Mapping[str, Any]) -> list[Unit]:
+    """The first stage of the chapter: the clean accuracy of both base models and the sweep over sigma, from
+    which :func:`chosen_sigmas` picks the two noise levels. The models are trained here when missing."""
+    where, specs = _where(values), model_specs(values)
+    for spec in specs.values():
+        load_model(values["dataset"], spec, data_dir=where["data_dir"])
+    clean = [Unit(f"clean-{name}", f"{_MODULE}:clean_unit",
+                  {k: where[k] for k in ("dataset", "data_dir", "subset", "subset_seed", "batch_size", "device")}
+                  | {"model": dict(spec), "name": name}) for name, spec in specs.items()]
+    return clean + sweep_units(**where, model=specs["standard"], sigmas=values["sweep_sigmas"], n=values["sweep_n"])
+
+
+def chosen_sigmas(selection: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> tuple[float, float]:
+    """The two noise levels of the standard model, smaller first: the ``sigmas`` parameter, or those the sweep
+    picks for the two ``accuracy_costs`` (:func:`choose_sigmas`)."""
+    clean = selection["clean-standard"].accuracy.iloc[0]
+    sweep = pd.concat([t for k, t in selection.items() if k.startswith("sweep-")], ignore_index=True)
+    chosen = list(values["sigmas"]) or choose_sigmas(sweep, clean, values["accuracy_costs"])
+    if len(set(chosen)) != 2:
+        raise ValueError(f"need two distinct smoothing noises for the standard model, got {chosen} (set sigmas, "
+                         "or refine sweep_sigmas so that the two accuracy_costs pick different values)")
+    low, high = sorted(chosen)
+    return low, high
+
+
+def certification_units(values: Mapping[str, Any], sigmas: tuple[float, float]) -> list[Unit]:
+    """The second stage: CERTIFY of every test image for the standard model at both ``sigmas`` and for
+    RandTrain at its training noise, by chunks of :data:`CHUNK` images."""
+    where, specs = _where(values), model_specs(values)
+    count = len(_test_images(where["dataset"], where["data_dir"], where["subset"], where["subset_seed"]).x)
+    configs = [("standard", sigmas[0]), ("standard", sigmas[1]), ("randtrain", values["randtrain_sigma"])]
+    return [unit for name, sigma in configs
+            for unit in certify_units(**where, images=list(range(count)), chunk=CHUNK, model=specs[name], name=name,
+                                      sigma=sigma, n0=values["n0"], n=values["n"], alpha=values["alpha"])]
+
+
+@dataclass(frozen=True)
+class Results:
+    """The chapter's tables (:func:`results`).
+
+    Attributes
+    ----------
+    clean : dict of str to float
+        Clean accuracy of each base model.
+    sweep : pandas.DataFrame
+        :func:`sigma_sweep` over ``sweep_sigmas``.
+    sigmas : tuple of float
+        The two noise levels of the standard model, smaller first.
+    certified : dict
+        (model name, sigma) to the CERTIFY rows of every test image (:func:`certify_rows`).
+    """
+
+    clean: dict[str, float]
+    sweep: pd.DataFrame
+    sigmas: tuple[float, float]
+    certified: dict[tuple[str, float], pd.DataFrame]
+
+
+def results(selection: Mapping[str, pd.DataFrame], certification: Mapping[str, pd.DataFrame],
+            values: Mapping[str, Any]) -> Results:
+    """The chapter's tables from the tables of :func:`selection_units` and :func:`certification_units`."""
+    sigmas = chosen_sigmas(selection, values)
+    return Results(clean={t.model.iloc[0]: float(t.accuracy.iloc[0]) for k, t in selection.items()
+                          if k.startswith("clean-")},
+                   sweep=pd.concat([t for k, t in selection.items() if k.startswith("sweep-")], ignore_index=True),
+                   sigmas=sigmas, certified=certified_tables(certification_units(values, sigmas), certification))
+
+
+def log_paths(res: Results, values: Mapping[str, Any]) -> dict[tuple[str, float], Path]:
+    """Where :func:`write_cohen_log` writes each configuration's log: ``<results_dir>/<stem>/<dataset>-<model>-
+    sigma<sigma>.tsv``."""
+    folder = Path(values["results_dir"]) / _MODULE.rpartition(".")[2]
+    return {(name, sigma): folder / f"{values['dataset']}-{name}-sigma{sigma:g}.tsv" for name, sigma in res.certified}
+
+
+def _label(name: str, sigma: float) -> str:
+    return f"{'RandTrain' if name == 'randtrain' else 'standard'}, RS $\\sigma$={sigma:g}"
+
+
+def summary_table(res: Results) -> pd.DataFrame:
+    """One row per certified configuration beside the paper's (ImageNet) row in the same order: clean and
+    smoothed accuracy, abstentions, median certified radius of the certified images, largest radius."""
+    paper = fig4_readings().dropna(subset=["smoothed_accuracy"]).reset_index(drop=True)
+    rows = [{"model": _label(name, sigma).replace("$\\sigma$", "sigma"), "clean accuracy": res.clean[name],
+             "smoothed accuracy (certified at r=0)": float(rows.correct.mean()),
+             "abstained": float((rows.predict == ABSTAIN).mean()),
+             "median certified radius": float(rows.radius[rows.correct == 1].median()) if rows.correct.any() else 0.0,
+             "largest radius": float(rows.radius.max())} for (name, sigma), rows in res.certified.items()]
+    table = pd.DataFrame(rows)
+    table["paper: model (ImageNet)"] = [f"{m} sigma={s:g}" for m, s in zip(paper.model, paper.sigma)]
+    table["paper: smoothed accuracy"] = paper.smoothed_accuracy
+    return table
+
+
+def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers and phrases the chapter's prose reads, by glue name."""
+    low, high = res.sigmas
+    clean = res.clean["standard"]
+    majority = dict(zip(res.sweep.sigma, res.sweep.majority_accuracy))
+    smoothed = {key: float(rows.correct.mean()) for key, rows in res.certified.items()}
+    paper = fig4_readings()
+    logs = log_paths(res, values)
+    return {
+        "num_images": len(next(iter(res.certified.values()))), "dataset": values["dataset"],
+        "clean_standard": clean, "clean_randtrain": res.clean["randtrain"],
+        "paper_clean": float(paper.clean_accuracy.iloc[0]), "sigma_lo": low, "sigma_hi": high,
+        "sigma_source": "given as parameters" if values["sigmas"] else "chosen from the sweep",
+        "cost_lo": clean - majority.get(low, np.nan), "cost_hi": clean - majority.get(high, np.nan),
+        "paper_smoothed": ", ".join(f"{v:g}" for v in paper.smoothed_accuracy.dropna()),
+        "paper_last_radius": ", ".join(f"{v:g}" for v in paper.last_radius.dropna()),
+        "smoothed_lo": smoothed["standard", low], "smoothed_hi": smoothed["standard", high],
+        "smoothed_rt": smoothed["randtrain", values["randtrain_sigma"]],
+        "rmax_lo": theory.max_certified_radius(values["n"], values["alpha"], low),
+        "largest_lo": float(res.certified["standard", low].radius.max()),
+        "logs": ", ".join(str(path) for path in logs.values()),
+    }
+
+
+def plot_sweep(res: Results, values: Mapping[str, Any]) -> plt.Figure:
+    """Accuracy of the smoothed standard model against sigma: images whose true class gets more than half of
+    the votes, images where the plurality is right, the clean accuracy, the target costs, the chosen sigmas."""
+    sweep, clean = res.sweep, res.clean["standard"]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(sweep.sigma, sweep.majority_accuracy, "o-", label=f"true class has $p_A > 1/2$ (n={values['sweep_n']} votes)")
+    ax.plot(sweep.sigma, sweep.vote_accuracy, "s--", ms=4, label="majority vote $g_{\\sigma,n}$ correct")
+    ax.axhline(clean, color="black", lw=1, ls=":", label="base model, clean")
+    for target in values["accuracy_costs"]:
+        ax.axhline(clean - target, color="grey", lw=0.8, ls="--")
+    for sigma in res.sigmas:
+        ax.axvline(sigma, color="C3", lw=1)
+    ax.set(xlabel="$\\sigma$", ylabel="accuracy", title="accuracy of the standard model under smoothing")
+    ax.legend()
+    return fig
+
+
+def plot_certified(res: Results, values: Mapping[str, Any]) -> plt.Figure:
+    """Fig. 4: certified accuracy against the l2 radius for each configuration, with the largest radius
+    ``n`` samples can certify at level ``alpha`` dotted."""
+    top = max(rows.radius.max() for rows in res.certified.values())
+    radii = np.linspace(0, max(top, 1e-3) * 1.05, 300)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, ((name, sigma), rows) in enumerate(res.certified.items()):
+        curve = certified_accuracy(rows, radii)
+        ax.plot(curve.radius, curve.certified_accuracy, color=f"C{k}", label=_label(name, sigma))
+        ax.axvline(theory.max_certified_radius(values["n"], values["alpha"], sigma), color=f"C{k}", ls=":", lw=1)
+    ax.set(xlabel="radius ($\\ell_2$)", ylabel="certified accuracy",
+           title=f"CERTIFY, n={values['n']}, $\\alpha$={values['alpha']:g}")
+    ax.legend()
+    return fig
 
 
 def certified_accuracy(rows: pd.DataFrame, radii: np.ndarray) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 from matplotlib.artist import Artist
@@ -28,10 +29,13 @@ from matplotlib.patches import Patch
 from torch import nn
 
 from .. import data, seeds
-from ..attacks.oracle import AttackResult, Oracle
+from ..attacks.oracle import AttackResult, Oracle, smoothed_oracle
+from ..attacks.verification import verify
 from ..checks import rule_checker
 from ..engine import Unit
-from ..models import accuracy, load_model
+from ..measurements import AttackConfiguration, AttackGrid, CertificateRatio
+from ..models import accuracy, load_model, model_spec
+from ..paper import DISTORTION_OVER_RADIUS, fig5_readings
 from ..plots import PALETTE
 from ..smoothing import Smooth
 
@@ -113,8 +117,8 @@ def make_oracle(target: Target, model: nn.Module, num_classes: int, max_queries:
     """The oracle an attack queries for ``target``: the base model, or g_{sigma,n} with the P_a rule."""
     if target.sigma is None:
         return Oracle(model, max_queries)
-    return Smooth(model, num_classes, target.sigma).oracle(target.n, target.pa, max_queries=max_queries,
-                                                          generator=generator)
+    return smoothed_oracle(Smooth(model, num_classes, target.sigma), target.n, target.pa, max_queries=max_queries,
+                           generator=generator)
 
 
 def vote_accuracy(target: Target, model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor,
@@ -157,8 +161,8 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
         verified = result.success.double().numpy()
     else:
         smooth = Smooth(model, num_classes, target.sigma)
-        verified = smooth.verify(result.x_adv.to(device), y[block].to(device), target.n, verify_repeats,
-                                 generator=seeds.generator(seed, "verify", *key, device=device))[0]
+        verified = verify(smooth, result.x_adv.to(device), y[block].to(device), target.n, verify_repeats,
+                          generator=seeds.generator(seed, "verify", *key, device=device))[0]
     rows = pd.DataFrame({"unit": block.numpy(), "idx": index[block].numpy(), "label": y[block].numpy(),
                          "attack": attack, "target": target.label, "success": result.success.numpy(),
                          "l2": result.l2.numpy(), "linf": result.linf.numpy(),
@@ -242,6 +246,105 @@ def accuracy_units(*, dataset: str, data_dir: str | None, targets: Sequence[Targ
                   "target": dataclasses.asdict(t), "seed": seed}) for t in targets]
 
 
+def model_specs(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The :func:`rs_repro.models.model_spec` of each base model of the chapter, by name."""
+    seed = values["seed"]
+    return {"standard": model_spec("standard", seed=seed),
+            "randtrain": model_spec("randtrain", sigma=values["randtrain_sigma"], seed=seed),
+            "advtrain": model_spec("advtrain", epsilon=values["advtrain_epsilon"], seed=seed)}
+
+
+def targets(values: Mapping[str, Any]) -> list[Target]:
+    """The attacked classifiers of the chapter's parameters (:func:`grid`)."""
+    return grid(values["sigmas"], values["ns"], values["pas"], values["randtrain_sigma"], values["randtrain_ns"])
+
+
+def units(values: Mapping[str, Any]) -> list[Unit]:
+    """The chapter's work: every classifier's clean accuracy, the attack grid (:func:`attack_units`) and
+    CERTIFY of the attacked images under each smoothed base model (for the distortion-to-radius ratios).
+
+    The base models are trained here when missing, before any unit runs, and the attacked images are chosen
+    with the standard model (:func:`attacked_images`).
+    """
+    where = {"dataset": values["dataset"], "data_dir": values["data_dir"] or None}
+    specs = model_specs(values)
+    for spec in specs.values():
+        load_model(values["dataset"], spec, data_dir=where["data_dir"])
+    index = attacked_index(values)
+    work = accuracy_units(**where, targets=targets(values), models=specs, seed=values["seed"])
+    work += attack_units(**where, index=index, targets=targets(values), attacks=values["attacks"], models=specs,
+                         max_queries=values["max_queries"], budgets=values["budgets"], chunk=values["chunk"],
+                         verify_repeats=values["verify_repeats"], seed=values["seed"])
+    # Imported by name: the certification units read the certification chapter's code, the attack units do not
+    # (a static import would put it in their code digest, rs_repro.cache.code_digest).
+    certification = importlib.import_module("rs_repro.experiments.fig4_certification")
+    for name, sigma in _smoothed_models(values):
+        work += certification.certify_units(**where, images=index, chunk=values["chunk"], model=specs[name], name=name, sigma=sigma,
+                              n0=CERTIFY["n0"], n=values["certify_n"], alpha=CERTIFY["alpha"],
+                              batch_size=CERTIFY["batch_size"], seed=values["seed"])
+    return work
+
+
+#: CERTIFY's settings for the certified radii of the attacked images, besides ``certify_n``.
+CERTIFY = {"n0": 100, "alpha": 0.001, "batch_size": 10_000}
+
+
+def _smoothed_models(values: Mapping[str, Any]) -> list[tuple[str, float]]:
+    return sorted({(t.model, t.sigma) for t in targets(values) if t.sigma is not None})
+
+
+def attacked_index(values: Mapping[str, Any]) -> list[int]:
+    """Test-split positions of the attacked images (:func:`attacked_images` with the standard model)."""
+    base, _ = load_model(values["dataset"], model_specs(values)["standard"], data_dir=values["data_dir"] or None)
+    full = data.load_dataset(values["dataset"], "test", data_dir=values["data_dir"] or None)
+    return full.index[attacked_images(base, full.x, full.y, values["num_images"], values["seed"])].tolist()
+
+
+@dataclass(frozen=True)
+class Results:
+    """The chapter's tables, joined from its units' tables (:func:`results`).
+
+    Attributes
+    ----------
+    accuracy : pandas.DataFrame
+        ``target, accuracy``: clean accuracy of every classifier.
+    runs : pandas.DataFrame
+        One row per attacked image, attack and classifier (:func:`attack_rows`), with the classifier's
+        ``model, sigma, n, pa, accuracy``.
+    summary : pandas.DataFrame
+        :func:`summarize` of ``runs``.
+    ratios : pandas.DataFrame
+        Per attack and smoothed classifier, the mean distortion over the certified radii of the same images
+        (the fields of :class:`rs_repro.measurements.CertificateRatio`).
+    certified : dict
+        (model name, sigma) to the CERTIFY rows of the attacked images.
+    """
+
+    accuracy: pd.DataFrame
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    ratios: pd.DataFrame
+    certified: dict[tuple[str, float], pd.DataFrame]
+
+
+def results(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> Results:
+    """The chapter's tables from the tables of :func:`units` (``tables`` maps a unit id to its table)."""
+    accuracy = pd.concat([t for k, t in tables.items() if k.startswith("accuracy-")], ignore_index=True)
+    runs = runs_table([t for k, t in tables.items() if k.startswith("attack-")], targets(values), accuracy)
+    summary = summarize(runs)
+    certified = {}
+    for name, sigma in _smoothed_models(values):
+        prefix = f"certify-{name}-sigma{sigma:g}-"
+        certified[name, sigma] = pd.concat([t for k, t in tables.items() if k.startswith(prefix)], ignore_index=True)
+    ratios = pd.DataFrame([{"attack": row.attack, "target": row.target, "mean_l2": row.mean_l2,
+                            "mean_radius": certified[row.model, row.sigma].radius.mean(),
+                            "ratio_of_means": row.mean_l2 / certified[row.model, row.sigma].radius.mean(),
+                            "ratio_to_largest": row.mean_l2 / certified[row.model, row.sigma].radius.max()}
+                           for row in summary[summary.sigma.notna()].itertuples()],
+                          columns=[f.name for f in dataclasses.fields(CertificateRatio)])
+    return Results(accuracy, runs, summary, ratios, certified)
+
+
 def runs_table(tables: Sequence[pd.DataFrame], targets: Sequence[Target], accuracy: pd.DataFrame) -> pd.DataFrame:
     """The attack units' rows in one table, with each classifier's ``model, sigma, n, pa`` and ``accuracy``."""
     grid_table = pd.DataFrame([{"target": t.label, "model": t.model, "sigma": t.sigma, "n": t.n, "pa": t.pa}
@@ -260,6 +363,71 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             .agg(mean_l2=("l2", "mean"), median_l2=("l2", "median"), success=("success", "mean"),
                  verified=("verified", "mean"), images=("l2", "size"),
                  forward_passes=("forward_passes", "mean")).reset_index())
+
+
+def _optional(value: float, kind: type) -> Any:
+    return None if pd.isna(value) else kind(value)
+
+
+def measured(res: Results, values: Mapping[str, Any]) -> AttackGrid:
+    """The record the claims chapter reads (claims 1-6 and 10): every configuration and ratio."""
+    configurations = [AttackConfiguration(
+        attack=r.attack, target=r.target, model=r.model, sigma=_optional(r.sigma, float), n=_optional(r.n, int),
+        pa=_optional(r.pa, float), accuracy=float(r.accuracy), mean_l2=float(r.mean_l2),
+        median_l2=float(r.median_l2), success=float(r.success), verified=float(r.verified), images=int(r.images),
+        forward_passes=float(r.forward_passes)) for r in res.summary.itertuples()]
+    ratios = [CertificateRatio(**{k: (v if isinstance(v, str) else float(v)) for k, v in row.items()})
+              for row in res.ratios.to_dict("records")]
+    return AttackGrid(dataset=values["dataset"], num_images=int(res.runs.unit.nunique()),
+                      max_queries=values["max_queries"], configurations=configurations, ratios=ratios)
+
+
+#: The paper's name of each of our base models in its Fig. 5 (:func:`rs_repro.paper.fig5_readings`).
+PAPER_MODELS = {"standard": "ResNet50", "randtrain": "RandTrain/RS", "advtrain": "AdvTrain"}
+
+
+def beside_paper(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each configuration beside the paper's reading of the same marker of its Fig. 5, matched by attack,
+    model, rank of sigma (the paper's and ours differ), n and P_a; columns ``attack, target, accuracy,
+    mean_l2, accuracy_paper, l2_low, l2_high`` (NaN where the paper has no such marker)."""
+    paper = fig5_readings()
+    ours = summary.assign(paper_model=summary.model.map(PAPER_MODELS))
+    ours.loc[ours.sigma.notna() & (ours.model == "standard"), "paper_model"] = "ResNet50/RS"
+    ours["sigma_rank"] = ours.sigma.map({s: k for k, s in enumerate(sorted(ours.sigma[ours.model == "standard"]
+                                                                            .dropna().unique()))})
+    paper["sigma_rank"] = paper.sigma.map({s: k for k, s in enumerate(sorted(paper.sigma.dropna().unique()))})
+    paper.loc[paper.model == "RandTrain/RS", "sigma_rank"] = np.nan
+    side = ours.merge(paper, left_on=["attack", "paper_model", "sigma_rank", "n", "pa"],
+                      right_on=["attack", "model", "sigma_rank", "n", "pa"], how="left", suffixes=("", "_paper"))
+    return side[["attack", "target", "accuracy", "mean_l2", "accuracy_paper", "l2_low", "l2_high"]]
+
+
+def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers and phrases the chapter's prose reads, by glue name."""
+    summary, attacks = res.summary, values["attacks"]
+    undefended = summary[summary.target == "standard"].set_index("attack").mean_l2
+    trend = []
+    for attack in attacks:
+        part = summary[(summary.attack == attack) & (summary.model == "standard") & summary.sigma.notna()]
+        by_n = part.groupby("n").mean_l2.mean()
+        trend.append(f"{attack}: " + " → ".join(f"{by_n[n]:.2f}" for n in sorted(values["ns"]) if n in by_n))
+    paper = fig5_readings()
+    surfree = paper[(paper.attack == "SurFree") & (paper.sigma == 0.05) & (paper.pa == 0.8)].sort_values("n")
+    smoothed = summary[summary.sigma.notna()]
+    level = smoothed.groupby("pa").verified.mean()
+    top = smoothed[smoothed.pa == max(values["pas"])].groupby("n").verified.mean()
+    return {
+        "smallest_ratio": float(res.ratios.ratio_of_means.min()),
+        "smallest_ratio_max": float(res.ratios.ratio_to_largest.min()),
+        "certify_n": float(values["certify_n"]), "paper_ratio": DISTORTION_OVER_RADIUS,
+        "undefended": ", ".join(f"{undefended[a]:.2f} ({a})" for a in attacks),
+        "trend": "; ".join(trend), "ns_text": ", ".join(map(str, sorted(values["ns"]))),
+        "paper_trend": " → ".join(f"{v:g}" for v in surfree.l2_low),
+        "verified_by_pa": ", ".join(f"{level[p]:.2f} at Pa = {p:g}" for p in sorted(level.index)),
+        "verified_by_n": ", ".join(f"{top[n]:.2f} (n={n:.0f})" for n in sorted(top.index)),
+        "pa_max": float(max(values["pas"])), "verify_repeats": values["verify_repeats"],
+    }
+
 
 #: Colours of the classifier families without smoothing and of RandTrain in the Fig. 5 scatter.
 FAMILY_COLOURS = {"undefended": "black", "randtrain": PALETTE[2], "advtrain": PALETTE[4]}
@@ -334,4 +502,26 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False,
                labelspacing=1.0)
     fig.tight_layout()
+    return fig
+
+
+def plot_queries(runs: pd.DataFrame, attacks: Sequence[str], budgets: Sequence[int], pas: Sequence[float]) -> plt.Figure:
+    """Median over the attacked images of the best distortion found within each budget, one panel per
+    attack (the classifiers without smoothing and those at the largest P_a, for legibility).
+
+    ``runs`` holds one row per image as :func:`results` joins them, with the ``l2_at_<q>`` columns of
+    :func:`attack_rows`; images misclassified from the start are left out.
+    """
+    attacked = runs[runs.l2 > 0]
+    columns = [f"l2_at_{q}" for q in budgets]
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.6), squeeze=False, sharey=True)
+    for ax, attack in zip(axes[0], attacks):
+        part = attacked[attacked.attack == attack]
+        for k, (label, rows) in enumerate(part.groupby("target", sort=False)):
+            if not pd.isna(rows.pa.iloc[0]) and rows.pa.iloc[0] != max(pas):
+                continue
+            ax.plot(budgets, rows[columns].median().to_numpy(), marker=".", color=f"C{k % 10}",
+                    label=label.replace("sigma", "$\\sigma$"))
+        ax.set(title=attack, xlabel="queries", ylabel="median best $\\ell_2$ so far", xscale="log")
+    axes[0][-1].legend(fontsize="xx-small", loc="upper right")
     return fig
