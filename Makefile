@@ -12,7 +12,7 @@ P ?=
 PYTEST_ARGS ?=
 # Where the work units run: WORKERS=N local Dask worker processes (WORKERS=0: in the chapter's own process),
 # SCHEDULER=ADDRESS an existing cluster. Each unit runs on one CPU thread wherever it runs, so on 2 cores two
-# workers are the faster default (Fig. 5, default profile: 7 min 25 s on 2 workers; README).
+# workers are the faster default (cold default make book: 13 min 26 s on 2 workers, 18 min 48 s in-process; README).
 WORKERS ?= 2
 SCHEDULER ?=
 ENGINE := $(if $(SCHEDULER),--scheduler $(SCHEDULER),$(if $(WORKERS),--workers $(WORKERS)))
