@@ -7,7 +7,7 @@ from .minimal import MinimalAdversarial, minimal_l2
 from .oracle import Answer, AttackResult, Oracle, smoothed_oracle
 from .rays import rays
 from .surfree import surfree
-from .verification import verify
+from .verification import Pushed, push_to_level, verify
 
-__all__ = ["Answer", "AttackResult", "Bisection", "MinimalAdversarial", "Oracle", "bisect", "bisect_segment",
-           "hsja", "minimal_l2", "rays", "smoothed_oracle", "surfree", "verify"]
+__all__ = ["Answer", "AttackResult", "Bisection", "MinimalAdversarial", "Oracle", "Pushed", "bisect", "bisect_segment",
+           "hsja", "minimal_l2", "push_to_level", "rays", "smoothed_oracle", "surfree", "verify"]
