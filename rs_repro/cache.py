@@ -36,7 +36,7 @@ PIPELINE_MODULES = ("book.py", "cli.py")
 #: closure of :func:`code_digest` does not enter them, so editing them recomputes nothing.
 PRESENTATION_MODULES = ("rs_repro.book", "rs_repro.cli", "rs_repro.plots", "rs_repro.paper", "rs_repro.prose",
                         "rs_repro.progress", "rs_repro.measurements", "rs_repro.runtime", "rs_repro.cache",
-                        "rs_repro.engine", "rs_repro.paths", "rs_repro.checks", "rs_repro.experiments.claims")
+                        "rs_repro.engine", "rs_repro.paths", "rs_repro.checks", "rs_repro.experiments.claims", "rs_repro.verdicts")
 #: In a chapter module, the top-level functions with this prefix draw figures; they are not part of the code
 #: a computation reads.
 PLOT_PREFIX = "plot_"
