@@ -19,8 +19,11 @@ import torch
 from . import checks
 from .seeds import generator
 
+#: The verdict when the whole interval lies on the claim's side of its threshold.
 HOLDS = "holds"
+#: The verdict when the whole interval lies on the other side.
 FAILS = "does not hold"
+#: The verdict when the interval contains the threshold.
 UNDECIDED = "undecided"
 
 
