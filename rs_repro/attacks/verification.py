@@ -57,8 +57,7 @@ def verify(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, repeats: 
     xs = checks.images("xs", xs, 4, "[B, C, H, W]")
     repeats = checks.integer("repeats", repeats, 1)
     alpha = checks.real("alpha", alpha, 0, 1)
-    votes = smooth.vote(xs.repeat_interleave(repeats, dim=0), n, batch_size, generator=generator)
-    wrong = (votes.view(len(xs), repeats).cpu() != ys.cpu().view(-1, 1)).sum(1).numpy()
+    wrong = _wrong_votes(smooth, xs, ys, n, repeats, batch_size, generator)
     lower, upper = theory.clopper_pearson(wrong, np.full_like(wrong, repeats), alpha)
     return wrong / repeats, np.asarray(lower), np.asarray(upper)
 
@@ -93,17 +92,19 @@ class Pushed:
     reached: np.ndarray
 
 
-def _wrong_votes(smooth: Smooth, x: torch.Tensor, y: int, n: int, votes: int, batch_size: int,
-                 generator: torch.Generator) -> int:
-    """How many of ``votes`` fresh votes of n micro-decisions at ``x`` (shape [1, C, H, W]) are not ``y``."""
-    labels = smooth.vote(x.expand(votes, *x.shape[1:]), n, batch_size, generator=generator)
-    return int((labels != y).sum())
+def _wrong_votes(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, votes: int, batch_size: int,
+                 generator: torch.Generator | None) -> np.ndarray:
+    """How many of ``votes`` fresh votes of n micro-decisions at each of ``xs`` [B, C, H, W] are not its label
+    in ``ys`` [B] (int64 [B])."""
+    labels = smooth.vote(xs.repeat_interleave(votes, dim=0), n, batch_size, generator=generator)
+    return (labels.view(len(xs), votes).cpu() != ys.cpu().view(-1, 1)).sum(1).numpy()
 
 
-def _at_level(smooth: Smooth, origin: torch.Tensor, delta: torch.Tensor, label: int, factor: float, *, n: int,
-              votes: int, pa: float, batch_size: int, generator: torch.Generator) -> bool:
-    """Whether at least ``pa * votes`` of ``votes`` fresh votes at origin + factor * delta are not ``label``."""
-    return _wrong_votes(smooth, origin + factor * delta, label, n, votes, batch_size, generator) >= pa * votes
+def _at_level(smooth: Smooth, origin: torch.Tensor, delta: torch.Tensor, label: torch.Tensor, factor: float, *,
+              n: int, votes: int, pa: float, batch_size: int, generator: torch.Generator) -> bool:
+    """Whether at least ``pa * votes`` of ``votes`` fresh votes at origin + factor * delta ([1, C, H, W]) are not
+    ``label`` ([1])."""
+    return bool(_wrong_votes(smooth, origin + factor * delta, label, n, votes, batch_size, generator)[0] >= pa * votes)
 
 
 def _smallest_factor(adversarial: Callable[[float], bool], *, moves: bool, tolerance: float, max_t: float) -> float:
@@ -190,13 +191,13 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
     points = x_adv.clone()
     for k in range(batch):
         gen = generator(seed, "push-to-level", k, device=device)
-        label, delta = int(y[k]), x_adv[k:k + 1] - x_o[k:k + 1]
+        label, delta = y[k:k + 1], x_adv[k:k + 1] - x_o[k:k + 1]
         adversarial = partial(_at_level, smooth, x_o[k:k + 1], delta, label, n=n, votes=votes, pa=pa,
                               batch_size=batch_size, generator=gen)
         t[k] = _smallest_factor(adversarial, moves=bool(delta.any()), tolerance=tolerance, max_t=max_t)
         if np.isfinite(t[k]):
             points[k] = (x_o[k:k + 1] + t[k] * delta)[0]
-        wrong[k] = _wrong_votes(smooth, points[k:k + 1], label, n, votes, batch_size, gen)
+        wrong[k] = _wrong_votes(smooth, points[k:k + 1], label, n, votes, batch_size, gen)[0]
     lower, upper = theory.clopper_pearson(wrong, np.full_like(wrong, votes), alpha)
     perturbation = (points - x_o).flatten(1)
     reached = np.isfinite(t)
