@@ -126,6 +126,15 @@ def images(name: str, xs: object, ndim: int, layout: str, *, pixel_box: bool = F
     return xs
 
 
+#: What a chapter's ``device`` parameter accepts, as its error message says it.
+DEVICES = "'cpu' or 'cuda[:k]'"
+
+
+def is_device(value: str) -> bool:
+    """Whether ``value`` is a device a chapter runs on: ``cpu`` or a CUDA device (:data:`DEVICES`)."""
+    return value == "cpu" or value.startswith("cuda")
+
+
 def rule_checker(values: Mapping[str, Any]) -> Callable[[bool, str, str], None]:
     """``need(ok, name, accepted)`` for the parameters ``values``: raises ``ValueError("<name>=<value> is not
     accepted; expected <accepted>")`` unless ``ok``.

@@ -44,7 +44,7 @@ from torch import nn
 
 from .. import data, seeds, theory
 from ..attacks.minimal import MinimalAdversarial, minimal_l2
-from ..checks import integer, real, require, rule_checker
+from ..checks import DEVICES, integer, is_device, real, require, rule_checker
 from ..engine import Unit
 from ..measurements import BoundaryPush, Crossing
 from ..models import load_model, model_spec
@@ -91,7 +91,7 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(values["attack_steps"] >= 1, "attack_steps", "at least 1")
     need(values["attack_init_norm"] > 0, "attack_init_norm", "a norm > 0")
     need(values["batch_size"] >= 1, "batch_size", "at least 1")
-    need(values["device"] == "cpu" or values["device"].startswith("cuda"), "device", "'cpu' or 'cuda[:k]'")
+    need(is_device(values["device"]), "device", DEVICES)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from matplotlib.patches import Patch
 from torch import nn
 
 from .. import checks, data, seeds
-from ..checks import rule_checker
+from ..checks import DEVICES, is_device, rule_checker
 from ..engine import Unit
 from ..models import load_model, model_spec
 from ..smoothing import Smooth
@@ -72,7 +72,7 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(values["resolution"] >= 2, "resolution", "at least 2 grid points per axis")
     need(math.isfinite(values["extent"]) and values["extent"] > 0, "extent", "a finite half-width > 0 (l2 units)")
     need(values["batch_size"] >= 1, "batch_size", "at least 1")
-    need(values["device"] == "cpu" or values["device"].startswith("cuda"), "device", "'cpu' or 'cuda[:k]'")
+    need(is_device(values["device"]), "device", DEVICES)
 
 
 def units(values: Mapping[str, Any]) -> list[Unit]:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .. import data, seeds, theory
-from ..checks import rule_checker
+from ..checks import DEVICES, is_device, rule_checker
 from ..engine import Unit
 from ..models import accuracy, load_model, model_spec
 from ..paper import fig4_readings
@@ -167,7 +167,7 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(0 < values["alpha"] < 1, "alpha", "a failure probability in (0, 1)")
     for name in ("sweep_n", "n0", "n", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
-    need(values["device"] == "cpu" or values["device"].startswith("cuda"), "device", "'cpu' or 'cuda[:k]'")
+    need(is_device(values["device"]), "device", DEVICES)
 
 
 #: Images per CERTIFY unit.
