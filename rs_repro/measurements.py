@@ -120,24 +120,54 @@ class BisectionSpread:
     Attributes
     ----------
     dataset : str
+    seed : int
+        The chapter's seed (the claims chapter derives its bootstrap seed from it).
     sigma : float
     spread : dict of int to float
         For each n, the standard deviation (l2) of the search's output, averaged over the segments.
+    per_segment : dict of int to list of float
+        For each n, that standard deviation on each segment (the same segments, in order, for every n).
     """
 
     dataset: str
+    seed: int
     sigma: float
     spread: dict[int, float]
+    per_segment: dict[int, list[float]]
 
 
 @dataclass(frozen=True)
 class AttackConfiguration:
-    """Fig. 5 chapter: one attack against one classifier, over the attacked images.
+    """Fig. 5 chapter: one attack against one classifier, on the grid's attacked images.
 
-    ``sigma``, ``n`` and ``pa`` are ``None`` for a classifier without smoothing (``pa=None`` under smoothing:
-    the plain majority vote). ``mean_l2`` and ``median_l2`` are the attack's reported distortions, ``success``
-    and ``verified`` the fractions of images with an adversarial query and the mean level of eq. (4) at the
-    best one (fresh votes), ``forward_passes`` the mean base-model passes per image.
+    Every per-image list follows :attr:`AttackGrid.images`: the same images for every configuration, none
+    left out, so two configurations compare image by image. ``inf`` marks an image where no point was found.
+
+    Attributes
+    ----------
+    attack, target, model : str
+        The attack, the classifier's label and its base model (``standard``, ``randtrain``, ``advtrain``).
+    sigma, n, pa : float, int, float or None
+        The smoothing noise, votes per query and acceptance level of the smoothed oracle (``None`` for a
+        classifier without smoothing).
+    correct, tested : int
+        Clean accuracy of the attacked classifier: images of the test split it classifies right, of those tested.
+    reported_l2 : list of float
+        The attack's reported distortion, the paper's protocol: the best query the oracle accepted (under
+        smoothing, ceil(n P_a) wrong micro-decisions of one vote); 0 where the clean image was accepted.
+    verified_l2 : list of float
+        The distortion of an adversarial example verified at level P_a (eq. 4) by
+        :func:`rs_repro.attacks.push_to_level` from the reported point; equal to ``reported_l2`` without
+        smoothing.
+    at_level : list of bool
+        Whether the reported point already satisfied eq. (4) (the push kept t = 1).
+    level : list of float
+        P[g_{sigma,n}(x) != y] at the reported point, from fresh votes (1 or 0 without smoothing).
+    radius : list of float or None
+        The CERTIFY radius of each image under the classifier's base model and sigma (``None`` without
+        smoothing).
+    forward_passes : float
+        Mean base-model forward passes per image.
     """
 
     attack: str
@@ -146,41 +176,95 @@ class AttackConfiguration:
     sigma: float | None
     n: int | None
     pa: float | None
-    accuracy: float
-    mean_l2: float
-    median_l2: float
-    success: float
-    verified: float
-    images: int
+    correct: int
+    tested: int
+    reported_l2: list[float]
+    verified_l2: list[float]
+    at_level: list[bool]
+    level: list[float]
+    radius: list[float] | None
     forward_passes: float
 
-
-@dataclass(frozen=True)
-class CertificateRatio:
-    """Fig. 5 chapter, claim 1: an attack's mean distortion over the certified radii of the same images."""
-
-    attack: str
-    target: str
-    mean_l2: float
-    mean_radius: float
-    ratio_of_means: float
-    ratio_to_largest: float
+    @property
+    def accuracy(self) -> float:
+        """Clean accuracy, ``correct / tested``."""
+        return self.correct / self.tested
 
 
 @dataclass(frozen=True)
 class AttackGrid:
-    """Fig. 5 chapter, claims 1-6 and 10: every attack against every classifier, with the same budget."""
+    """Fig. 5 chapter, claims 1-6 and 10: every attack against every classifier, same images, same budget.
+
+    Attributes
+    ----------
+    dataset : str
+    seed : int
+        The chapter's seed (judges derive their bootstrap seeds from it).
+    max_queries : int
+        Query budget per image.
+    votes : int
+        Fresh votes behind each decision of the verification (:func:`rs_repro.attacks.push_to_level`).
+    images : list of int
+        Test-split positions of the attacked images, the order of every per-image list.
+    minimal_l2 : list of float
+        Per image, the white-box minimal l2 distortion on the undefended standard model
+        (:func:`rs_repro.attacks.minimal.minimal_l2`), a floor for every attack on it.
+    configurations : list of AttackConfiguration
+    """
 
     dataset: str
-    num_images: int
+    seed: int
     max_queries: int
+    votes: int
+    images: list[int]
+    minimal_l2: list[float]
     configurations: list[AttackConfiguration]
-    ratios: list[CertificateRatio]
+
+
+@dataclass(frozen=True)
+class NormalAgreement:
+    """Normal-vector chapter, claim 9: HSJA's normal estimates at the boundary of g_sigma, with and without RS.
+
+    At a point x_b on the boundary of g_sigma for each image, HSJA's estimator (:func:`rs_repro.attacks.hsja.
+    normal_estimate`) is run twice with the same probe radius delta: on the base classifier f (without RS)
+    and on the random vote g_{sigma,n} (with RS, one vote of n micro-decisions per probe).
+
+    Attributes
+    ----------
+    dataset : str
+    seed : int
+    sigma : float
+    n : int
+        Micro-decisions per probe of the estimate with RS.
+    probes : int
+        Probes per estimate.
+    ratios : list of float
+        The probe radii delta in units of sigma, increasing (the paper's condition: delta above sigma).
+    cosine : list of list of float
+        ``cosine[r][i]``: cosine between the two estimates at ratio ``ratios[r]`` for image i.
+    one_label : list of list of bool
+        ``one_label[r][i]``: every probe of the estimate with RS got the same answer.
+    hsja_steps, hsja_one_label_steps : list of int
+        Per image, the gradient steps of a full HSJA run against g_{sigma,n} and those whose probes all got
+        the same answer (``AttackResult.diagnostics``).
+    """
+
+    dataset: str
+    seed: int
+    sigma: float
+    n: int
+    probes: int
+    ratios: list[float]
+    cosine: list[list[float]]
+    one_label: list[list[bool]]
+    hsja_steps: list[int]
+    hsja_one_label_steps: list[int]
 
 
 #: The record type of each chapter that records measurements.
 SCHEMA: dict[str, type] = {"theory": ThresholdCheck, "fig1_adversarial_probability": BoundaryPush,
-                           "fig3_binary_search": BisectionSpread, "fig5_attacks": AttackGrid}
+                           "fig3_binary_search": BisectionSpread, "fig5_attacks": AttackGrid,
+                           "normal_vectors": NormalAgreement}
 
 
 def path(stem: str) -> Path:

@@ -1,23 +1,31 @@
-"""Verdicts with their uncertainty: a seeded bootstrap interval and the rule that turns it into a verdict.
+"""Verdicts with their uncertainty: seeded bootstrap and exact binomial intervals, and the rules that read them.
 
-DESIGN.md, "Verdicts": a claim is judged on per-image quantities (for a comparison, the per-image paired
-differences of two configurations attacked on the same images), through a bootstrap interval of the statistic
-the claim is about, and the verdict is read off the interval against the claim's threshold: it *holds* when
-the whole interval lies on the claim's side, *does not hold* when it lies on the other side, and is
-*undecided* when it contains the threshold. Resampling draws from a :class:`torch.Generator` derived from a
-recorded seed, so the same measurements give the same interval.
+DESIGN.md, "Verdicts": a claim of the paper (Maho, Furon, Le Merrer, ICASSP 2022) is judged on per-image
+quantities (for a comparison, the per-image paired differences of two configurations attacked on the same
+images), through a 95% interval of the statistic the claim is about, and the verdict is read off the
+interval against the claim's threshold: it *holds* when the whole interval lies on the claim's side, *does
+not hold* when it lies on the other side, and is *undecided* when it contains the threshold. Resampling
+draws from a :class:`torch.Generator` derived from a recorded seed, so the same measurements give the same
+interval.
+
+Distortions are inf where an attack found no adversarial point (a failure counts as larger than any
+distortion), so the statistics here are inf-aware and never NaN: :func:`median` returns a sample value or
+the average of two, :func:`paired_difference` takes inf - inf as 0 and :func:`ratio` takes equal values in
+ratio 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from . import checks
 from .seeds import generator
+from .theory import clopper_pearson
 
 #: The verdict when the whole interval lies on the claim's side of its threshold.
 HOLDS = "holds"
@@ -26,20 +34,23 @@ FAILS = "does not hold"
 #: The verdict when the interval contains the threshold.
 UNDECIDED = "undecided"
 
+#: Maps per-image rows [..., k, m] to a statistic [...] over their k rows, vectorised over the leading axes.
+Statistic = Callable[[np.ndarray], np.ndarray]
+
 
 @dataclass(frozen=True)
 class Interval:
-    """A statistic and its bootstrap confidence interval.
+    """A statistic and its confidence interval.
 
     Attributes
     ----------
     estimate : float
         The statistic on the measured rows.
     lower, upper : float
-        Percentile bootstrap interval at ``confidence``.
+        The interval at ``confidence`` (either may be infinite).
     confidence : float
     rows : int
-        Number of rows (images) resampled.
+        Number of rows (images) behind it; for a proportion, its trials.
     """
 
     estimate: float
@@ -52,25 +63,78 @@ class Interval:
         return f"{self.estimate:.3g} [{self.lower:.3g}, {self.upper:.3g}]"
 
 
+def median(values: ArrayLike, axis: int | tuple[int, ...] = -1) -> np.ndarray:
+    """The median over ``axis`` (several axes: over all their values together), inf-aware and never NaN.
+
+    With an even count it is the average of the two middle values, as :func:`numpy.median`, except that
+    two middle values of opposite infinite signs average to 0 (where numpy gives NaN); a single infinite
+    middle value makes the median infinite.
+
+    Parameters
+    ----------
+    values : array_like
+        Real values, possibly infinite; no NaN.
+    axis : int or tuple of int
+        The axis, or axes pooled, the median is taken over.
+
+    Returns
+    -------
+    numpy.ndarray
+        The other axes, in order (a 0-d array for a vector).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    x = np.moveaxis(x, axes, tuple(range(-len(axes), 0)))
+    x = x.reshape(*x.shape[:x.ndim - len(axes)], -1)
+    checks.require(x.shape[-1] >= 1 and not np.isnan(x).any(), "values", x.shape, "at least one value, no NaN")
+    ordered = np.sort(x, axis=-1)
+    low, high = ordered[..., (x.shape[-1] - 1) // 2], ordered[..., x.shape[-1] // 2]
+    with np.errstate(invalid="ignore"):
+        middle = low / 2 + high / 2
+    return np.where(low == high, low, np.where(np.isnan(middle), 0.0, middle))
+
+
+def paired_difference(first: ArrayLike, second: ArrayLike) -> np.ndarray:
+    """``first - second`` elementwise (broadcast), with equal values at difference 0 (inf - inf = 0).
+
+    For two distortions of one image, inf - finite = inf: the attack failed on the first configuration only.
+    """
+    a, b = np.broadcast_arrays(np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        return np.where(a == b, 0.0, a - b)
+
+
+def ratio(numerator: ArrayLike, denominator: ArrayLike) -> np.ndarray:
+    """``numerator / denominator`` of non-negative quantities (distortions, radii), elementwise (broadcast).
+
+    Equal values are in ratio 1 (inf/inf and 0/0 included), x/0 = inf for x > 0 and x/inf = 0 for finite x.
+    """
+    a, b = np.broadcast_arrays(np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a == b, 1.0, a / b)
+
+
 def _mean(rows: np.ndarray) -> np.ndarray:
     """The mean of the first column over the k rows of ``rows`` [..., k, m]: the default statistic."""
     return rows[..., 0].mean(axis=-1)
 
 
-def bootstrap(rows: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray] = _mean, *, seed: int,
-              confidence: float = 0.95, resamples: int = 4000) -> Interval:
+def bootstrap(rows: ArrayLike, statistic: Statistic = _mean, *, seed: int, confidence: float = 0.95,
+              resamples: int = 4000) -> Interval:
     """Percentile bootstrap interval of ``statistic`` over the rows (images) of ``rows``.
 
     Parameters
     ----------
-    rows : numpy.ndarray, shape [k] or [k, m]
+    rows : array_like, shape [k] or [k, m]
         One row per image; the columns of a row are resampled together, so paired measurements stay paired
-        (e.g. the distortions of two configurations on the same image).
-    statistic : callable
+        (e.g. the distortions of two configurations on the same image). Values may be infinite (an attack
+        that found nothing); NaN is refused.
+    statistic : Statistic
         Maps an array [..., k, m] to the statistic [...] over its k rows, vectorised over the leading axes
-        (the resamples); by default the mean of the first column.
+        (the resamples); by default the mean of the first column. It must give no NaN.
     seed : int
-        Resampling draws from ``rs_repro.seeds.generator(seed, "bootstrap")``.
+        Resampling draws from ``rs_repro.seeds.generator(seed, "bootstrap")``: the same seed and number of
+        rows give the same resamples, so intervals of one seed resample the images jointly.
     confidence : float
         In (0, 1).
     resamples : int
@@ -79,19 +143,45 @@ def bootstrap(rows: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray] = 
     Returns
     -------
     Interval
+        The bounds are order statistics of the resampled statistic, rounded outward (numpy's ``lower`` and
+        ``higher`` quantiles), so an infinite statistic gives an infinite bound and never NaN.
     """
     values = np.asarray(rows, dtype=np.float64)
     values = values[:, None] if values.ndim == 1 else values
     checks.require(values.ndim == 2 and len(values) >= 2, "rows", values.shape, "an array [k] or [k, m] with k >= 2")
-    checks.require(bool(np.isfinite(values).all()), "rows", "non-finite values", "finite measurements only")
+    checks.require(not np.isnan(values).any(), "rows", "NaN values", "free of NaN (inf marks a failed attack)")
     confidence = checks.real("confidence", confidence, 0, 1)
     resamples = checks.integer("resamples", resamples, 1)
     k = len(values)
     picks = torch.randint(k, (resamples, k), generator=generator(seed, "bootstrap")).numpy()
-    replicates = np.asarray(statistic(values[picks]), dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # a NaN is refused just below
+        replicates = np.asarray(statistic(values[picks]), dtype=np.float64)
+        estimate = float(statistic(values[None])[0])
+    checks.require(not (np.isnan(replicates).any() or np.isnan(estimate)), "statistic", "NaN",
+                   "a statistic without NaN")
     tail = (1 - confidence) / 2
-    lower, upper = np.quantile(replicates, [tail, 1 - tail])
-    return Interval(float(statistic(values[None])[0]), float(lower), float(upper), confidence, k)
+    lower = np.quantile(replicates, tail, method="lower")
+    upper = np.quantile(replicates, 1 - tail, method="higher")
+    return Interval(estimate, float(lower), float(upper), confidence, k)
+
+
+def proportion(successes: int, trials: int, confidence: float = 0.95) -> Interval:
+    """The proportion ``successes / trials`` with its exact (Clopper-Pearson) interval at ``confidence``
+    (:func:`rs_repro.theory.clopper_pearson`)."""
+    confidence = checks.real("confidence", confidence, 0, 1)
+    lower, upper = clopper_pearson(successes, trials, 1 - confidence)
+    return Interval(successes / trials, float(lower), float(upper), confidence, trials)
+
+
+def difference(first: Interval, second: Interval) -> Interval:
+    """``first - second`` with the interval [first.lower - second.upper, first.upper - second.lower].
+
+    It covers the difference whenever both intervals cover their values, so with confidence at least
+    ``first.confidence + second.confidence - 1`` (Bonferroni), and it excludes 0 exactly when the two
+    intervals do not overlap.
+    """
+    return Interval(first.estimate - second.estimate, first.lower - second.upper, first.upper - second.lower,
+                    first.confidence + second.confidence - 1, min(first.rows, second.rows))
 
 
 def verdict(interval: Interval, threshold: float, *, above: bool = True) -> str:
@@ -107,3 +197,27 @@ def verdict(interval: Interval, threshold: float, *, above: bool = True) -> str:
     if high < bound:
         return FAILS
     return UNDECIDED
+
+
+def verdict_within(interval: Interval, low: float, high: float) -> str:
+    """The verdict on "the statistic lies between ``low`` and ``high``" (an equivalence, e.g. "within 25%").
+
+    :data:`HOLDS` when the whole interval is inside (low, high), :data:`FAILS` when it lies wholly below
+    ``low`` or wholly above ``high``, :data:`UNDECIDED` otherwise.
+    """
+    if low < interval.lower and interval.upper < high:
+        return HOLDS
+    if interval.upper < low or interval.lower > high:
+        return FAILS
+    return UNDECIDED
+
+
+def all_of(verdicts: Iterable[str]) -> str:
+    """The verdict on a claim made of parts: :data:`FAILS` if one part fails, :data:`HOLDS` if every part
+    holds, :data:`UNDECIDED` otherwise."""
+    found = list(verdicts)
+    checks.require(bool(found) and set(found) <= {HOLDS, FAILS, UNDECIDED}, "verdicts", found,
+                   f"a non-empty list of {HOLDS!r}, {FAILS!r}, {UNDECIDED!r}")
+    if FAILS in found:
+        return FAILS
+    return HOLDS if set(found) == {HOLDS} else UNDECIDED

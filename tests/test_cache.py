@@ -139,6 +139,7 @@ def test_a_parameter_recomputes_exactly_the_units_that_receive_it(smoke_values):
     keys = _unit_keys(smoke_values)
     for stem, name, value in (("fig1_adversarial_probability", "batch_size", 77), ("fig2_slices", "batch_size", 77),
                               ("fig4_certification", "batch_size", 77), ("fig5_attacks", "verify_repeats", 3),
+                              ("fig5_attacks", "votes", 3),
                               ("fig3_binary_search", "repeats", 3)):
         changed_values = {**smoke_values, stem: {**smoke_values[stem], name: value}}
         after = _unit_keys(changed_values)
@@ -155,7 +156,7 @@ def test_a_parameter_recomputes_exactly_the_units_that_receive_it(smoke_values):
 def _attack_keys() -> dict[str, str]:
     units = fig5_attacks.attack_units(dataset="digits", data_dir=None, index=[0, 1], targets=[fig5_attacks.Target("standard")],
                                       attacks=sorted(fig5_attacks.ATTACKS), models={"standard": models.model_spec()},
-                                      max_queries=10, budgets=[10], chunk=2, verify_repeats=1, seed=0)
+                                      max_queries=10, budgets=[10], chunk=2, verify_repeats=1, votes=1, seed=0)
     return {unit.arguments["attack"]: unit.key() for unit in units}
 
 

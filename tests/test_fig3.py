@@ -55,7 +55,7 @@ def _table(segment: int, length: float, searches: dict[int, list[float]]) -> pd.
 #: 0.02 sqrt 2 and 0.04 sqrt 2 at n = 100; offsets from t_g = 1/2 of 0 and 0.2, then -0.03 and 0.04.
 KNOWN = {"segment-0": _table(0, 1.0, {10: [0.3, 0.7], 100: [0.45, 0.49]}),
          "segment-1": _table(1, 2.0, {10: [0.4, 0.8], 100: [0.5, 0.54]})}
-KNOWN_VALUES = {"dataset": "digits", "sigma": 0.35, "ns": [10, 100], "repeats": 2, "steps": 20, "bins": 4}
+KNOWN_VALUES = {"dataset": "digits", "seed": 0, "sigma": 0.35, "ns": [10, 100], "repeats": 2, "steps": 20, "bins": 4}
 
 
 def test_boundary_of_g_interpolates_the_crossing():
@@ -137,6 +137,7 @@ def test_summary_record_and_page_have_the_known_answers():
     assert isinstance(record, measurements.BisectionSpread) and measurements.SCHEMA[STEM] is type(record)
     assert record.dataset == "digits" and record.sigma == 0.35 and sorted(record.spread) == [10, 100]
     assert record.spread[10] == pytest.approx(0.3 * root2) and record.spread[100] == pytest.approx(0.03 * root2)
+    assert record.per_segment[10] == pytest.approx([0.2 * root2, 0.4 * root2]) and record.seed == 0  # mean 0.3 root2
     by_n = ex.spread_by_n(KNOWN, KNOWN_VALUES)
     assert by_n["mean offset from boundary of g"].tolist() == pytest.approx([0.1, 0.005])
     rows = ex.search_summary(KNOWN, KNOWN_VALUES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -47,9 +48,16 @@ def test_attack_rows_without_smoothing(attack):
     distances = [0.2, 0.4]
     x = _images(model, distances)
     y = torch.zeros(2, dtype=torch.long)
-    kwargs = {"max_queries": 300, "budgets": [50, 300], "verify_repeats": 5, "seed": 0}
+    kwargs = {"max_queries": 300, "budgets": [50, 300], "verify_repeats": 5, "votes": 5, "seed": 0}
     rows = ex.attack_rows(ex.Target("standard"), attack, model, 10, x, y, torch.tensor([7, 9]), [0, 1], **kwargs)
-    assert rows.idx.tolist() == [7, 9] and rows.success.all() and (rows.verified == 1.0).all()
+    assert rows.idx.tolist() == [7, 9] and rows.success.all() and (rows.level == 1.0).all()
+    # without smoothing the reported point is exact: verified as it is
+    assert rows.verified_l2.equals(rows.l2) and rows.at_level.all() and (rows.t == 1.0).all()
+    if attack == "HSJA":  # the attack's own last boundary point is recorded beside the best accepted query
+        assert (rows.final_l2 >= rows.l2 - 1e-6).all() and (rows.final_level == 1.0).all()
+        assert (rows.one_label_steps <= rows.gradient_steps).all()
+    else:
+        assert rows.final_l2.isna().all()
     assert (rows.l2 >= np.array(distances) * (1 - 1e-5)).all()
     assert (rows.queries <= 300).all() and (rows.forward_passes == rows.queries).all()
     assert (rows.l2_at_300 <= rows.l2_at_50).all() and np.allclose(rows.l2_at_300, rows.l2)
@@ -59,13 +67,39 @@ def test_attack_rows_without_smoothing(attack):
 
 def test_attack_rows_under_smoothing_verifies_eq4():
     model = Linear()
-    x = _images(model, [0.3])
+    x = _images(model, [0.3, 0.5])
+    y = torch.zeros(2, dtype=torch.long)
     target = ex.Target("standard", sigma=0.1, n=10, pa=0.8)
-    rows = ex.attack_rows(target, "RayS", model, 10, x, torch.zeros(1, dtype=torch.long), torch.tensor([0]), [0],
-                          max_queries=200, budgets=[200], verify_repeats=50, seed=1)
-    assert (rows.forward_passes == 10 * rows.queries).all() and rows.queries.item() <= 200
-    assert 0.0 <= rows.verified.item() <= 1.0
-    assert 0.0 <= ex.vote_accuracy(target, model, 10, x, torch.zeros(1, dtype=torch.long), seed=0) <= 1.0
+    rows = ex.attack_rows(target, "RayS", model, 10, x, y, torch.tensor([0, 1]), [0, 1],
+                          max_queries=200, budgets=[200], verify_repeats=50, votes=40, seed=1)
+    assert (rows.forward_passes == 10 * rows.queries).all() and (rows.queries <= 200).all()
+    assert rows.level.between(0, 1).all()
+    # The verified point lies on the attack's ray at a factor t >= 1 and is adversarial at level 0.8: on this
+    # linear model g_sigma = f, a micro-decision at signed distance s past the hyperplane is wrong with
+    # probability Phi(s / sigma), so eq. (4) needs P[Bin(10, Phi(s / sigma)) >= 6] >= 0.8, i.e. s > 0.
+    assert (rows.t >= 1).all() and (rows.verified_l2 >= rows.l2 * (1 - 1e-9)).all()
+    assert np.allclose(rows.verified_l2, rows.t * rows.l2)
+    assert (rows.verified_l2 >= np.array([0.3, 0.5]) * (1 - 1e-3)).all()
+    assert (rows.at_level == (rows.t == 1)).all() and rows.verified_level.between(0, 1).all()
+    correct = ex.vote_correct(target, model, 10, x, y, seed=0)
+    assert isinstance(correct, int) and 0 <= correct <= 2
+
+
+def test_a_point_at_the_clean_image_is_not_verified():
+    model = Linear()
+    x = _images(model, [0.3] * 8)
+    y = torch.zeros(8, dtype=torch.long)
+    # At sigma = 1 a micro-decision at x_o is wrong with probability Phi(-0.3) = 0.38, so the one-vote oracle
+    # (n = 1, Pa = 0.5) accepts x_o itself at HSJA's first query for about 38% of the images, which then stop at
+    # distortion 0. Such a report has no direction to push along: it is verified only if x_o is adversarial at
+    # level 0.5, which 200 fresh votes refute (P[Bin(200, 0.38) >= 100] < 1e-3).
+    target = ex.Target("standard", sigma=1.0, n=1, pa=0.5)
+    rows = ex.attack_rows(target, "HSJA", model, 10, x, y, torch.arange(8), list(range(8)), max_queries=50,
+                          budgets=[50], verify_repeats=20, votes=200, seed=3)
+    at_origin = (rows.l2 == 0).to_numpy()
+    assert 0 < at_origin.sum() < 8
+    assert np.isinf(rows.verified_l2[at_origin]).all() and np.isinf(rows.t[at_origin]).all()
+    assert not rows.at_level[at_origin].any()
 
 
 def test_scatter_legend_explains_colour_size_and_shape():
@@ -75,7 +109,8 @@ def test_scatter_legend_explains_colour_size_and_shape():
 
     targets = ex.grid([0.35, 0.45], [10, 50, 100], [0.5, 0.8], 0.5, [10])
     summary = pd.DataFrame([{"attack": a, "model": t.model, "sigma": t.sigma, "n": t.n, "pa": t.pa,
-                             "accuracy": 0.9 - 0.01 * k, "mean_l2": 1.0 + 0.1 * k}
+                             "accuracy": 0.9 - 0.01 * k, "median_l2": 1.0 + 0.1 * k,
+                             "verified_median_l2": (1.5 + 0.1 * k) if t.sigma is not None else 1.0 + 0.1 * k}
                             for a in ("HSJA", "RayS") for k, t in enumerate(targets)]).astype(
         {"sigma": float, "n": float, "pa": float})
     fig = ex.plot_scatter(summary, ["HSJA", "RayS"])
@@ -83,17 +118,20 @@ def test_scatter_legend_explains_colour_size_and_shape():
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels == ["undefended", "RS $\\sigma$=0.35", "RS $\\sigma$=0.45", "RandTrain/RS $\\sigma$=0.5",
                       "AdvTrain", "$n$ = 10", "$n$ = 50", "$n$ = 100", "$P_a$ = 0.8", "$P_a$ = 0.5",
-                      "no smoothing"]
+                      "no smoothing", "reported (paper's protocol)", "verified, eq. (4)"]
     handles = legend.legend_handles
     sizes = [h.get_markersize() for h in handles[5:8]]
     assert sizes == sorted(sizes) and len(set(sizes)) == 3
-    assert [h.get_marker() for h in handles[8:]] == ["o", "X", "s"]
+    assert [h.get_marker() for h in handles[8:]] == ["o", "X", "s", "o", "o"]
+    assert handles[-2].get_markerfacecolor() == "none"
     colours = [np.array(mcolors.to_rgb(h.get_facecolor())) for h in handles[:5]]
     gaps = [np.abs(a - b).sum() for i, a in enumerate(colours) for b in colours[i + 1:]]
     assert min(gaps) > 0.3, "two classifier families share a colour"
     every = [np.array(mcolors.to_rgb(c)) for c in (*ex.FAMILY_COLOURS.values(), *ex.SIGMA_COLOURS)]
     assert min(np.abs(a - b).sum() for i, a in enumerate(every) for b in every[i + 1:]) > 0.3
-    assert sum(len(ax.collections) for ax in fig.axes) == 2 * len(targets)
+    smoothed = sum(t.sigma is not None for t in targets)
+    # one marker per classifier without smoothing, two (reported hollow, verified filled) per smoothed one
+    assert sum(len(ax.collections) for ax in fig.axes) == 2 * (len(targets) + smoothed)
     plt.close(fig)
     with pytest.raises(ValueError, match="at most 5 acceptance levels"):
         ex.plot_scatter(summary.assign(pa=summary.pa * np.arange(len(summary)) / 10), ["HSJA"])
@@ -159,20 +197,45 @@ def test_results_record_and_page_from_the_units(tmp_path, monkeypatch):
     targets = ex.targets(values)
     assert len(res.runs) == 3 * 2 * len(targets) and set(res.accuracy.target) == {t.label for t in targets}
     smoothed = res.summary[res.summary.sigma.notna()]
-    assert len(res.ratios) == len(smoothed)
+    assert len(res.ratios) == len(smoothed) and (res.summary.images == 3).all()  # no image left out
     for row, ratio in zip(smoothed.itertuples(), res.ratios.itertuples()):
         radii = res.certified[row.model, row.sigma].radius
-        assert ratio.ratio_of_means == row.mean_l2 / radii.mean() and ratio.ratio_to_largest == row.mean_l2 / radii.max()
+        with np.errstate(divide="ignore"):  # a median radius of 0 (CERTIFY abstained) gives an infinite ratio
+            assert ratio.ratio_to_median == np.divide(row.verified_median_l2, radii.median())
+            assert ratio.ratio_to_largest == np.divide(row.verified_median_l2, radii.max())
     grid = ex.measured(res, values)
-    assert len(grid.configurations) == len(res.summary) and grid.num_images == 3 and grid.max_queries == 20
+    assert len(grid.configurations) == len(res.summary) and len(grid.images) == 3 and grid.max_queries == 20
+    assert grid.images == ex.attacked_index(values) and len(grid.minimal_l2) == 3 and grid.votes == values["votes"]
     undefended = next(c for c in grid.configurations if c.target == "standard" and c.attack == "RayS")
-    assert undefended.sigma is None and undefended.n is None and isinstance(undefended.images, int)
+    assert undefended.sigma is None and undefended.n is None and undefended.radius is None
+    assert undefended.verified_l2 == undefended.reported_l2 and undefended.tested > 0
+    # the white-box minimal distortion is a floor for an attack on the same undefended model
+    assert all(m <= r * (1 + 1e-6) for m, r in zip(grid.minimal_l2, undefended.reported_l2))
     smoothed_rays = next(c for c in grid.configurations if c.model == "standard" and c.sigma == 0.35)
-    assert smoothed_rays.n == 10 and smoothed_rays.pa == 0.8
+    assert smoothed_rays.n == 10 and smoothed_rays.pa == 0.8 and len(smoothed_rays.radius) == 3
+    rows = res.runs[res.runs.target == smoothed_rays.target].set_index("idx").loc[grid.images]
+    rows = rows[rows.attack == smoothed_rays.attack]
+    assert smoothed_rays.verified_l2 == rows.verified_l2.tolist()
     monkeypatch.setattr(paths, "BUILD", tmp_path)
     measurements.record("fig5_attacks", grid)
     assert measurements.load("fig5_attacks") == grid
     text = ex.page(res, values)
-    assert text["ns_text"] == "10" and text["verified_by_n"].endswith("(n=10)")
-    assert text["smallest_ratio"] == res.ratios.ratio_of_means.min()
+    assert text["ns_text"] == "10" and text["at_level_by_pa"].endswith("at Pa = 0.8")
+    assert text["smallest_ratio"] == res.ratios.ratio_to_median.min()
     assert set(ex.beside_paper(res.summary).target) == set(res.summary.target)
+    # x_o's acceptance: one row per smoothed target and image, probabilities, more likely within the budget
+    accept = res.acceptance
+    assert len(accept) == 3 * len(smoothed.target.unique())
+    assert (accept.within_budget >= accept.per_query).all() and accept.wrong_rate.between(0, 1).all()
+
+
+def test_acceptance_of_the_clean_image_is_the_binomial_tail():
+    from scipy import stats
+
+    clean = pd.DataFrame({"model": "standard", "sigma": 0.5, "idx": [3, 4], "label": [0, 1], "wrong": [30, 0],
+                          "samples": 100})
+    target = ex.Target("standard", 0.5, 10, 0.5)
+    table = ex.acceptance(clean, [ex.Target("standard"), target], max_queries=7)
+    a = stats.binom.sf(4, 10, 0.3)  # at least ceil(10 * 0.5) = 5 of 10 wrong, each with probability 0.3
+    assert table.per_query.tolist() == pytest.approx([a, 0.0])
+    assert table.within_budget.tolist() == pytest.approx([1 - (1 - a) ** 7, 0.0])

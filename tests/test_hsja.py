@@ -9,7 +9,7 @@ from linear import Linear, images_at
 from torch import nn
 
 from rs_repro.attacks import Oracle, smoothed_oracle
-from rs_repro.attacks.hsja import _gradient, hsja
+from rs_repro.attacks.hsja import hsja, normal_estimate
 from rs_repro.smoothing import Smooth
 
 
@@ -126,8 +126,9 @@ def test_all_probes_adversarial_uses_the_mean_direction():
     oracle = Oracle(model, max_queries=100)
     oracle.start(b, _labels(1))
     gen = torch.Generator().manual_seed(0)
-    v = _gradient(oracle, b, torch.tensor([0]), torch.tensor([40]), torch.tensor([0.01], dtype=torch.float64),
-                  gen, fallback=torch.zeros_like(b))
+    v, one_label = normal_estimate(oracle, b, torch.tensor([0]), torch.tensor([40]),
+                                   torch.tensor([0.01], dtype=torch.float64), gen, fallback=torch.zeros_like(b))
+    assert one_label.tolist() == [True]
     u = torch.randn((40, 1, 8, 8), generator=torch.Generator().manual_seed(0))
     u /= u.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     mean = u.mean(0, keepdim=True)
@@ -142,9 +143,35 @@ def test_no_counted_probe_falls_back_without_nan():
     oracle.start(b, _labels(1))
     oracle.is_adversarial(b, torch.tensor([0]))  # the budget is spent: no probe is answered
     fallback = torch.full_like(b, 2.0)
-    v = _gradient(oracle, b, torch.tensor([0]), torch.tensor([10]), torch.tensor([0.1], dtype=torch.float64),
-                  torch.Generator().manual_seed(0), fallback=fallback)
+    v, one_label = normal_estimate(oracle, b, torch.tensor([0]), torch.tensor([10]),
+                                   torch.tensor([0.1], dtype=torch.float64), torch.Generator().manual_seed(0),
+                                   fallback=fallback)
     assert torch.allclose(v, fallback / fallback.norm())
+    assert one_label.tolist() == [False]  # no counted probe: no answer at all, not one label
+
+
+def test_probes_across_the_boundary_get_two_labels():
+    model = Linear()
+    b = images_at(model, [0.0])
+    oracle = Oracle(model, max_queries=100)
+    oracle.start(b, _labels(1))
+    _, one_label = normal_estimate(oracle, b, torch.tensor([0]), torch.tensor([40]),
+                                   torch.tensor([0.1], dtype=torch.float64), torch.Generator().manual_seed(0),
+                                   fallback=torch.zeros_like(b))
+    assert one_label.tolist() == [False]
+
+
+def test_final_iterate_and_step_counts_are_reported():
+    model = Linear()
+    x = images_at(model, [0.3, 0.6])
+    result = hsja(Oracle(model, max_queries=400), x, _labels(2), seed=0)
+    steps, one_label = result.diagnostics["gradient_steps"], result.diagnostics["one_label_steps"]
+    assert (steps >= 1).all() and (one_label <= steps).all()
+    # The final boundary point is on the adversarial side of the hyperplane, within the bisection's tolerance
+    # of it, and no closer to x than the best accepted query.
+    final_l2 = (result.x_final - x).flatten(1).norm(dim=1).double()
+    assert (final_l2 >= result.l2 - 1e-6).all()
+    assert torch.allclose(final_l2, result.l2, rtol=0.05)
 
 
 @pytest.mark.parametrize(("name", "value"), [("seed", 1.5), ("num_iterations", 0), ("gamma", -1.0),

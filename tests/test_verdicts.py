@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rs_repro import verdicts
+from rs_repro import theory, verdicts
 
 
 def _coverage(draw, truth, statistic=None, trials=300, k=40) -> float:
@@ -56,9 +56,75 @@ def test_same_seed_same_interval_and_bad_rows_are_refused():
     assert verdicts.bootstrap(rows, seed=3) == verdicts.bootstrap(rows, seed=3)
     assert verdicts.bootstrap(rows, seed=3) != verdicts.bootstrap(rows, seed=4)
     assert verdicts.bootstrap(rows, seed=3).estimate == 4.5
-    with pytest.raises(ValueError, match="rows must be finite measurements only"):
-        verdicts.bootstrap(np.array([1.0, np.inf, 2.0]), seed=0)
+    with pytest.raises(ValueError, match="rows must be free of NaN"):
+        verdicts.bootstrap(np.array([1.0, np.nan, 2.0]), seed=0)
     with pytest.raises(ValueError, match="rows must be an array"):
         verdicts.bootstrap(np.array([1.0]), seed=0)
     with pytest.raises(ValueError, match="confidence must be"):
         verdicts.bootstrap(rows, seed=0, confidence=1.0)
+    # the mean of -inf and inf is NaN: a statistic that gives NaN is refused
+    with pytest.raises(ValueError, match="statistic must be a statistic without NaN"):
+        verdicts.bootstrap(np.array([-np.inf, np.inf, 1.0]), seed=0)
+
+
+def test_the_median_is_inf_aware_and_never_nan():
+    assert verdicts.median([3.0, 1.0, 2.0]) == 2.0 and verdicts.median([1.0, 2.0, 3.0, 4.0]) == 2.5
+    assert verdicts.median([1.0, np.inf]) == np.inf and verdicts.median([np.inf, np.inf, 1.0]) == np.inf
+    assert verdicts.median([-np.inf, np.inf]) == 0.0 and verdicts.median([-np.inf, -np.inf, 5.0]) == -np.inf
+    # several axes pool their values; the others stay
+    values = np.arange(12.0).reshape(2, 3, 2)
+    assert np.array_equal(verdicts.median(values, axis=(0, 2)), [3.5, 5.5, 7.5])
+    assert np.array_equal(verdicts.median(values), np.median(values, axis=-1))
+    with pytest.raises(ValueError, match="values must be at least one value, no NaN"):
+        verdicts.median([1.0, np.nan])
+
+
+def test_paired_differences_and_ratios_of_failures():
+    inf = np.inf
+    assert np.array_equal(verdicts.paired_difference([inf, inf, 1.0, 3.0], [inf, 1.0, inf, 1.0]), [0.0, inf, -inf, 2.0])
+    assert np.array_equal(verdicts.paired_difference([[1.0], [2.0]], [1.0, 0.5]), [[0.0, 0.5], [1.0, 1.5]])
+    ratios = verdicts.ratio([inf, 0.0, 1.0, 1.0, 6.0], [inf, 0.0, 0.0, inf, 3.0])
+    assert np.array_equal(ratios, [1.0, 1.0, inf, 0.0, 2.0])
+
+
+def test_infinite_values_give_intervals_without_nan():
+    # half of the images failed (inf): the median is inf and so is the upper bound, the lower one finite
+    rows = np.array([1.0, 2.0, 3.0, np.inf, np.inf, np.inf])
+    interval = verdicts.bootstrap(rows, lambda r: verdicts.median(r[..., 0]), seed=0)
+    assert interval.estimate == np.inf and interval.upper == np.inf and np.isfinite(interval.lower)
+    assert verdicts.verdict(interval, 0.5) == verdicts.HOLDS
+    # paired: a failure on both configurations of an image counts as no difference
+    pairs = np.array([[np.inf, np.inf], [2.0, 1.0], [3.0, 1.0], [np.inf, 1.0], [np.inf, np.inf]])
+    interval = verdicts.bootstrap(pairs, lambda r: verdicts.median(verdicts.paired_difference(r[..., 0], r[..., 1])),
+                                  seed=0)
+    assert interval.estimate == 1.0 and interval.lower == 0.0 and interval.upper == np.inf
+    assert str(interval) == "1 [0, inf]"
+
+
+def test_proportions_and_their_differences():
+    interval = verdicts.proportion(5, 10)
+    lower, upper = theory.clopper_pearson(5, 10, 0.05)
+    assert interval == verdicts.Interval(0.5, lower, upper, 0.95, 10)
+    assert verdicts.proportion(0, 10).lower == 0.0 and verdicts.proportion(10, 10).upper == 1.0
+    # the difference of two intervals excludes 0 exactly when they do not overlap
+    low, high = verdicts.proportion(400, 1000, 0.975), verdicts.proportion(800, 1000, 0.975)
+    gap = verdicts.difference(low, high)
+    assert gap.estimate == pytest.approx(-0.4) and gap.upper == pytest.approx(low.upper - high.lower)
+    assert gap.upper < 0
+    assert gap.confidence == pytest.approx(0.95)
+    close = verdicts.difference(verdicts.proportion(10, 20), verdicts.proportion(12, 20))
+    assert close.lower < 0 < close.upper
+
+
+def test_equivalence_and_conjunction_rules():
+    inside = verdicts.Interval(estimate=1.0, lower=0.9, upper=1.1, confidence=0.95, rows=10)
+    assert verdicts.verdict_within(inside, 0.75, 1.25) == verdicts.HOLDS
+    assert verdicts.verdict_within(inside, 0.95, 1.25) == verdicts.UNDECIDED
+    assert verdicts.verdict_within(inside, 1.2, 1.5) == verdicts.FAILS
+    assert verdicts.verdict_within(inside, 0.1, 0.8) == verdicts.FAILS
+    holds, fails, undecided = verdicts.HOLDS, verdicts.FAILS, verdicts.UNDECIDED
+    assert verdicts.all_of([holds, holds]) == holds
+    assert verdicts.all_of([holds, undecided]) == undecided
+    assert verdicts.all_of([undecided, fails, holds]) == fails
+    with pytest.raises(ValueError, match="verdicts must be a non-empty list"):
+        verdicts.all_of([])

@@ -63,7 +63,10 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
     -------
     AttackResult
         ``oracle.result()``: the best adversarial query per image (the attack's own boundary points are
-        among the queries), queries and forward passes spent, and the full query history.
+        among the queries), queries and forward passes spent, and the full query history; ``x_final``, the
+        attack's last boundary point x_b per image (x where the attack found none); ``diagnostics``:
+        ``gradient_steps`` (normal estimates made) and ``one_label_steps`` (those whose counted probes all
+        got the same answer, where HSJA's estimate degenerates; ICASSP 2022, section 3.5), int64 [B] each.
 
     Notes
     -----
@@ -78,9 +81,10 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
        normalised per image (Foolbox 3.3.4 normalises by the norm over the whole batch). A zero estimate
        falls back to the direction ``x_b - x``. Step ``eps = dist_t / sqrt(t)``, halved until
        ``clip(x_b + eps v)`` is adversarial, then bisection from x back to the boundary. If no step is
-       found (a random oracle may deny even x_b itself), the image goes on from the oracle's best
-       adversarial. Distances dist_t are measured after the bisection, as in Foolbox (the reference uses
-       the distance before it).
+       found (a random oracle may deny even x_b itself), the image stays at x_b for the next iteration, as
+       the reference does (it keeps halving); it does not jump to the oracle's best accepted query, which
+       under a random oracle is often a lucky answer. Distances dist_t are measured after the bisection, as
+       in Foolbox (the reference uses the distance before it).
     4. Budget: the gradient sample is cut to ``remaining - (2 + ceil(log2(1 / theta)))`` probes (at least
        1), so that the last iteration within the budget can still step and project.
 
@@ -108,6 +112,8 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
     running = ~oracle.is_adversarial(x, torch.arange(len(x)))  # already misclassified: done at l2 = 0
     xb, running = _initialise(oracle, x, running, gen, init_tries, tol=min(theta, 1e-3))
     dist = _norms(xb - x)  # float64 [B], CPU
+    steps = torch.zeros(len(x), dtype=torch.int64)
+    one_label = torch.zeros(len(x), dtype=torch.int64)
     for t in range(1, num_iterations + 1):
         rows = (running & oracle.active()).nonzero().squeeze(1)
         if len(rows) == 0:
@@ -116,15 +122,17 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
         delta = torch.full((len(rows),), 0.1, dtype=torch.float64) if t == 1 else gamma * dist[rows] / d
         evals = min(int(init_num_evals * math.sqrt(t)), max_num_evals)
         probes = (oracle.remaining[rows] - reserve).clamp(1, evals)
-        v = _gradient(oracle, b, rows, probes, delta, gen, fallback=b - x0)
+        v, agree = normal_estimate(oracle, b, rows, probes, delta, gen, fallback=b - x0)
+        steps[rows] += 1
+        one_label[rows] += agree.long()
         step, found = _geometric_step(oracle, b, v, dist[rows] / math.sqrt(t), rows, max_halvings)
-        b = oracle.best_x[rows.to(dev)].clone()  # where no step was found: go on from the best adversarial
-        k = found.nonzero().squeeze(1)
+        k = found.nonzero().squeeze(1)  # where no step was found, the image stays at its boundary point
         if len(k):
+            b = b.clone()
             b[k.to(dev)] = _project(oracle, x0[k.to(dev)], step[k.to(dev)], rows[k], theta)
         xb[rows.to(dev)] = b
         dist[rows] = _norms(b - x0)
-    return oracle.result()
+    return oracle.result(x_final=xb, diagnostics={"gradient_steps": steps, "one_label_steps": one_label})
 
 
 def _norms(z: torch.Tensor) -> torch.Tensor:
@@ -177,12 +185,39 @@ def _initialise(oracle: Oracle, x: torch.Tensor, running: torch.Tensor, gen: tor
     return xb, found
 
 
-def _gradient(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probes: torch.Tensor,
-              delta: torch.Tensor, gen: torch.Generator, fallback: torch.Tensor) -> torch.Tensor:
-    """Unit estimate of the boundary normal (pointing to the adversarial side) at each point of ``b``.
+def normal_estimate(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probes: torch.Tensor,
+                    delta: torch.Tensor, gen: torch.Generator,
+                    fallback: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """HSJA's Monte Carlo estimate of the boundary normal at each point of ``b`` (Chen et al. 2020, eq. 9-10).
 
-    ``b`` [m, C, H, W] boundary points of ``images`` [m]; ``probes`` [m] sample sizes; ``delta`` [m] probe
-    radii. Probes are drawn and queried in chunks of ``oracle.batch_size`` rows, all images together.
+    Probes ``clip(b + delta u)``, u uniform on the unit sphere, each answered by one counted query; the
+    estimate is ``mean(phi u)`` (phi = +1 adversarial, -1 not) when every counted probe of a point got the
+    same answer, ``mean((phi - mean(phi)) u)`` otherwise, normalised per point; a zero estimate falls back
+    to ``fallback``. Probes are drawn and queried in chunks of ``oracle.batch_size`` rows, all points
+    together.
+
+    Parameters
+    ----------
+    oracle : Oracle
+        A started oracle; ``images`` index its batch.
+    b : torch.Tensor, shape [m, C, H, W]
+        Points near the boundary of the images ``images`` [m] (int64).
+    probes : torch.Tensor, shape [m], int64
+        Probes per point (fewer are counted where a budget runs out).
+    delta : torch.Tensor, shape [m], float64
+        Probe radii.
+    gen : torch.Generator
+        Source of the probe directions, on ``b.device``.
+    fallback : torch.Tensor, shape [m, C, H, W]
+        Direction used where the estimate is zero.
+
+    Returns
+    -------
+    v : torch.Tensor, shape [m, C, H, W]
+        Unit estimates, pointing to the adversarial side.
+    one_label : torch.Tensor, shape [m], bool, on the CPU
+        Whether every counted probe of the point got the same answer (the estimate is then a mean of
+        signed directions that carries no information on the boundary; ICASSP 2022, section 3.5).
     """
     m = len(images)
     owner = torch.repeat_interleave(torch.arange(m), probes)
@@ -214,7 +249,7 @@ def _gradient(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probes: tor
     grad = ((sums[0] - _view(baseline, sums[1]) * sums[1]) / _view(count, sums[1])).view_as(b)
     zero = (_norms(grad) <= _TINY).to(b.device)
     grad[zero] = fallback[zero]
-    return grad / _view(_norms(grad).clamp_min(_TINY), grad)
+    return grad / _view(_norms(grad).clamp_min(_TINY), grad), mean_p.abs() == 1
 
 
 def _geometric_step(oracle: Oracle, b: torch.Tensor, v: torch.Tensor, eps: torch.Tensor, images: torch.Tensor,

@@ -15,7 +15,7 @@ and Le Merrer (ICASSP 2022, section 3), see :func:`smoothed_oracle`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -63,6 +63,13 @@ class AttackResult:
         Queries made and base-model forward passes spent per image.
     history : pandas.DataFrame
         Every query: ``image, query, l2, linf, adversarial``.
+    x_final : torch.Tensor or None
+        [B, C, H, W]: the attack's own last iterate, where the attack keeps one apart from the oracle's
+        best accepted query (HSJA's current boundary point); ``None`` otherwise. Under a random oracle the
+        two differ: the best accepted query may be a lucky answer the attack itself moved away from.
+    diagnostics : dict of str to torch.Tensor
+        Per-image counters an attack reports about its own run ([B] each), e.g. HSJA's ``gradient_steps``
+        and ``one_label_steps``.
     """
 
     x_adv: torch.Tensor
@@ -74,6 +81,8 @@ class AttackResult:
     queries: torch.Tensor
     forward_passes: torch.Tensor
     history: pd.DataFrame
+    x_final: torch.Tensor | None = None
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Oracle:
@@ -259,12 +268,16 @@ class Oracle:
         if also is not None:
             also[0][img] = also[1][rows]
 
-    def result(self) -> AttackResult:
-        """The books as an :class:`AttackResult` (what every attack returns)."""
+    def result(self, x_final: torch.Tensor | None = None,
+               diagnostics: dict[str, torch.Tensor] | None = None) -> AttackResult:
+        """The books as an :class:`AttackResult` (what every attack returns), with the attack's own last
+        iterate ``x_final`` [B, C, H, W] and ``diagnostics`` where it has them."""
         return AttackResult(x_adv=self.best_x.clone(), l2=self.best_l2.clone(), linf=self.linf_of_best_l2.clone(),
                             x_adv_linf=self.best_x_linf.clone(), best_linf=self.best_linf.clone(),
                             success=torch.isfinite(self.best_l2), queries=self.queries.clone(),
-                            forward_passes=self.forward_passes.clone(), history=self.history())
+                            forward_passes=self.forward_passes.clone(), history=self.history(),
+                            x_final=None if x_final is None else x_final.detach().clone(),
+                            diagnostics=dict(diagnostics or {}))
 
     def history(self) -> pd.DataFrame:
         """Every counted query: columns ``image, query, l2, linf, adversarial`` (query = 1-based index)."""

@@ -1,36 +1,103 @@
 """The ``claims`` chapter: each headline claim of the paper against the numbers this build measured.
 
-The claims are those of ``paper-notes.md`` section 4, restated in our words. Every claim is decided by a
-*judge*: a function of the typed record one chapter wrote (:data:`rs_repro.measurements.SCHEMA`) that
-returns the measured number as text and a verdict. Nothing is computed again here: a chapter that did not run
-under the profile asked for leaves its claims "not measured in this profile".
+The claims are those of ``paper-notes.md`` section 4 (Maho, Furon, Le Merrer, ICASSP 2022), restated in our
+words. Every claim is decided by a *judge*: a function of the typed record one chapter wrote
+(:data:`rs_repro.measurements.SCHEMA`) that returns a :class:`Judgement`. Nothing is measured again here: a
+chapter that did not run under the profile asked for leaves its claims "not measured in this profile".
 
-The verdict rules are written next to each judge; they are deliberately simple, stated on the page, and
-use the paper's own threshold where it gives one (30 times the certified radius).
+A judge works on the per-image values of its record (DESIGN.md, "Verdicts"): medians over images and medians
+of per-image paired differences, inf-aware (an attack that found nothing has distortion inf), each with a 95%
+bootstrap interval (:func:`rs_repro.verdicts.bootstrap`) that resamples the images jointly across all
+configurations, from a seed derived from the record's seed and the claim's number; proportions have exact
+Clopper-Pearson intervals. The verdict is read off the intervals by the rule stated in ``Claim.rule``:
+*holds*, *does not hold*, *undecided* (an interval contains its threshold) or *not testable in this
+profile* (the record lacks what the rule needs, or, for claim 1, the attacks converged). Every parameter
+(the levels of sigma, n and P_a, the attacks) is read from the record. The Fig. 5 claims 2-6 and 10 are judged
+on the verified distortions (eq. 4 checked with fresh votes, :func:`rs_repro.attacks.push_to_level`) and,
+beside, on the paper's protocol (the distortions the attacks reported under the ceil(n P_a) rule).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from .. import measurements
-from ..measurements import AttackConfiguration, AttackGrid, BisectionSpread, BoundaryPush, ThresholdCheck
+from .. import measurements, verdicts
+from ..measurements import (
+    AttackConfiguration,
+    AttackGrid,
+    BisectionSpread,
+    BoundaryPush,
+    Crossing,
+    NormalAgreement,
+    ThresholdCheck,
+)
 from ..paper import DISTORTION_OVER_RADIUS
 from ..prose import agree
+from ..seeds import derive_seed
+from ..verdicts import FAILS, HOLDS, UNDECIDED, Interval
 
-HOLDS = "holds"
-FAILS = "does not hold"
+#: The verdict when the record lacks what the claim's rule needs (the reason is in the measured text).
+NOT_TESTABLE = "not testable in this profile"
+#: The verdict when no chapter recorded the claim's measurements under the profile.
 NOT_MEASURED = "not measured in this profile"
 
-#: ``judge(record) -> (measured, verdict)``, the record being the typed measurements
+#: Claim 1 is not testable when every attack's median distortion on the undefended model is within this
+#: factor of the white-box minimal distortion.
+CONVERGED = 1.2
+#: Claim 4 allows the larger sigma at most this factor of distortion.
+MAX_GAIN = 1.1
+#: Claim 5 calls two accuracies alike within this difference.
+SAME_ACCURACY = 0.05
+#: Claim 5 calls two distortions alike within this relative difference.
+SAME_DISTORTION = 0.25
+#: Claim 6 allows the larger P_a at most this factor of distortion.
+PA_EFFECT = 1.15
+#: Claim 9 calls two normal estimates well correlated above this mean cosine.
+WELL_CORRELATED = 0.5
+#: The sign tests of claim 7 decide below this p-value.
+SIGNIFICANCE = 0.05
+#: Confidence of each accuracy's Clopper-Pearson interval, so that a difference of two is at 95% or more.
+ACCURACY_CONFIDENCE = 0.975
+#: The attack whose distortions claims 3 and 5 single out.
+RAYS = "RayS"
+#: The attacks of claim 10.
+ADVTRAIN_ATTACKS = ("HSJA", "SurFree")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A claim's verdict on one record.
+
+    Attributes
+    ----------
+    measured : str
+        What the rule read, with every interval it used, e.g. "median paired difference 0.21 [0.05, 0.4]";
+        for :data:`NOT_TESTABLE`, the reason.
+    verdict : str
+        :data:`~rs_repro.verdicts.HOLDS`, :data:`~rs_repro.verdicts.FAILS`,
+        :data:`~rs_repro.verdicts.UNDECIDED` or :data:`NOT_TESTABLE`.
+    protocol : Judgement or None
+        The same rule on the paper's protocol (the reported distortions instead of the verified ones), for
+        the Fig. 5 claims 2-6 and 10; ``None`` elsewhere.
+    """
+
+    measured: str
+    verdict: str
+    protocol: Judgement | None = None
+
+
+#: ``judge(record) -> Judgement``, the record being the typed measurements
 #: (:data:`rs_repro.measurements.SCHEMA`) a chapter recorded.
-Judge = Callable[[Any], tuple[str, str]]
+Judge = Callable[[Any], Judgement]
 
 
 @dataclass(frozen=True)
@@ -45,234 +112,587 @@ class Claim:
         The claim, in our words.
     paper : str
         What the paper reports for it.
-    chapter : str or None
-        The chapter whose measurements decide it (``None``: no chapter of this book measures it).
+    chapter : str
+        The chapter whose measurements decide it.
     rule : str
         The verdict rule, in words.
-    judge : Judge or None
+    judge : Judge
         The verdict rule, as code.
     """
 
     number: int
     statement: str
     paper: str
-    chapter: str | None
+    chapter: str
     rule: str
-    judge: Judge | None
+    judge: Judge
 
 
-def _verdict(ok: bool) -> str:
-    return HOLDS if ok else FAILS
+def _claim_seed(seed: int, number: int) -> int:
+    """The bootstrap seed of claim ``number`` on a record whose seed is ``seed``."""
+    return derive_seed(seed, "claim", number)
 
 
-def _configurations(grid: AttackGrid) -> pd.DataFrame:
-    """The attacks chapter's configurations as a table (one row per attack and target)."""
-    return pd.DataFrame([dataclasses.asdict(c) for c in grid.configurations],
-                        columns=[f.name for f in dataclasses.fields(AttackConfiguration)])
+def _too_few(rows: int, what: str) -> Judgement | None:
+    """The not-testable judgement when fewer than 2 ``what`` (images, segments) leave no interval."""
+    return Judgement(f"fewer than 2 {what}: no bootstrap interval", NOT_TESTABLE) if rows < 2 else None
 
 
-def _smoothed_standard(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[(summary.model == "standard") & summary.sigma.notna()]
+def _judged(measured: str, found: Sequence[str], missing: str) -> Judgement:
+    """``measured`` with the verdict of all its parts (:func:`rs_repro.verdicts.all_of`), or not testable for
+    the reason ``missing`` when no part could be judged."""
+    return Judgement(measured, verdicts.all_of(found)) if found else Judgement(missing, NOT_TESTABLE)
 
 
-def _undefended(summary: pd.DataFrame) -> pd.Series:
-    """Mean l2 distortion per attack on the standard model without smoothing."""
-    return summary[(summary.model == "standard") & summary.sigma.isna()].set_index("attack").mean_l2
+def _label(c: AttackConfiguration) -> str:
+    """A configuration's classifier, short: e.g. ``standard σ=0.35 n=10 Pa=0.8``."""
+    parts = [c.model] + [f"{name}={value:g}" for name, value in (("σ", c.sigma), ("n", c.n), ("Pa", c.pa))
+                         if value is not None]
+    return " ".join(parts)
 
 
-def judge_certificate_ratio(grid: AttackGrid) -> tuple[str, str]:
-    """Claim 1: the smallest ratio, over attacks and smoothed classifiers, of the mean distortion to the
-    mean certified radius of the same images; holds when it is at least 30 (the paper's factor)."""
-    if not grid.ratios:
-        return "no certified radii were recorded", NOT_MEASURED
-    worst = min(grid.ratios, key=lambda r: r.ratio_of_means)
-    median = float(np.median([r.ratio_of_means for r in grid.ratios]))
-    text = f"smallest ratio {worst.ratio_of_means:.1f} ({worst.attack} vs {worst.target}); median ratio {median:.1f}"
-    return text, _verdict(worst.ratio_of_means >= DISTORTION_OVER_RADIUS)
+def _pooled_median(rows: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+    """The median of ``rows`` [..., k, m] over its k images and the given columns together."""
+    return verdicts.median(rows[..., list(columns)], axis=(-2, -1))
 
 
-def judge_fewer_samples(grid: AttackGrid) -> tuple[str, str]:
-    """Claim 2: for each attack, the mean distortion (averaged over sigma and Pa) at the smallest n against
-    the largest n; holds when it is larger at the smallest n for every attack."""
-    smoothed = _smoothed_standard(_configurations(grid))
-    parts, ok = [], True
-    for attack, part in smoothed.groupby("attack", sort=False):
-        by_n = part.groupby("n").mean_l2.mean().sort_index()
-        parts.append(f"{attack} " + " → ".join(f"{v:.2f}" for v in by_n))
-        ok &= bool(by_n.iloc[0] > by_n.iloc[-1])
-    return f"mean l2 for n = {', '.join(f'{n:g}' for n in sorted(smoothed.n.unique()))}: " + "; ".join(parts), \
-        _verdict(ok)
+def _median_difference(rows: np.ndarray, first: Sequence[int], second: Sequence[int]) -> np.ndarray:
+    """The median over images and column pairs of the paired differences ``first`` - ``second`` (columns
+    paired in order)."""
+    return verdicts.median(verdicts.paired_difference(rows[..., list(first)], rows[..., list(second)]),
+                           axis=(-2, -1))
 
 
-def judge_rays_least_affected(grid: AttackGrid) -> tuple[str, str]:
-    """Claim 3: per attack, the mean distortion over the smoothed standard classifiers divided by the
-    undefended one; holds when RayS has the smallest factor."""
-    summary = _configurations(grid)
-    undefended = _undefended(summary)
-    factors = _smoothed_standard(summary).groupby("attack").mean_l2.mean() / undefended
-    factors = factors.dropna()
-    if "RayS" not in factors or len(factors) < 2:
-        return "RayS and another attack are needed", NOT_MEASURED
-    text = "increase over the undefended model: " + ", ".join(f"{a} ×{f:.2f}" for a, f in factors.items())
-    return text, _verdict(factors.idxmin() == "RayS")
+def _median_ratio(rows: np.ndarray, numerator: Sequence[int], denominator: Sequence[int]) -> np.ndarray:
+    """The pooled median of the ``numerator`` columns over that of the ``denominator`` columns."""
+    return verdicts.ratio(_pooled_median(rows, numerator), _pooled_median(rows, denominator))
 
 
-def judge_larger_sigma(grid: AttackGrid) -> tuple[str, str]:
-    """Claim 4: between the smallest and the largest sigma of the smoothed standard model, the mean
-    distortion (over n and Pa) and the vote accuracy; holds when the accuracy is lower at the larger sigma
-    and no attack gains more than 10% distortion from it."""
-    smoothed = _smoothed_standard(_configurations(grid))
-    sigmas = sorted(smoothed.sigma.unique())
+def _ratios(rows: np.ndarray, groups: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """:func:`_median_ratio` of each pair of consecutive groups (numerator, denominator, numerator, ...)."""
+    return [_median_ratio(rows, top, bottom) for top, bottom in zip(groups[::2], groups[1::2], strict=True)]
+
+
+def _first_below_others(rows: np.ndarray, *groups: Sequence[int]) -> np.ndarray:
+    """The first ratio of :func:`_ratios` minus the smallest of the others (claim 3)."""
+    first, *others = _ratios(rows, groups)
+    return verdicts.paired_difference(first, np.min(others, axis=0))
+
+
+def _first_above_others(rows: np.ndarray, *groups: Sequence[int]) -> np.ndarray:
+    """The first ratio of :func:`_ratios` minus the largest of the others (claim 6)."""
+    first, *others = _ratios(rows, groups)
+    return verdicts.paired_difference(first, np.max(others, axis=0))
+
+
+#: The fields that identify a configuration of an attack grid.
+_KEY = ("attack", "model", "sigma", "n", "pa")
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    """The configurations of a Fig. 5 record with one protocol's distortions, and the claim's seed.
+
+    ``distortion`` [images, configurations] holds ``verified_l2`` or ``reported_l2`` of every
+    configuration, in the record's order.
+    """
+
+    grid: AttackGrid
+    distortion: np.ndarray
+    seed: int
+
+    @classmethod
+    def of(cls, grid: AttackGrid, field: str, number: int) -> _Protocol:
+        """The distortions ``field`` of ``grid`` for claim ``number``."""
+        distortion = np.array([getattr(c, field) for c in grid.configurations], dtype=np.float64).T
+        return cls(grid, distortion.reshape(len(grid.images), len(grid.configurations)),
+                   _claim_seed(grid.seed, number))
+
+    @property
+    def attacks(self) -> list[str]:
+        """The attacks of the record, in its order."""
+        return list(dict.fromkeys(c.attack for c in self.grid.configurations))
+
+    def columns(self, *, smoothed: bool | None = None, **fields: object) -> list[int]:
+        """The configurations whose ``fields`` have the given values (and smoothing or not, if ``smoothed``
+        is given)."""
+        return [j for j, c in enumerate(self.grid.configurations)
+                if (smoothed is None or (c.sigma is not None) == smoothed)
+                and all(getattr(c, name) == value for name, value in fields.items())]
+
+    def find(self, **fields: object) -> int | None:
+        """The first configuration whose ``fields`` have the given values, ``None`` if there is none."""
+        return next(iter(self.columns(**fields)), None)
+
+    def levels(self, field: str, **fields: object) -> list[Any]:
+        """The values of ``field`` (not ``None``) among the configurations :meth:`columns` selects, sorted."""
+        return sorted({getattr(self.grid.configurations[j], field) for j in self.columns(**fields)} - {None})
+
+    def pairs(self, changes: Mapping[str, tuple[object, object]], **fields: object) -> tuple[list[int], list[int]]:
+        """Paired configurations: those matching ``fields`` with ``changes[name][0]`` in each changed field,
+        and each one's partner with ``changes[name][1]`` there and every other field of :data:`_KEY` equal.
+
+        Returns the two lists of columns, partners in the same order (configurations without a partner left
+        out).
+        """
+        index = {tuple(getattr(c, name) for name in _KEY): j for j, c in enumerate(self.grid.configurations)}
+        firsts, seconds = [], []
+        for j in self.columns(**fields, **{name: first for name, (first, _) in changes.items()}):
+            c = self.grid.configurations[j]
+            partner = index.get(tuple(changes[name][1] if name in changes else getattr(c, name) for name in _KEY))
+            if partner is not None:
+                firsts.append(j)
+                seconds.append(partner)
+        return firsts, seconds
+
+    def interval(self, statistic: Callable[..., np.ndarray], *groups: Sequence[int]) -> Interval:
+        """The bootstrap interval of ``statistic(rows, *groups)`` over the images, on the columns of the
+        groups only (``statistic`` sees each group's positions among them)."""
+        columns = [j for group in groups for j in group]
+        bounds = np.cumsum([0, *map(len, groups)])
+        positions = [list(range(start, stop)) for start, stop in itertools.pairwise(bounds)]
+        return verdicts.bootstrap(self.distortion[:, columns], lambda rows: statistic(rows, *positions),
+                                  seed=self.seed)
+
+    def accuracy_gaps(self, firsts: Sequence[int],
+                      seconds: Sequence[int]) -> list[tuple[AttackConfiguration, Interval]]:
+        """The clean-accuracy difference of each distinct pair of classifiers among the paired configurations
+        (first minus second), from their Clopper-Pearson intervals at :data:`ACCURACY_CONFIDENCE`
+        (:func:`rs_repro.verdicts.difference`: 95% or more)."""
+        gaps: dict[tuple[str, str], tuple[AttackConfiguration, Interval]] = {}
+        for j, k in zip(firsts, seconds, strict=True):
+            a, b = self.grid.configurations[j], self.grid.configurations[k]
+            if (a.target, b.target) not in gaps:
+                gaps[a.target, b.target] = (a, verdicts.difference(
+                    verdicts.proportion(a.correct, a.tested, ACCURACY_CONFIDENCE),
+                    verdicts.proportion(b.correct, b.tested, ACCURACY_CONFIDENCE)))
+        return list(gaps.values())
+
+
+def _on_both_protocols(grid: AttackGrid, number: int, rule: Callable[[_Protocol], Judgement]) -> Judgement:
+    """``rule`` on the verified distortions, with the paper's protocol (the reported ones) beside."""
+    few = _too_few(len(grid.images), "images")
+    if few is not None:
+        return dataclasses.replace(few, protocol=few)
+    return dataclasses.replace(rule(_Protocol.of(grid, "verified_l2", number)),
+                               protocol=rule(_Protocol.of(grid, "reported_l2", number)))
+
+
+def judge_certificate_ratio(grid: AttackGrid) -> Judgement:
+    """Claim 1 (ICASSP 2022, section 4): black-box distortions are at least 30 times the certified radius.
+
+    Not testable when, for every attack, the median distortion it reported on the undefended model is within
+    :data:`CONVERGED` times the median white-box minimal distortion on the same images: the attacks have
+    converged, so the attack inefficiency behind the paper's factor cannot appear. Otherwise, for each
+    smoothed configuration of the attacks that did not converge, the ratio of the median verified distortion
+    to the median certified radius of the same images, with its bootstrap interval: holds if every interval
+    is above 30, does not hold if one is below, undecided otherwise. A configuration whose median radius is
+    0 (CERTIFY abstains on half of the images or more) has no ratio and is named, left out.
+    """
+    few = _too_few(len(grid.images), "images")
+    if few is not None:
+        return few
+    fig = _Protocol.of(grid, "verified_l2", 1)
+    minimal = verdicts.median(grid.minimal_l2)
+    convergence = {}
+    for attack in fig.attacks:
+        j = fig.find(model="standard", sigma=None, attack=attack)
+        if j is not None:
+            convergence[attack] = float(verdicts.ratio(verdicts.median(grid.configurations[j].reported_l2), minimal))
+    if not convergence:
+        return Judgement("no attack on the undefended model was recorded", NOT_TESTABLE)
+    factors = ", ".join(f"{a} ×{r:.2f}" for a, r in convergence.items())
+    converged = [a for a, r in convergence.items() if r <= CONVERGED]
+    if len(converged) == len(convergence):
+        return Judgement(f"median reported distortion on the undefended model over the white-box minimal one: "
+                         f"{factors}, all within ×{CONVERGED:g}: the attacks converged, so the attack "
+                         f"inefficiency behind the paper's {DISTORTION_OVER_RADIUS}× cannot appear", NOT_TESTABLE)
+    ratios: dict[str, list[tuple[str, Interval]]] = {}
+    zero = []
+    for j, c in enumerate(grid.configurations):
+        if c.radius is None or c.attack in converged:
+            continue
+        if verdicts.median(c.radius) == 0:
+            zero.append(f"{c.attack} {_label(c)}")
+            continue
+        rows = np.column_stack([fig.distortion[:, j], c.radius])
+        interval = verdicts.bootstrap(rows, partial(_median_ratio, numerator=[0], denominator=[1]), seed=fig.seed)
+        ratios.setdefault(c.attack, []).append((_label(c), interval))
+    left_out = (f"; converged, left out: {', '.join(converged)}" if converged else "") + \
+        (f"; median radius 0, no ratio: {', '.join(zero)}" if zero else "")
+    head = f"undefended / white-box minimal distortion {factors}{left_out}"
+    every = [(attack, label, interval) for attack, judged in ratios.items() for label, interval in judged]
+    if not every:
+        return Judgement(f"{head}; no smoothed configuration with a positive median certified radius", NOT_TESTABLE)
+    attack, label, lowest = min(every, key=lambda item: item[2].lower)
+    listed = "; ".join(f"{a}: " + ", ".join(f"{name} {bound}" for name, bound in judged)
+                       for a, judged in ratios.items())
+    return Judgement(f"{head}; median verified distortion / median certified radius, lowest {lowest} ({attack} "
+                     f"{label}); every one: {listed}",
+                     verdicts.all_of(verdicts.verdict(bound, DISTORTION_OVER_RADIUS) for _, _, bound in every))
+
+
+def _fewer_samples(fig: _Protocol) -> Judgement:
+    """Claim 2's rule on one protocol (:func:`judge_fewer_samples`)."""
+    ns = fig.levels("n", model="standard")
+    if len(ns) < 2:
+        return Judgement(f"one n only ({', '.join(map(str, ns)) or 'none'})", NOT_TESTABLE)
+    parts, found = [], []
+    for attack in fig.attacks:
+        small, large = fig.pairs({"n": (ns[0], ns[-1])}, model="standard", attack=attack)
+        if small:
+            interval = fig.interval(_median_difference, small, large)
+            found.append(verdicts.verdict(interval, 0))
+            parts.append(f"{attack} {interval}")
+    return _judged(f"median paired difference n={ns[0]} − n={ns[-1]} (pooled over σ, Pa): " + "; ".join(parts),
+                   found, f"no (σ, Pa) at both n={ns[0]} and n={ns[-1]}")
+
+
+def judge_fewer_samples(grid: AttackGrid) -> Judgement:
+    """Claim 2 (ICASSP 2022, section 4, Fig. 5): fewer Monte Carlo samples n give larger distortions.
+
+    Per attack, on the smoothed standard model, the per-image paired differences between the smallest and
+    the largest n, pooled over the (sigma, P_a) pairs; statistic: their median over images and pairs. Holds
+    when every attack's interval is above 0, does not hold when one is below 0, undecided otherwise. On the
+    verified distortions, with the paper's protocol beside.
+    """
+    return _on_both_protocols(grid, 2, _fewer_samples)
+
+
+def _rays_least_affected(fig: _Protocol) -> Judgement:
+    """Claim 3's rule on one protocol (:func:`judge_rays_least_affected`)."""
+    groups = {}
+    for attack in fig.attacks:
+        smoothed = fig.columns(smoothed=True, model="standard", attack=attack)
+        undefended = fig.find(model="standard", sigma=None, attack=attack)
+        if smoothed and undefended is not None:
+            groups[attack] = (smoothed, [undefended])
+    if RAYS not in groups or len(groups) < 2:
+        return Judgement(f"needs {RAYS} and another attack, with and without smoothing", NOT_TESTABLE)
+    order = [RAYS, *(a for a in groups if a != RAYS)]
+    factors = ", ".join(f"{a} ×{float(_median_ratio(fig.distortion, *groups[a])):.2f}" for a in order)
+    interval = fig.interval(_first_below_others, *(group for a in order for group in groups[a]))
+    return Judgement(f"median distortion with RS / without: {factors}; {RAYS} minus the smallest other {interval}",
+                     verdicts.verdict(interval, 0, above=False))
+
+
+def judge_rays_least_affected(grid: AttackGrid) -> Judgement:
+    """Claim 3 (ICASSP 2022, section 4, Fig. 5): RayS is the attack least affected by smoothing.
+
+    Per attack, the factor median distortion over the smoothed standard configurations (pooled) / median
+    distortion on the undefended model; statistic: the factor of RayS minus the smallest factor of the other
+    attacks. Holds if its interval is below 0, does not hold if above, undecided otherwise.
+    """
+    return _on_both_protocols(grid, 3, _rays_least_affected)
+
+
+def _larger_sigma(fig: _Protocol) -> Judgement:
+    """Claim 4's rule on one protocol (:func:`judge_larger_sigma`)."""
+    sigmas = fig.levels("sigma", model="standard")
     if len(sigmas) < 2:
-        return "one sigma only", NOT_MEASURED
-    low, high = smoothed[smoothed.sigma == sigmas[0]], smoothed[smoothed.sigma == sigmas[-1]]
-    gain = high.groupby("attack").mean_l2.mean() / low.groupby("attack").mean_l2.mean()
-    accuracy = (low.accuracy.mean(), high.accuracy.mean())
-    text = (f"sigma {sigmas[0]:g} → {sigmas[-1]:g}: accuracy {accuracy[0]:.3f} → {accuracy[1]:.3f}; distortion "
-            + ", ".join(f"{a} ×{g:.2f}" for a, g in gain.items()))
-    return text, _verdict(accuracy[1] < accuracy[0] and bool((gain <= 1.1).all()))
+        return Judgement("one σ only", NOT_TESTABLE)
+    change = {"sigma": (sigmas[-1], sigmas[0])}
+    found, accuracy, distortion = [], [], []
+    for c, gap in fig.accuracy_gaps(*fig.pairs(change, model="standard")):
+        found.append(verdicts.verdict(gap, 0, above=False))
+        accuracy.append(f"{_label(c)} {gap}")
+    for attack in fig.attacks:
+        large, small = fig.pairs(change, model="standard", attack=attack)
+        if large:
+            interval = fig.interval(_median_ratio, large, small)
+            found.append(verdicts.verdict(interval, MAX_GAIN, above=False))
+            distortion.append(f"{attack} ×{interval}")
+    return _judged(f"σ={sigmas[-1]:g} against σ={sigmas[0]:g}: accuracy difference " + ", ".join(accuracy)
+                   + "; median distortion ratio (pooled over n, Pa) " + ", ".join(distortion), found,
+                   f"no (n, Pa) at both σ={sigmas[0]:g} and σ={sigmas[-1]:g}")
 
 
-def judge_randtrain(grid: AttackGrid) -> tuple[str, str]:
-    """Claim 5: RandTrain under smoothing against the standard model at the largest sigma (means over n and
-    Pa) and, for RayS, against the undefended model; holds when its accuracy is within 0.05, its mean
-    distortion within 25% for the other attacks, and RayS needs less distortion than on the undefended model."""
-    summary = _configurations(grid)
-    rand = summary[summary.model == "randtrain"]
-    smoothed = _smoothed_standard(summary)
-    if rand.empty or smoothed.empty:
-        return "RandTrain or the smoothed standard model is missing", NOT_MEASURED
-    top = smoothed[smoothed.sigma == smoothed.sigma.max()]
-    ratio = rand.groupby("attack").mean_l2.mean() / top.groupby("attack").mean_l2.mean()
-    gap = abs(rand.accuracy.mean() - top.accuracy.mean())
-    undefended = _undefended(summary)
-    rays = rand[rand.attack == "RayS"].mean_l2.mean()
-    text = (f"accuracy gap {gap:.3f}; distortion ratio RandTrain/RS σ={top.sigma.iloc[0]:g}: "
-            + ", ".join(f"{a} {r:.2f}" for a, r in ratio.items()))
-    if "RayS" in undefended:
-        text += f"; RayS {rays:.2f} vs undefended {undefended['RayS']:.2f}"
-    others = ratio.drop("RayS", errors="ignore")
-    ok = gap <= 0.05 and bool(((others - 1).abs() <= 0.25).all()) and "RayS" in undefended \
-        and rays < undefended["RayS"]
-    return text, _verdict(ok)
+def judge_larger_sigma(grid: AttackGrid) -> Judgement:
+    """Claim 4 (ICASSP 2022, section 4, Fig. 5): a larger sigma costs accuracy and adds no robustness.
+
+    Between the smallest and the largest sigma of the smoothed standard model: for every (n, P_a) the clean
+    accuracy difference (largest minus smallest sigma; its interval from the two Clopper-Pearson intervals
+    at :data:`ACCURACY_CONFIDENCE`) below 0, and per attack the ratio of median distortions (largest over
+    smallest sigma, pooled over n and P_a) below :data:`MAX_GAIN`. Holds when every interval is on its side,
+    does not hold when one is on the other side, undecided otherwise.
+    """
+    return _on_both_protocols(grid, 4, _larger_sigma)
 
 
-def judge_pa(grid: AttackGrid) -> tuple[str, str]:
-    """Claim 6: the mean distortion at the larger Pa over the smaller, per n (averaged over attacks and
-    sigma); holds when it never exceeds 1.15 and is largest at the smallest n."""
-    smoothed = _smoothed_standard(_configurations(grid))
-    pas = sorted(smoothed.pa.dropna().unique())
+def _randtrain(fig: _Protocol) -> Judgement:
+    """Claim 5's rule on one protocol (:func:`judge_randtrain`)."""
+    rand, standard = fig.levels("sigma", model="randtrain"), fig.levels("sigma", model="standard")
+    undefended = fig.find(model="standard", sigma=None, attack=RAYS)
+    rays = fig.columns(model="randtrain", sigma=rand[-1], attack=RAYS) if rand else []
+    if not rays or not standard or undefended is None:
+        return Judgement(f"needs {RAYS} against RandTrain under smoothing and the undefended model, and the "
+                         "standard model under smoothing", NOT_TESTABLE)
+    change = {"model": ("randtrain", "standard"), "sigma": (rand[-1], standard[-1])}
+    matched = fig.pairs(change)
+    if not matched[0]:
+        return Judgement(f"no (n, Pa) of RandTrain σ={rand[-1]:g} on the standard model at σ={standard[-1]:g}",
+                         NOT_TESTABLE)
+    gaps = fig.accuracy_gaps(*matched)
+    found = [verdicts.verdict_within(gap, -SAME_ACCURACY, SAME_ACCURACY) for _, gap in gaps]
+    parts = ["accuracy difference " + ", ".join(f"{_label(c)} {gap}" for c, gap in gaps)]
+    for attack in fig.attacks:
+        paired = fig.pairs(change, attack=attack)
+        if attack != RAYS and paired[0]:
+            interval = fig.interval(_median_ratio, *paired)
+            found.append(verdicts.verdict_within(interval, 1 - SAME_DISTORTION, 1 + SAME_DISTORTION))
+            parts.append(f"{attack} median distortion ratio ×{interval}")
+    interval = fig.interval(_median_difference, rays, [undefended] * len(rays))
+    found.append(verdicts.verdict(interval, 0, above=False))
+    parts.append(f"{RAYS} median paired difference RandTrain − undefended {interval}")
+    return Judgement(f"RandTrain σ={rand[-1]:g} against the standard model at σ={standard[-1]:g}: "
+                     + "; ".join(parts), verdicts.all_of(found))
+
+
+def judge_randtrain(grid: AttackGrid) -> Judgement:
+    """Claim 5 (ICASSP 2022, section 4, Fig. 5): RandTrain under smoothing behaves like the standard model
+    under smoothing at the largest sigma, and against RayS it is less robust than the undefended model.
+
+    RandTrain (at its largest sigma) is paired with the standard model at its largest sigma on the same n
+    and P_a. Holds when every interval is inside its band: the clean accuracy difference (from
+    Clopper-Pearson intervals at :data:`ACCURACY_CONFIDENCE`) within :data:`SAME_ACCURACY`, per attack
+    other than RayS the ratio of median distortions RandTrain / standard (pooled over the pairs) within
+    1 ± :data:`SAME_DISTORTION`, and for RayS the median paired difference RandTrain - undefended below 0;
+    does not hold when one interval is wholly outside; undecided otherwise.
+    """
+    return _on_both_protocols(grid, 5, _randtrain)
+
+
+def _pa(fig: _Protocol) -> Judgement:
+    """Claim 6's rule on one protocol (:func:`judge_pa`)."""
+    pas, ns = fig.levels("pa", model="standard"), fig.levels("n", model="standard")
     if len(pas) < 2:
-        return "one Pa only", NOT_MEASURED
-    by = smoothed.groupby(["n", "pa"]).mean_l2.mean().unstack("pa")
-    ratio = (by[pas[-1]] / by[pas[0]]).sort_index()
-    text = f"distortion Pa={pas[-1]:g} / Pa={pas[0]:g}: " + ", ".join(f"×{r:.2f} (n={n:g})" for n, r in ratio.items())
-    return text, _verdict(bool((ratio <= 1.15).all()) and ratio.idxmax() == ratio.index[0])
+        return Judgement("one level Pa only", NOT_TESTABLE)
+    by_n = {n: pair for n in ns if (pair := fig.pairs({"pa": (pas[-1], pas[0])}, model="standard", n=n))[0]}
+    if len(by_n) < 2:
+        return Judgement(f"needs both levels Pa={pas[0]:g} and Pa={pas[-1]:g} at two n or more", NOT_TESTABLE)
+    found, parts = [], []
+    for n, pair in by_n.items():
+        interval = fig.interval(_median_ratio, *pair)
+        found.append(verdicts.verdict(interval, PA_EFFECT, above=False))
+        parts.append(f"×{interval} (n={n})")
+    lead = fig.interval(_first_above_others, *(group for pair in by_n.values() for group in pair))
+    found.append(verdicts.verdict(lead, 0))
+    return Judgement(f"median distortion Pa={pas[-1]:g} / Pa={pas[0]:g} (pooled over σ, attacks): "
+                     + ", ".join(parts) + f"; ratio at n={next(iter(by_n))} minus the largest other {lead}",
+                     verdicts.all_of(found))
 
 
-def judge_rs_beats_advtrain(grid: AttackGrid) -> tuple[str, str]:
-    """Claim 10: HSJA and SurFree against the smoothed model at the smallest sigma (mean over n and Pa) and
-    against AdvTrain; holds when both attacks need more distortion against the smoothed model."""
-    summary = _configurations(grid)
-    smoothed = _smoothed_standard(summary)
-    adv = summary[summary.model == "advtrain"].set_index("attack").mean_l2
-    low = smoothed[smoothed.sigma == smoothed.sigma.min()].groupby("attack").mean_l2.mean()
-    attacks = [a for a in ("HSJA", "SurFree") if a in adv and a in low]
-    if not attacks:
-        return "HSJA or SurFree against AdvTrain and RS is missing", NOT_MEASURED
-    text = "; ".join(f"{a}: RS {low[a]:.2f} vs AdvTrain {adv[a]:.2f}" for a in attacks)
-    return text, _verdict(all(low[a] > adv[a] for a in attacks))
+def judge_pa(grid: AttackGrid) -> Judgement:
+    """Claim 6 (ICASSP 2022, section 4, Fig. 5): the level P_a matters little, and mostly for small n.
+
+    Per n, the ratio of the median distortion at the largest P_a over the smallest (paired configurations,
+    pooled over sigma and attacks) below :data:`PA_EFFECT`, and the ratio at the smallest n minus the largest
+    ratio at another n above 0. Holds when every interval is on its side, does not hold when one is on the
+    other side, undecided otherwise.
+    """
+    return _on_both_protocols(grid, 6, _pa)
 
 
-def judge_boundary_push(push: BoundaryPush) -> tuple[str, str]:
-    """Claim 7: the median distance past the white-box x_a at which the boundary of g_sigma is crossed, with
-    the sign test of "beyond x_a" over the images, and the width of the transition (distance from the
-    smallest to the largest measured P_a) at the smallest and largest n; holds when the crossing is beyond
-    x_a for significantly more than half of the images (sign test p < 0.05) and the transition is wider at
-    the smallest n."""
-    ns = sorted(push.distance_at_pa)
-    low, high = min(push.pas), max(push.pas)
-    if low == high:
-        return f"one level P_a = {low:g} only", NOT_MEASURED
+def _rs_beats_advtrain(fig: _Protocol) -> Judgement:
+    """Claim 10's rule on one protocol (:func:`judge_rs_beats_advtrain`)."""
+    sigmas = fig.levels("sigma", model="standard")
+    smallest = sigmas[0] if sigmas else None
+    columns = {a: (fig.columns(smoothed=True, model="standard", sigma=smallest, attack=a),
+                   fig.find(model="advtrain", sigma=None, attack=a)) for a in ADVTRAIN_ATTACKS}
+    if any(not rs or adv is None for rs, adv in columns.values()):
+        return Judgement(f"needs {' and '.join(ADVTRAIN_ATTACKS)} against AdvTrain and the smoothed standard model",
+                         NOT_TESTABLE)
+    found, parts = [], []
+    for attack, (rs, adv) in columns.items():
+        interval = fig.interval(_median_difference, rs, [adv] * len(rs))
+        found.append(verdicts.verdict(interval, 0))
+        parts.append(f"{attack} {interval}")
+    return Judgement(f"median paired difference RS σ={smallest:g} (pooled over n, Pa) − AdvTrain: "
+                     + "; ".join(parts), verdicts.all_of(found))
 
-    def width(n: int) -> float:
+
+def judge_rs_beats_advtrain(grid: AttackGrid) -> Judgement:
+    """Claim 10 (ICASSP 2022, Fig. 5): smoothing at the smallest sigma beats adversarial training against HSJA
+    and SurFree.
+
+    Per attack, the per-image paired differences of the distortion against the smoothed standard model at
+    the smallest sigma (pooled over n and P_a) minus that against AdvTrain; statistic: their median. Holds if
+    both intervals are above 0, does not hold if one is below, undecided otherwise.
+    """
+    return _on_both_protocols(grid, 10, _rs_beats_advtrain)
+
+
+def _crossing(c: Crossing) -> Judgement:
+    """Claim 7 at one noise level: the two one-sided sign tests of the crossing against x_a."""
+    located = c.images - c.censored
+    if c.p_beyond is None or c.median is None or c.median_sigma is None:
+        return Judgement(f"σ={c.sigma:g}: no crossing located", UNDECIDED)
+    p_before = float(stats.binomtest(c.beyond, located, 0.5, alternative="less").pvalue)
+    verdict = HOLDS if c.p_beyond < SIGNIFICANCE else FAILS if p_before < SIGNIFICANCE else UNDECIDED
+    return Judgement(f"σ={c.sigma:g}: median {c.median:.3f} ({c.median_sigma:.2f} σ) past x_a, beyond for "
+                     f"{c.beyond} of {located} (sign tests p = {c.p_beyond:.2g} beyond, {p_before:.2g} before)",
+                     verdict)
+
+
+def judge_boundary_push(push: BoundaryPush) -> Judgement:
+    """Claim 7 (ICASSP 2022, Fig. 1, eq. 3): smoothing pushes the boundary beyond x_a, and the transition of
+    P[g_{sigma,n}(x) != y] from 0 to 1 is wider for small n.
+
+    At every noise level scanned, "beyond x_a" holds if the one-sided sign test of crossings past x_a has
+    p < :data:`SIGNIFICANCE`, does not hold if the sign test of crossings before x_a does, and is undecided
+    otherwise. The width of the transition (distance from the smallest to the largest recorded P_a, from
+    the recorded medians: no interval) holds if it is wider at the smallest n than at the largest, does not
+    hold otherwise, undecided where not located. Holds if every part holds, does not hold if one fails.
+    """
+    ns, low, high = sorted(push.distance_at_pa), min(push.pas), max(push.pas)
+    if low == high or len(ns) < 2:
+        return Judgement("needs two levels P_a and two n", NOT_TESTABLE)
+    judged = [_crossing(c) for c in push.crossings]
+
+    def width(n: int) -> float | None:
         at = push.distance_at_pa[n]
-        return np.nan if at[low] is None or at[high] is None else at[high] - at[low]
+        return None if at[low] is None or at[high] is None else at[high] - at[low]
 
-    main = push.crossing(push.sigma)
-    p_beyond = np.nan if main.p_beyond is None else main.p_beyond
-    located = main.images - main.censored
-    median = "not located" if main.median is None else f"{main.median:.3f}"
-    text = (f"median crossing {median} past x_a (σ = {push.sigma:g}), beyond x_a for {main.beyond} of {located} "
-            f"images (sign test p = {p_beyond:.2g}); P {low:g} → {high:g} over "
-            + ", ".join(f"{width(n):.3f} (n={n})" for n in ns))
-    ok = p_beyond < 0.05 and np.isfinite(width(ns[0])) and np.isfinite(width(ns[-1])) and width(ns[0]) > width(ns[-1])
-    return text, _verdict(bool(ok))
+    small, large = width(ns[0]), width(ns[-1])
+    wider = UNDECIDED if small is None or large is None else HOLDS if small > large else FAILS
+    widths = ", ".join(f"{'not located' if width(n) is None else f'{width(n):.3f}'} (n={n})" for n in ns)
+    return Judgement("; ".join(j.measured for j in judged) + f"; P {low:g} → {high:g} over {widths} (recorded "
+                     "medians, no interval)", verdicts.all_of([*(j.verdict for j in judged), wider]))
 
 
-def judge_bisection_spread(spread: BisectionSpread) -> tuple[str, str]:
-    """Claim 8: the standard deviation of the bisection's output at each n; holds when it decreases from
-    the smallest to the largest n."""
-    by_n = dict(sorted(spread.spread.items()))
-    ns = list(by_n)
-    text = "spread " + ", ".join(f"{s:.3f} (n={n})" for n, s in by_n.items())
-    return text, _verdict(by_n[ns[0]] > by_n[ns[-1]])
+def judge_bisection_spread(spread: BisectionSpread) -> Judgement:
+    """Claim 8 (ICASSP 2022, Fig. 3): smoothing disturbs the binary search, and its spread shrinks as n grows.
+
+    The per-segment paired difference of the spread at the smallest n minus the largest (the segments are the
+    same for every n); statistic: its mean over segments, bootstrapped over segments. Holds if the interval is
+    above 0, does not hold if below, undecided otherwise; the bootstrap seed comes from the recorded seed.
+    """
+    ns = sorted(spread.per_segment)
+    if len(ns) < 2:
+        return Judgement("one n only", NOT_TESTABLE)
+    segments = len(spread.per_segment[ns[0]])
+    few = _too_few(segments, "segments")
+    if few is not None:
+        return few
+    difference = verdicts.paired_difference(spread.per_segment[ns[0]], spread.per_segment[ns[-1]])
+    interval = verdicts.bootstrap(difference, seed=_claim_seed(spread.seed, 8))
+    spreads = ", ".join(f"{spread.spread[n]:.3f} at n={n}" for n in ns)
+    return Judgement(f"mean over {segments} segments of the spread at n={ns[0]} minus n={ns[-1]}: {interval} "
+                     f"(spread {spreads})", verdicts.verdict(interval, 0))
 
 
-def judge_eq5(check: ThresholdCheck) -> tuple[str, str]:
-    """Claim 11: P[g_{sigma,n} adversarial] at the threshold eq. (5) prints, for each n; holds when it
-    equals Pa (to 1e-6) for every n checked, odd and even."""
+def judge_normal_agreement(agreement: NormalAgreement) -> Judgement:
+    """Claim 9 (ICASSP 2022, section 3.5): normal-vector estimates at the boundary with and without smoothing
+    correlate well when the estimation noise exceeds sigma; HSJA sometimes fails because every probe gets the
+    same label.
+
+    At every probe radius delta above sigma (the paper's condition: the estimate's noise variance larger than
+    sigma^2), the mean cosine between the estimates with and without RS (its
+    bootstrap interval over images) above :data:`WELL_CORRELATED`; and the rate of HSJA gradient steps whose
+    probes all got one label (pooled over images; Clopper-Pearson) above 0. Holds if both, does not hold if
+    a cosine interval is below :data:`WELL_CORRELATED`, undecided otherwise: no one-label step seen is no
+    refutation of "sometimes".
+    """
+    few = _too_few(len(agreement.hsja_steps), "images")
+    if few is not None:
+        return few
+    if max(agreement.ratios, default=0) <= 1:
+        return Judgement("no probe radius above σ", NOT_TESTABLE)
+    seed = _claim_seed(agreement.seed, 9)
+    by_ratio = zip(agreement.ratios, agreement.cosine, strict=True)
+    cosines = {ratio: verdicts.bootstrap(cosine, seed=seed) for ratio, cosine in by_ratio}
+    found = [verdicts.verdict(interval, WELL_CORRELATED) for ratio, interval in cosines.items() if ratio > 1]
+    steps, one_label = sum(agreement.hsja_steps), sum(agreement.hsja_one_label_steps)
+    if steps:
+        rate = verdicts.proportion(one_label, steps)
+        found.append(HOLDS if rate.lower > 0 else UNDECIDED)
+        steps_text = f"HSJA steps with one label on every probe {one_label} of {steps}, {rate}"
+    else:
+        found.append(UNDECIDED)
+        steps_text = "no HSJA gradient step"
+    listed = ", ".join(f"{ratio:g}: {interval}" for ratio, interval in cosines.items())
+    return Judgement(f"mean cosine with / without RS at δ/σ = {listed}; {steps_text}", verdicts.all_of(found))
+
+
+def judge_eq5(check: ThresholdCheck) -> Judgement:
+    """Claim 11 (ICASSP 2022, eq. 5): the exact probability that a vote is adversarial at the printed threshold;
+    holds when it equals P_a (to 1e-6) for every n checked, odd and even. Exact: no sampling, no interval."""
     probability = dict(sorted(check.probability_at_threshold.items()))
-    text = f"at Pa = {check.pa:g}: " + ", ".join(f"{p:.3f} (n={n})" for n, p in probability.items())
-    return text, _verdict(all(abs(p - check.pa) <= 1e-6 for p in probability.values()))
+    text = f"exact, at Pa = {check.pa:g}: " + ", ".join(f"{p:.3f} (n={n})" for n, p in probability.items())
+    return Judgement(text, HOLDS if all(abs(p - check.pa) <= 1e-6 for p in probability.values()) else FAILS)
 
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(1, "Black-box attacks need distortions far larger than the certified radius.",
           f"at least {DISTORTION_OVER_RADIUS} times larger", "fig5_attacks",
-          f"smallest ratio of mean distortion to mean certified radius ≥ {DISTORTION_OVER_RADIUS}",
+          f"not testable if every attack's median distortion on the undefended model is within ×{CONVERGED:g} of "
+          "the white-box minimal one (the attacks converged, so the attack inefficiency behind the paper's factor "
+          "cannot appear); otherwise, for each smoothed classifier and each attack that did not converge, median "
+          "verified distortion / median certified radius: holds if every interval is above "
+          f"{DISTORTION_OVER_RADIUS}, does not hold if one is below, else undecided (a median radius of 0 gives no "
+          "ratio: left out)",
           judge_certificate_ratio),
     Claim(2, "Fewer Monte Carlo samples n give larger distortions, for every attack.",
           "SurFree, σ = 0.05: 41 → 37 → 34 for n = 10, 50, 100", "fig5_attacks",
-          "mean distortion larger at the smallest n than at the largest, for every attack", judge_fewer_samples),
+          "per attack, median paired difference of distortion at the smallest n minus the largest (smoothed "
+          "standard model, pooled over σ and P_a): holds if every interval is above 0, does not hold if one is "
+          "below, else undecided", judge_fewer_samples),
     Claim(3, "RayS is the attack least affected by smoothing.",
           "RayS ≈ 15 with RS against 13.4 without; HSJA ≈ 47 against 17.4", "fig5_attacks",
-          "RayS has the smallest ratio of distortion with RS to distortion without", judge_rays_least_affected),
+          "per attack, factor = median distortion with RS (smoothed standard model, pooled) / without; RayS's factor "
+          "minus the smallest other: holds if the interval is below 0, does not hold if above, else undecided",
+          judge_rays_least_affected),
     Claim(4, "A larger σ costs accuracy without adding robustness.",
           "σ = 0.15 costs 12% accuracy (σ = 0.05: 3%); HSJA ≈ 36 against ≈ 48", "fig5_attacks",
-          "accuracy lower at the larger σ and no attack gains more than 10% distortion", judge_larger_sigma),
+          "largest against smallest σ: accuracy difference (Clopper-Pearson) below 0 at every n and P_a, and per "
+          f"attack the ratio of median distortions (pooled over n, P_a) below {MAX_GAIN:g}: holds if every interval "
+          "is on its side, does not hold if one is on the other side, else undecided", judge_larger_sigma),
     Claim(5, "Noise training (RandTrain) with RS behaves like the standard model with RS at the large σ, "
              "and against RayS it is less robust than the undefended model.",
           "accuracy 0.64 vs 0.62; RayS ≈ 11 against 13.4 undefended", "fig5_attacks",
-          "accuracy within 0.05, HSJA and SurFree distortion within 25%, RayS below the undefended model",
-          judge_randtrain),
+          "against the standard model at its largest σ with RandTrain's n and P_a: accuracy difference "
+          f"(Clopper-Pearson) within ±{SAME_ACCURACY:g}, ratio of median distortions within "
+          f"{1 - SAME_DISTORTION:g}-{1 + SAME_DISTORTION:g} for the attacks other than RayS, and for RayS the "
+          "median paired difference RandTrain − undefended below 0: holds if every interval is inside, does not "
+          "hold if one is wholly outside, else undecided", judge_randtrain),
     Claim(6, "The level P_a matters little, and mostly for small n.",
           "80% against 50%: slightly larger distortions, mostly at n = 10", "fig5_attacks",
-          "distortion at the larger P_a at most 1.15 times the smaller, largest ratio at the smallest n",
-          judge_pa),
+          "per n, median distortion at the largest P_a / at the smallest (pooled over σ, attacks) below "
+          f"{PA_EFFECT:g}, and the ratio at the smallest n minus the largest other above 0: holds if every "
+          "interval is on its side, does not hold if one is on the other side, else undecided", judge_pa),
     Claim(7, "Smoothing pushes the boundary beyond the base classifier's, and the transition from 0 to 1 of "
              "P[g_{σ,n}(x) ≠ y] is wider for small n.",
           "boundary of g_σ crossed about 4.0 past x_a on ImageNet", "fig1_adversarial_probability",
-          "crossing beyond x_a for significantly more than half of the images (sign test p < 0.05), and a wider "
-          "transition from the smallest to the largest P_a at the smallest n", judge_boundary_push),
+          f"at every σ scanned, sign test of crossings beyond x_a p < {SIGNIFICANCE:g}: holds; of crossings before "
+          "x_a: does not hold; neither: undecided; and the transition from the smallest to the largest P_a (recorded "
+          "medians, no interval) wider at the smallest n: holds, else does not hold; the claim holds if every part "
+          "holds, does not hold if one fails, else undecided", judge_boundary_push),
     Claim(8, "Smoothing disturbs the binary search; its spread shrinks as n grows.",
           "peak 0.13 (n = 10), 0.21 (n = 50), 0.28 (n = 100)", "fig3_binary_search",
-          "spread of the search's output smaller at the largest n", judge_bisection_spread),
+          "mean over segments of the paired difference of spread at the smallest n minus the largest (bootstrap "
+          "over segments): holds if the interval is above 0, does not hold if below, else undecided",
+          judge_bisection_spread),
     Claim(9, "Normal vectors estimated at the boundary with and without smoothing correlate well when the "
              "estimation noise exceeds σ; HSJA sometimes crashes when every probe gets the same label.",
-          "stated, no number", None, "no chapter of this book measures it", None),
+          "stated, no number", "normal_vectors",
+          f"mean cosine between the estimates with and without RS above {WELL_CORRELATED:g} at every probe radius "
+          "above σ, and rate of HSJA steps with one label on every probe (Clopper-Pearson) above 0: holds if both; "
+          f"a cosine interval below {WELL_CORRELATED:g}: does not hold; else undecided (no one-label step seen "
+          "does not refute \"sometimes\")", judge_normal_agreement),
     Claim(10, "Smoothing at the small σ beats adversarial training in practice against HSJA and SurFree.",
           "HSJA ≈ 47 vs 22.8; SurFree ≈ 34-41 vs 21.2 (accuracy 0.73 vs 0.56)", "fig5_attacks",
-          "both attacks need more distortion against RS at the smallest σ than against AdvTrain",
-          judge_rs_beats_advtrain),
+          "per attack, median paired difference of distortion against RS at the smallest σ (pooled over n, P_a) "
+          "minus against AdvTrain: holds if both intervals are above 0, does not hold if one is below, else "
+          "undecided", judge_rs_beats_advtrain),
     Claim(11, "Eq. (5) gives the threshold on π_0(x_a) above which a vote is adversarial with probability "
               "P_a.", "eq. (5), with ñ = 1 + ⌊n/2⌋, for every n", "theory",
-          "the exact probability at the printed threshold equals P_a for every n checked", judge_eq5),
+          "exact computation (no sampling): the probability at the printed threshold equals P_a for every n "
+          "checked: holds, else does not hold", judge_eq5),
 )
 
 
 def scorecard(profile: str | None) -> pd.DataFrame:
-    """One row per claim: the paper's statement and number, what this build measured, the verdict.
+    """One row per claim: the paper's statement and number, what this build measured, the verdicts.
 
     Parameters
     ----------
@@ -282,41 +702,54 @@ def scorecard(profile: str | None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``claim, statement, paper, measured, verdict, rule, chapter``.
+        Columns ``claim, statement, paper, measured, verdict, protocol_measured, protocol, rule, chapter``;
+        ``protocol_measured`` and ``protocol`` are the judgement on the paper's protocol (``None`` for the
+        claims that have none or were not measured).
     """
     rows = []
     for claim in CLAIMS:
-        record = measurements.load(claim.chapter, profile) if claim.chapter else None
-        if record is None or claim.judge is None:
-            measured, verdict = "—", NOT_MEASURED
-        else:
-            measured, verdict = claim.judge(record)
+        record = measurements.load(claim.chapter, profile)
+        judged = Judgement("—", NOT_MEASURED) if record is None else claim.judge(record)
+        protocol = judged.protocol
         rows.append({"claim": claim.number, "statement": claim.statement, "paper": claim.paper,
-                     "measured": measured, "verdict": verdict, "rule": claim.rule, "chapter": claim.chapter})
+                     "measured": judged.measured, "verdict": judged.verdict,
+                     "protocol_measured": None if protocol is None else protocol.measured,
+                     "protocol": None if protocol is None else protocol.verdict, "rule": claim.rule,
+                     "chapter": claim.chapter})
     return pd.DataFrame(rows)
 
 
 def summary_sentence(card: pd.DataFrame) -> str:
-    """The scorecard in one sentence, e.g. "Of the 11 claims, 5 hold in this build, 1 does not hold and
-    1 is not measured." (``card`` as :func:`scorecard` returns it)."""
+    """The scorecard in one sentence, e.g. "Of the 11 claims, 5 hold in this build, 1 does not hold, 2 are
+    undecided, 1 is not testable in this profile and 2 are not measured" (``card`` as :func:`scorecard`
+    returns it)."""
     counts = card.verdict.value_counts()
-    holds, fails, unmeasured = (int(counts.get(v, 0)) for v in (HOLDS, FAILS, NOT_MEASURED))
+    holds, fails, undecided, untestable, unmeasured = (int(counts.get(v, 0)) for v in
+                                                       (HOLDS, FAILS, UNDECIDED, NOT_TESTABLE, NOT_MEASURED))
     return (f"Of the {len(card)} claims, {holds} {agree(holds, 'holds', 'hold')} in this build, {fails} "
-            f"{agree(fails, 'does', 'do')} not hold and {unmeasured} {agree(unmeasured, 'is', 'are')} not measured")
+            f"{agree(fails, 'does', 'do')} not hold, {undecided} {agree(undecided, 'is', 'are')} undecided, "
+            f"{untestable} {agree(untestable, 'is', 'are')} not testable in this profile and {unmeasured} "
+            f"{agree(unmeasured, 'is', 'are')} not measured")
 
 
 #: The chapters' short names in the scorecard's links.
 CHAPTER_TITLES = {"theory": "theory", "fig1_adversarial_probability": "Fig. 1", "fig3_binary_search": "Fig. 3",
-                  "fig5_attacks": "Fig. 5"}
+                  "fig5_attacks": "Fig. 5", "normal_vectors": "normal vectors"}
+
+
+def _bold(verdict: str) -> str:
+    """A decided verdict in bold (Markdown)."""
+    return f"**{verdict}**" if verdict in (HOLDS, FAILS) else verdict
 
 
 def scorecard_markdown(card: pd.DataFrame) -> str:
-    """The scorecard as a Markdown table for the page, verdicts in bold and chapters linked
-    (``card`` as :func:`scorecard` returns it)."""
-    lines = ["| # | claim (paper's number) | measured here | verdict | rule | chapter |", "|---|---|---|---|---|---|"]
+    """The scorecard as a Markdown table for the page, decided verdicts in bold, the paper's protocol in its
+    own column and chapters linked (``card`` as :func:`scorecard` returns it)."""
+    lines = ["| # | claim (paper's number) | measured here | verdict | paper's protocol | rule | chapter |",
+             "|---|---|---|---|---|---|---|"]
     for row in card.itertuples():
-        chapter = f"[{CHAPTER_TITLES.get(row.chapter, row.chapter)}]({row.chapter}.ipynb)" if row.chapter else "—"
-        verdict = f"**{row.verdict}**" if row.verdict in (HOLDS, FAILS) else row.verdict
-        lines.append(f"| {row.claim} | {row.statement} ({row.paper}) | {row.measured} | {verdict} | {row.rule} | "
-                     f"{chapter} |")
+        chapter = f"[{CHAPTER_TITLES.get(row.chapter, row.chapter)}]({row.chapter}.ipynb)"
+        protocol = "—" if row.protocol is None else f"{_bold(row.protocol)}: {row.protocol_measured}"
+        lines.append(f"| {row.claim} | {row.statement} ({row.paper}) | {row.measured} | {_bold(row.verdict)} | "
+                     f"{protocol} | {row.rule} | {chapter} |")
     return "\n".join(lines)

@@ -229,10 +229,13 @@ def spread_by_n(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -
 
 
 def summarize(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> BisectionSpread:
-    """The measurement of claim 8: the spread of the search's output per n, averaged over the segments."""
+    """The measurement of claim 8: the spread of the search's output per n, averaged over the segments and
+    on each segment."""
     spread = spread_by_n(tables, values)["spread (std)"]
-    return BisectionSpread(dataset=values["dataset"], sigma=float(values["sigma"]),
-                           spread={int(n): float(s) for n, s in spread.items()})
+    per_segment = search_summary(tables, values).sort_values("segment").groupby("n")["spread (std)"]
+    return BisectionSpread(dataset=values["dataset"], seed=values["seed"], sigma=float(values["sigma"]),
+                           spread={int(n): float(s) for n, s in spread.items()},
+                           per_segment={int(n): [float(v) for v in part] for n, part in per_segment})
 
 
 def _first_histogram(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any], n: int) -> np.ndarray:

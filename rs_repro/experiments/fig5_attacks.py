@@ -6,9 +6,17 @@ P_a in {0.5, 0.8} (the paper's ceil(n P_a) rule), RandTrain under smoothing, and
 same per-image query budget (2,000 in the paper). One row per attacked image records its distortions, its
 queries and forward passes, and its best distortion at several budgets (from the oracle's history).
 
+Two protocols on the same images. The paper's: a query is adversarial when ceil(n P_a) of its n
+micro-decisions are wrong, and the distortion is the best accepted query's. Under smoothing that point may be
+a lucky vote, so each one is also pushed outward along the attack's direction until eq. (4) is verified with
+fresh votes (:func:`rs_repro.attacks.push_to_level`): the verified distortion. No image is left out of
+either; an attack that found no verified point on an image has distortion ``inf`` there. The wrong-vote rate
+at each clean image x_o tells how often x_o itself would be accepted.
+
 The work is a list of units (:mod:`rs_repro.engine`): one per classifier and attack and chunk of images
-(:func:`attack_units`), one per classifier for its clean accuracy (:func:`accuracy_units`). A unit reads only
-the code of its own attack, so an edit of one attack recomputes that attack's units and no other.
+(:func:`attack_units`), one per classifier for its clean accuracy (:func:`accuracy_units`), one per smoothed
+base model for the votes at the clean images, one for the white-box minimal distortions, and CERTIFY. A unit
+reads only the code of its own attack, so an edit of one attack recomputes that attack's units and no other.
 """
 
 from __future__ import annotations
@@ -28,12 +36,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from torch import nn
 
-from .. import data, seeds
+from .. import data, seeds, theory
 from ..attacks.oracle import AttackResult, Oracle, smoothed_oracle
-from ..attacks.verification import verify
+from ..attacks.verification import push_to_level, verify
 from ..checks import rule_checker
 from ..engine import Unit
-from ..measurements import AttackConfiguration, AttackGrid, CertificateRatio
+from ..measurements import AttackConfiguration, AttackGrid
 from ..models import accuracy, load_model, model_spec
 from ..paper import DISTORTION_OVER_RADIUS, fig5_readings
 from ..plots import PALETTE
@@ -61,7 +69,7 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(bool(values["pas"]) and all(0 < p <= 1 for p in values["pas"]), "pas", "levels in (0, 1]")
     need(values["randtrain_sigma"] > 0, "randtrain_sigma", "a noise level > 0")
     need(values["advtrain_epsilon"] > 0, "advtrain_epsilon", "a radius > 0")
-    for name in ("chunk", "verify_repeats", "certify_n"):
+    for name in ("chunk", "verify_repeats", "votes", "certify_n"):
         need(values[name] >= 1, name, "at least 1")
 
 
@@ -95,6 +103,14 @@ class Target:
         return f"{self.model}/RS sigma={self.sigma:g}, n={self.n}{rule}"
 
     @property
+    def level(self) -> float | None:
+        """The level P_a of eq. (4) its adversarial examples are verified at: ``pa``, 0.5 for the plain
+        majority vote (the vote is wrong at least half the time), ``None`` without smoothing."""
+        if self.sigma is None:
+            return None
+        return 0.5 if self.pa is None else self.pa
+
+    @property
     def slug(self) -> str:
         """The label as a file-name part, e.g. ``standard-rs0.35-n10-pa0.8``."""
         if self.sigma is None:
@@ -121,57 +137,84 @@ def make_oracle(target: Target, model: nn.Module, num_classes: int, max_queries:
                            generator=generator)
 
 
-def vote_accuracy(target: Target, model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor,
-                  seed: int, batch_size: int = 10_000) -> float:
-    """Clean accuracy of the attacked classifier: the base model, or the majority vote g_{sigma,n}."""
+def vote_correct(target: Target, model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor,
+                 seed: int, batch_size: int = 10_000) -> int:
+    """How many of the images ``x`` [N, C, H, W] the attacked classifier labels ``y`` [N]: the base model, or
+    one majority vote g_{sigma,n} per image."""
     if target.sigma is None:
-        return accuracy(model, x, y, batch_size=batch_size)
+        return round(accuracy(model, x, y, batch_size=batch_size) * len(x))
     device = next(model.parameters()).device
     labels = Smooth(model, num_classes, target.sigma).vote(
         x.to(device), target.n, batch_size, generator=seeds.generator(seed, "accuracy", target.label, device=device))
-    return float((labels.cpu() == y).double().mean())
+    return int((labels.cpu() == y).sum())
 
 
 def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int, x: torch.Tensor,
                 y: torch.Tensor, index: torch.Tensor, units: Sequence[int], *, max_queries: int,
-                budgets: Sequence[int], verify_repeats: int, seed: int) -> pd.DataFrame:
-    """Run ``attack`` on the images at positions ``units`` (one batch) against ``target``.
+                budgets: Sequence[int], verify_repeats: int, votes: int, seed: int) -> pd.DataFrame:
+    """Run ``attack`` on the images at positions ``units`` (one batch) against ``target``; verify its points.
 
     The attack and the oracle draw from generators seeded by the seed, the target, the attack and the
     first unit of the batch, so a resumed run recomputes a batch exactly. Under smoothing an answer
-    "adversarial" may be luck, so the best adversarial query of each image is checked afterwards with
-    ``verify_repeats`` fresh votes: ``verified`` estimates P[g_{sigma,n}(x_adv) != y], the level of
-    eq. (4) (1 or 0 without smoothing).
+    "adversarial" may be luck, so each image's best accepted query x_adv is checked afterwards: ``level``
+    estimates P[g_{sigma,n}(x_adv) != y], the level of eq. (4), from ``verify_repeats`` fresh votes, and
+    :func:`rs_repro.attacks.push_to_level` moves x_adv outward along x_adv - x_o until ``votes`` fresh votes
+    verify eq. (4) at the target's level (:attr:`Target.level`): ``verified_l2`` is the distortion of a
+    genuine adversarial example of g_{sigma,n}. Without smoothing the reported point is exact, and verified as
+    it is. Where the attack keeps its own last iterate (HSJA), its distortion and level are recorded too.
 
     Returns
     -------
     pandas.DataFrame
         One row per image: ``unit, idx, label, attack, target, success, l2, linf, best_linf, queries,
-        forward_passes, verified`` and ``l2_at_<q>`` for each budget q (inf where not yet adversarial).
+        forward_passes, level, verified_l2, verified_linf, t, at_level, verified_level, final_l2,
+        final_level``, the attack's diagnostics (e.g. HSJA's ``gradient_steps, one_label_steps``) and
+        ``l2_at_<q>`` for each budget q (inf where not yet adversarial). ``l2`` is inf where no query was
+        accepted, 0 where the clean image was; ``verified_l2`` is inf where no verified point was found
+        (``t`` inf); ``final_*`` are NaN for an attack without its own iterate.
     """
     device = next(model.parameters()).device
     block = torch.as_tensor(list(units))
     key = (target.label, attack, int(block[0]))
+    x_o, labels = x[block].to(device), y[block].to(device)
     oracle = make_oracle(target, model, num_classes, max_queries,
                          seeds.generator(seed, "oracle", *key, device=device))
-    result = attack_function(attack)(oracle, x[block].to(device), y[block].to(device),
-                                     seed=seeds.derive_seed(seed, *key))
+    result = attack_function(attack)(oracle, x_o, labels, seed=seeds.derive_seed(seed, *key))
     curves = oracle.best_at(budgets)
+    success = result.success.numpy()
     if target.sigma is None:
-        verified = result.success.double().numpy()
+        level = success.astype(np.float64)
+        verified = {"verified_l2": result.l2.numpy(), "verified_linf": result.linf.numpy(),
+                    "t": np.where(success, 1.0, np.inf), "at_level": success, "verified_level": level}
     else:
         smooth = Smooth(model, num_classes, target.sigma)
-        verified = verify(smooth, result.x_adv.to(device), y[block].to(device), target.n, verify_repeats,
-                          generator=seeds.generator(seed, "verify", *key, device=device))[0]
+        level = verify(smooth, result.x_adv.to(device), labels, target.n, verify_repeats,
+                       generator=seeds.generator(seed, "verify", *key, device=device))[0]
+        pushed = push_to_level(smooth, x_o, result.x_adv.to(device), labels, n=target.n, pa=target.level,
+                               votes=votes, seed=seeds.derive_seed(seed, "push", *key))
+        verified = {"verified_l2": pushed.l2, "verified_linf": pushed.linf, "t": pushed.t,
+                    "at_level": pushed.t == 1.0, "verified_level": pushed.p}
+    final_l2 = final_level = np.full(len(block), np.nan)
+    if result.x_final is not None:
+        x_final = result.x_final.to(device)
+        final_l2 = (x_final - x_o).flatten(1).double().norm(dim=1).cpu().numpy()
+        if target.sigma is None:
+            with torch.inference_mode():
+                final_level = (model(x_final).argmax(1) != labels).double().cpu().numpy()
+        else:
+            final_level = verify(smooth, x_final, labels, target.n, verify_repeats,
+                                 generator=seeds.generator(seed, "verify-final", *key, device=device))[0]
     rows = pd.DataFrame({"unit": block.numpy(), "idx": index[block].numpy(), "label": y[block].numpy(),
-                         "attack": attack, "target": target.label, "success": result.success.numpy(),
+                         "attack": attack, "target": target.label, "success": success,
                          "l2": result.l2.numpy(), "linf": result.linf.numpy(),
                          "best_linf": result.best_linf.numpy(), "queries": result.queries.numpy(),
-                         "forward_passes": result.forward_passes.numpy(), "verified": verified})
+                         "forward_passes": result.forward_passes.numpy(), "level": level, **verified,
+                         "final_l2": final_l2, "final_level": final_level})
+    for name, counts in result.diagnostics.items():
+        rows[name] = counts.numpy()
     for j, q in enumerate(budgets):
         rows[f"l2_at_{q}"] = curves[:, j]
     return rows
-
 
 
 def attacked_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_images: int, seed: int) -> torch.Tensor:
@@ -190,7 +233,7 @@ def _images(dataset: str, data_dir: str | None, index: Sequence[int]) -> tuple[t
 
 def attack_unit(*, dataset: str, data_dir: str | None, index: list[int], positions: list[int],
                 model: Mapping[str, Any], target: Mapping[str, Any], attack: str, max_queries: int,
-                budgets: list[int], verify_repeats: int, seed: int) -> pd.DataFrame:
+                budgets: list[int], verify_repeats: int, votes: int, seed: int) -> pd.DataFrame:
     """One unit of the attack grid: :func:`attack_rows` on the attacked images at ``positions``.
 
     ``index`` are the dataset positions of all the attacked images (test split), ``model`` the
@@ -200,12 +243,12 @@ def attack_unit(*, dataset: str, data_dir: str | None, index: list[int], positio
     x, y = _images(dataset, data_dir, index)
     return attack_rows(Target(**target), attack, base, data.num_classes(dataset), x, y, torch.as_tensor(index),
                        positions, max_queries=max_queries, budgets=budgets, verify_repeats=verify_repeats,
-                       seed=seed)
+                       votes=votes, seed=seed)
 
 
 def attack_units(*, dataset: str, data_dir: str | None, index: Sequence[int], targets: Sequence[Target],
                  attacks: Sequence[str], models: Mapping[str, Mapping[str, Any]], max_queries: int,
-                 budgets: Sequence[int], chunk: int, verify_repeats: int, seed: int) -> list[Unit]:
+                 budgets: Sequence[int], chunk: int, verify_repeats: int, votes: int, seed: int) -> list[Unit]:
     """The attack grid as units: every target x attack x chunk of ``chunk`` attacked images.
 
     ``models`` maps a target's ``model`` name to its :func:`rs_repro.models.model_spec`. A unit's
@@ -223,19 +266,21 @@ def attack_units(*, dataset: str, data_dir: str | None, index: Sequence[int], ta
                     {"dataset": dataset, "data_dir": data_dir, "index": [int(i) for i in index],
                      "positions": positions, "model": dict(models[target.model]), "target": dataclasses.asdict(target),
                      "attack": attack, "max_queries": max_queries, "budgets": list(budgets),
-                     "verify_repeats": verify_repeats, "seed": seed},
+                     "verify_repeats": verify_repeats, "votes": votes, "seed": seed},
                     (_MODULE, ATTACKS[attack].partition(":")[0])))
     return units
 
 
 def accuracy_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any], target: Mapping[str, Any],
                   seed: int) -> pd.DataFrame:
-    """One row ``target, accuracy``: :func:`vote_accuracy` of one classifier on the whole test split."""
+    """One row ``target, correct, tested, accuracy``: :func:`vote_correct` of one classifier on the whole
+    test split."""
     base, _ = load_model(dataset, model, data_dir=data_dir)
     full = data.load_dataset(dataset, "test", data_dir=data_dir)
     target = Target(**target)
-    return pd.DataFrame([{"target": target.label, "accuracy": vote_accuracy(target, base, data.num_classes(dataset),
-                                                                            full.x, full.y, seed)}])
+    correct = vote_correct(target, base, data.num_classes(dataset), full.x, full.y, seed)
+    return pd.DataFrame([{"target": target.label, "correct": correct, "tested": len(full.y),
+                          "accuracy": correct / len(full.y)}])
 
 
 def accuracy_units(*, dataset: str, data_dir: str | None, targets: Sequence[Target],
@@ -244,6 +289,39 @@ def accuracy_units(*, dataset: str, data_dir: str | None, targets: Sequence[Targ
     return [Unit(f"accuracy-{t.slug}", f"{_MODULE}:accuracy_unit",
                  {"dataset": dataset, "data_dir": data_dir, "model": dict(models[t.model]),
                   "target": dataclasses.asdict(t), "seed": seed}) for t in targets]
+
+
+def clean_votes_unit(*, dataset: str, data_dir: str | None, index: list[int], model: Mapping[str, Any], name: str,
+                     sigma: float, samples: int, batch_size: int, seed: int) -> pd.DataFrame:
+    """Micro-decisions at the clean attacked images under one smoothed base model: ``samples`` noisy copies of
+    each image x_o, and how many are not its label.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image: ``model, sigma, idx, label, wrong, samples``; ``wrong / samples`` estimates
+        pi_1(x_o), the probability that one micro-decision at x_o is wrong.
+    """
+    base, _ = load_model(dataset, model, data_dir=data_dir)
+    x, y = _images(dataset, data_dir, index)
+    device = next(base.parameters()).device
+    counts = Smooth(base, data.num_classes(dataset), sigma).counts(
+        x.to(device), samples, batch_size, generator=seeds.generator(seed, "clean-votes", name, sigma, device=device))
+    right = counts.cpu().gather(1, y.view(-1, 1)).squeeze(1)
+    return pd.DataFrame({"model": name, "sigma": sigma, "idx": index, "label": y.numpy(),
+                         "wrong": (samples - right).numpy(), "samples": samples})
+
+
+def minimal_unit(*, dataset: str, data_dir: str | None, index: list[int], model: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per attacked image, ``idx, minimal_l2``: the white-box minimal l2 distortion on the base model
+    without smoothing (:func:`rs_repro.attacks.minimal.minimal_l2`), a floor for the attacks' distortions on
+    it."""
+    minimal = importlib.import_module("rs_repro.attacks.minimal")
+    base, _ = load_model(dataset, model, data_dir=data_dir)
+    x, y = _images(dataset, data_dir, index)
+    device = next(base.parameters()).device
+    found = minimal.minimal_l2(base, x.to(device), y.to(device))
+    return pd.DataFrame({"idx": index, "minimal_l2": found.distance.cpu().numpy()})
 
 
 def model_specs(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -260,8 +338,10 @@ def targets(values: Mapping[str, Any]) -> list[Target]:
 
 
 def units(values: Mapping[str, Any]) -> list[Unit]:
-    """The chapter's work: every classifier's clean accuracy, the attack grid (:func:`attack_units`) and
-    CERTIFY of the attacked images under each smoothed base model (for the distortion-to-radius ratios).
+    """The chapter's work: every classifier's clean accuracy, the attack grid (:func:`attack_units`),
+    CERTIFY of the attacked images under each smoothed base model (for the distortion-to-radius ratios), the
+    micro-decisions at the clean images under each (:func:`clean_votes_unit`) and the white-box minimal
+    distortions on the undefended model (:func:`minimal_unit`).
 
     The base models are trained here when missing, before any unit runs, and the attacked images are chosen
     with the standard model (:func:`attacked_images`).
@@ -274,14 +354,20 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
     work = accuracy_units(**where, targets=targets(values), models=specs, seed=values["seed"])
     work += attack_units(**where, index=index, targets=targets(values), attacks=values["attacks"], models=specs,
                          max_queries=values["max_queries"], budgets=values["budgets"], chunk=values["chunk"],
-                         verify_repeats=values["verify_repeats"], seed=values["seed"])
-    # Imported by name: the certification units read the certification chapter's code, the attack units do not
-    # (a static import would put it in their code digest, rs_repro.cache.code_digest).
+                         verify_repeats=values["verify_repeats"], votes=values["votes"], seed=values["seed"])
+    # Imported by name: the certification units read the certification chapter's code, and the minimal unit the
+    # white-box attack's, the attack units neither (a static import would put them in their code digest,
+    # rs_repro.cache.code_digest).
     certification = importlib.import_module("rs_repro.experiments.fig4_certification")
     for name, sigma in _smoothed_models(values):
         work += certification.certify_units(**where, images=index, chunk=values["chunk"], model=specs[name], name=name, sigma=sigma,
                               n0=CERTIFY["n0"], n=values["certify_n"], alpha=CERTIFY["alpha"],
                               batch_size=CERTIFY["batch_size"], seed=values["seed"])
+        work.append(Unit(f"clean-votes-{name}-sigma{sigma:g}", f"{_MODULE}:clean_votes_unit",
+                         {**where, "index": index, "model": dict(specs[name]), "name": name, "sigma": sigma,
+                          "samples": values["certify_n"], "batch_size": CERTIFY["batch_size"], "seed": values["seed"]}))
+    work.append(Unit("minimal-standard", f"{_MODULE}:minimal_unit",
+                     {**where, "index": index, "model": dict(specs["standard"])}, (_MODULE, "rs_repro.attacks.minimal")))
     return work
 
 
@@ -307,17 +393,23 @@ class Results:
     Attributes
     ----------
     accuracy : pandas.DataFrame
-        ``target, accuracy``: clean accuracy of every classifier.
+        ``target, correct, tested, accuracy``: clean accuracy of every classifier.
     runs : pandas.DataFrame
         One row per attacked image, attack and classifier (:func:`attack_rows`), with the classifier's
         ``model, sigma, n, pa, accuracy``.
     summary : pandas.DataFrame
         :func:`summarize` of ``runs``.
     ratios : pandas.DataFrame
-        Per attack and smoothed classifier, the mean distortion over the certified radii of the same images
-        (the fields of :class:`rs_repro.measurements.CertificateRatio`).
+        Per attack and smoothed classifier, the median verified distortion over the median and over the
+        largest certified radius of the same images (:func:`certificate_ratios`).
     certified : dict
         (model name, sigma) to the CERTIFY rows of the attacked images.
+    clean : pandas.DataFrame
+        The micro-decisions at the clean images (:func:`clean_votes_unit`), every smoothed base model.
+    acceptance : pandas.DataFrame
+        :func:`acceptance` of ``clean``: how likely each clean image is accepted by each smoothed oracle.
+    minimal : pandas.DataFrame
+        ``idx, minimal_l2`` (:func:`minimal_unit`).
     """
 
     accuracy: pd.DataFrame
@@ -325,24 +417,74 @@ class Results:
     summary: pd.DataFrame
     ratios: pd.DataFrame
     certified: dict[tuple[str, float], pd.DataFrame]
+    clean: pd.DataFrame
+    acceptance: pd.DataFrame
+    minimal: pd.DataFrame
+
+
+def _joined(tables: Mapping[str, pd.DataFrame], prefix: str) -> pd.DataFrame:
+    return pd.concat([t for k, t in tables.items() if k.startswith(prefix)], ignore_index=True)
 
 
 def results(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> Results:
     """The chapter's tables from the tables of :func:`units` (``tables`` maps a unit id to its table)."""
-    accuracy = pd.concat([t for k, t in tables.items() if k.startswith("accuracy-")], ignore_index=True)
+    accuracy = _joined(tables, "accuracy-")
     runs = runs_table([t for k, t in tables.items() if k.startswith("attack-")], targets(values), accuracy)
     summary = summarize(runs)
-    certified = {}
-    for name, sigma in _smoothed_models(values):
-        prefix = f"certify-{name}-sigma{sigma:g}-"
-        certified[name, sigma] = pd.concat([t for k, t in tables.items() if k.startswith(prefix)], ignore_index=True)
-    ratios = pd.DataFrame([{"attack": row.attack, "target": row.target, "mean_l2": row.mean_l2,
-                            "mean_radius": certified[row.model, row.sigma].radius.mean(),
-                            "ratio_of_means": row.mean_l2 / certified[row.model, row.sigma].radius.mean(),
-                            "ratio_to_largest": row.mean_l2 / certified[row.model, row.sigma].radius.max()}
-                           for row in summary[summary.sigma.notna()].itertuples()],
-                          columns=[f.name for f in dataclasses.fields(CertificateRatio)])
-    return Results(accuracy, runs, summary, ratios, certified)
+    certified = {(name, sigma): _joined(tables, f"certify-{name}-sigma{sigma:g}-")
+                 for name, sigma in _smoothed_models(values)}
+    clean = _joined(tables, "clean-votes-")
+    return Results(accuracy, runs, summary, certificate_ratios(summary, certified), certified, clean,
+                   acceptance(clean, targets(values), values["max_queries"]), tables["minimal-standard"])
+
+
+def certificate_ratios(summary: pd.DataFrame, certified: Mapping[tuple[str, float], pd.DataFrame]) -> pd.DataFrame:
+    """Per attack and smoothed classifier of ``summary`` (:func:`summarize`), the median verified distortion
+    over the median and the largest CERTIFY radius of the same images (``certified`` as in :class:`Results`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``attack, target, verified_median_l2, median_radius, largest_radius, ratio_to_median,
+        ratio_to_largest`` (inf where a median radius is 0 or no verified point was found on most images).
+    """
+    rows = []
+    for row in summary[summary.sigma.notna()].itertuples():
+        radius = certified[row.model, row.sigma].radius
+        with np.errstate(divide="ignore"):
+            rows.append({"attack": row.attack, "target": row.target, "verified_median_l2": row.verified_median_l2,
+                         "median_radius": radius.median(), "largest_radius": radius.max(),
+                         "ratio_to_median": np.divide(row.verified_median_l2, radius.median()),
+                         "ratio_to_largest": np.divide(row.verified_median_l2, radius.max())})
+    return pd.DataFrame(rows)
+
+
+def acceptance(clean: pd.DataFrame, targets: Sequence[Target], max_queries: int) -> pd.DataFrame:
+    """How likely the smoothed oracles accept the clean images themselves.
+
+    With pi_1 the fraction of wrong micro-decisions at x_o (``clean``, :func:`clean_votes_unit`), one query at
+    x_o is accepted with probability a = P[Bin(n, pi_1) >= ceil(n P_a)] (:func:`rs_repro.theory.accelerated_acceptance`,
+    at :attr:`Target.level`), and at least once in ``max_queries``
+    queries with probability 1 - (1 - a)^max_queries: the chance that the clean image itself, or a point as
+    close to it, passes as adversarial within the budget (a plug-in estimate: pi_1 is itself estimated).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per smoothed target and image: ``target, model, sigma, n, pa, idx, wrong_rate, per_query,
+        within_budget``.
+    """
+    rows = []
+    for t in targets:
+        if t.sigma is None:
+            continue
+        part = clean[(clean.model == t.model) & (clean.sigma == t.sigma)]
+        rate = (part.wrong / part.samples).to_numpy()
+        per_query = np.asarray(theory.accelerated_acceptance(rate, t.n, t.level))
+        rows.append(pd.DataFrame({"target": t.label, "model": t.model, "sigma": t.sigma, "n": t.n, "pa": t.pa,
+                                  "idx": part.idx.to_numpy(), "wrong_rate": rate, "per_query": per_query,
+                                  "within_budget": 1 - (1 - per_query) ** max_queries}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def runs_table(tables: Sequence[pd.DataFrame], targets: Sequence[Target], accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -350,18 +492,25 @@ def runs_table(tables: Sequence[pd.DataFrame], targets: Sequence[Target], accura
     grid_table = pd.DataFrame([{"target": t.label, "model": t.model, "sigma": t.sigma, "n": t.n, "pa": t.pa}
                                for t in targets], dtype=object).astype({"sigma": float, "n": float, "pa": float})
     runs = pd.concat(list(tables), ignore_index=True)
-    return runs.merge(grid_table, on="target").merge(accuracy, on="target")
+    return runs.merge(grid_table, on="target").merge(accuracy[["target", "accuracy"]], on="target")
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per attack and classifier: mean and median l2, success and verified rates, images, passes.
+    """One row per attack and classifier, over every attacked image (none left out).
 
-    Images misclassified from the start (distortion 0) are left out.
+    Columns: ``attack, target, model, sigma, n, pa, accuracy``; the paper's protocol: ``mean_l2`` (the
+    statistic of its Fig. 5; inf if the attack found nothing on some image) and ``median_l2`` of the
+    reported distortion, ``success`` (some query accepted), ``level`` (mean P[g_{sigma,n}(x_adv) != y] at the
+    reported points); the verified protocol: ``verified_median_l2``, ``verified`` (fraction of images with a
+    verified point), ``at_level`` (fraction whose reported point already satisfied eq. 4); ``final_median_l2``
+    (the attack's own last iterate, NaN without one), ``images`` and ``forward_passes``.
     """
-    attacked = runs[runs.l2 > 0]
-    return (attacked.groupby(["attack", "target", "model", "sigma", "n", "pa", "accuracy"], dropna=False)
+    keys = ["attack", "target", "model", "sigma", "n", "pa", "accuracy"]
+    return (runs.assign(found=np.isfinite(runs.verified_l2))
+            .groupby(keys, dropna=False, sort=False)
             .agg(mean_l2=("l2", "mean"), median_l2=("l2", "median"), success=("success", "mean"),
-                 verified=("verified", "mean"), images=("l2", "size"),
+                 level=("level", "mean"), verified_median_l2=("verified_l2", "median"), verified=("found", "mean"),
+                 at_level=("at_level", "mean"), final_median_l2=("final_l2", "median"), images=("l2", "size"),
                  forward_passes=("forward_passes", "mean")).reset_index())
 
 
@@ -370,16 +519,26 @@ def _optional(value: float, kind: type) -> Any:
 
 
 def measured(res: Results, values: Mapping[str, Any]) -> AttackGrid:
-    """The record the claims chapter reads (claims 1-6 and 10): every configuration and ratio."""
-    configurations = [AttackConfiguration(
-        attack=r.attack, target=r.target, model=r.model, sigma=_optional(r.sigma, float), n=_optional(r.n, int),
-        pa=_optional(r.pa, float), accuracy=float(r.accuracy), mean_l2=float(r.mean_l2),
-        median_l2=float(r.median_l2), success=float(r.success), verified=float(r.verified), images=int(r.images),
-        forward_passes=float(r.forward_passes)) for r in res.summary.itertuples()]
-    ratios = [CertificateRatio(**{k: (v if isinstance(v, str) else float(v)) for k, v in row.items()})
-              for row in res.ratios.to_dict("records")]
-    return AttackGrid(dataset=values["dataset"], num_images=int(res.runs.unit.nunique()),
-                      max_queries=values["max_queries"], configurations=configurations, ratios=ratios)
+    """The record the claims chapter reads (claims 1-6 and 10): every configuration, image by image."""
+    images = res.runs.sort_values("unit").drop_duplicates("unit").idx.tolist()
+    minimal = res.minimal.set_index("idx").minimal_l2
+    counts = res.accuracy.set_index("target")
+    configurations = []
+    for (attack, label), part in res.runs.groupby(["attack", "target"], sort=False):
+        part = part.set_index("idx").loc[images]
+        first = part.iloc[0]
+        sigma = _optional(first.sigma, float)
+        radius = None if sigma is None else \
+            res.certified[first.model, sigma].set_index("idx").radius.loc[images].astype(float).tolist()
+        configurations.append(AttackConfiguration(
+            attack=attack, target=label, model=first.model, sigma=sigma, n=_optional(first.n, int),
+            pa=_optional(first.pa, float), correct=int(counts.correct[label]), tested=int(counts.tested[label]),
+            reported_l2=part.l2.astype(float).tolist(), verified_l2=part.verified_l2.astype(float).tolist(),
+            at_level=part.at_level.astype(bool).tolist(), level=part.level.astype(float).tolist(), radius=radius,
+            forward_passes=float(part.forward_passes.mean())))
+    return AttackGrid(dataset=values["dataset"], seed=values["seed"], max_queries=values["max_queries"],
+                      votes=values["votes"], images=[int(i) for i in images],
+                      minimal_l2=minimal.loc[images].astype(float).tolist(), configurations=configurations)
 
 
 #: The paper's name of each of our base models in its Fig. 5 (:func:`rs_repro.paper.fig5_readings`).
@@ -402,30 +561,50 @@ def beside_paper(summary: pd.DataFrame) -> pd.DataFrame:
     return side[["attack", "target", "accuracy", "mean_l2", "accuracy_paper", "l2_low", "l2_high"]]
 
 
+def _by(frame: pd.DataFrame, key: str, column: str, fmt: str, unit: str = "") -> str:
+    """``column`` averaged per value of ``key``, as text: e.g. "0.12 at Pa = 0.5, 0.40 at Pa = 0.8"."""
+    means = frame.groupby(key)[column].mean()
+    return ", ".join(f"{v:{fmt}} {unit}{k:g}" for k, v in means.items())
+
+
 def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers and phrases the chapter's prose reads, by glue name."""
     summary, attacks = res.summary, values["attacks"]
-    undefended = summary[summary.target == "standard"].set_index("attack").mean_l2
-    trend = []
-    for attack in attacks:
-        part = summary[(summary.attack == attack) & (summary.model == "standard") & summary.sigma.notna()]
-        by_n = part.groupby("n").mean_l2.mean()
-        trend.append(f"{attack}: " + " → ".join(f"{by_n[n]:.2f}" for n in sorted(values["ns"]) if n in by_n))
+    undefended = summary[summary.target == "standard"].set_index("attack")
+    smoothed = summary[summary.sigma.notna()]
+    standard = smoothed[smoothed.model == "standard"]
+
+    def trend(column: str) -> str:
+        parts = []
+        for attack in attacks:
+            by_n = standard[standard.attack == attack].groupby("n")[column].median()
+            parts.append(f"{attack}: " + " → ".join(f"{by_n[n]:.2f}" for n in sorted(values["ns"]) if n in by_n))
+        return "; ".join(parts)
+
     paper = fig5_readings()
     surfree = paper[(paper.attack == "SurFree") & (paper.sigma == 0.05) & (paper.pa == 0.8)].sort_values("n")
-    smoothed = summary[summary.sigma.notna()]
-    level = smoothed.groupby("pa").verified.mean()
-    top = smoothed[smoothed.pa == max(values["pas"])].groupby("n").verified.mean()
+    clean = res.acceptance[res.acceptance.model == "standard"]
+    smallest = clean[(clean.n == min(values["ns"])) & (clean.pa == min(values["pas"]))]
+    rate = clean.drop_duplicates(["sigma", "idx"]).groupby("sigma").wrong_rate
+    hsja = res.runs[(res.runs.attack == "HSJA") & res.runs.sigma.notna()] if "HSJA" in attacks else res.runs[:0]
     return {
-        "smallest_ratio": float(res.ratios.ratio_of_means.min()),
+        "smallest_ratio": float(res.ratios.ratio_to_median.min()),
         "smallest_ratio_max": float(res.ratios.ratio_to_largest.min()),
         "certify_n": float(values["certify_n"]), "paper_ratio": DISTORTION_OVER_RADIUS,
-        "undefended": ", ".join(f"{undefended[a]:.2f} ({a})" for a in attacks),
-        "trend": "; ".join(trend), "ns_text": ", ".join(map(str, sorted(values["ns"]))),
+        "undefended": ", ".join(f"{undefended.median_l2[a]:.2f} ({a})" for a in attacks),
+        "trend_reported": trend("median_l2"), "trend_verified": trend("verified_median_l2"),
+        "ns_text": ", ".join(map(str, sorted(values["ns"]))),
         "paper_trend": " → ".join(f"{v:g}" for v in surfree.l2_low),
-        "verified_by_pa": ", ".join(f"{level[p]:.2f} at Pa = {p:g}" for p in sorted(level.index)),
-        "verified_by_n": ", ".join(f"{top[n]:.2f} (n={n:.0f})" for n in sorted(top.index)),
-        "pa_max": float(max(values["pas"])), "verify_repeats": values["verify_repeats"],
+        "level_by_pa": _by(smoothed, "pa", "level", ".2f", "at Pa = "),
+        "at_level_by_pa": _by(smoothed, "pa", "at_level", ".2f", "at Pa = "),
+        "verified_found": float(smoothed.verified.min()),
+        "verify_repeats": values["verify_repeats"], "votes": values["votes"], "max_queries": values["max_queries"],
+        "wrong_rate": "; ".join(f"σ = {s:g}: median {r.median():.2f}, 90th percentile {r.quantile(0.9):.2f}"
+                                for s, r in rate),
+        "accepted_within_budget": _by(smallest, "sigma", "within_budget", ".2f", "at σ = "),
+        "n_small": int(min(values["ns"])), "pa_small": float(min(values["pas"])),
+        "hsja_final_level": float(hsja.final_level.mean()) if len(hsja) else float("nan"),
+        "hsja_best_level": float(hsja.level.mean()) if len(hsja) else float("nan"),
     }
 
 
@@ -452,13 +631,13 @@ def _family(row: Any, sigma_colour: dict[float, object]) -> tuple[tuple[int, flo
 
 
 def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
-    """Fig. 5: mean l2 distortion against clean accuracy, one panel per attack.
+    """Fig. 5, both protocols: median l2 distortion against clean accuracy, one panel per attack.
 
     Parameters
     ----------
     summary
-        One row per (attack, classifier) with columns ``attack, model, sigma, n, pa, accuracy, mean_l2``
-        (``sigma``, ``n``, ``pa`` NaN without smoothing).
+        One row per (attack, classifier) with columns ``attack, model, sigma, n, pa, accuracy, median_l2,
+        verified_median_l2`` (``sigma``, ``n``, ``pa`` NaN without smoothing), as :func:`summarize` gives.
     attacks
         The panels, in order.
 
@@ -466,7 +645,9 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
     -------
     matplotlib.figure.Figure
         Colour: classifier family (and sigma); marker size: n; marker shape: P_a, squares without smoothing.
-        The legend explains all three (colours as patches, sizes and shapes in grey).
+        Under smoothing a hollow marker is the reported distortion (the paper's protocol), a filled one the
+        verified distortion (eq. 4), joined by a thin line; without smoothing the two coincide (filled). An
+        infinite median (no verified point on most images) is not drawn. The legend explains all of it.
     """
     smoothed = summary.dropna(subset=["sigma"])
     sigmas = sorted(smoothed.loc[smoothed.model == "standard", "sigma"].unique())
@@ -486,10 +667,18 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
             order, name, colour = _family(row, sigma_colour)
             families[order] = name, colour
             plain = pd.isna(row.sigma)
-            ax.scatter(row.accuracy, row.mean_l2, color=colour, alpha=0.8, edgecolors="white", linewidths=0.5,
-                       s=60 if plain else size[int(row.n)],
-                       marker=UNSMOOTHED_MARKER if plain else marker.get(row.pa, PA_MARKERS[0]))
-        ax.set(title=attack, xlabel="accuracy", ylabel="mean $\\ell_2$ distortion")
+            style = {"s": 60 if plain else size[int(row.n)],
+                     "marker": UNSMOOTHED_MARKER if plain else marker.get(row.pa, PA_MARKERS[0])}
+            if not plain:
+                ax.scatter(row.accuracy, row.median_l2, facecolors="none", edgecolors=colour, linewidths=1.0,
+                           alpha=0.8, **style)
+                if np.isfinite(row.verified_median_l2):
+                    ax.plot([row.accuracy] * 2, [row.median_l2, row.verified_median_l2], color=colour, alpha=0.4,
+                            linewidth=0.8)
+            if np.isfinite(row.verified_median_l2):
+                ax.scatter(row.accuracy, row.verified_median_l2, color=colour, alpha=0.8, edgecolors="white",
+                           linewidths=0.5, **style)
+        ax.set(title=attack, xlabel="accuracy", ylabel="median $\\ell_2$ distortion")
 
     def key(label: str, **style: object) -> Line2D:
         return Line2D([], [], linestyle="", label=label, **style)
@@ -498,7 +687,10 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
     handles: list[Artist] = [Patch(color=colour, alpha=0.8, label=name) for _, (name, colour) in sorted(families.items())]
     handles += [key(f"$n$ = {n}", marker="o", markersize=size[n] ** 0.5, **grey) for n in ns]
     handles += [key(f"$P_a$ = {pa:g}", marker=marker[pa], markersize=8, **grey) for pa in pas]
-    handles += [key("no smoothing", marker=UNSMOOTHED_MARKER, markersize=8, **grey)]
+    handles += [key("no smoothing", marker=UNSMOOTHED_MARKER, markersize=8, **grey),
+                key("reported (paper's protocol)", marker="o", markersize=8, markerfacecolor="none",
+                    markeredgecolor="0.45"),
+                key("verified, eq. (4)", marker="o", markersize=8, **grey)]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False,
                labelspacing=1.0)
     fig.tight_layout()
@@ -506,17 +698,17 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
 
 
 def plot_queries(runs: pd.DataFrame, attacks: Sequence[str], budgets: Sequence[int], pas: Sequence[float]) -> plt.Figure:
-    """Median over the attacked images of the best distortion found within each budget, one panel per
-    attack (the classifiers without smoothing and those at the largest P_a, for legibility).
+    """Median over the attacked images of the best distortion the oracle accepted within each budget (the
+    paper's protocol), one panel per attack (the classifiers without smoothing and those at the largest P_a,
+    for legibility).
 
     ``runs`` holds one row per image as :func:`results` joins them, with the ``l2_at_<q>`` columns of
-    :func:`attack_rows`; images misclassified from the start are left out.
+    :func:`attack_rows`; every image counts (inf until a query is accepted, 0 where the clean image was).
     """
-    attacked = runs[runs.l2 > 0]
     columns = [f"l2_at_{q}" for q in budgets]
     fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.6), squeeze=False, sharey=True)
     for ax, attack in zip(axes[0], attacks):
-        part = attacked[attacked.attack == attack]
+        part = runs[runs.attack == attack]
         for k, (label, rows) in enumerate(part.groupby("target", sort=False)):
             if not pd.isna(rows.pa.iloc[0]) and rows.pa.iloc[0] != max(pas):
                 continue
@@ -524,4 +716,36 @@ def plot_queries(runs: pd.DataFrame, attacks: Sequence[str], budgets: Sequence[i
                     label=label.replace("sigma", "$\\sigma$"))
         ax.set(title=attack, xlabel="queries", ylabel="median best $\\ell_2$ so far", xscale="log")
     axes[0][-1].legend(fontsize="xx-small", loc="upper right")
+    return fig
+
+
+def plot_clean_votes(res: Results, values: Mapping[str, Any]) -> plt.Figure:
+    """Why a reported distortion can be near zero: the clean images themselves under the smoothed oracles.
+
+    Left: per sigma of the smoothed standard model, the distribution over the attacked images of the fraction
+    pi_1(x_o) of wrong micro-decisions at the clean image (:func:`clean_votes_unit`). Right: the probability
+    that x_o itself is accepted at least once within the budget, mean over images, for each n and P_a
+    (:func:`acceptance`).
+    """
+    clean = res.acceptance[res.acceptance.model == "standard"]
+    sigmas = sorted(clean.sigma.unique())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    bins = np.linspace(0, 1, 21)
+    for k, sigma in enumerate(sigmas):
+        rate = clean[clean.sigma == sigma].drop_duplicates("idx").wrong_rate
+        left.hist(rate, bins=bins, histtype="step", linewidth=1.5, color=SIGMA_COLOURS[k % len(SIGMA_COLOURS)],
+                  label=f"$\\sigma$ = {sigma:g}")
+    left.set(xlabel="wrong micro-decisions at $x_o$, $\\pi_1(x_o)$", ylabel="images")
+    left.legend(fontsize="small")
+    configurations = clean.groupby(["n", "pa", "sigma"]).within_budget.mean().reset_index()
+    labels = [f"n={n:.0f}\n$P_a$={pa:g}" for n, pa in configurations[["n", "pa"]].drop_duplicates().to_numpy()]
+    width = 0.8 / len(sigmas)
+    for k, sigma in enumerate(sigmas):
+        part = configurations[configurations.sigma == sigma]
+        right.bar(np.arange(len(part)) + k * width, part.within_budget, width=width,
+                  color=SIGMA_COLOURS[k % len(SIGMA_COLOURS)], label=f"$\\sigma$ = {sigma:g}")
+    right.set_xticks(np.arange(len(labels)) + width * (len(sigmas) - 1) / 2, labels, fontsize="x-small")
+    right.set(ylabel=f"mean P[$x_o$ accepted within {values['max_queries']} queries]", ylim=(0, 1))
+    right.legend(fontsize="small")
+    fig.tight_layout()
     return fig

@@ -1,0 +1,542 @@
+"""The ``normal_vectors`` chapter: claim 9 of the paper, HSJA's normal estimates with and without smoothing.
+
+A decision-based attack such as HSJA (Chen, Jordan and Wainwright, IEEE S&P 2020) estimates the normal of
+the decision boundary at a boundary point x_b from the labels of noisy probes ``x_b + delta u``. Maho,
+Furon and Le Merrer (ICASSP 2022, section 3.5) observe that randomized smoothing "fractalises" the close
+neighbourhood of the boundary (Fig. 2), yet that the normal estimates at a point x_b of the boundary of
+g_sigma made with and without RS correlate well, provided the noise of the estimate is larger than the
+noise sigma of RS; and that HSJA sometimes fails because every noisy version of x_b gets the same label.
+
+Here, for each image x_o of label y:
+
+* :func:`boundary_point` locates x_b: the white-box x_a on the boundary of f
+  (:func:`rs_repro.attacks.minimal.minimal_l2`) gives the ray x_o -> x_a, kept in the pixel box; a grid
+  along it finds the first point where the top class of g_sigma, estimated from ``boundary_samples``
+  micro-decisions, is not y, and a bisection narrows the bracket to :data:`BOUNDARY_TOL` sigma;
+* :func:`compare` makes HSJA's estimate (:func:`rs_repro.attacks.hsja.normal_estimate`) at x_b for each
+  probe radius delta = ratio * sigma twice, with the same number of probes: on the base classifier f
+  (without RS) and on the random vote g_{sigma,n} (with RS, one vote of n micro-decisions per probe), from
+  independent seeded generators, and gives the cosine between the two and whether every probe of each got
+  the same answer;
+* :func:`hsja_run` attacks x_o with a full HSJA run against g_{sigma,n} and counts its normal estimates
+  whose probes all got the same answer.
+
+The chapter's shape: :func:`check_parameters`, :func:`units` (one unit of :mod:`rs_repro.engine` per image,
+:func:`image_unit`), :func:`summarize` (the :class:`~rs_repro.measurements.NormalAgreement` the claims
+chapter reads), :func:`page` and :func:`by_ratio` (what the page prints), :func:`plot_cosine` and
+:func:`plot_one_label` (the figures).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import data, seeds
+from ..attacks.bisection import bisect
+from ..attacks.hsja import hsja, normal_estimate
+from ..attacks.minimal import minimal_l2
+from ..attacks.oracle import Oracle, smoothed_oracle
+from ..checks import DEVICES, is_device, rule_checker
+from ..engine import Unit
+from ..measurements import NormalAgreement
+from ..models import load_model, model_spec
+from ..prose import counted
+from ..runtime import compute_threads
+from ..smoothing import Smooth
+from ..verdicts import Interval, bootstrap
+from .fig1_adversarial_probability import correct_images
+
+#: The chapter's name, which is the cache namespace and the first label of every seed.
+STEM = __name__.rpartition(".")[2]
+_MODULE = __name__
+#: Spacing, in units of sigma (l2), of the grid along the ray x_o -> x_a on which the crossing is sought.
+SCAN_STEP = 0.25
+#: How far past x_a, in units of sigma (l2 along the unclipped ray), the grid reaches.
+SCAN_PAST = 4.0
+#: Length, in units of sigma (l2), of the bracket the bisection leaves around x_b.
+BOUNDARY_TOL = 0.01
+#: HSJA's gamma (:func:`rs_repro.attacks.hsja.hsja`), which sets its probe radius gamma * dist / d.
+HSJA_GAMMA = 1.0
+#: Outcome of an image whose ray crosses the boundary of g_sigma (the others name the reason).
+CROSSED = "crossed"
+#: Outcome of an image that the smoothed classifier g_sigma already misclassifies.
+MISCLASSIFIED = "g_sigma(x_o) is not y"
+#: Outcome of an image whose ray does not leave class y of g_sigma within the grid.
+NO_CROSSING = "no crossing within the scanned range"
+#: Outcome of an image for which the white-box attack found no adversarial example.
+ATTACK_FAILED = "white-box attack failed"
+
+
+def check_parameters(values: Mapping[str, Any]) -> None:
+    """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
+    need = rule_checker(values)
+    need(values["dataset"] in data.DATASETS and values["dataset"] != "imagenet", "dataset",
+         f"one of {', '.join(d for d in data.DATASETS if d != 'imagenet')} (the chapter trains its model)")
+    need(math.isfinite(values["sigma"]) and values["sigma"] > 0, "sigma", "a noise level > 0")
+    need(values["n"] >= 1, "n", "at least 1 micro-decision per probe")
+    need(values["num_images"] >= 1, "num_images", "at least 1")
+    ratios = values["ratios"]
+    need(bool(ratios) and all(math.isfinite(r) and r > 0 for r in ratios)
+         and all(a < b for a, b in itertools.pairwise(ratios)), "ratios",
+         "a non-empty, strictly increasing list of probe radii delta / sigma > 0")
+    need(values["probes"] >= 2, "probes", "at least 2 probes per estimate")
+    for name in ("boundary_samples", "hsja_queries", "batch_size"):
+        need(values[name] >= 1, name, "at least 1")
+    need(is_device(values["device"]), "device", DEVICES)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The boundary point, the estimates, the HSJA run
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Boundary:
+    """Where the ray of one image crosses the boundary of g_sigma (:func:`boundary_point`).
+
+    Attributes
+    ----------
+    outcome : str
+        :data:`CROSSED`, or why there is no x_b (:data:`MISCLASSIFIED`, :data:`NO_CROSSING`,
+        :data:`ATTACK_FAILED`).
+    x_b : torch.Tensor or None
+        [1, C, H, W]: the point of the boundary, ``None`` without a crossing.
+    past_x_a : float
+        Signed l2 distance from x_a to x_b along the ray (negative: between x_o and x_a); NaN without x_b.
+    gap : float
+        At x_b, from fresh draws: frequency of y minus the largest frequency of another class among the
+        micro-decisions (about 0 on the boundary); NaN without x_b.
+    """
+
+    outcome: str
+    x_b: torch.Tensor | None
+    past_x_a: float
+    gap: float
+
+
+def boundary_point(smooth: Smooth, x_o: torch.Tensor, x_a: torch.Tensor, label: int, *, samples: int,
+                   generator: torch.Generator, batch_size: int) -> Boundary:
+    """The first point of the ray x_o -> x_a where the top class of g_sigma stops being ``label``.
+
+    The path is ``x(t) = clip(x_o + t (x_a - x_o), 0, 1)`` for t >= 0 (x_a at t = 1; past x_a the points are
+    clipped to the pixel box, so that x_b is an image, as every HSJA query is). A point is "not y" when the
+    most frequent class of ``samples`` micro-decisions f(x(t) + sigma N_i) is not ``label`` (the majority
+    vote of :func:`rs_repro.attacks.oracle.smoothed_oracle` with n = ``samples``: the top class of g_sigma,
+    ICASSP 2022 eq. (1), estimated). The grid runs from x_o in l2 steps of :data:`SCAN_STEP` sigma to
+    :data:`SCAN_PAST` sigma past x_a; between the last grid point labelled y before the first one that is
+    not, a bisection (:func:`rs_repro.attacks.bisection.bisect`, fresh draws at every query) leaves a
+    bracket of at most :data:`BOUNDARY_TOL` sigma in l2, and x_b is its middle. Two crossings within one
+    grid step are not told apart.
+
+    Parameters
+    ----------
+    smooth : Smooth
+        The smoothed classifier g_sigma.
+    x_o, x_a : torch.Tensor, shape [1, C, H, W]
+        The image and its white-box adversarial example on the boundary of f (distinct).
+    label : int
+        The label y of x_o.
+    samples : int
+        Micro-decisions behind each decision on the ray and behind ``gap``.
+    generator : torch.Generator
+        Source of every noise draw, on the device of ``x_o``.
+    batch_size : int
+        Largest batch of noisy inputs per forward pass.
+
+    Returns
+    -------
+    Boundary
+        With outcome :data:`MISCLASSIFIED` when x_o itself is not y, :data:`NO_CROSSING` when no grid point is
+        not y.
+    """
+    sigma = smooth.sigma
+    length = float((x_a - x_o).flatten().double().norm())
+    grid = torch.arange(math.ceil((length + SCAN_PAST * sigma) / (SCAN_STEP * sigma)) + 1,
+                        dtype=torch.float64) * (SCAN_STEP * sigma / length)
+    steps = math.ceil(math.log2(SCAN_STEP / BOUNDARY_TOL))
+
+    def point(_rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # every row is on the one ray
+        t = t.to(x_o.device, x_o.dtype).view(-1, *([1] * (x_o.dim() - 1)))
+        return (x_o + t * (x_a - x_o)).clamp(0, 1)
+
+    oracle = smoothed_oracle(smooth, samples, max_queries=len(grid) + steps, batch_size=batch_size,
+                             generator=generator)
+    oracle.start(x_o, torch.tensor([label], device=x_o.device))
+    on_grid = torch.zeros(len(grid), dtype=torch.int64)
+    flipped = oracle.is_adversarial(point(on_grid, grid), on_grid).nonzero().squeeze(1)
+    if len(flipped) == 0 or flipped[0] == 0:
+        return Boundary(NO_CROSSING if len(flipped) == 0 else MISCLASSIFIED, None, math.nan, math.nan)
+    k = int(flipped[0])
+    found = bisect(oracle, torch.zeros(1, dtype=torch.int64), point, grid[k - 1:k], grid[k:k + 1],
+                   tol=BOUNDARY_TOL * sigma / length, max_steps=steps)
+    t_b = (found.low + found.high) / 2
+    x_b = point(on_grid[:1], t_b)
+    frequencies = smooth.counts(x_b, samples, batch_size, generator=generator)[0].double().cpu() / samples
+    gap = float(frequencies[label])
+    frequencies[label] = -1.0
+    past = float((x_b - x_a).flatten().double().norm()) * (1.0 if float(t_b[0]) >= 1 else -1.0)
+    return Boundary(CROSSED, x_b, past, gap - float(frequencies.max()))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One of HSJA's normal estimates at a point (:func:`estimate`).
+
+    Attributes
+    ----------
+    v : torch.Tensor, shape [1, C, H, W]
+        The unit estimate, pointing to the adversarial side.
+    one_label : bool
+        Every probe got the same answer (the estimate is then the mean of signed probe directions, which
+        says nothing of the boundary; ICASSP 2022, section 3.5).
+    adversarial : float
+        Fraction of the probes answered adversarial.
+    """
+
+    v: torch.Tensor
+    one_label: bool
+    adversarial: float
+
+
+def estimate(oracle: Oracle, x_b: torch.Tensor, label: int, delta: float, probes: int, generator: torch.Generator,
+             fallback: torch.Tensor) -> Estimate:
+    """HSJA's estimate of the boundary normal at ``x_b`` [1, C, H, W] (Chen et al. 2020, eq. 9-10), from
+    ``probes`` probes ``clip(x_b + delta u)`` answered by ``oracle`` (restarted here with ``x_b`` and
+    ``label``), directions u from ``generator``; ``fallback`` [1, C, H, W] where the estimate is zero
+    (:func:`rs_repro.attacks.hsja.normal_estimate`)."""
+    oracle.start(x_b, torch.tensor([label], device=x_b.device))
+    v, one_label = normal_estimate(oracle, x_b, torch.zeros(1, dtype=torch.int64), torch.tensor([probes]),
+                                   torch.tensor([delta], dtype=torch.float64), generator, fallback)
+    return Estimate(v, bool(one_label[0]), float(oracle.history().adversarial.mean()))
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine between two tensors of the same shape, read as vectors (in float64)."""
+    a, b = a.flatten().double(), b.flatten().double()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def compare(model: nn.Module, smooth: Smooth, x_b: torch.Tensor, fallback: torch.Tensor, label: int, *, n: int,
+            ratios: Sequence[float], probes: int, seed: int, key: int, batch_size: int) -> pd.DataFrame:
+    """HSJA's normal estimate at ``x_b`` without RS (f) and with RS (g_{sigma,n}) for each probe radius, and a
+    second estimate without RS, whose agreement with the first is the most the probe count allows.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The base classifier f.
+    smooth : Smooth
+        g_sigma on f; with RS each probe is one vote of ``n`` micro-decisions (plain majority, ICASSP 2022
+        section 3.1).
+    x_b : torch.Tensor, shape [1, C, H, W]
+        The point where the normal is estimated.
+    fallback : torch.Tensor, shape [1, C, H, W]
+        Direction taken where an estimate is zero (HSJA's: x_b - x_o).
+    label : int
+        The label y: a probe is adversarial when its answer is not y.
+    n : int
+        Micro-decisions per probe with RS.
+    ratios : sequence of float
+        The probe radii delta in units of sigma.
+    probes : int
+        Probes of each estimate, with and without RS.
+    seed, key : int
+        The estimates of ratio r draw their probe directions from ``seeds.generator(seed, STEM, "probes",
+        e, key, r)`` (e = ``"f"``, ``"rs"``, and ``"f2"`` for the second estimate without RS) and the votes
+        from ``seeds.generator(seed, STEM, "votes", key, r)``: independent streams for every estimate, the
+        same whatever the other ratios.
+    batch_size : int
+        Largest batch of (noisy) inputs per forward pass.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ratio: ``ratio, delta, cosine`` (between the estimates with and without RS),
+        ``cosine_f`` (between the two estimates without RS), ``one_label_f,
+        one_label_rs`` (every probe of that estimate got the same answer), ``adversarial_f, adversarial_rs``
+        (fraction of its probes answered adversarial).
+    """
+    device = x_b.device
+    rows = []
+    for ratio in ratios:
+        delta = ratio * smooth.sigma
+        without = estimate(Oracle(model, probes, batch_size=batch_size), x_b, label, delta, probes,
+                           seeds.generator(seed, STEM, "probes", "f", key, ratio, device=device), fallback)
+        again = estimate(Oracle(model, probes, batch_size=batch_size), x_b, label, delta, probes,
+                         seeds.generator(seed, STEM, "probes", "f2", key, ratio, device=device), fallback)
+        votes = seeds.generator(seed, STEM, "votes", key, ratio, device=device)
+        with_rs = estimate(smoothed_oracle(smooth, n, max_queries=probes, batch_size=batch_size, generator=votes),
+                           x_b, label, delta, probes,
+                           seeds.generator(seed, STEM, "probes", "rs", key, ratio, device=device), fallback)
+        rows.append({"ratio": float(ratio), "delta": delta, "cosine": cosine(without.v, with_rs.v),
+                     "cosine_f": cosine(without.v, again.v),
+                     "one_label_f": without.one_label, "one_label_rs": with_rs.one_label,
+                     "adversarial_f": without.adversarial, "adversarial_rs": with_rs.adversarial})
+    return pd.DataFrame(rows)
+
+
+def hsja_run(smooth: Smooth, x_o: torch.Tensor, label: int, *, n: int, queries: int, seed: int, key: int,
+             batch_size: int) -> dict[str, float]:
+    """A full HSJA run (:func:`rs_repro.attacks.hsja.hsja`, gamma :data:`HSJA_GAMMA`) against g_{sigma,n} on
+    ``x_o`` [1, C, H, W] with a budget of ``queries`` queries; votes from ``seeds.generator(seed, STEM,
+    "hsja-votes", key)``, the attack's own draws from ``seeds.derive_seed(seed, STEM, "hsja", key)``.
+
+    Returns
+    -------
+    dict
+        ``hsja_steps`` (HSJA's normal estimates), ``hsja_one_label_steps`` (those whose probes all got the
+        same answer) and ``hsja_delta_ratio``: the probe radius of HSJA at its last iterate,
+        gamma * ||x_final - x_o|| / d, in units of sigma (0 where no starting point was found).
+    """
+    votes = seeds.generator(seed, STEM, "hsja-votes", key, device=x_o.device)
+    oracle = smoothed_oracle(smooth, n, max_queries=queries, batch_size=batch_size, generator=votes)
+    result = hsja(oracle, x_o, torch.tensor([label], device=x_o.device), seed=seeds.derive_seed(seed, STEM, "hsja", key),
+                  gamma=HSJA_GAMMA)
+    reach = float((result.x_final - x_o).flatten().double().norm())
+    return {"hsja_steps": int(result.diagnostics["gradient_steps"][0]),
+            "hsja_one_label_steps": int(result.diagnostics["one_label_steps"][0]),
+            "hsja_delta_ratio": HSJA_GAMMA * reach / x_o[0].numel() / smooth.sigma}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Work units
+# ---------------------------------------------------------------------------------------------------
+
+def candidates(model: nn.Module, test: data.Dataset, count: int, seed: int) -> list[int]:
+    """Positions in the test split of the first ``count`` images that ``model`` classifies correctly, in the
+    random order ``randperm`` of ``seeds.generator(seed, STEM, "images")`` (fewer if there are not enough)."""
+    order = torch.randperm(len(test.y), generator=seeds.generator(seed, STEM, "images"))
+    return order[correct_images(model, test.x[order], test.y[order], count)].tolist()
+
+
+def units(values: Mapping[str, Any]) -> list[Unit]:
+    """One unit per image (``image-<k>``, :func:`image_unit`), the images chosen here by :func:`candidates`
+    with the standard model (trained here on first use, before any worker starts). ``values`` are the
+    notebook's parameters (:func:`rs_repro.book.chapter_values`).
+
+    Raises
+    ------
+    ValueError
+        The model classifies no test image correctly.
+    """
+    dataset, data_dir = values["dataset"], values["data_dir"] or None
+    spec = model_spec("standard", seed=values["seed"])
+    with compute_threads():  # as in the units (rs_repro.runtime)
+        model, _ = load_model(dataset, spec, data_dir=data_dir)
+        chosen = candidates(model, data.load_dataset(dataset, "test", data_dir=data_dir), values["num_images"],
+                            values["seed"])
+    if not chosen:
+        raise ValueError(f"the standard model classifies no image of the {dataset} test split correctly")
+    common = {name: values[name] for name in ("dataset", "sigma", "n", "probes", "boundary_samples", "hsja_queries",
+                                              "batch_size", "device", "seed")}
+    common.update(data_dir=data_dir, model=spec, ratios=[float(r) for r in values["ratios"]])
+    return [Unit(f"image-{k}", f"{_MODULE}:image_unit", {**common, "position": k, "index": index})
+            for k, index in enumerate(chosen)]
+
+
+def image_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any], sigma: float, n: int,
+               ratios: Sequence[float], probes: int, boundary_samples: int, hsja_queries: int, batch_size: int,
+               device: str, seed: int, position: int, index: int) -> pd.DataFrame:
+    """The test image at ``index`` (the ``position``-th chosen): its x_a, its x_b (:func:`boundary_point`,
+    noise from ``seeds.generator(seed, STEM, "boundary", index)``), the estimates at x_b (:func:`compare`)
+    and a full HSJA run (:func:`hsja_run`), both keyed by ``index``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of :func:`compare` (one per ratio) with the image's columns ``position, index, label,
+        distance_a`` (||x_a - x_o||), ``outcome`` (``Boundary.outcome``), ``past_x_a, gap`` and those of
+        :func:`hsja_run`; a single row of the image's columns (no estimate, no HSJA run) where there is no
+        x_b.
+    """
+    base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
+    test = data.load_dataset(dataset, "test", data_dir=data_dir)
+    x_o, label = test.x[index:index + 1].to(device), int(test.y[index])
+    attack = minimal_l2(base, x_o, torch.tensor([label]))
+    smooth = Smooth(base, data.num_classes(dataset), sigma)
+    if bool(attack.success[0]):
+        found = boundary_point(smooth, x_o, attack.x_a, label, samples=boundary_samples, batch_size=batch_size,
+                               generator=seeds.generator(seed, STEM, "boundary", index, device=device))
+    else:
+        found = Boundary(ATTACK_FAILED, None, math.nan, math.nan)
+    image = {"position": position, "index": index, "label": label, "distance_a": float(attack.distance[0]),
+             "outcome": found.outcome, "past_x_a": found.past_x_a, "gap": found.gap}
+    if found.x_b is None:
+        return pd.DataFrame([image])
+    compared = compare(base, smooth, found.x_b, found.x_b - x_o, label, n=n, ratios=ratios, probes=probes,
+                       seed=seed, key=index, batch_size=batch_size)
+    attacked = hsja_run(smooth, x_o, label, n=n, queries=hsja_queries, seed=seed, key=index, batch_size=batch_size)
+    return compared.assign(**image, **attacked)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Record, page
+# ---------------------------------------------------------------------------------------------------
+
+def image_rows(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per chosen image, in order: ``position, index, label, distance_a, outcome, past_x_a, gap`` and,
+    for the images with an x_b, the columns of :func:`hsja_run`."""
+    rows = pd.concat(list(tables.values()), ignore_index=True).drop_duplicates("position")
+    columns = ["position", "index", "label", "distance_a", "outcome", "past_x_a", "gap"]
+    columns += [c for c in ("hsja_steps", "hsja_one_label_steps", "hsja_delta_ratio") if c in rows]
+    return rows[columns].sort_values("position", ignore_index=True)
+
+
+def estimates(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The rows of :func:`compare` of every image with an x_b, sorted by ratio then image position (the
+    one-label columns as bool)."""
+    rows = pd.concat(list(tables.values()), ignore_index=True)
+    rows = rows[rows.outcome == CROSSED]
+    if rows.empty:
+        raise ValueError("no chosen image has an x_b (no ray crosses the boundary of g_sigma): nothing was measured")
+    return rows.astype({"one_label_f": bool, "one_label_rs": bool}).sort_values(["ratio", "position"],
+                                                                               ignore_index=True)
+
+
+def summarize(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> NormalAgreement:
+    """The measurement of claim 9, on the images whose ray crosses the boundary of g_sigma (in the order of
+    their positions, the same for every list), from the tables of :func:`units`."""
+    rows = estimates(tables)
+    by = {float(r): part for r, part in rows.groupby("ratio")}
+    ratios = [float(r) for r in values["ratios"]]
+    chosen = image_rows(tables)
+    crossed = chosen[chosen.outcome == CROSSED]
+    return NormalAgreement(dataset=values["dataset"], seed=int(values["seed"]), sigma=float(values["sigma"]),
+                           n=int(values["n"]), probes=int(values["probes"]), ratios=ratios,
+                           cosine=[[float(c) for c in by[r].cosine] for r in ratios],
+                           one_label=[[bool(b) for b in by[r].one_label_rs] for r in ratios],
+                           hsja_steps=[int(s) for s in crossed.hsja_steps],
+                           hsja_one_label_steps=[int(s) for s in crossed.hsja_one_label_steps])
+
+
+def cosine_interval(cosines: Sequence[float], seed: int, ratio: float) -> Interval:
+    """The mean of ``cosines`` (one per image) and its 95% percentile bootstrap interval
+    (:func:`rs_repro.verdicts.bootstrap`, seed ``seeds.derive_seed(seed, STEM, ratio)``); a degenerate
+    interval with a single image."""
+    if len(cosines) < 2:
+        mean = float(np.mean(cosines))
+        return Interval(mean, mean, mean, 0.95, len(cosines))
+    return bootstrap(np.asarray(cosines), seed=seeds.derive_seed(seed, STEM, ratio))
+
+
+def by_ratio(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per probe radius: the mean cosine between the estimates with and without RS and its bootstrap
+    interval (:func:`cosine_interval`), the mean cosine between the two estimates without RS, the rates at
+    which every probe got one label, and the mean fraction of probes answered adversarial, with and without
+    RS."""
+    rows = []
+    for ratio, part in estimates(tables).groupby("ratio"):
+        interval = cosine_interval(part.cosine.tolist(), values["seed"], float(ratio))
+        rows.append({"delta / sigma": float(ratio), "delta": float(part.delta.iloc[0]),
+                     "mean cosine": interval.estimate, "95% low": interval.lower, "95% high": interval.upper,
+                     "mean cosine (f, f)": float(part.cosine_f.mean()),
+                     "one label (RS)": float(part.one_label_rs.mean()), "one label (f)": float(part.one_label_f.mean()),
+                     "adversarial probes (RS)": float(part.adversarial_rs.mean()),
+                     "adversarial probes (f)": float(part.adversarial_f.mean())})
+    return pd.DataFrame(rows)
+
+
+def _by_ratio_text(table: pd.DataFrame, column: str, form: str) -> str:
+    return ", ".join(f"{value:{form}} (δ/σ = {ratio:g})" for ratio, value in zip(table["delta / sigma"], table[column],
+                                                                              strict=True))
+
+
+def page(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers and phrases the page's prose reads (glue name to value), from the tables of :func:`units`.
+
+    The parameters ``sigma``, ``n``, ``probes``, ``boundary_samples``, ``hsja_queries``. The images: ``tried``, ``crossed``, ``not_crossed`` (a sentence), ``past_median`` and ``gap_max``
+    (median distance of x_b past x_a, largest absolute gap at x_b), ``gap_se`` (1 / sqrt(boundary_samples), a bound
+    on the standard error of a gap on the boundary); the scan's constants ``scan_step``,
+    ``scan_past``, ``boundary_tol``. Per ratio (texts over :func:`by_ratio`): ``cosines``, ``cosines_f``,
+    ``one_label_rs``, ``one_label_f``, ``adversarial_f``; ``cosine_low`` / ``cosine_high`` and
+    ``ratio_low`` / ``ratio_high`` at the smallest and largest ratio. HSJA: ``hsja_steps``,
+    ``hsja_one_label_steps``, ``hsja_rate`` (their ratio), ``hsja_images`` (how many images had such a step, with the noun),
+    ``hsja_delta_ratio`` (median probe radius at the last iterate, in sigma, over the runs that made a
+    step) and the ratio nearest to it (in log scale) with its mean cosine, ``hsja_nearest_ratio`` and
+    ``hsja_nearest_cosine``.
+    """
+    chosen = image_rows(tables)
+    crossed = chosen[chosen.outcome == CROSSED]
+    others = chosen[chosen.outcome != CROSSED].outcome.value_counts()
+    if others.empty:
+        not_crossed = "every ray crosses it"
+    else:
+        not_crossed = "; ".join(f"{counted(int(c), 'image')}: {reason}" for reason, c in others.items())
+    table = by_ratio(tables, values)
+    steps, one = int(crossed.hsja_steps.sum()), int(crossed.hsja_one_label_steps.sum())
+    hsja_delta = float(crossed.hsja_delta_ratio[crossed.hsja_steps > 0].median())
+    nearest = int(np.argmin(np.abs(np.log(table["delta / sigma"].to_numpy() / hsja_delta))))
+    return {"sigma": float(values["sigma"]), "n": int(values["n"]), "probes": int(values["probes"]),
+            "boundary_samples": int(values["boundary_samples"]), "hsja_queries": int(values["hsja_queries"]),
+            "tried": len(chosen), "crossed": len(crossed), "not_crossed": not_crossed,
+            "past_median": float(crossed.past_x_a.median()), "gap_max": float(crossed.gap.abs().max()),
+            "gap_se": 1 / math.sqrt(values["boundary_samples"]),
+            "scan_step": SCAN_STEP, "scan_past": SCAN_PAST, "boundary_tol": BOUNDARY_TOL,
+            "cosines": _by_ratio_text(table, "mean cosine", ".2f"),
+            "cosines_f": _by_ratio_text(table, "mean cosine (f, f)", ".2f"),
+            "one_label_rs": _by_ratio_text(table, "one label (RS)", ".2f"),
+            "one_label_f": _by_ratio_text(table, "one label (f)", ".2f"),
+            "adversarial_f": _by_ratio_text(table, "adversarial probes (f)", ".2f"),
+            "ratio_low": float(table["delta / sigma"].iloc[0]), "ratio_high": float(table["delta / sigma"].iloc[-1]),
+            "cosine_low": float(table["mean cosine"].iloc[0]), "cosine_high": float(table["mean cosine"].iloc[-1]),
+            "hsja_steps": steps, "hsja_one_label_steps": one, "hsja_rate": one / steps if steps else math.nan,
+            "hsja_images": counted(int((crossed.hsja_one_label_steps > 0).sum()), "image"),
+            "hsja_delta_ratio": hsja_delta, "hsja_nearest_ratio": float(table["delta / sigma"].iloc[nearest]),
+            "hsja_nearest_cosine": float(table["mean cosine"].iloc[nearest])}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------------
+
+def plot_cosine(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> plt.Figure:
+    """The cosine between HSJA's normal estimates at x_b with and without RS against delta / sigma: one dot
+    per image, the mean with its 95% bootstrap interval; the mean cosine between two estimates without RS;
+    and the paper's condition delta = sigma."""
+    rows, table = estimates(tables), by_ratio(tables, values)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
+    for ratio, part in rows.groupby("ratio"):
+        spread = 10 ** (((np.arange(len(part)) % 7) - 3) * 0.012)  # a fixed spread, so that equal values stay visible
+        ax.scatter(ratio * spread, part.cosine, s=10, color="grey", alpha=0.6, lw=0)
+    ax.errorbar(table["delta / sigma"], table["mean cosine"],
+                yerr=[table["mean cosine"] - table["95% low"], table["95% high"] - table["mean cosine"]],
+                color="C0", marker="o", capsize=3, label="mean over the images (95% bootstrap interval)")
+    ax.plot(table["delta / sigma"], table["mean cosine (f, f)"], color="grey", ls=":", marker=".",
+            label="two estimates without RS (mean)")
+    ax.axvline(1.0, color="black", ls="--", lw=1, label="$\\delta = \\sigma$")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set(xlabel="probe radius $\\delta / \\sigma$", ylabel="cosine (with RS, without RS)", ylim=(-1.05, 1.05),
+           title=f"normal estimates at $x_b \\in \\partial g_\\sigma$, $\\sigma$ = {values['sigma']:g}, "
+                 f"n = {values['n']}, {values['probes']} probes")
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_one_label(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> plt.Figure:
+    """The rate at which every probe of an estimate at x_b got the same answer, with and without RS, against
+    delta / sigma; and the rate over the normal estimates of the full HSJA runs, at their median radius."""
+    table, chosen = by_ratio(tables, values), image_rows(tables)
+    crossed = chosen[chosen.outcome == CROSSED]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4), layout="constrained")
+    ax.plot(table["delta / sigma"], table["one label (RS)"], marker="o", color="C0",
+            label=f"with RS ($g_{{\\sigma,n}}$, n = {values['n']})")
+    ax.plot(table["delta / sigma"], table["one label (f)"], marker="s", color="C1", label="without RS ($f$)")
+    ran = crossed[crossed.hsja_steps > 0]
+    ax.scatter([ran.hsja_delta_ratio.median()], [ran.hsja_one_label_steps.sum() / ran.hsja_steps.sum()], marker="*",
+               s=120, color="C3", zorder=3, label="full HSJA runs against $g_{\\sigma,n}$ (median radius)")
+    ax.axvline(1.0, color="black", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set(xlabel="probe radius $\\delta / \\sigma$", ylabel="estimates with one label", ylim=(-0.05, 1.05),
+           title="every probe got the same answer")
+    ax.legend(fontsize="small", loc="center right")
+    return fig
