@@ -140,7 +140,7 @@ class BisectionSpread:
 class AttackConfiguration:
     """Fig. 5 chapter: one attack against one classifier, on the grid's attacked images.
 
-    Every per-image list follows :attr:`AttackGrid.images`: the same images for every configuration, none
+    Every per-image list follows ``AttackGrid.images``: the same images for every configuration, none
     left out, so two configurations compare image by image. ``inf`` marks an image where no point was found.
 
     Attributes
@@ -157,7 +157,7 @@ class AttackConfiguration:
         smoothing, ceil(n P_a) wrong micro-decisions of one vote); 0 where the clean image was accepted.
     verified_l2 : list of float
         The distortion of an adversarial example verified at level P_a (eq. 4) by
-        :func:`rs_repro.attacks.push_to_level` from the reported point; equal to ``reported_l2`` without
+        :func:`rs_repro.attacks.verification.push_to_level` from the reported point; equal to ``reported_l2`` without
         smoothing.
     at_level : list of bool
         Whether the reported point already satisfied eq. (4) (the push kept t = 1).
@@ -203,7 +203,7 @@ class AttackGrid:
     max_queries : int
         Query budget per image.
     votes : int
-        Fresh votes behind each decision of the verification (:func:`rs_repro.attacks.push_to_level`).
+        Fresh votes behind each decision of the verification (:func:`rs_repro.attacks.verification.push_to_level`).
     images : list of int
         Test-split positions of the attacked images, the order of every per-image list.
     minimal_l2 : list of float
@@ -225,9 +225,10 @@ class AttackGrid:
 class NormalAgreement:
     """Normal-vector chapter, claim 9: HSJA's normal estimates at the boundary of g_sigma, with and without RS.
 
-    At a point x_b on the boundary of g_sigma for each image, HSJA's estimator (:func:`rs_repro.attacks.hsja.
-    normal_estimate`) is run twice with the same probe radius delta: on the base classifier f (without RS)
-    and on the random vote g_{sigma,n} (with RS, one vote of n micro-decisions per probe).
+    At a point x_b on the boundary of g_sigma for each image, HSJA's estimator
+    (:func:`rs_repro.attacks.hsja.normal_estimate`) is run twice with the same probe radius delta: on the base
+    classifier f (without RS) and on the random vote g_{sigma,n} (with RS, one vote of n micro-decisions per
+    probe).
 
     Attributes
     ----------

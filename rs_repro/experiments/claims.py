@@ -13,7 +13,7 @@ Clopper-Pearson intervals. The verdict is read off the intervals by the rule sta
 *holds*, *does not hold*, *undecided* (an interval contains its threshold) or *not testable in this
 profile* (the record lacks what the rule needs, or, for claim 1, the attacks converged). Every parameter
 (the levels of sigma, n and P_a, the attacks) is read from the record. The Fig. 5 claims 2-6 and 10 are judged
-on the verified distortions (eq. 4 checked with fresh votes, :func:`rs_repro.attacks.push_to_level`) and,
+on the verified distortions (eq. 4 checked with fresh votes, :func:`rs_repro.attacks.verification.push_to_level`) and,
 beside, on the paper's protocol (the distortions the attacks reported under the ceil(n P_a) rule).
 """
 

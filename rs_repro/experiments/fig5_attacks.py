@@ -9,7 +9,7 @@ queries and forward passes, and its best distortion at several budgets (from the
 Two protocols on the same images. The paper's: a query is adversarial when ceil(n P_a) of its n
 micro-decisions are wrong, and the distortion is the best accepted query's. Under smoothing that point may be
 a lucky vote, so each one is also pushed outward along the attack's direction until eq. (4) is verified with
-fresh votes (:func:`rs_repro.attacks.push_to_level`): the verified distortion. No image is left out of
+fresh votes (:func:`rs_repro.attacks.verification.push_to_level`): the verified distortion. No image is left out of
 either; an attack that found no verified point on an image has distortion ``inf`` there. The wrong-vote rate
 at each clean image x_o tells how often x_o itself would be accepted.
 
@@ -104,8 +104,11 @@ class Target:
 
     @property
     def level(self) -> float | None:
-        """The level P_a of eq. (4) its adversarial examples are verified at: ``pa``, 0.5 for the plain
-        majority vote (the vote is wrong at least half the time), ``None`` without smoothing."""
+        """The level P_a of eq. (4) at which its adversarial examples are verified.
+
+        ``pa``, or 0.5 for the plain majority vote (the vote is wrong at least half the time); ``None`` without
+        smoothing.
+        """
         if self.sigma is None:
             return None
         return 0.5 if self.pa is None else self.pa
@@ -149,6 +152,12 @@ def vote_correct(target: Target, model: nn.Module, num_classes: int, x: torch.Te
     return int((labels.cpu() == y).sum())
 
 
+#: The largest factor on a reported perturbation that the verification tries, with no practical limit
+#: (:func:`rs_repro.attacks.verification.push_to_level`). A lucky answer may sit a thousandth of the needed distance from x_o
+#: and still give the attack's direction; each doubling costs one decision.
+PUSH_MAX_T = 2.0 ** 30
+
+
 def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int, x: torch.Tensor,
                 y: torch.Tensor, index: torch.Tensor, units: Sequence[int], *, max_queries: int,
                 budgets: Sequence[int], verify_repeats: int, votes: int, seed: int) -> pd.DataFrame:
@@ -158,7 +167,7 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
     first unit of the batch, so a resumed run recomputes a batch exactly. Under smoothing an answer
     "adversarial" may be luck, so each image's best accepted query x_adv is checked afterwards: ``level``
     estimates P[g_{sigma,n}(x_adv) != y], the level of eq. (4), from ``verify_repeats`` fresh votes, and
-    :func:`rs_repro.attacks.push_to_level` moves x_adv outward along x_adv - x_o until ``votes`` fresh votes
+    :func:`rs_repro.attacks.verification.push_to_level` moves x_adv outward along x_adv - x_o until ``votes`` fresh votes
     verify eq. (4) at the target's level (:attr:`Target.level`): ``verified_l2`` is the distortion of a
     genuine adversarial example of g_{sigma,n}. Without smoothing the reported point is exact, and verified as
     it is. Where the attack keeps its own last iterate (HSJA), its distortion and level are recorded too.
@@ -191,7 +200,7 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
         level = verify(smooth, result.x_adv.to(device), labels, target.n, verify_repeats,
                        generator=seeds.generator(seed, "verify", *key, device=device))[0]
         pushed = push_to_level(smooth, x_o, result.x_adv.to(device), labels, n=target.n, pa=target.level,
-                               votes=votes, seed=seeds.derive_seed(seed, "push", *key))
+                               votes=votes, seed=seeds.derive_seed(seed, "push", *key), max_t=PUSH_MAX_T)
         verified = {"verified_l2": pushed.l2, "verified_linf": pushed.linf, "t": pushed.t,
                     "at_level": pushed.t == 1.0, "verified_level": pushed.p}
     final_l2 = final_level = np.full(len(block), np.nan)
