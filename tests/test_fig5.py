@@ -239,3 +239,37 @@ def test_acceptance_of_the_clean_image_is_the_binomial_tail():
     a = stats.binom.sf(4, 10, 0.3)  # at least ceil(10 * 0.5) = 5 of 10 wrong, each with probability 0.3
     assert table.per_query.tolist() == pytest.approx([a, 0.0])
     assert table.within_budget.tolist() == pytest.approx([1 - (1 - a) ** 7, 0.0])
+
+
+def test_models_without_a_checkpoint_are_absent_where_none_is_trained():
+    from rs_repro import book
+
+    values = book.profile_values("fig5_attacks", "paper")
+    assert set(ex.model_specs(values)) == {"standard", "randtrain", "advtrain"} and not ex.absent_models(values)
+    values.update(randtrain_weights="", advtrain_weights="")
+    ex.check_parameters(values)
+    assert set(ex.model_specs(values)) == {"standard"}
+    assert {t.model for t in ex.targets(values)} == {"standard"}
+    assert set(ex.absent_models(values)) == {"randtrain", "advtrain"}
+    assert "randtrain_weights" in ex.absent_models(values)["randtrain"]
+    with pytest.raises(ValueError, match="standard_weights"):
+        ex.check_parameters({**values, "standard_weights": ""})
+    with pytest.raises(ValueError, match="device"):
+        ex.check_parameters({**values, "device": "gpu"})
+    # on digits every model is trained here, with or without checkpoints named
+    digits = book.profile_values("fig5_attacks", "smoke")
+    assert set(ex.model_specs(digits)) == {"standard", "randtrain", "advtrain"} and not ex.absent_models(digits)
+
+
+def test_a_pool_draws_the_attacked_images_and_the_accuracy_from_a_subset():
+    values = _small(pool=60)
+    index = ex.attacked_index(values)
+    pool = ex.test_pool("digits", None, 60, values["seed"])
+    assert set(index) <= set(pool.index.tolist()) and len(index) == 3
+    units = ex.units(values)
+    accuracy = next(u for u in units if u.id.startswith("accuracy-"))
+    row = ex.accuracy_unit(**accuracy.arguments)
+    assert row.tested.item() == 60
+    certify = next(u for u in units if u.id.startswith("certify-"))
+    assert certify.arguments["subset"] == 60 and certify.arguments["subset_seed"] == values["seed"]
+    assert [pool.index[p].item() for p in certify.arguments["images"]] == index[:len(certify.arguments["images"])]

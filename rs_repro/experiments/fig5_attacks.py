@@ -39,10 +39,10 @@ from torch import nn
 from .. import data, seeds, theory
 from ..attacks.oracle import AttackResult, Oracle, smoothed_oracle
 from ..attacks.verification import push_to_level, verify
-from ..checks import rule_checker
+from ..checks import DEVICES, is_device, rule_checker
 from ..engine import Unit
 from ..measurements import AttackConfiguration, AttackGrid
-from ..models import accuracy, load_model, model_spec
+from ..models import ARCHITECTURES, accuracy, load_model, model_spec
 from ..paper import DISTORTION_OVER_RADIUS, fig5_readings
 from ..plots import PALETTE
 from ..smoothing import Smooth
@@ -56,6 +56,10 @@ _MODULE = __name__
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
+    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
+    need(values["dataset"] in ARCHITECTURES or bool(values["standard_weights"]), "standard_weights",
+         f"a checkpoint (a file or pretrained:<name>) on {values['dataset']}, where no model is trained here")
+    need(is_device(values["device"]), "device", f"one of {', '.join(DEVICES)}, optionally with an index (cuda:1)")
     need(values["num_images"] >= 1, "num_images", "at least 1")
     need(values["max_queries"] >= 1, "max_queries", "at least 1")
     budgets = values["budgets"]
@@ -69,7 +73,7 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(bool(values["pas"]) and all(0 < p <= 1 for p in values["pas"]), "pas", "levels in (0, 1]")
     need(values["randtrain_sigma"] > 0, "randtrain_sigma", "a noise level > 0")
     need(values["advtrain_epsilon"] > 0, "advtrain_epsilon", "a radius > 0")
-    for name in ("chunk", "verify_repeats", "votes", "certify_n"):
+    for name in ("chunk", "verify_repeats", "votes", "certify_n", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
 
 
@@ -132,12 +136,13 @@ def grid(sigmas: Sequence[float], ns: Sequence[int], pas: Sequence[float], randt
 
 
 def make_oracle(target: Target, model: nn.Module, num_classes: int, max_queries: int,
-                generator: torch.Generator) -> Oracle:
-    """The oracle an attack queries for ``target``: the base model, or g_{sigma,n} with the P_a rule."""
+                generator: torch.Generator, batch_size: int = 10_000) -> Oracle:
+    """The oracle an attack queries for ``target``: the base model, or g_{sigma,n} with the P_a rule
+    (``batch_size`` noisy inputs per forward pass at most)."""
     if target.sigma is None:
         return Oracle(model, max_queries)
     return smoothed_oracle(Smooth(model, num_classes, target.sigma), target.n, target.pa, max_queries=max_queries,
-                           generator=generator)
+                           batch_size=batch_size, generator=generator)
 
 
 def vote_correct(target: Target, model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor,
@@ -160,7 +165,8 @@ PUSH_MAX_T = 2.0 ** 30
 
 def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int, x: torch.Tensor,
                 y: torch.Tensor, index: torch.Tensor, units: Sequence[int], *, max_queries: int,
-                budgets: Sequence[int], verify_repeats: int, votes: int, seed: int) -> pd.DataFrame:
+                budgets: Sequence[int], verify_repeats: int, votes: int, seed: int,
+                batch_size: int = 10_000) -> pd.DataFrame:
     """Run ``attack`` on the images at positions ``units`` (one batch) against ``target``; verify its points.
 
     The attack and the oracle draw from generators seeded by the seed, the target, the attack and the
@@ -170,7 +176,9 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
     :func:`rs_repro.attacks.verification.push_to_level` moves x_adv outward along x_adv - x_o until ``votes`` fresh votes
     verify eq. (4) at the target's level (:attr:`Target.level`): ``verified_l2`` is the distortion of a
     genuine adversarial example of g_{sigma,n}. Without smoothing the reported point is exact, and verified as
-    it is. Where the attack keeps its own last iterate (HSJA), its distortion and level are recorded too.
+    it is. Where the attack keeps its own last iterate (HSJA), its distortion and level are recorded too. Every
+    forward pass of the smoothed classifier takes ``batch_size`` noisy inputs at most; the attack runs on the
+    device of ``model``.
 
     Returns
     -------
@@ -187,7 +195,7 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
     key = (target.label, attack, int(block[0]))
     x_o, labels = x[block].to(device), y[block].to(device)
     oracle = make_oracle(target, model, num_classes, max_queries,
-                         seeds.generator(seed, "oracle", *key, device=device))
+                         seeds.generator(seed, "oracle", *key, device=device), batch_size)
     result = attack_function(attack)(oracle, x_o, labels, seed=seeds.derive_seed(seed, *key))
     curves = oracle.best_at(budgets)
     success = result.success.numpy()
@@ -197,10 +205,11 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
                     "t": np.where(success, 1.0, np.inf), "at_level": success, "verified_level": level}
     else:
         smooth = Smooth(model, num_classes, target.sigma)
-        level = verify(smooth, result.x_adv.to(device), labels, target.n, verify_repeats,
+        level = verify(smooth, result.x_adv.to(device), labels, target.n, verify_repeats, batch_size=batch_size,
                        generator=seeds.generator(seed, "verify", *key, device=device))[0]
         pushed = push_to_level(smooth, x_o, result.x_adv.to(device), labels, n=target.n, pa=target.level,
-                               votes=votes, seed=seeds.derive_seed(seed, "push", *key), max_t=PUSH_MAX_T)
+                               votes=votes, seed=seeds.derive_seed(seed, "push", *key), max_t=PUSH_MAX_T,
+                               batch_size=batch_size)
         verified = {"verified_l2": pushed.l2, "verified_linf": pushed.linf, "t": pushed.t,
                     "at_level": pushed.t == 1.0, "verified_level": pushed.p}
     final_l2 = final_level = np.full(len(block), np.nan)
@@ -211,7 +220,7 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
             with torch.inference_mode():
                 final_level = (model(x_final).argmax(1) != labels).double().cpu().numpy()
         else:
-            final_level = verify(smooth, x_final, labels, target.n, verify_repeats,
+            final_level = verify(smooth, x_final, labels, target.n, verify_repeats, batch_size=batch_size,
                                  generator=seeds.generator(seed, "verify-final", *key, device=device))[0]
     rows = pd.DataFrame({"unit": block.numpy(), "idx": index[block].numpy(), "label": y[block].numpy(),
                          "attack": attack, "target": target.label, "success": success,
@@ -234,30 +243,42 @@ def attacked_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_imag
     return right[data.subset_indices(len(right), min(num_images, len(right)), seed)]
 
 
-def _images(dataset: str, data_dir: str | None, index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    full = data.load_dataset(dataset, "test", data_dir=data_dir)
-    positions = torch.as_tensor(list(index))
-    return full.x[positions], full.y[positions]
+def test_pool(dataset: str, data_dir: str | None, pool: int, seed: int) -> data.Dataset:
+    """The test images the chapter draws from: a seeded subset of ``pool`` images of the test split
+    (:func:`rs_repro.data.load_dataset`; on ImageNet only those files are decoded), the whole split for 0."""
+    return data.load_dataset(dataset, "test", data_dir=data_dir, n=pool or None, seed=seed)
 
 
-def attack_unit(*, dataset: str, data_dir: str | None, index: list[int], positions: list[int],
+def _images(dataset: str, data_dir: str | None, pool: int, seed: int,
+            index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels at test-split positions ``index``, all in the chapter's pool (:func:`test_pool`)."""
+    drawn = test_pool(dataset, data_dir, pool, seed)
+    where = {int(i): k for k, i in enumerate(drawn.index)}
+    positions = torch.as_tensor([where[int(i)] for i in index])
+    return drawn.x[positions], drawn.y[positions]
+
+
+def attack_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[int], positions: list[int],
                 model: Mapping[str, Any], target: Mapping[str, Any], attack: str, max_queries: int,
-                budgets: list[int], verify_repeats: int, votes: int, seed: int) -> pd.DataFrame:
-    """One unit of the attack grid: :func:`attack_rows` on the attacked images at ``positions``.
+                budgets: list[int], verify_repeats: int, votes: int, batch_size: int, device: str,
+                seed: int) -> pd.DataFrame:
+    """One unit of the attack grid: :func:`attack_rows` on the attacked images at ``positions``, on ``device``.
 
-    ``index`` are the dataset positions of all the attacked images (test split), ``model`` the
-    :func:`rs_repro.models.model_spec` of the base model, ``target`` the fields of a :class:`Target`.
+    ``index`` are the dataset positions of all the attacked images (test split, all in the :func:`test_pool`
+    of ``pool`` images), ``model`` the :func:`rs_repro.models.model_spec` of the base model, ``target`` the
+    fields of a :class:`Target`.
     """
-    base, _ = load_model(dataset, model, data_dir=data_dir)
-    x, y = _images(dataset, data_dir, index)
+    base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
+    x, y = _images(dataset, data_dir, pool, seed, index)
     return attack_rows(Target(**target), attack, base, data.num_classes(dataset), x, y, torch.as_tensor(index),
                        positions, max_queries=max_queries, budgets=budgets, verify_repeats=verify_repeats,
-                       votes=votes, seed=seed)
+                       votes=votes, seed=seed, batch_size=batch_size)
 
 
-def attack_units(*, dataset: str, data_dir: str | None, index: Sequence[int], targets: Sequence[Target],
-                 attacks: Sequence[str], models: Mapping[str, Mapping[str, Any]], max_queries: int,
-                 budgets: Sequence[int], chunk: int, verify_repeats: int, votes: int, seed: int) -> list[Unit]:
+def attack_units(*, dataset: str, data_dir: str | None, pool: int = 0, index: Sequence[int],
+                 targets: Sequence[Target], attacks: Sequence[str], models: Mapping[str, Mapping[str, Any]],
+                 max_queries: int, budgets: Sequence[int], chunk: int, verify_repeats: int, votes: int,
+                 batch_size: int = 10_000, device: str = "cpu", seed: int) -> list[Unit]:
     """The attack grid as units: every target x attack x chunk of ``chunk`` attacked images.
 
     ``models`` maps a target's ``model`` name to its :func:`rs_repro.models.model_spec`. A unit's
@@ -272,36 +293,39 @@ def attack_units(*, dataset: str, data_dir: str | None, index: Sequence[int], ta
                 positions = list(range(start, min(start + chunk, len(index))))
                 units.append(Unit(
                     f"attack-{attack}-{target.slug}-images{start}", f"{_MODULE}:attack_unit",
-                    {"dataset": dataset, "data_dir": data_dir, "index": [int(i) for i in index],
+                    {"dataset": dataset, "data_dir": data_dir, "pool": pool, "index": [int(i) for i in index],
                      "positions": positions, "model": dict(models[target.model]), "target": dataclasses.asdict(target),
                      "attack": attack, "max_queries": max_queries, "budgets": list(budgets),
-                     "verify_repeats": verify_repeats, "votes": votes, "seed": seed},
+                     "verify_repeats": verify_repeats, "votes": votes, "batch_size": batch_size, "device": device,
+                     "seed": seed},
                     (_MODULE, ATTACKS[attack].partition(":")[0])))
     return units
 
 
-def accuracy_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any], target: Mapping[str, Any],
-                  seed: int) -> pd.DataFrame:
-    """One row ``target, correct, tested, accuracy``: :func:`vote_correct` of one classifier on the whole
-    test split."""
-    base, _ = load_model(dataset, model, data_dir=data_dir)
-    full = data.load_dataset(dataset, "test", data_dir=data_dir)
+def accuracy_unit(*, dataset: str, data_dir: str | None, pool: int, model: Mapping[str, Any],
+                  target: Mapping[str, Any], batch_size: int, device: str, seed: int) -> pd.DataFrame:
+    """One row ``target, correct, tested, accuracy``: :func:`vote_correct` of one classifier on the test
+    images of the chapter (:func:`test_pool`: the whole test split for ``pool`` 0)."""
+    base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
+    full = test_pool(dataset, data_dir, pool, seed)
     target = Target(**target)
-    correct = vote_correct(target, base, data.num_classes(dataset), full.x, full.y, seed)
+    correct = vote_correct(target, base, data.num_classes(dataset), full.x, full.y, seed, batch_size)
     return pd.DataFrame([{"target": target.label, "correct": correct, "tested": len(full.y),
                           "accuracy": correct / len(full.y)}])
 
 
-def accuracy_units(*, dataset: str, data_dir: str | None, targets: Sequence[Target],
-                   models: Mapping[str, Mapping[str, Any]], seed: int) -> list[Unit]:
+def accuracy_units(*, dataset: str, data_dir: str | None, pool: int = 0, targets: Sequence[Target],
+                   models: Mapping[str, Mapping[str, Any]], batch_size: int = 10_000, device: str = "cpu",
+                   seed: int) -> list[Unit]:
     """The clean accuracy of every classifier, one unit each."""
     return [Unit(f"accuracy-{t.slug}", f"{_MODULE}:accuracy_unit",
-                 {"dataset": dataset, "data_dir": data_dir, "model": dict(models[t.model]),
-                  "target": dataclasses.asdict(t), "seed": seed}) for t in targets]
+                 {"dataset": dataset, "data_dir": data_dir, "pool": pool, "model": dict(models[t.model]),
+                  "target": dataclasses.asdict(t), "batch_size": batch_size, "device": device, "seed": seed})
+            for t in targets]
 
 
-def clean_votes_unit(*, dataset: str, data_dir: str | None, index: list[int], model: Mapping[str, Any], name: str,
-                     sigma: float, samples: int, batch_size: int, seed: int) -> pd.DataFrame:
+def clean_votes_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[int], model: Mapping[str, Any],
+                     name: str, sigma: float, samples: int, batch_size: int, device: str, seed: int) -> pd.DataFrame:
     """Micro-decisions at the clean attacked images under one smoothed base model: ``samples`` noisy copies of
     each image x_o, and how many are not its label.
 
@@ -311,9 +335,8 @@ def clean_votes_unit(*, dataset: str, data_dir: str | None, index: list[int], mo
         One row per image: ``model, sigma, idx, label, wrong, samples``; ``wrong / samples`` estimates
         pi_1(x_o), the probability that one micro-decision at x_o is wrong.
     """
-    base, _ = load_model(dataset, model, data_dir=data_dir)
-    x, y = _images(dataset, data_dir, index)
-    device = next(base.parameters()).device
+    base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
+    x, y = _images(dataset, data_dir, pool, seed, index)
     counts = Smooth(base, data.num_classes(dataset), sigma).counts(
         x.to(device), samples, batch_size, generator=seeds.generator(seed, "clean-votes", name, sigma, device=device))
     right = counts.cpu().gather(1, y.view(-1, 1)).squeeze(1)
@@ -321,29 +344,47 @@ def clean_votes_unit(*, dataset: str, data_dir: str | None, index: list[int], mo
                          "wrong": (samples - right).numpy(), "samples": samples})
 
 
-def minimal_unit(*, dataset: str, data_dir: str | None, index: list[int], model: Mapping[str, Any]) -> pd.DataFrame:
+def minimal_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[int], model: Mapping[str, Any],
+                 device: str, seed: int) -> pd.DataFrame:
     """One row per attacked image, ``idx, minimal_l2``: the white-box minimal l2 distortion on the base model
     without smoothing (:func:`rs_repro.attacks.minimal.minimal_l2`), a floor for the attacks' distortions on
     it."""
     minimal = importlib.import_module("rs_repro.attacks.minimal")
-    base, _ = load_model(dataset, model, data_dir=data_dir)
-    x, y = _images(dataset, data_dir, index)
-    device = next(base.parameters()).device
+    base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
+    x, y = _images(dataset, data_dir, pool, seed, index)
     found = minimal.minimal_l2(base, x.to(device), y.to(device))
     return pd.DataFrame({"idx": index, "minimal_l2": found.distance.cpu().numpy()})
 
 
 def model_specs(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The :func:`rs_repro.models.model_spec` of each base model of the chapter, by name."""
-    seed = values["seed"]
-    return {"standard": model_spec("standard", seed=seed),
-            "randtrain": model_spec("randtrain", sigma=values["randtrain_sigma"], seed=seed),
-            "advtrain": model_spec("advtrain", epsilon=values["advtrain_epsilon"], seed=seed)}
+    """The :func:`rs_repro.models.model_spec` of each base model of the chapter that exists, by name.
+
+    A base model comes from its checkpoint parameter (``standard_weights``, ``randtrain_weights``,
+    ``advtrain_weights``: a file or ``pretrained:<name>``) when one is given, else it is trained here, on the
+    datasets of :data:`rs_repro.models.ARCHITECTURES`; elsewhere (ImageNet) a model without a checkpoint is
+    absent (:func:`absent_models`).
+    """
+    seed, trainable = values["seed"], values["dataset"] in ARCHITECTURES
+    specs = {"standard": model_spec("standard", seed=seed, weights=values["standard_weights"]),
+             "randtrain": model_spec("randtrain", sigma=values["randtrain_sigma"], seed=seed,
+                                     weights=values["randtrain_weights"]),
+             "advtrain": model_spec("advtrain", epsilon=values["advtrain_epsilon"], seed=seed,
+                                    weights=values["advtrain_weights"])}
+    return {name: spec for name, spec in specs.items() if trainable or spec["weights"]}
+
+
+def absent_models(values: Mapping[str, Any]) -> dict[str, str]:
+    """The base models left out of the grid, each with the reason (a sentence for the page)."""
+    present = model_specs(values)
+    return {name: f"no {name} checkpoint was given ({name}_weights) and none is trained on {values['dataset']}"
+            for name in ("randtrain", "advtrain") if name not in present}
 
 
 def targets(values: Mapping[str, Any]) -> list[Target]:
-    """The attacked classifiers of the chapter's parameters (:func:`grid`)."""
-    return grid(values["sigmas"], values["ns"], values["pas"], values["randtrain_sigma"], values["randtrain_ns"])
+    """The attacked classifiers of the chapter's parameters (:func:`grid`), without the absent base models."""
+    present = model_specs(values)
+    return [t for t in grid(values["sigmas"], values["ns"], values["pas"], values["randtrain_sigma"],
+                            values["randtrain_ns"]) if t.model in present]
 
 
 def units(values: Mapping[str, Any]) -> list[Unit]:
@@ -353,35 +394,41 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
     distortions on the undefended model (:func:`minimal_unit`).
 
     The base models are trained here when missing, before any unit runs, and the attacked images are chosen
-    with the standard model (:func:`attacked_images`).
+    with the standard model (:func:`attacked_images`) in the chapter's pool (:func:`test_pool`).
     """
-    where = {"dataset": values["dataset"], "data_dir": values["data_dir"] or None}
+    where = {"dataset": values["dataset"], "data_dir": values["data_dir"] or None, "pool": values["pool"]}
+    run = {"batch_size": values["batch_size"], "device": values["device"]}
     specs = model_specs(values)
     for spec in specs.values():
         load_model(values["dataset"], spec, data_dir=where["data_dir"])
     index = attacked_index(values)
-    work = accuracy_units(**where, targets=targets(values), models=specs, seed=values["seed"])
-    work += attack_units(**where, index=index, targets=targets(values), attacks=values["attacks"], models=specs,
-                         max_queries=values["max_queries"], budgets=values["budgets"], chunk=values["chunk"],
-                         verify_repeats=values["verify_repeats"], votes=values["votes"], seed=values["seed"])
+    work = accuracy_units(**where, **run, targets=targets(values), models=specs, seed=values["seed"])
+    work += attack_units(**where, **run, index=index, targets=targets(values), attacks=values["attacks"],
+                         models=specs, max_queries=values["max_queries"], budgets=values["budgets"],
+                         chunk=values["chunk"], verify_repeats=values["verify_repeats"], votes=values["votes"],
+                         seed=values["seed"])
     # Imported by name: the certification units read the certification chapter's code, and the minimal unit the
     # white-box attack's, the attack units neither (a static import would put them in their code digest,
     # rs_repro.cache.code_digest).
     certification = importlib.import_module("rs_repro.experiments.fig4_certification")
+    drawn = test_pool(where["dataset"], where["data_dir"], values["pool"], values["seed"]).index.tolist()
+    in_pool = [drawn.index(i) for i in index]
     for name, sigma in _smoothed_models(values):
-        work += certification.certify_units(**where, images=index, chunk=values["chunk"], model=specs[name], name=name, sigma=sigma,
-                              n0=CERTIFY["n0"], n=values["certify_n"], alpha=CERTIFY["alpha"],
-                              batch_size=CERTIFY["batch_size"], seed=values["seed"])
+        work += certification.certify_units(
+            dataset=where["dataset"], data_dir=where["data_dir"], subset=values["pool"] or None,
+            subset_seed=values["seed"], images=in_pool, chunk=values["chunk"], model=specs[name], name=name,
+            sigma=sigma, n0=CERTIFY["n0"], n=values["certify_n"], alpha=CERTIFY["alpha"], **run, seed=values["seed"])
         work.append(Unit(f"clean-votes-{name}-sigma{sigma:g}", f"{_MODULE}:clean_votes_unit",
-                         {**where, "index": index, "model": dict(specs[name]), "name": name, "sigma": sigma,
-                          "samples": values["certify_n"], "batch_size": CERTIFY["batch_size"], "seed": values["seed"]}))
+                         {**where, **run, "index": index, "model": dict(specs[name]), "name": name, "sigma": sigma,
+                          "samples": values["certify_n"], "seed": values["seed"]}))
     work.append(Unit("minimal-standard", f"{_MODULE}:minimal_unit",
-                     {**where, "index": index, "model": dict(specs["standard"])}, (_MODULE, "rs_repro.attacks.minimal")))
+                     {**where, "index": index, "model": dict(specs["standard"]), "device": values["device"],
+                      "seed": values["seed"]}, (_MODULE, "rs_repro.attacks.minimal")))
     return work
 
 
 #: CERTIFY's settings for the certified radii of the attacked images, besides ``certify_n``.
-CERTIFY = {"n0": 100, "alpha": 0.001, "batch_size": 10_000}
+CERTIFY = {"n0": 100, "alpha": 0.001}
 
 
 def _smoothed_models(values: Mapping[str, Any]) -> list[tuple[str, float]]:
@@ -389,10 +436,15 @@ def _smoothed_models(values: Mapping[str, Any]) -> list[tuple[str, float]]:
 
 
 def attacked_index(values: Mapping[str, Any]) -> list[int]:
-    """Test-split positions of the attacked images (:func:`attacked_images` with the standard model)."""
-    base, _ = load_model(values["dataset"], model_specs(values)["standard"], data_dir=values["data_dir"] or None)
-    full = data.load_dataset(values["dataset"], "test", data_dir=values["data_dir"] or None)
-    return full.index[attacked_images(base, full.x, full.y, values["num_images"], values["seed"])].tolist()
+    """Test-split positions of the attacked images (:func:`attacked_images` with the standard model, among the
+    chapter's pool, :func:`test_pool`)."""
+    data_dir = values["data_dir"] or None
+    base, _ = load_model(values["dataset"], model_specs(values)["standard"], data_dir=data_dir,
+                         device=values["device"])
+    drawn = test_pool(values["dataset"], data_dir, values["pool"], values["seed"])
+    chosen = attacked_images(base, drawn.x.to(values["device"]), drawn.y.to(values["device"]), values["num_images"],
+                             values["seed"])
+    return drawn.index[chosen.cpu()].tolist()
 
 
 @dataclass(frozen=True)
@@ -612,6 +664,8 @@ def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
                                 for s, r in rate),
         "accepted_within_budget": _by(smallest, "sigma", "within_budget", ".2f", "at σ = "),
         "n_small": int(min(values["ns"])), "pa_small": float(min(values["pas"])),
+        "absent": " ".join(f"{reason[0].upper()}{reason[1:]}: the grid has no {name} row." for name, reason
+                           in absent_models(values).items()) or "Every base model of the grid is present.",
         "hsja_final_level": float(hsja.final_level.mean()) if len(hsja) else float("nan"),
         "hsja_best_level": float(hsja.level.mean()) if len(hsja) else float("nan"),
     }
