@@ -2,8 +2,9 @@
 
 Each chapter's ``summarize`` returns the few numbers that decide the paper's claims as one of the typed
 records below (its :data:`SCHEMA` entry), and the notebook stores it with :func:`record`. The record is
-written to ``build/results/<stem>/measurements.json`` with the profile the chapter ran under; the ``claims``
-chapter reads it back with :func:`load` as the same dataclass and computes nothing again. A field read by
+written to ``build/results/<stem>/measurements/<profile>.json``, one file per profile the chapter ran under,
+so the measurements of several profiles (digits, Fashion-MNIST, ImageNet) stand side by side; the ``claims``
+chapter reads them back with :func:`load` as the same dataclass and computes nothing again. A field read by
 a claim is a typed attribute, never a string key, and a record of another shape fails loudly.
 
 Distances are l2 norms in [0, 1] pixel units; ``None`` marks a quantity that was not located (outside a
@@ -268,9 +269,20 @@ SCHEMA: dict[str, type] = {"theory": ThresholdCheck, "fig1_adversarial_probabili
                            "normal_vectors": NormalAgreement}
 
 
-def path(stem: str) -> Path:
-    """``build/results/<stem>/measurements.json``."""
-    return paths.BUILD / "results" / stem / "measurements.json"
+#: The file name part of measurements recorded outside the chapter runner (no profile set).
+NO_PROFILE = "none"
+
+
+def path(stem: str, profile: str | None = None) -> Path:
+    """``build/results/<stem>/measurements/<profile>.json`` (:data:`NO_PROFILE` for ``None``)."""
+    return paths.BUILD / "results" / stem / "measurements" / f"{profile or NO_PROFILE}.json"
+
+
+def recorded_profiles() -> list[str]:
+    """The profiles some chapter of :data:`SCHEMA` recorded measurements under, sorted (runs outside the
+    chapter runner, :data:`NO_PROFILE`, left out)."""
+    found = {p.stem for stem in SCHEMA for p in path(stem).parent.glob("*.json")}
+    return sorted(found - {NO_PROFILE})
 
 
 def _schema(stem: str) -> type:
@@ -282,16 +294,17 @@ def _schema(stem: str) -> type:
 def record(stem: str, values: Any) -> Path:
     """Write ``values``, the :data:`SCHEMA` record of chapter ``stem``, atomically.
 
-    The file carries the profile the chapter runs under (``None`` outside the chapter runner) and the time
-    it was written.
+    The file is that of the profile the chapter runs under (:data:`PROFILE_ENV`; :data:`NO_PROFILE` outside
+    the chapter runner) and carries the profile and the time it was written.
     """
     kind = _schema(stem)
     if type(values) is not kind:
         raise ValueError(f"values of type {type(values).__name__} are not accepted for {stem!r}; "
                          f"expected a {kind.__name__}")
-    target = path(stem)
+    profile = os.environ.get(PROFILE_ENV) or None
+    target = path(stem, profile)
     target.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"stem": stem, "profile": os.environ.get(PROFILE_ENV), "created": time.time(),
+    payload = {"stem": stem, "profile": profile, "created": time.time(),
                "values": dataclasses.asdict(values)}
     text = json.dumps(payload, indent=1, default=float)
     return paths.atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -326,15 +339,17 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
 
 
 def load(stem: str, profile: str | None = None) -> Any | None:
-    """The record chapter ``stem`` wrote (its :data:`SCHEMA` type), or ``None`` if none for ``profile``.
+    """The record chapter ``stem`` wrote under ``profile`` (its :data:`SCHEMA` type), or ``None`` if none.
 
-    With ``profile=None`` any profile is accepted. A file of another shape (an older build) raises
-    ``ValueError`` naming the field.
+    With ``profile=None`` the most recently written record of any profile is returned. A file of another
+    shape (an older build) raises ``ValueError`` naming the field.
     """
-    target = path(stem)
-    if not target.exists():
+    _schema(stem)
+    if profile is not None:
+        candidates = [path(stem, profile)]
+    else:
+        candidates = sorted(path(stem).parent.glob("*.json"), key=lambda p: p.stat().st_mtime)[-1:]
+    if not candidates or not candidates[0].exists():
         return None
-    payload = json.loads(target.read_text(encoding="utf-8"))
-    if profile is not None and payload.get("profile") != profile:
-        return None
+    payload = json.loads(candidates[0].read_text(encoding="utf-8"))
     return _decode(_schema(stem), payload["values"], f"{stem} measurements")

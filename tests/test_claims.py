@@ -327,3 +327,20 @@ def test_summary_sentence_agrees_with_its_counts():
     card = pd.DataFrame({"verdict": [claims.HOLDS, claims.HOLDS, claims.FAILS]})
     assert claims.summary_sentence(card) == ("Of the 3 claims, 2 hold in this build, 1 does not hold, 0 are undecided, "
                                              "0 are not testable in this profile and 0 are not measured")
+
+
+def test_each_profile_keeps_its_own_measurements_and_the_table_across_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "BUILD", tmp_path)
+    for profile, large in (("smoke", [0.1, 0.12, 0.09]), ("fashion", [0.5, 0.6, 0.55])):
+        monkeypatch.setenv(measurements.PROFILE_ENV, profile)
+        measurements.record("fig3_binary_search", _spread([0.3, 0.35, 0.28], large))
+    assert measurements.recorded_profiles() == ["fashion", "smoke"]
+    assert measurements.load("fig3_binary_search", "smoke").per_segment[100] == [0.1, 0.12, 0.09]
+    assert measurements.load("fig3_binary_search", "fashion").per_segment[100] == [0.5, 0.6, 0.55]
+    assert measurements.load("fig3_binary_search", "default") is None
+    table = claims.across_profiles(["smoke", "fashion"]).set_index(["claim", "profile"])
+    assert table.loc[(8, "smoke"), "verdict"] == claims.HOLDS and table.loc[(8, "fashion"), "verdict"] == claims.FAILS
+    assert table.loc[(1, "smoke"), "verdict"] == claims.NOT_MEASURED
+    text = claims.across_markdown(claims.across_profiles(["smoke", "fashion"]))
+    assert text.splitlines()[0] == "| # | smoke | fashion |"
+    assert "| 8 | **holds** | **does not hold** |" in text

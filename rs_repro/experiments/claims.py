@@ -753,3 +753,37 @@ def scorecard_markdown(card: pd.DataFrame) -> str:
         lines.append(f"| {row.claim} | {row.statement} ({row.paper}) | {row.measured} | {_bold(row.verdict)} | "
                      f"{protocol} | {row.rule} | {chapter} |")
     return "\n".join(lines)
+
+
+def across_profiles(profiles: Sequence[str]) -> pd.DataFrame:
+    """The verdicts of every claim under each profile that recorded measurements (the claims at growing
+    dimension: digits d = 64, Fashion-MNIST d = 784, ImageNet d = 150,528).
+
+    Parameters
+    ----------
+    profiles : sequence of str
+        The profiles, in order (e.g. :func:`rs_repro.measurements.recorded_profiles`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per claim and profile: ``claim, profile, verdict, protocol`` (``protocol``: the verdict on the
+        paper's protocol, ``None`` where the claim has none), :data:`NOT_MEASURED` where that profile
+        recorded nothing for the claim.
+    """
+    cards = [scorecard(profile).assign(profile=profile) for profile in profiles]
+    columns = ["claim", "profile", "verdict", "protocol"]
+    return pd.concat(cards, ignore_index=True)[columns] if cards else pd.DataFrame(columns=columns)
+
+
+def across_markdown(table: pd.DataFrame) -> str:
+    """:func:`across_profiles` as a Markdown table, one column per profile in the table's order, decided
+    verdicts in bold and the paper's protocol in brackets."""
+    profiles = list(dict.fromkeys(table.profile))
+    cell = {(r.claim, r.profile): _bold(r.verdict) + ("" if r.protocol is None else
+                                                     f" (paper's protocol: {_bold(r.protocol)})")
+            for r in table.itertuples()}
+    lines = ["| # | " + " | ".join(profiles) + " |", "|---|" + "---|" * len(profiles)]
+    lines += [f"| {claim} | " + " | ".join(cell[claim, p] for p in profiles) + " |"
+              for claim in dict.fromkeys(table.claim)]
+    return "\n".join(lines)
