@@ -1,13 +1,19 @@
-"""Session fixtures shared by the book tests: one smoke execution of every chapter, one HTML build."""
+"""Session fixtures shared by the book tests: one smoke execution of every chapter, one HTML build, and a
+synthetic ImageNet for the paper profiles."""
 
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+import torchvision
+from PIL import Image
 
-from rs_repro import book, paths
+from rs_repro import book, data, models, paths
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +83,63 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "PARAMS", tmp_path / "params")
     monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
     return tmp_path
+
+
+#: Noisy copies of each image, and their noise, that the last layer of :func:`synthetic_imagenet` is fitted on.
+FIT_COPIES, FIT_SIGMA = 3, 0.05
+
+
+@pytest.fixture(scope="session")
+def synthetic_imagenet(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny ILSVRC2012 validation folder and ResNet50 weights, for the paper profiles at micro sizes.
+
+    The folder is in the ImageFolder layout :func:`rs_repro.data.load_dataset` reads for ``imagenet``: three
+    wnids (labels 0, 1, 2), two JPEGs each of different sizes, each a smooth random colour field of its class
+    with pixel noise. The weights are a torchvision ResNet50 state dict, randomly initialised, except its last
+    layer: the classes 0 to 2 are fitted by least squares (logit +1 for the label, -1 for the two others) to
+    the features of the images and of :data:`FIT_COPIES` noisy copies of each (Gaussian, :data:`FIT_SIGMA`),
+    the 997 others get a bias of -10; so the model classifies every image correctly, under smoothing too,
+    as the chapters that attack correctly classified images need.
+
+    Returns
+    -------
+    root : Path
+        The folder (``data_dir``).
+    weights : Path
+        The state dict (``standard_weights``), as :func:`rs_repro.models.load_imagenet_model` reads it.
+    """
+    tmp = tmp_path_factory.mktemp("imagenet")
+    rng = np.random.default_rng(0)
+    root = tmp / "val"
+    for wnid in ("n01440764", "n01443537", "n01484850"):
+        (root / wnid).mkdir(parents=True)
+        colours = rng.uniform(0, 255, size=(3, 4, 3))
+        for i in range(2):
+            field = np.clip(colours + rng.normal(0, 25, size=colours.shape), 0, 255).astype(np.uint8)
+            size = (300, 240 + 20 * i)
+            smooth = np.asarray(Image.fromarray(field).resize(size, Image.Resampling.BILINEAR), dtype=float)
+            pixels = np.clip(smooth + rng.normal(0, 8, size=smooth.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / wnid / f"ILSVRC2012_val_{i:08d}.JPEG")
+    with warnings.catch_warnings():  # 3 class folders, not 1000: load_dataset warns that labels differ
+        warnings.simplefilter("ignore", UserWarning)
+        images = data.load_dataset("imagenet", "test", data_dir=root)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = torchvision.models.resnet50(weights=None).eval()
+    noise = torch.Generator().manual_seed(0)
+    x = torch.cat([images.x] + [images.x + FIT_SIGMA * torch.randn(images.x.shape, generator=noise)
+                                for _ in range(FIT_COPIES)])
+    fc, net.fc = net.fc, torch.nn.Identity()
+    with torch.inference_mode():
+        features = net(models.Normalize(models.IMAGENET_MEAN, models.IMAGENET_STD)(x)).double()
+    net.fc = fc
+    targets = 2.0 * torch.nn.functional.one_hot(images.y.repeat(FIT_COPIES + 1), 3).double() - 1
+    fitted = torch.linalg.pinv(torch.cat([features, torch.ones(len(x), 1, dtype=torch.float64)], 1)) @ targets
+    with torch.no_grad():
+        fc.weight.zero_()
+        fc.bias.fill_(-10.0)
+        fc.weight[:3] = fitted[:-1].T.float()
+        fc.bias[:3] = fitted[-1].float()
+    weights = tmp / "resnet50.pth"
+    torch.save(net.state_dict(), weights)
+    return root, weights

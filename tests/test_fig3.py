@@ -1,17 +1,20 @@
 """Fig. 3 chapter: the boundary of g_sigma on a segment, the spread of bisections against g_{sigma,n}, the
-units, the parameter rules, the summary record and the page."""
+units, the parameter rules, the summary record and the page; the paper profile end to end on a synthetic
+ImageNet (the ``synthetic_imagenet`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
 import math
 
 import matplotlib.pyplot as plt
+import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from rs_repro import book, data, engine, measurements
+from rs_repro import book, data, engine, measurements, paths
 from rs_repro.experiments import fig3_binary_search as ex
 from rs_repro.models import load_model, model_spec
 from rs_repro.smoothing import Smooth
@@ -55,7 +58,8 @@ def _table(segment: int, length: float, searches: dict[int, list[float]]) -> pd.
 #: 0.02 sqrt 2 and 0.04 sqrt 2 at n = 100; offsets from t_g = 1/2 of 0 and 0.2, then -0.03 and 0.04.
 KNOWN = {"segment-0": _table(0, 1.0, {10: [0.3, 0.7], 100: [0.45, 0.49]}),
          "segment-1": _table(1, 2.0, {10: [0.4, 0.8], 100: [0.5, 0.54]})}
-KNOWN_VALUES = {"dataset": "digits", "seed": 0, "sigma": 0.35, "ns": [10, 100], "repeats": 2, "steps": 20, "bins": 4}
+KNOWN_VALUES = {"dataset": "digits", "seed": 0, "sigma": 0.35, "ns": [10, 100], "repeats": 2, "steps": 20, "bins": 4,
+                "zoom": False}
 
 
 def test_boundary_of_g_interpolates_the_crossing():
@@ -67,19 +71,30 @@ def test_boundary_of_g_interpolates_the_crossing():
 def test_profile_and_bisections_on_a_halfspace():
     a, b = _segment()
     smooth = Smooth(Halfspace(), 2, 0.05, seed=0)
-    profile = ex.class_profile(smooth, a, b, 0, [i / 20 for i in range(21)], 4000, seed=1)
+    profile = ex.class_profile(smooth, a, b, 0, [i / 20 for i in range(21)], 4000, seed=1, batch_size=10_000)
     assert abs(ex.boundary_of_g(profile) - 0.5) < 0.02  # a flat boundary: g_sigma = f (paper, section 3.1)
     assert abs(ex.base_boundary(Halfspace(), a, b, 0, 30) - 0.5) < 1e-6
-    spread = {n: ex.bisection_outputs(smooth, a, b, 0, n, 300, 15, seed=2).t.std() for n in (1, 100)}
+    spread = {n: ex.bisection_outputs(smooth, a, b, 0, n, 300, 15, seed=2, batch_size=10_000).t.std() for n in (1, 100)}
     assert spread[100] < spread[1]
-    outputs = ex.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2)
+    outputs = ex.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2, batch_size=10_000)
     assert abs(outputs.t.mean() - 0.5) < 0.02 and (outputs.queries == 15).all()
-    assert outputs.equals(ex.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2))  # same seed, same output
+    # same seed, same output
+    assert outputs.equals(ex.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2, batch_size=10_000))
+
+
+#: A valid ImageNet setting of the parameters that name the data and the model.
+IMAGENET = {"dataset": "imagenet", "data_dir": "/data/val", "standard_weights": "/data/rn50.pth", "num_candidates": 200}
 
 
 @pytest.mark.parametrize(("change", "name"), [
     ({"dataset": "svhn"}, "dataset"),
-    ({"dataset": "imagenet"}, "dataset"),
+    ({"dataset": "imagenet", "num_candidates": 200}, "standard_weights"),
+    ({**IMAGENET, "standard_weights": "pretrained:resnet-9000"}, "standard_weights"),
+    ({"standard_weights": "/data/rn50.pth"}, "standard_weights"),
+    ({"standard_weights": "pretrained:efficientnet-lite0"}, "standard_weights"),
+    ({**IMAGENET, "num_candidates": 0}, "num_candidates"),
+    ({"num_candidates": 1}, "num_candidates"),
+    ({"num_candidates": -1}, "num_candidates"),
     ({"sigma": 0.0}, "sigma"),
     ({"sigma": float("nan")}, "sigma"),
     ({"ns": []}, "ns"),
@@ -91,6 +106,8 @@ def test_profile_and_bisections_on_a_halfspace():
     ({"profile_points": 1}, "profile_points"),
     ({"profile_samples": 0}, "profile_samples"),
     ({"bins": 0}, "bins"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"device": "gpu"}, "device"),
 ])
 def test_check_parameters_rejects_each_bad_combination(values, change, name):
     ex.check_parameters(values)
@@ -100,11 +117,36 @@ def test_check_parameters_rejects_each_bad_combination(values, change, name):
         book.check_chapter(STEM, {**values, **change})
 
 
+@pytest.mark.parametrize("profile", book.PROFILES)
+def test_every_profile_passes_the_checks(profile):
+    ex.check_parameters(book.profile_values(STEM, profile))
+
+
+def test_imagenet_settings_pass_the_checks(values):
+    for weights in ("/data/rn50.pth", "pretrained:efficientnet-lite0"):
+        ex.check_parameters({**values, **IMAGENET, "standard_weights": weights, "device": "cuda:1"})
+    ex.check_parameters({**values, "dataset": "imagenet-samples", "standard_weights": "pretrained:efficientnet-lite0"})
+
+
+def test_segments_pair_each_correct_image_with_its_nearest_other_class():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(1, 2))  # class 1 where the one pixel exceeds 0.5
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[-1.0], [1.0]]))
+        model[1].bias.copy_(torch.tensor([0.5, -0.5]))
+    x = torch.tensor([0.1, 0.2, 0.9]).view(3, 1, 1, 1)
+    for batch_size in (1, 10):
+        assert ex.segments(model, x, torch.tensor([0, 0, 1]), 5, batch_size) == [(0, 2), (1, 2), (2, 1)]
+        assert ex.segments(model, x, torch.tensor([0, 0, 1]), 2, batch_size) == [(0, 2), (1, 2)]
+    # image 2 is misclassified, and 0 and 1 have no image of another class: no segment
+    assert ex.segments(model, x, torch.tensor([0, 0, 0]), 5, 10) == []
+
+
 def test_units_are_the_segments_with_stable_keys(values):
     work = ex.units(values)
     model, _ = load_model("digits", model_spec("standard", seed=0))
     test = data.load_dataset("digits", "test")
-    pairs = ex.segments(model, test.x, test.y, values["num_segments"])
+    pairs = ex.segments(model, test.x, test.y, values["num_segments"], values["batch_size"])
+    assert ex.segments(model, test.x, test.y, values["num_segments"], 7) == pairs  # batches change no prediction
     assert [u.id for u in work] == [f"segment-{k}" for k in range(len(pairs))] and len(pairs) == 2
     assert [(u.arguments["a"], u.arguments["b"]) for u in work] == pairs
     for a, b in pairs:
@@ -113,7 +155,24 @@ def test_units_are_the_segments_with_stable_keys(values):
     # what changes no number changes no key, and a third segment leaves the first two as they are
     same = ex.units({**values, "figures_dir": "elsewhere", "use_cache": False, "bins": 7, "num_segments": 3})
     assert [u.key() for u in same[:2]] == [u.key() for u in work] and len(same) == 3
-    assert ex.units({**values, "sigma": 0.5})[0].key() != work[0].key()
+    assert ex.units({**values, "zoom": True})[0].key() == work[0].key()
+    assert all(u.arguments["batch_size"] == values["batch_size"] and u.arguments["device"] == "cpu" for u in work)
+    assert work[0].arguments["model"] == model_spec("standard", seed=0, weights="")
+    for change in ({"sigma": 0.5}, {"batch_size": 999}, {"num_candidates": 300}):
+        assert ex.units({**values, **change})[0].key() != work[0].key()
+
+
+def test_segments_are_chosen_among_the_candidates(values):
+    full = data.load_dataset("digits", "test")
+    assert ex.candidate_images("digits", None, 0, 0).index.equal(full.index)
+    subset = ex.candidate_images("digits", None, 100, 0)
+    assert subset.index.equal(data.load_dataset("digits", "test", n=100, seed=0).index)
+    work = ex.units({**values, "num_candidates": 100})
+    ends = [(u.arguments["a"], u.arguments["b"]) for u in work]  # positions in the test split
+    assert all(a in subset.index and b in subset.index and full.y[a] != full.y[b] for a, b in ends)
+    table = ex.segment_unit(**{**work[0].arguments, "repeats": 2, "ns": [10]})
+    a, b = ends[0]
+    assert table.length.iloc[0] == pytest.approx(float((full.x[b] - full.x[a]).norm()))
 
 
 def test_a_unit_gives_the_same_table_twice_from_its_own_seed(values):
@@ -150,3 +209,35 @@ def test_summary_record_and_page_have_the_known_answers():
     fig = ex.plot_bisection(KNOWN, KNOWN_VALUES)
     assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("output of a 20-step binary search")
     plt.close(fig)
+
+
+def test_zoom_bins_the_range_of_the_outputs():
+    assert ex.histogram_edges(KNOWN, KNOWN_VALUES).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]  # the whole segment
+    zoom = {**KNOWN_VALUES, "zoom": True}
+    # outputs 0.3 to 0.7 and t_g = 0.5 on a segment of length 1: the range 0.3 to 0.7, widened by 0.04 each side
+    assert ex.histogram_edges(KNOWN, zoom) == pytest.approx(np.linspace(0.26, 0.74, 5))
+    assert ex.page(KNOWN, zoom)["peaks"] == "0.50 (n=10), 1.00 (n=100)"
+    fig = ex.plot_bisection(KNOWN, zoom)
+    assert all(ax.get_xlim() == pytest.approx((0.26, 0.74)) for ax in fig.axes)
+    plt.close(fig)
+    # every output at one point: one bin of the segment each side, within the segment
+    one = {"segment-0": _table(0, 1.0, {10: [0.5, 0.5], 100: [0.5, 0.5]})}
+    assert ex.histogram_edges(one, zoom)[[0, -1]] == pytest.approx([0.25, 0.75])
+
+
+@pytest.mark.slow
+def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet, tmp_path, monkeypatch):
+    root, weights = synthetic_imagenet
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    monkeypatch.setenv("RS_REPRO_BUILD", str(tmp_path / "build"))
+    monkeypatch.setattr(paths, "BUILD", tmp_path / "build")
+    overrides = {"data_dir": str(root), "standard_weights": str(weights), "num_candidates": 6, "ns": [2, 3],
+                 "repeats": 2, "steps": 3, "num_segments": 1, "profile_points": 2, "profile_samples": 2,
+                 "batch_size": 8, "device": "cpu", "figures_dir": str(tmp_path / "fig")}
+    page = book.run_chapter(STEM, "paper", overrides, chapters_dir=tmp_path / "chapters")
+    record = nbformat.read(page, as_version=4).metadata["rs_repro"]
+    assert record["profile"] == "paper" and record["parameters"]["dataset"] == "imagenet"
+    assert record["parameters"]["sigma"] == 0.05 and record["parameters"]["zoom"] is True
+    spread = measurements.load(STEM, "paper")
+    assert spread.dataset == "imagenet" and sorted(spread.spread) == [2, 3] and len(spread.per_segment[2]) == 1
+    assert (tmp_path / "fig" / f"{STEM}.pdf").exists()

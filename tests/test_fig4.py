@@ -1,4 +1,5 @@
-"""Fig. 4 chapter: its compute functions, and the paper profile end to end on a synthetic ImageNet."""
+"""Fig. 4 chapter: its compute functions, and the paper profile end to end on a synthetic ImageNet (the
+``synthetic_imagenet`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,6 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-import torchvision
-from PIL import Image
 
 from rs_repro import book, paths
 from rs_repro.experiments import fig4_certification as ex
@@ -34,24 +32,6 @@ def test_cohen_log_format(tmp_path):
     assert text == ["idx\tlabel\tpredict\tradius\tcorrect\ttime",
                     "3\t1\t1\t0.123\t1\t0:00:00.500000",
                     "7\t2\t-1\t0.0\t0\t0:01:01.250000"]
-
-
-@pytest.fixture
-def synthetic_imagenet(tmp_path):
-    """An ImageFolder of random JPEGs (3 classes) and a random-weight ResNet50 state dict."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "val"
-    for wnid in ("n01440764", "n01443537", "n01484850"):
-        (root / wnid).mkdir(parents=True)
-        for i in range(2):
-            pixels = rng.integers(0, 256, size=(240 + 20 * i, 300, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / wnid / f"ILSVRC2012_val_{i:08d}.JPEG")
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = torchvision.models.resnet50(weights=None)
-    weights = tmp_path / "resnet50.pth"
-    torch.save(net.state_dict(), weights)
-    return root, weights
 
 
 @pytest.mark.slow

@@ -1,11 +1,13 @@
 """Normal-vector chapter (claim 9): the boundary point and HSJA's normal estimates on a hyperplane, where
-g_sigma = f and the normal is known; the parameter rules, the units, the record and the page."""
+g_sigma = f and the normal is known; the parameter rules, the units, the record and the page; the paper
+profile end to end on a synthetic ImageNet (the ``synthetic_imagenet`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
 import math
 
 import matplotlib.pyplot as plt
+import nbformat
 import pandas as pd
 import pytest
 import torch
@@ -39,8 +41,8 @@ def plane() -> tuple[Linear, torch.Tensor, Smooth]:
 def test_the_boundary_point_of_a_hyperplane_is_on_it(plane):
     model, w, smooth = plane
     x_o = images_at(model, [0.5])  # class 0, at distance 0.5 from the hyperplane
-    found = ex.boundary_point(smooth, x_o, x_o + 0.5 * w, 0, samples=4000, generator=seeds.generator(0, "b"),
-                              batch_size=10_000)
+    found = ex.boundary_point(smooth, x_o, x_o + 0.5 * w, 0, samples=4000, step=0.25, past=4.0,
+                              generator=seeds.generator(0, "b"), batch_size=10_000)
     assert found.outcome == ex.CROSSED and found.x_b.shape == x_o.shape
     # x_a is on the hyperplane, which is also the boundary of g_sigma: x_b is there, to the Monte Carlo's
     # resolution (4,000 draws: a standard error of 0.008 on the frequencies, 0.02 sigma in position)
@@ -51,11 +53,11 @@ def test_the_boundary_point_of_a_hyperplane_is_on_it(plane):
 def test_rays_without_a_crossing_say_why(plane):
     model, w, smooth = plane
     x_o = images_at(model, [0.5])
-    away = ex.boundary_point(smooth, x_o, x_o - 0.3 * w, 0, samples=500, generator=seeds.generator(0, "b"),
-                             batch_size=10_000)
+    away = ex.boundary_point(smooth, x_o, x_o - 0.3 * w, 0, samples=500, step=0.25, past=4.0,
+                             generator=seeds.generator(0, "b"), batch_size=10_000)
     assert away.outcome == ex.NO_CROSSING and away.x_b is None and math.isnan(away.past_x_a)
-    wrong = ex.boundary_point(smooth, x_o, x_o + 0.5 * w, 1, samples=500, generator=seeds.generator(0, "b"),
-                              batch_size=10_000)
+    wrong = ex.boundary_point(smooth, x_o, x_o + 0.5 * w, 1, samples=500, step=0.25, past=4.0,
+                              generator=seeds.generator(0, "b"), batch_size=10_000)
     assert wrong.outcome == ex.MISCLASSIFIED and wrong.x_b is None
 
 
@@ -100,9 +102,18 @@ def test_with_and_without_rs_agree_on_a_hyperplane_when_delta_exceeds_sigma(plan
     assert alone.cosine.tolist() == first.cosine.tolist()[1:]
 
 
+#: A valid ImageNet setting of the parameters that name the data and the model.
+IMAGENET = {"dataset": "imagenet", "data_dir": "/data/val", "standard_weights": "/data/rn50.pth", "num_candidates": 40}
+
+
 @pytest.mark.parametrize(("change", "name"), [
     ({"dataset": "svhn"}, "dataset"),
-    ({"dataset": "imagenet"}, "dataset"),
+    ({"dataset": "imagenet", "num_candidates": 40}, "standard_weights"),
+    ({**IMAGENET, "standard_weights": "pretrained:resnet-9000"}, "standard_weights"),
+    ({"standard_weights": "/data/rn50.pth"}, "standard_weights"),
+    ({"standard_weights": "pretrained:efficientnet-lite0"}, "standard_weights"),
+    ({**IMAGENET, "num_candidates": 0}, "num_candidates"),
+    ({"num_candidates": -1}, "num_candidates"),
     ({"sigma": 0.0}, "sigma"),
     ({"sigma": float("nan")}, "sigma"),
     ({"n": 0}, "n"),
@@ -115,6 +126,10 @@ def test_with_and_without_rs_agree_on_a_hyperplane_when_delta_exceeds_sigma(plan
     ({"probes": 1}, "probes"),
     ({"boundary_samples": 0}, "boundary_samples"),
     ({"hsja_queries": 0}, "hsja_queries"),
+    ({"attack_steps": 0}, "attack_steps"),
+    ({"scan_step": 0.0}, "scan_step"),
+    ({"scan_step": float("inf")}, "scan_step"),
+    ({"scan_past": -1.0}, "scan_past"),
     ({"batch_size": 0}, "batch_size"),
     ({"device": "gpu"}, "device"),
 ])
@@ -124,6 +139,17 @@ def test_check_parameters_rejects_each_bad_value(values, change, name):
         ex.check_parameters({**values, **change})
     with pytest.raises(book.ChapterError, match=f"chapter 'normal_vectors': {name}="):
         book.check_chapter(STEM, {**values, **change})
+
+
+@pytest.mark.parametrize("profile", book.PROFILES)
+def test_every_profile_passes_the_checks(profile):
+    ex.check_parameters(book.profile_values(STEM, profile))
+
+
+def test_imagenet_settings_pass_the_checks(values):
+    for weights in ("/data/rn50.pth", "pretrained:efficientnet-lite0"):
+        ex.check_parameters({**values, **IMAGENET, "standard_weights": weights, "device": "cuda:1"})
+    ex.check_parameters({**values, "dataset": "imagenet-samples", "standard_weights": "pretrained:efficientnet-lite0"})
 
 
 def test_units_are_the_images_with_stable_keys(values):
@@ -139,8 +165,24 @@ def test_units_are_the_images_with_stable_keys(values):
     # what changes no number changes no key, and a third image leaves the first two as they are
     same = ex.units({**values, "figures_dir": "elsewhere", "use_cache": False, "num_images": 3})
     assert [u.key() for u in same[:2]] == [u.key() for u in work] and len(same) == 3
-    for change in ({"sigma": 0.5}, {"ratios": [0.25]}, {"batch_size": 999}, {"seed": 1}):
+    assert work[0].arguments["model"] == model_spec("standard", seed=0, weights="")
+    for change in ({"sigma": 0.5}, {"ratios": [0.25]}, {"batch_size": 999}, {"seed": 1}, {"attack_steps": 100},
+                   {"scan_step": 0.5}, {"scan_past": 2.0}, {"num_candidates": 300}):
         assert ex.units({**values, **change})[0].key() != work[0].key()
+
+
+def test_images_are_chosen_among_the_candidates(values):
+    full = data.load_dataset("digits", "test")
+    assert ex.candidate_images("digits", None, 0, 0).index.equal(full.index)
+    subset = ex.candidate_images("digits", None, 100, 0)
+    assert subset.index.equal(data.load_dataset("digits", "test", n=100, seed=0).index)
+    work = ex.units({**values, "num_candidates": 100})
+    chosen = [u.arguments["index"] for u in work]  # positions in the test split
+    assert len(chosen) == 2 and all(i in subset.index for i in chosen)
+    model, _ = load_model("digits", model_spec("standard", seed=0))
+    assert chosen == ex.candidates(model, subset, 2, 0)
+    row = ex.image_unit(**{**work[0].arguments, "ratios": [1.0], "probes": 10, "hsja_queries": 20})
+    assert row["index"].iloc[0] == chosen[0] and row["label"].iloc[0] == int(full.y[chosen[0]])
 
 
 def test_a_smoke_run_gives_the_same_record_from_the_cache(values, tmp_path, monkeypatch):
@@ -181,7 +223,7 @@ KNOWN = {"image-0": _table(0, [0.1, 0.9], [True, False], [True, False], (10, 2, 
          "image-2": pd.DataFrame([{"position": 2, "index": 12, "label": 1, "distance_a": 0.5,
                                    "outcome": ex.NO_CROSSING, "past_x_a": math.nan, "gap": math.nan}])}
 KNOWN_VALUES = {"dataset": "digits", "seed": 0, "sigma": 0.35, "n": 10, "probes": 100, "ratios": [0.5, 2.0],
-                "boundary_samples": 1000, "hsja_queries": 300}
+                "boundary_samples": 1000, "hsja_queries": 300, "scan_step": 0.5, "scan_past": 8.0}
 
 
 def test_summary_record_and_page_have_the_known_answers():
@@ -203,9 +245,30 @@ def test_summary_record_and_page_have_the_known_answers():
     assert page["hsja_delta_ratio"] == pytest.approx(0.06)
     assert (page["hsja_nearest_ratio"], page["hsja_nearest_cosine"]) == (0.5, pytest.approx(0.2))
     assert page["past_median"] == pytest.approx(0.005) and page["gap_max"] == pytest.approx(0.01)
+    assert (page["scan_step"], page["scan_past"], page["boundary_tol"]) == (0.5, 8.0, ex.BOUNDARY_TOL)
     for plot in (ex.plot_cosine, ex.plot_one_label):
         fig = plot(KNOWN, KNOWN_VALUES)
         assert fig.axes[0].get_xscale() == "log"
         plt.close(fig)
     with pytest.raises(ValueError, match="no chosen image has an x_b"):
         ex.summarize({"image-2": KNOWN["image-2"]}, KNOWN_VALUES)
+
+
+@pytest.mark.slow
+def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet, tmp_path, monkeypatch):
+    root, weights = synthetic_imagenet
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    monkeypatch.setenv("RS_REPRO_BUILD", str(tmp_path / "build"))
+    monkeypatch.setattr(paths, "BUILD", tmp_path / "build")
+    # On the synthetic model the boundary of g_sigma lies about 9 (l2, 190 sigma) past x_a: a longer, coarser grid.
+    overrides = {"data_dir": str(root), "standard_weights": str(weights), "num_candidates": 6, "num_images": 1,
+                 "n": 2, "ratios": [1.0], "probes": 4, "boundary_samples": 2, "hsja_queries": 10, "attack_steps": 10,
+                 "scan_step": 100.0, "scan_past": 400.0, "batch_size": 8, "device": "cpu",
+                 "figures_dir": str(tmp_path / "fig")}
+    page = book.run_chapter(STEM, "paper", overrides, chapters_dir=tmp_path / "chapters")
+    record = nbformat.read(page, as_version=4).metadata["rs_repro"]
+    assert record["profile"] == "paper" and record["parameters"]["dataset"] == "imagenet"
+    assert record["parameters"]["sigma"] == 0.05 and record["parameters"]["num_candidates"] == 6
+    agreement = measurements.load(STEM, "paper")
+    assert agreement.dataset == "imagenet" and agreement.ratios == [1.0] and len(agreement.cosine[0]) == 1
+    assert (tmp_path / "fig" / f"{STEM}.pdf").exists()

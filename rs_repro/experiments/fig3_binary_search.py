@@ -6,6 +6,12 @@ micro-decisions (Maho, Furon, Le Merrer, ICASSP 2022, section 3.5 and Fig. 3). R
 gives the distribution of its output, to compare with the boundary of g_sigma on the segment, located by a
 large Monte Carlo.
 
+The segments are chosen among candidate test images (:func:`candidate_images`): the whole test split, or a
+seeded random subset of ``num_candidates`` of them, which bounds the pairing on ImageNet (the paper draws
+200 random ILSVRC2012 validation images). Each correctly classified candidate, in the order of the split,
+is PointA of a segment whose PointB is its nearest (l2) candidate of another class that the base model
+labels otherwise (:func:`segments`).
+
 The chapter's shape: :func:`check_parameters` (run before anything), :func:`units` (one unit of
 :mod:`rs_repro.engine` per segment, chosen by :func:`segments`), :func:`summarize` (the
 :class:`~rs_repro.measurements.BisectionSpread` the claims chapter reads), :func:`page` and
@@ -26,10 +32,10 @@ from torch import nn
 from .. import data, seeds
 from ..attacks.bisection import bisect_segment
 from ..attacks.oracle import Oracle, smoothed_oracle
-from ..checks import rule_checker
+from ..checks import DEVICES, is_device, rule_checker
 from ..engine import Unit
 from ..measurements import BisectionSpread
-from ..models import load_model, model_spec
+from ..models import ARCHITECTURES, PRETRAINED, PRETRAINED_PREFIX, load_model, model_spec
 from ..smoothing import Smooth
 
 _MODULE = __name__
@@ -40,29 +46,53 @@ BASE_STEPS = 50
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS and values["dataset"] != "imagenet", "dataset",
-         f"one of {', '.join(d for d in data.DATASETS if d != 'imagenet')} (the chapter trains its model)")
+    dataset, weights = values["dataset"], values["standard_weights"]
+    need(dataset in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
+    if dataset in ARCHITECTURES:
+        need(not weights, "standard_weights", f"'' on {dataset}, whose standard model is trained here")
+    else:
+        pretrained = ", ".join(PRETRAINED_PREFIX + name for name in PRETRAINED)
+        need(bool(weights) and (not weights.startswith(PRETRAINED_PREFIX)
+                                or weights.removeprefix(PRETRAINED_PREFIX) in PRETRAINED), "standard_weights",
+             f"a local ResNet50 weights file or one of {pretrained} for dataset {dataset!r}")
+    need(values["num_candidates"] == 0 or values["num_candidates"] >= 2, "num_candidates",
+         "0 (the whole test split) or at least 2 images (a segment needs two)")
+    need(dataset != "imagenet" or values["num_candidates"] >= 2, "num_candidates",
+         "a subset of at least 2 images for dataset 'imagenet' (the whole validation split takes 30 GB)")
     need(np.isfinite(values["sigma"]) and values["sigma"] > 0, "sigma", "a noise level > 0")
     ns = values["ns"]
     need(bool(ns) and all(n >= 1 for n in ns) and len(set(ns)) == len(ns), "ns",
          "a non-empty list of distinct sample counts >= 1")
     need(values["repeats"] >= 2, "repeats", "at least 2 searches (a spread needs two)")
-    for name in ("steps", "num_segments", "profile_samples", "bins"):
+    for name in ("steps", "num_segments", "profile_samples", "bins", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
     need(values["profile_points"] >= 2, "profile_points", "at least 2 points on the segment")
+    need(is_device(values["device"]), "device", DEVICES)
 
 
-def segments(model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: int) -> list[tuple[int, int]]:
-    """Pairs (a, b) of test positions: a correctly classified image and its nearest (l2) image of another
-    class that the base model labels differently from ``y[a]``; the first ``count`` such images a."""
+def candidate_images(dataset: str, data_dir: str | None, num_candidates: int, seed: int) -> data.Dataset:
+    """The test images the segments are chosen among: the whole test split (``num_candidates = 0``), or its
+    random subset of ``num_candidates`` images drawn with ``seed`` (:func:`rs_repro.data.load_dataset`)."""
+    return data.load_dataset(dataset, "test", data_dir=data_dir, n=num_candidates or None, seed=seed)
+
+
+def segments(model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: int, batch_size: int) -> list[tuple[int, int]]:
+    """Pairs (a, b) of positions in ``x`` [N, C, H, W]: a correctly classified image and its nearest (l2)
+    image of another class that the base model labels differently from ``y[a]``; the first ``count`` such
+    images a (an image without such a partner is skipped). The model sees ``batch_size`` images at a time,
+    on its own device."""
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        predicted = model(x).argmax(1)
+        predicted = torch.cat([model(x[k:k + batch_size].to(device)).argmax(1).cpu()
+                               for k in range(0, len(x), batch_size)])
     flat = x.flatten(1)
     pairs = []
     for a in range(len(x)):
         if predicted[a] != y[a]:
             continue
         other = (y != y[a]) & (predicted != y[a])
+        if not other.any():
+            continue
         distance = (flat - flat[a]).norm(dim=1).masked_fill(~other, float("inf"))
         pairs.append((a, int(distance.argmin())))
         if len(pairs) == count:
@@ -73,33 +103,42 @@ def segments(model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: int) -> 
 def units(values: Mapping[str, Any]) -> list[Unit]:
     """One unit per segment (``segment-<k>``): its Monte Carlo profile and the bisections of every n.
 
-    The segments are chosen here, on the whole test split, with the base model (trained here on first use,
-    before any worker starts): the first ``num_segments`` pairs of :func:`segments`, fewer if the test
-    split has fewer correctly classified images. ``values`` are the notebook's parameters
+    The segments are chosen here, among the :func:`candidate_images`, with the base model (trained here on
+    first use, before any worker starts): the first ``num_segments`` pairs of :func:`segments`, fewer if the
+    candidates have fewer correctly classified images. ``values`` are the notebook's parameters
     (:func:`rs_repro.book.chapter_values`).
+
+    Raises
+    ------
+    ValueError
+        No candidate is correctly classified with a candidate of another class to pair it with.
     """
-    dataset, data_dir = values["dataset"], values["data_dir"] or None
-    spec = model_spec("standard", seed=values["seed"])
-    model, _ = load_model(dataset, spec, data_dir=data_dir)
-    test = data.load_dataset(dataset, "test", data_dir=data_dir)
-    pairs = segments(model, test.x, test.y, values["num_segments"])
+    dataset, data_dir, device = values["dataset"], values["data_dir"] or None, values["device"]
+    spec = model_spec("standard", seed=values["seed"], weights=values["standard_weights"])
+    model, _ = load_model(dataset, spec, data_dir=data_dir, device=device)
+    test = candidate_images(dataset, data_dir, values["num_candidates"], values["seed"])
+    pairs = segments(model, test.x, test.y, values["num_segments"], values["batch_size"])
     if not pairs:
-        raise ValueError(f"the {dataset} test split has no correctly classified image with an image of another "
-                         "class to pair it with: no segment to search on")
-    common = {"dataset": dataset, "data_dir": data_dir, "model": spec, "sigma": values["sigma"], "ns": list(values["ns"]),
-              "repeats": values["repeats"], "steps": values["steps"], "profile_points": values["profile_points"],
-              "profile_samples": values["profile_samples"], "seed": values["seed"]}
-    return [Unit(f"segment-{k}", f"{_MODULE}:segment_unit", {**common, "segment": k, "a": a, "b": b})
+        raise ValueError(f"no candidate test image of {dataset} is correctly classified with a candidate of another "
+                         "class to pair it with: no segment to search on (raise num_candidates)")
+    common = {"dataset": dataset, "data_dir": data_dir, "num_candidates": values["num_candidates"], "model": spec,
+              "sigma": values["sigma"], "ns": list(values["ns"]), "repeats": values["repeats"],
+              "steps": values["steps"], "profile_points": values["profile_points"],
+              "profile_samples": values["profile_samples"], "batch_size": values["batch_size"], "device": device,
+              "seed": values["seed"]}
+    return [Unit(f"segment-{k}", f"{_MODULE}:segment_unit",
+                 {**common, "segment": k, "a": int(test.index[a]), "b": int(test.index[b])})
             for k, (a, b) in enumerate(pairs)]
 
 
-def segment_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any], sigma: float, ns: Sequence[int],
-                 repeats: int, steps: int, profile_points: int, profile_samples: int, seed: int, segment: int,
-                 a: int, b: int) -> pd.DataFrame:
-    """Segment ``segment`` from test image ``a`` (PointA) to test image ``b`` (PointB): its class profile
-    (:func:`class_profile` at ``profile_points`` evenly spaced t) and ``repeats`` bisections against
-    g_{sigma,n} for each n (:func:`bisection_outputs`), both drawn from the segment's own seed
-    ``seeds.derive_seed(seed, "segment", segment)``.
+def segment_unit(*, dataset: str, data_dir: str | None, num_candidates: int, model: Mapping[str, Any], sigma: float,
+                 ns: Sequence[int], repeats: int, steps: int, profile_points: int, profile_samples: int,
+                 batch_size: int, device: str, seed: int, segment: int, a: int, b: int) -> pd.DataFrame:
+    """Segment ``segment`` from test image ``a`` (PointA) to test image ``b`` (PointB), both positions in the
+    test split and among the :func:`candidate_images`: its class profile (:func:`class_profile` at
+    ``profile_points`` evenly spaced t) and ``repeats`` bisections against g_{sigma,n} for each n
+    (:func:`bisection_outputs`), both drawn from the segment's own seed ``seeds.derive_seed(seed, "segment",
+    segment)``, on ``device`` with at most ``batch_size`` noisy inputs per forward pass.
 
     Returns
     -------
@@ -108,21 +147,24 @@ def segment_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any]
         (``part = "search"``: ``n, repeat, t, queries``), each with the segment's ``segment, a, b``,
         ``length`` (||x_b - x_a||) and ``t_f`` (the boundary of f, :func:`base_boundary`).
     """
-    base, _ = load_model(dataset, model, data_dir=data_dir)
-    test = data.load_dataset(dataset, "test", data_dir=data_dir)
+    base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
+    test = candidate_images(dataset, data_dir, num_candidates, seed)
+    at = {int(index): k for k, index in enumerate(test.index)}
+    x_a, x_b = (test.x[at[i]:at[i] + 1].to(device) for i in (a, b))
+    label = int(test.y[at[a]])
     smooth = Smooth(base, data.num_classes(dataset), sigma)
-    x_a, x_b, label = test.x[a:a + 1], test.x[b:b + 1], int(test.y[a])
     own = seeds.derive_seed(seed, "segment", segment)
     profile = class_profile(smooth, x_a, x_b, label, np.linspace(0, 1, profile_points).tolist(), profile_samples,
-                            own)
-    searches = [bisection_outputs(smooth, x_a, x_b, label, n, repeats, steps, own).assign(n=n) for n in ns]
+                            own, batch_size)
+    searches = [bisection_outputs(smooth, x_a, x_b, label, n, repeats, steps, own, batch_size).assign(n=n)
+                for n in ns]
     return pd.concat([profile.assign(part="profile"), *(s.assign(part="search") for s in searches)],
                      ignore_index=True).assign(segment=segment, a=a, b=b, length=float((x_b - x_a).norm()),
                                                t_f=base_boundary(base, x_a, x_b, label, BASE_STEPS))
 
 
 def class_profile(smooth: Smooth, x_a: torch.Tensor, x_b: torch.Tensor, label: int, ts: Sequence[float],
-                  samples: int, seed: int) -> pd.DataFrame:
+                  samples: int, seed: int, batch_size: int) -> pd.DataFrame:
     """Monte Carlo class probabilities of f(x(t) + sigma N) along x(t) = (1 - t) x_a + t x_b.
 
     Parameters
@@ -136,9 +178,11 @@ def class_profile(smooth: Smooth, x_a: torch.Tensor, x_b: torch.Tensor, label: i
     ts : sequence of float
         Positions on the segment, in [0, 1].
     samples : int
-        Noise draws per position, from ``seeds.generator(seed, "profile")``.
+        Noise draws per position, from ``seeds.generator(seed, "profile")`` on the device of ``x_a``.
     seed : int
         Seed of the draws.
+    batch_size : int
+        Largest batch of noisy inputs per forward pass.
 
     Returns
     -------
@@ -146,13 +190,14 @@ def class_profile(smooth: Smooth, x_a: torch.Tensor, x_b: torch.Tensor, label: i
         Columns ``t, p_label, p_other`` (the largest probability of another class) and ``se`` (the
         binomial standard error of ``p_label``).
     """
-    t = torch.tensor(list(ts), dtype=x_a.dtype).view(-1, 1, 1, 1)
+    t = torch.tensor(list(ts), dtype=x_a.dtype, device=x_a.device).view(-1, 1, 1, 1)
     points = (1 - t) * x_a + t * x_b
-    counts = smooth.counts(points, samples, 10_000, generator=seeds.generator(seed, "profile")).double() / samples
-    p_label = counts[:, label].clone()
+    generator = seeds.generator(seed, "profile", device=x_a.device)
+    counts = smooth.counts(points, samples, batch_size, generator=generator).cpu().double() / samples
+    p_label = counts[:, label].clone().numpy()
     counts[:, label] = -1
-    return pd.DataFrame({"t": list(ts), "p_label": p_label.numpy(), "p_other": counts.max(1).values.numpy(),
-                         "se": np.sqrt(p_label.numpy() * (1 - p_label.numpy()) / samples)})
+    return pd.DataFrame({"t": list(ts), "p_label": p_label, "p_other": counts.max(1).values.numpy(),
+                         "se": np.sqrt(p_label * (1 - p_label) / samples)})
 
 
 def boundary_of_g(profile: pd.DataFrame) -> float:
@@ -170,16 +215,18 @@ def boundary_of_g(profile: pd.DataFrame) -> float:
 
 
 def bisection_outputs(smooth: Smooth, x_a: torch.Tensor, x_b: torch.Tensor, label: int, n: int, repeats: int,
-                      steps: int, seed: int) -> pd.DataFrame:
+                      steps: int, seed: int, batch_size: int) -> pd.DataFrame:
     """Run ``repeats`` independent bisections of ``steps`` queries on the segment against g_{sigma,n}, each
-    its own image, with the noise of ``seeds.generator(seed, "bisection", n)``.
+    its own image, with the noise of ``seeds.generator(seed, "bisection", n)`` on the device of ``x_a`` and at
+    most ``batch_size`` noisy inputs per forward pass.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``repeat, t`` (the adversarial end each bisection returns) and ``queries``.
     """
-    oracle = smoothed_oracle(smooth, n, max_queries=steps, generator=seeds.generator(seed, "bisection", n))
+    oracle = smoothed_oracle(smooth, n, max_queries=steps, batch_size=batch_size,
+                             generator=seeds.generator(seed, "bisection", n, device=x_a.device))
     rows = torch.arange(repeats)
     start = x_a.expand(repeats, *x_a.shape[1:]).contiguous()
     oracle.start(start, torch.full((repeats,), label, dtype=torch.long))
@@ -238,12 +285,30 @@ def summarize(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> 
                            per_segment={int(n): [float(v) for v in part] for n, part in per_segment})
 
 
+def histogram_edges(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> np.ndarray:
+    """The edges (l2 from PointA, ``bins + 1`` of them) of the figure's histograms on the first segment.
+
+    ``bins`` equal bins over the whole segment; with ``zoom``, over the range of the searches' outputs (all n)
+    and the boundary of g_sigma, widened by a tenth on each side (by one bin of the segment if that range is a
+    point) and kept within the segment. Between two ImageNet images (l2 about 100) the outputs spread over a
+    small part of the segment, which bins of the whole segment would put into one.
+    """
+    profile, searches, length, _ = segment_parts(tables["segment-0"])
+    if not values["zoom"]:
+        return np.linspace(0, length, values["bins"] + 1)
+    d = searches.t.to_numpy() * length
+    ends = [d.min(), d.max(), boundary_of_g(profile) * length]  # the boundary is NaN where g_sigma never flips
+    low, high = np.nanmin(ends), np.nanmax(ends)
+    pad = (high - low) / 10 if high > low else length / values["bins"]
+    return np.linspace(max(low - pad, 0.0), min(high + pad, length), values["bins"] + 1)
+
+
 def _first_histogram(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any], n: int) -> np.ndarray:
     """The histogram the figure draws for ``n``: the outputs on the first segment, as fractions of the
-    searches, over ``bins`` equal bins of the segment."""
+    searches, over the bins of :func:`histogram_edges`."""
     _, searches, length, _ = segment_parts(tables["segment-0"])
     d = searches[searches.n == n].t.to_numpy() * length
-    heights, _ = np.histogram(d, bins=np.linspace(0, length, values["bins"] + 1), weights=np.full(len(d), 1 / len(d)))
+    heights, _ = np.histogram(d, bins=histogram_edges(tables, values), weights=np.full(len(d), 1 / len(d)))
     return heights
 
 
@@ -252,7 +317,7 @@ def page(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> dict[
 
     ``repeats``, ``num_segments``, ``mean_length``; ``spread_small`` / ``spread_large`` and ``offset_small`` /
     ``offset_large`` (:func:`spread_by_n` at the first and the last n, ``n_small`` and ``n_large``);
-    ``peaks``: the highest bin of the first segment's histogram for each n.
+    ``peaks``: the highest bin of the first segment's histogram for each n (:func:`histogram_edges`).
     """
     ns = values["ns"]
     by_n = spread_by_n(tables, values)
@@ -269,10 +334,10 @@ def page(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> dict[
 def plot_bisection(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> plt.Figure:
     """The paper's Fig. 3 on the first segment: the distribution of the searches' outputs for each n
     (left) and the class probabilities of the smoothed classifier along the segment (right), with the
-    boundaries of g_sigma and of f."""
+    boundaries of g_sigma and of f; both panels over the range of :func:`histogram_edges`."""
     profile, searches, length, t_f = segment_parts(tables["segment-0"])
     t_g = boundary_of_g(profile)
-    edges = np.linspace(0, length, values["bins"] + 1)
+    edges = histogram_edges(tables, values)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     for k, n in enumerate(values["ns"]):
         d = searches[searches.n == n].t.to_numpy() * length
@@ -289,4 +354,7 @@ def plot_bisection(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]
     ax2.plot(profile.t * length, profile.p_other, label="largest other class")
     ax2.set(xlabel="position on the segment", ylabel="probability", title="class probabilities along the segment")
     ax2.legend(fontsize="small")
+    if values["zoom"]:
+        for ax in (ax1, ax2):
+            ax.set_xlim(edges[0], edges[-1])
     return fig

@@ -11,8 +11,10 @@ Here, for each image x_o of label y:
 
 * :func:`boundary_point` locates x_b: the white-box x_a on the boundary of f
   (:func:`rs_repro.attacks.minimal.minimal_l2`) gives the ray x_o -> x_a, kept in the pixel box; a grid
-  along it finds the first point where the top class of g_sigma, estimated from ``boundary_samples``
-  micro-decisions, is not y, and a bisection narrows the bracket to :data:`BOUNDARY_TOL` sigma;
+  along it (``scan_step`` sigma apart, to ``scan_past`` sigma past x_a: the paper reads the boundary of
+  g_sigma about 4.0 in l2 past x_a on ImageNet, Fig. 1) finds the first point where the top class of
+  g_sigma, estimated from ``boundary_samples`` micro-decisions, is not y, and a bisection narrows the
+  bracket to :data:`BOUNDARY_TOL` sigma;
 * :func:`compare` makes HSJA's estimate (:func:`rs_repro.attacks.hsja.normal_estimate`) at x_b for each
   probe radius delta = ratio * sigma twice, with the same number of probes: on the base classifier f
   (without RS) and on the random vote g_{sigma,n} (with RS, one vote of n micro-decisions per probe), from
@@ -20,6 +22,10 @@ Here, for each image x_o of label y:
   the same answer;
 * :func:`hsja_run` attacks x_o with a full HSJA run against g_{sigma,n} and counts its normal estimates
   whose probes all got the same answer.
+
+The images are the first ``num_images`` that the standard model classifies correctly among candidate test
+images (the whole test split, or a seeded random subset of ``num_candidates``, which bounds the work on
+ImageNet), in a seeded random order (:func:`candidates`).
 
 The chapter's shape: :func:`check_parameters`, :func:`units` (one unit of :mod:`rs_repro.engine` per image,
 :func:`image_unit`), :func:`summarize` (the :class:`~rs_repro.measurements.NormalAgreement` the claims
@@ -49,7 +55,7 @@ from ..attacks.oracle import Oracle, smoothed_oracle
 from ..checks import DEVICES, is_device, rule_checker
 from ..engine import Unit
 from ..measurements import NormalAgreement
-from ..models import load_model, model_spec
+from ..models import ARCHITECTURES, PRETRAINED, PRETRAINED_PREFIX, load_model, model_spec
 from ..prose import counted
 from ..runtime import compute_threads
 from ..smoothing import Smooth
@@ -59,10 +65,6 @@ from .fig1_adversarial_probability import correct_images
 #: The chapter's name, which is the cache namespace and the first label of every seed.
 STEM = __name__.rpartition(".")[2]
 _MODULE = __name__
-#: Spacing, in units of sigma (l2), of the grid along the ray x_o -> x_a on which the crossing is sought.
-SCAN_STEP = 0.25
-#: How far past x_a, in units of sigma (l2 along the unclipped ray), the grid reaches.
-SCAN_PAST = 4.0
 #: Length, in units of sigma (l2), of the bracket the bisection leaves around x_b.
 BOUNDARY_TOL = 0.01
 #: HSJA's gamma (:func:`rs_repro.attacks.hsja.hsja`), which sets its probe radius gamma * dist / d.
@@ -80,8 +82,18 @@ ATTACK_FAILED = "white-box attack failed"
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS and values["dataset"] != "imagenet", "dataset",
-         f"one of {', '.join(d for d in data.DATASETS if d != 'imagenet')} (the chapter trains its model)")
+    dataset, weights = values["dataset"], values["standard_weights"]
+    need(dataset in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
+    if dataset in ARCHITECTURES:
+        need(not weights, "standard_weights", f"'' on {dataset}, whose standard model is trained here")
+    else:
+        pretrained = ", ".join(PRETRAINED_PREFIX + name for name in PRETRAINED)
+        need(bool(weights) and (not weights.startswith(PRETRAINED_PREFIX)
+                                or weights.removeprefix(PRETRAINED_PREFIX) in PRETRAINED), "standard_weights",
+             f"a local ResNet50 weights file or one of {pretrained} for dataset {dataset!r}")
+    need(values["num_candidates"] >= 0, "num_candidates", "0 (the whole test split) or more")
+    need(dataset != "imagenet" or values["num_candidates"] >= 1, "num_candidates",
+         "a subset of at least 1 image for dataset 'imagenet' (the whole validation split takes 30 GB)")
     need(math.isfinite(values["sigma"]) and values["sigma"] > 0, "sigma", "a noise level > 0")
     need(values["n"] >= 1, "n", "at least 1 micro-decision per probe")
     need(values["num_images"] >= 1, "num_images", "at least 1")
@@ -90,8 +102,11 @@ def check_parameters(values: Mapping[str, Any]) -> None:
          and all(a < b for a, b in itertools.pairwise(ratios)), "ratios",
          "a non-empty, strictly increasing list of probe radii delta / sigma > 0")
     need(values["probes"] >= 2, "probes", "at least 2 probes per estimate")
-    for name in ("boundary_samples", "hsja_queries", "batch_size"):
+    for name in ("boundary_samples", "hsja_queries", "attack_steps", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
+    need(math.isfinite(values["scan_step"]) and values["scan_step"] > 0, "scan_step", "a grid step > 0 (in sigma)")
+    need(math.isfinite(values["scan_past"]) and values["scan_past"] >= 0, "scan_past",
+         "a distance >= 0 past x_a (in sigma)")
     need(is_device(values["device"]), "device", DEVICES)
 
 
@@ -124,18 +139,18 @@ class Boundary:
 
 
 def boundary_point(smooth: Smooth, x_o: torch.Tensor, x_a: torch.Tensor, label: int, *, samples: int,
-                   generator: torch.Generator, batch_size: int) -> Boundary:
+                   step: float, past: float, generator: torch.Generator, batch_size: int) -> Boundary:
     """The first point of the ray x_o -> x_a where the top class of g_sigma stops being ``label``.
 
     The path is ``x(t) = clip(x_o + t (x_a - x_o), 0, 1)`` for t >= 0 (x_a at t = 1; past x_a the points are
     clipped to the pixel box, so that x_b is an image, as every HSJA query is). A point is "not y" when the
     most frequent class of ``samples`` micro-decisions f(x(t) + sigma N_i) is not ``label`` (the majority
     vote of :func:`rs_repro.attacks.oracle.smoothed_oracle` with n = ``samples``: the top class of g_sigma,
-    ICASSP 2022 eq. (1), estimated). The grid runs from x_o in l2 steps of :data:`SCAN_STEP` sigma to
-    :data:`SCAN_PAST` sigma past x_a; between the last grid point labelled y before the first one that is
-    not, a bisection (:func:`rs_repro.attacks.bisection.bisect`, fresh draws at every query) leaves a
-    bracket of at most :data:`BOUNDARY_TOL` sigma in l2, and x_b is its middle. Two crossings within one
-    grid step are not told apart.
+    ICASSP 2022 eq. (1), estimated). The grid runs from x_o in l2 steps of ``step`` sigma to ``past`` sigma
+    past x_a; between the last grid point labelled y before the first one that is not, a bisection
+    (:func:`rs_repro.attacks.bisection.bisect`, fresh draws at every query) leaves a bracket of at most
+    :data:`BOUNDARY_TOL` sigma in l2, and x_b is its middle. Two crossings within one grid step are not told
+    apart.
 
     Parameters
     ----------
@@ -147,6 +162,10 @@ def boundary_point(smooth: Smooth, x_o: torch.Tensor, x_a: torch.Tensor, label: 
         The label y of x_o.
     samples : int
         Micro-decisions behind each decision on the ray and behind ``gap``.
+    step : float
+        Spacing of the grid, in units of sigma (l2).
+    past : float
+        How far past x_a the grid reaches, in units of sigma (l2 along the unclipped ray).
     generator : torch.Generator
         Source of every noise draw, on the device of ``x_o``.
     batch_size : int
@@ -160,9 +179,9 @@ def boundary_point(smooth: Smooth, x_o: torch.Tensor, x_a: torch.Tensor, label: 
     """
     sigma = smooth.sigma
     length = float((x_a - x_o).flatten().double().norm())
-    grid = torch.arange(math.ceil((length + SCAN_PAST * sigma) / (SCAN_STEP * sigma)) + 1,
-                        dtype=torch.float64) * (SCAN_STEP * sigma / length)
-    steps = math.ceil(math.log2(SCAN_STEP / BOUNDARY_TOL))
+    grid = torch.arange(math.ceil((length + past * sigma) / (step * sigma)) + 1,
+                        dtype=torch.float64) * (step * sigma / length)
+    steps = max(math.ceil(math.log2(step / BOUNDARY_TOL)), 0)
 
     def point(_rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # every row is on the one ray
         t = t.to(x_o.device, x_o.dtype).view(-1, *([1] * (x_o.dim() - 1)))
@@ -311,44 +330,58 @@ def hsja_run(smooth: Smooth, x_o: torch.Tensor, label: int, *, n: int, queries: 
 # Work units
 # ---------------------------------------------------------------------------------------------------
 
+def candidate_images(dataset: str, data_dir: str | None, num_candidates: int, seed: int) -> data.Dataset:
+    """The test images the chapter's images are chosen among: the whole test split (``num_candidates = 0``),
+    or its random subset of ``num_candidates`` images drawn with ``seed`` (:func:`rs_repro.data.load_dataset`)."""
+    return data.load_dataset(dataset, "test", data_dir=data_dir, n=num_candidates or None, seed=seed)
+
+
 def candidates(model: nn.Module, test: data.Dataset, count: int, seed: int) -> list[int]:
-    """Positions in the test split of the first ``count`` images that ``model`` classifies correctly, in the
-    random order ``randperm`` of ``seeds.generator(seed, STEM, "images")`` (fewer if there are not enough)."""
+    """Positions in the test split (``test.index``) of the first ``count`` images of ``test`` that ``model``
+    classifies correctly, on the model's device, in the random order ``randperm`` of ``seeds.generator(seed,
+    STEM, "images")`` (fewer if there are not enough)."""
+    device = next(model.parameters()).device
     order = torch.randperm(len(test.y), generator=seeds.generator(seed, STEM, "images"))
-    return order[correct_images(model, test.x[order], test.y[order], count)].tolist()
+    return test.index[order[correct_images(model, test.x[order].to(device), test.y[order], count)]].tolist()
 
 
 def units(values: Mapping[str, Any]) -> list[Unit]:
     """One unit per image (``image-<k>``, :func:`image_unit`), the images chosen here by :func:`candidates`
-    with the standard model (trained here on first use, before any worker starts). ``values`` are the
-    notebook's parameters (:func:`rs_repro.book.chapter_values`).
+    among the :func:`candidate_images` with the standard model (trained here on first use, before any worker
+    starts). ``values`` are the notebook's parameters (:func:`rs_repro.book.chapter_values`).
 
     Raises
     ------
     ValueError
-        The model classifies no test image correctly.
+        The model classifies no candidate image correctly.
     """
-    dataset, data_dir = values["dataset"], values["data_dir"] or None
-    spec = model_spec("standard", seed=values["seed"])
+    dataset, data_dir, device = values["dataset"], values["data_dir"] or None, values["device"]
+    spec = model_spec("standard", seed=values["seed"], weights=values["standard_weights"])
     with compute_threads():  # as in the units (rs_repro.runtime)
-        model, _ = load_model(dataset, spec, data_dir=data_dir)
-        chosen = candidates(model, data.load_dataset(dataset, "test", data_dir=data_dir), values["num_images"],
-                            values["seed"])
+        model, _ = load_model(dataset, spec, data_dir=data_dir, device=device)
+        test = candidate_images(dataset, data_dir, values["num_candidates"], values["seed"])
+        chosen = candidates(model, test, values["num_images"], values["seed"])
     if not chosen:
-        raise ValueError(f"the standard model classifies no image of the {dataset} test split correctly")
-    common = {name: values[name] for name in ("dataset", "sigma", "n", "probes", "boundary_samples", "hsja_queries",
-                                              "batch_size", "device", "seed")}
-    common.update(data_dir=data_dir, model=spec, ratios=[float(r) for r in values["ratios"]])
+        raise ValueError(f"the standard model classifies no candidate image of the {dataset} test split correctly "
+                         "(raise num_candidates)")
+    common = {name: values[name] for name in ("dataset", "num_candidates", "sigma", "n", "probes", "boundary_samples",
+                                              "hsja_queries", "attack_steps", "batch_size", "device", "seed")}
+    common.update(data_dir=data_dir, model=spec, ratios=[float(r) for r in values["ratios"]],
+                  scan_step=float(values["scan_step"]), scan_past=float(values["scan_past"]))
     return [Unit(f"image-{k}", f"{_MODULE}:image_unit", {**common, "position": k, "index": index})
             for k, index in enumerate(chosen)]
 
 
-def image_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any], sigma: float, n: int,
-               ratios: Sequence[float], probes: int, boundary_samples: int, hsja_queries: int, batch_size: int,
-               device: str, seed: int, position: int, index: int) -> pd.DataFrame:
-    """The test image at ``index`` (the ``position``-th chosen): its x_a, its x_b (:func:`boundary_point`,
-    noise from ``seeds.generator(seed, STEM, "boundary", index)``), the estimates at x_b (:func:`compare`)
-    and a full HSJA run (:func:`hsja_run`), both keyed by ``index``.
+def image_unit(*, dataset: str, data_dir: str | None, num_candidates: int, model: Mapping[str, Any], sigma: float,
+               n: int, ratios: Sequence[float], probes: int, boundary_samples: int, hsja_queries: int,
+               attack_steps: int, scan_step: float, scan_past: float, batch_size: int, device: str, seed: int,
+               position: int, index: int) -> pd.DataFrame:
+    """The test image at ``index`` in the test split (the ``position``-th chosen, one of the
+    :func:`candidate_images`): its x_a (:func:`rs_repro.attacks.minimal.minimal_l2`, ``attack_steps``
+    iterations), its x_b (:func:`boundary_point` with a grid of ``scan_step`` sigma to ``scan_past`` sigma past
+    x_a, noise from ``seeds.generator(seed, STEM, "boundary", index)``), the estimates at x_b
+    (:func:`compare`) and a full HSJA run (:func:`hsja_run`), both keyed by ``index``; on ``device``, with at
+    most ``batch_size`` inputs per forward pass.
 
     Returns
     -------
@@ -359,12 +392,14 @@ def image_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any], 
         x_b.
     """
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
-    test = data.load_dataset(dataset, "test", data_dir=data_dir)
-    x_o, label = test.x[index:index + 1].to(device), int(test.y[index])
-    attack = minimal_l2(base, x_o, torch.tensor([label]))
+    test = candidate_images(dataset, data_dir, num_candidates, seed)
+    at = test.index.tolist().index(index)
+    x_o, label = test.x[at:at + 1].to(device), int(test.y[at])
+    attack = minimal_l2(base, x_o, torch.tensor([label]), steps=attack_steps)
     smooth = Smooth(base, data.num_classes(dataset), sigma)
     if bool(attack.success[0]):
-        found = boundary_point(smooth, x_o, attack.x_a, label, samples=boundary_samples, batch_size=batch_size,
+        found = boundary_point(smooth, x_o, attack.x_a, label, samples=boundary_samples, step=scan_step,
+                               past=scan_past, batch_size=batch_size,
                                generator=seeds.generator(seed, STEM, "boundary", index, device=device))
     else:
         found = Boundary(ATTACK_FAILED, None, math.nan, math.nan)
@@ -453,10 +488,11 @@ def _by_ratio_text(table: pd.DataFrame, column: str, form: str) -> str:
 def page(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers and phrases the page's prose reads (glue name to value), from the tables of :func:`units`.
 
-    The parameters ``sigma``, ``n``, ``probes``, ``boundary_samples``, ``hsja_queries``. The images: ``tried``, ``crossed``, ``not_crossed`` (a sentence), ``past_median`` and ``gap_max``
-    (median distance of x_b past x_a, largest absolute gap at x_b), ``gap_se`` (1 / sqrt(boundary_samples), a bound
-    on the standard error of a gap on the boundary); the scan's constants ``scan_step``,
-    ``scan_past``, ``boundary_tol``. Per ratio (texts over :func:`by_ratio`): ``cosines``, ``cosines_f``,
+    The parameters ``sigma``, ``n``, ``probes``, ``boundary_samples``, ``hsja_queries``. The images:
+    ``tried``, ``crossed``, ``not_crossed`` (a sentence), ``past_median`` and ``gap_max`` (median distance of
+    x_b past x_a, largest absolute gap at x_b), ``gap_se`` (1 / sqrt(boundary_samples), a bound on the
+    standard error of a gap on the boundary); the scan's parameters ``scan_step`` and ``scan_past`` and its
+    constant ``boundary_tol``. Per ratio (texts over :func:`by_ratio`): ``cosines``, ``cosines_f``,
     ``one_label_rs``, ``one_label_f``, ``adversarial_f``; ``cosine_low`` / ``cosine_high`` and
     ``ratio_low`` / ``ratio_high`` at the smallest and largest ratio. HSJA: ``hsja_steps``,
     ``hsja_one_label_steps``, ``hsja_rate`` (their ratio), ``hsja_images`` (how many images had such a step, with the noun),
@@ -480,7 +516,8 @@ def page(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> dict[
             "tried": len(chosen), "crossed": len(crossed), "not_crossed": not_crossed,
             "past_median": float(crossed.past_x_a.median()), "gap_max": float(crossed.gap.abs().max()),
             "gap_se": 1 / math.sqrt(values["boundary_samples"]),
-            "scan_step": SCAN_STEP, "scan_past": SCAN_PAST, "boundary_tol": BOUNDARY_TOL,
+            "scan_step": float(values["scan_step"]), "scan_past": float(values["scan_past"]),
+            "boundary_tol": BOUNDARY_TOL,
             "cosines": _by_ratio_text(table, "mean cosine", ".2f"),
             "cosines_f": _by_ratio_text(table, "mean cosine (f, f)", ".2f"),
             "one_label_rs": _by_ratio_text(table, "one label (RS)", ".2f"),
