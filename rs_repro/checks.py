@@ -147,3 +147,21 @@ def rule_checker(values: Mapping[str, Any]) -> Callable[[bool, str, str], None]:
             raise ValueError(f"{name}={values[name]!r} is not accepted; expected {accepted}")
 
     return need
+
+
+def weights_rule(dataset: str, weights: str) -> tuple[bool, str]:
+    """Whether a chapter's ``standard_weights`` value fits ``dataset``, and what is accepted there.
+
+    ``''`` on a dataset whose standard model is trained here (:data:`rs_repro.models.ARCHITECTURES`); elsewhere
+    (ImageNet) a local weights file or ``pretrained:<name>`` of a known :data:`rs_repro.models.PRETRAINED`
+    model. A chapter's ``check_parameters`` states it as ``fits, accepted = weights_rule(dataset, weights)``
+    then ``need(fits, "standard_weights", accepted)``.
+    """
+    # Imported here: rs_repro.models imports this module.
+    from .models import ARCHITECTURES, PRETRAINED, PRETRAINED_PREFIX
+
+    if dataset in ARCHITECTURES:
+        return not weights, f"'' on {dataset}, whose standard model is trained here"
+    pretrained = ", ".join(PRETRAINED_PREFIX + name for name in PRETRAINED)
+    known = not weights.startswith(PRETRAINED_PREFIX) or weights.removeprefix(PRETRAINED_PREFIX) in PRETRAINED
+    return bool(weights) and known, f"a local ResNet50 weights file or one of {pretrained} for dataset {dataset!r}"

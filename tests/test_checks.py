@@ -109,3 +109,16 @@ def test_rule_checker_names_the_parameter_and_its_value():
     with pytest.raises(ValueError, match=r"^budgets=\[100, 50\] is not accepted; expected increasing "
                                          r"budgets$"):
         need(False, "budgets", "increasing budgets")
+
+
+@pytest.mark.parametrize(("dataset", "weights", "fits"), [
+    ("digits", "", True), ("digits", "/data/rn50.pth", False), ("fashion-mnist", "pretrained:efficientnet-lite0", False),
+    ("imagenet", "", False), ("imagenet", "/data/rn50.pth", True), ("imagenet", "pretrained:efficientnet-lite0", True),
+    ("imagenet-samples", "pretrained:efficientnet-lite0", True), ("imagenet-samples", "pretrained:resnet-9000", False),
+])
+def test_weights_rule_trained_here_or_a_checkpoint(dataset, weights, fits):
+    ok, accepted = checks.weights_rule(dataset, weights)
+    assert ok is fits
+    expected = "whose standard model is trained here" if dataset in ("digits", "fashion-mnist") else \
+        "pretrained:efficientnet-lite0 for dataset"
+    assert expected in accepted

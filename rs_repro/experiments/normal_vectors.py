@@ -52,10 +52,10 @@ from ..attacks.bisection import bisect
 from ..attacks.hsja import hsja, normal_estimate
 from ..attacks.minimal import minimal_l2
 from ..attacks.oracle import Oracle, smoothed_oracle
-from ..checks import DEVICES, is_device, rule_checker
+from ..checks import DEVICES, is_device, rule_checker, weights_rule
 from ..engine import Unit
 from ..measurements import NormalAgreement
-from ..models import ARCHITECTURES, PRETRAINED, PRETRAINED_PREFIX, load_model, model_spec
+from ..models import load_model, model_spec
 from ..prose import counted
 from ..runtime import compute_threads
 from ..smoothing import Smooth
@@ -84,13 +84,8 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need = rule_checker(values)
     dataset, weights = values["dataset"], values["standard_weights"]
     need(dataset in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    if dataset in ARCHITECTURES:
-        need(not weights, "standard_weights", f"'' on {dataset}, whose standard model is trained here")
-    else:
-        pretrained = ", ".join(PRETRAINED_PREFIX + name for name in PRETRAINED)
-        need(bool(weights) and (not weights.startswith(PRETRAINED_PREFIX)
-                                or weights.removeprefix(PRETRAINED_PREFIX) in PRETRAINED), "standard_weights",
-             f"a local ResNet50 weights file or one of {pretrained} for dataset {dataset!r}")
+    fits, accepted = weights_rule(dataset, weights)
+    need(fits, "standard_weights", accepted)
     need(values["num_candidates"] >= 0, "num_candidates", "0 (the whole test split) or more")
     need(dataset != "imagenet" or values["num_candidates"] >= 1, "num_candidates",
          "a subset of at least 1 image for dataset 'imagenet' (the whole validation split takes 30 GB)")
