@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import book
+from . import book, provision
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             overrides = book.parse_overrides(args.stem, [tuple(p) for p in args.parameter])
+            provision.ensure({**book.profile_values(args.stem, args.profile), **overrides})
             where = {"workers": args.workers, "scheduler": args.scheduler}
             page = book.run_chapter(args.stem, args.profile, overrides, timeout=args.timeout, **where)
             print(f"[rs-repro] {args.stem}: page written to {page}", flush=True)
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                         book.run_chapter(stem, args.profile, timeout=args.timeout, **where)
                 print(f"[rs-repro] book: {book.build_html(strict=True)}", flush=True)
         elif args.command == "book":
+            for stem in book.chapters():
+                provision.ensure(book.profile_values(stem, args.profile))
             page = book.make_book(args.profile, force=args.force, timeout=args.timeout, workers=args.workers,
                                   scheduler=args.scheduler)
             print(f"[rs-repro] book: {page}")
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{p.name}: {p.annotation} = {values[p.name]!r}   # {p.help}")
         elif args.command == "list":
             print("\n".join(book.chapters()))
-    except book.ChapterError as exc:
+    except (book.ChapterError, provision.MissingData) as exc:
         print(f"rs-repro: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -98,8 +98,11 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 #:
 #: * ``digits`` [1, 8, 8]: MLP Flatten-64-256-256-10 with ReLU (83k parameters, cheap enough for the
 #:   millions of noisy forward passes of the book on 2 CPU cores);
-#: * ``fashion-mnist``, ``mnist`` [1, 28, 28]: CNN conv3x3(32)-ReLU-maxpool2-conv3x3(64)-ReLU-maxpool2-
-#:   linear(128)-ReLU-linear(10) (421k parameters);
+#: * ``fashion-mnist`` [1, 28, 28]: the same MLP on 784 inputs, Flatten-784-256-256-10 (269k parameters,
+#:   about 96,000 images/s on one CPU thread against 1,200 for the CNN below, which the fashion book's hour
+#:   on 2 cores could not afford; 0.896 clean test accuracy);
+#: * ``mnist`` [1, 28, 28]: CNN conv3x3(32)-ReLU-maxpool2-conv3x3(64)-ReLU-maxpool2-linear(128)-ReLU-
+#:   linear(10) (421k parameters);
 #: * ``cifar10`` [3, 32, 32]: the same CNN with 3 input channels and a third conv block
 #:   conv3x3(128)-ReLU-maxpool2 before linear(256)-ReLU-linear(10).
 ARCHITECTURES: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10")
@@ -199,7 +202,9 @@ def architecture(dataset: str, generator: torch.Generator) -> nn.Sequential:
 
     if dataset == "digits":
         body: list[nn.Module] = [nn.Flatten(), lin(64, 256), nn.ReLU(), lin(256, 256), nn.ReLU(), lin(256, 10)]
-    elif dataset in ("mnist", "fashion-mnist"):
+    elif dataset == "fashion-mnist":
+        body = [nn.Flatten(), lin(784, 256), nn.ReLU(), lin(256, 256), nn.ReLU(), lin(256, 10)]
+    elif dataset == "mnist":
         body = [conv(1, 32), nn.ReLU(), nn.MaxPool2d(2), conv(32, 64), nn.ReLU(), nn.MaxPool2d(2),
                 nn.Flatten(), lin(64 * 7 * 7, 128), nn.ReLU(), lin(128, 10)]
     else:  # cifar10
@@ -346,12 +351,13 @@ class TrainConfig:
 #:
 #: * digits (1347 training, 450 test images): standard and randtrain train in about 2 s (0.99 clean test
 #:   accuracy), advtrain in about 7 s (8 forward-backward passes per step with 7 PGD steps);
-#: * fashion-mnist (60,000 images): about 30 s per epoch for standard and randtrain (0.875 after one
-#:   epoch), about 8 times more for advtrain; mnist alike;
+#: * fashion-mnist (60,000 images, the MLP): about 3 s per epoch for standard and randtrain (0.896 clean
+#:   test accuracy after 10 epochs), about 8 times more for advtrain;
+#: * mnist (the CNN): about 30 s per epoch;
 #: * cifar10: not measured (no data on the development machine).
 TRAIN_CONFIGS: dict[str, TrainConfig] = {
     "digits": TrainConfig(epochs=40, batch_size=64, lr=2e-3, weight_decay=1e-4),
-    "fashion-mnist": TrainConfig(epochs=6, batch_size=128, lr=1e-3),
+    "fashion-mnist": TrainConfig(epochs=10, batch_size=128, lr=1e-3, weight_decay=1e-4),
     "mnist": TrainConfig(epochs=4, batch_size=128, lr=1e-3),
     "cifar10": TrainConfig(epochs=15, batch_size=128, lr=1e-3),
 }

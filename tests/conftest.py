@@ -3,6 +3,7 @@ synthetic ImageNet for the paper profiles."""
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import warnings
 from pathlib import Path
@@ -143,3 +144,37 @@ def synthetic_imagenet(tmp_path_factory) -> tuple[Path, Path]:
     weights = tmp / "resnet50.pth"
     torch.save(net.state_dict(), weights)
     return root, weights
+
+
+#: Images per class of :func:`synthetic_fashion`'s training and test splits.
+FASHION_TRAIN, FASHION_TEST = 60, 12
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write ``array`` (uint8 values) as an idx file, gzipped when ``path`` ends in ``.gz``."""
+    raw = bytes((0, 0, 0x08, array.ndim)) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    raw += array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_fashion(tmp_path_factory) -> Path:
+    """A small Fashion-MNIST in its four idx files (``data_dir`` for the fashion profile at smoke sizes).
+
+    Ten classes, each a smooth random 28 x 28 template; an image is its class's template plus uniform pixel
+    noise, :data:`FASHION_TRAIN` training and :data:`FASHION_TEST` test images per class, so the trained
+    MLP classifies the test split correctly, under smoothing too. Returns the folder.
+    """
+    folder = tmp_path_factory.mktemp("fashion")
+    rng = np.random.default_rng(0)
+    coarse = rng.uniform(0, 255, size=(10, 7, 7)).astype(np.uint8)
+    templates = np.stack([np.asarray(Image.fromarray(c).resize((28, 28), Image.Resampling.BILINEAR), float)
+                          for c in coarse])
+    for prefix, per_class in (("train", FASHION_TRAIN), ("t10k", FASHION_TEST)):
+        y = np.repeat(np.arange(10), per_class)
+        rng.shuffle(y)
+        x = np.clip(templates[y] + rng.uniform(-30, 30, size=(len(y), 28, 28)), 0, 255)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", y)
+    return folder

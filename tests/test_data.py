@@ -15,6 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_idx
+
 from rs_repro import data
 from rs_repro.data import DATASETS, input_shape, load_dataset, num_classes, read_idx, subset_indices
 
@@ -118,14 +120,6 @@ def test_split_and_argument_errors(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 # Fashion-MNIST (idx files) and torchvision datasets
 # --------------------------------------------------------------------------------------------------
-
-
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    """Write an unsigned-byte idx file (gzip-compressed when the name ends with .gz)."""
-    raw = bytes((0, 0, 0x08, array.ndim)) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    raw += array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
-    return path
 
 
 def write_fashion(folder: Path, gz: bool, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -1,0 +1,98 @@
+"""The data a profile's chapters need, installed from Debian's packages when missing (``make book``).
+
+Fashion-MNIST (the ``fashion`` profile, d = 784) comes from Debian's ``dataset-fashion-mnist``, which puts
+its idx files in :data:`rs_repro.data.DEBIAN_FASHION_MNIST`. Before a chapter runs, ``rs-repro run`` and
+``rs-repro book`` call :func:`ensure`: a chapter whose dataset cannot be loaded from its ``data_dir`` or
+from the package's folder gets the package installed, as root or through passwordless ``sudo``; where
+neither is possible, or the installation fails, a :class:`MissingData` error names the package and the
+chapter's ``data_dir`` parameter. Nothing is downloaded from anywhere but the machine's Debian mirror.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import data
+
+#: The Debian package that provides a dataset's files where :func:`rs_repro.data.load_dataset` looks.
+DEBIAN_PACKAGES: dict[str, str] = {"fashion-mnist": "dataset-fashion-mnist"}
+
+#: ``run(command) -> exit status``: how :func:`ensure` runs a command (``subprocess`` by default).
+Runner = Callable[[Sequence[str]], int]
+
+
+class MissingData(RuntimeError):
+    """A chapter's dataset is missing and could not be installed; the message says how to provide it."""
+
+
+def _run(command: Sequence[str]) -> int:
+    done = subprocess.run(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, check=False)
+    if done.returncode:
+        print(done.stderr.strip()[-2000:], flush=True)
+    return done.returncode
+
+
+def _as_root(run: Runner) -> list[str] | None:
+    """The prefix that runs a command as root: none for root, ``sudo -n`` where it needs no password."""
+    if os.geteuid() == 0:
+        return []
+    if shutil.which("sudo") and run(["sudo", "-n", "true"]) == 0:
+        return ["sudo", "-n"]
+    return None
+
+
+def loadable(dataset: str, data_dir: str | Path | None) -> bool:
+    """Whether :func:`rs_repro.data.load_dataset` finds the test split of ``dataset`` (False only when its
+    files are missing; a corrupt file still raises)."""
+    try:
+        data.load_dataset(dataset, "test", data_dir=data_dir or None)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def ensure(values: Mapping[str, Any], *, run: Runner | None = None) -> str | None:
+    """Make the dataset of one chapter's parameters loadable, installing its Debian package if need be.
+
+    Parameters
+    ----------
+    values : mapping
+        The chapter's parameter values; only ``dataset`` and ``data_dir`` are read (a chapter without a
+        ``dataset`` needs nothing).
+    run : callable, optional
+        Runs a command and returns its exit status; ``subprocess`` by default (tests pass a fake).
+
+    Returns
+    -------
+    str or None
+        The package installed, or None when nothing had to be.
+
+    Raises
+    ------
+    MissingData
+        The files are missing and the package cannot be installed here (not root, no passwordless sudo, no
+        apt-get, or apt-get failed); the message names the package and the ``data_dir`` parameter.
+    """
+    run = run or _run
+    dataset = values.get("dataset")
+    package = DEBIAN_PACKAGES.get(str(dataset))
+    if package is None or loadable(dataset, values.get("data_dir")):
+        return None
+    advice = (f"install the Debian package {package} (sudo apt-get install {package}), or set the parameter "
+              f"data_dir (now {values.get('data_dir')!r}) to a folder with the dataset's files")
+    prefix = _as_root(run)
+    if prefix is None or shutil.which("apt-get") is None:
+        why = "this user can install no package" if prefix is None else "this machine has no apt-get"
+        raise MissingData(f"dataset {dataset!r} not found and {why}: {advice}")
+    print(f"[rs-repro] installing Debian's {package} for dataset {dataset!r}", flush=True)
+    if run([*prefix, "apt-get", "update", "-q"]) or run([*prefix, "apt-get", "install", "-y", "-q", package]):
+        raise MissingData(f"apt-get could not install {package} (its messages above): {advice}")
+    if not loadable(dataset, values.get("data_dir")):
+        raise MissingData(f"{package} is installed but dataset {dataset!r} is still not found: {advice}")
+    return package
