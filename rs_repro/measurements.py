@@ -19,6 +19,7 @@ import os
 import time
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -295,8 +296,11 @@ def record(stem: str, values: Any) -> Path:
     """Write ``values``, the :data:`SCHEMA` record of chapter ``stem``, atomically.
 
     The file is that of the profile the chapter runs under (:data:`PROFILE_ENV`; :data:`NO_PROFILE` outside
-    the chapter runner) and carries the profile and the time it was written.
+    the chapter runner) and carries the profile, the time it was written and the provenance of the run
+    (:func:`rs_repro.publish.stamp`: commit, machine, versions), which :func:`provenance` reads back.
     """
+    from .publish import stamp
+
     kind = _schema(stem)
     if type(values) is not kind:
         raise ValueError(f"values of type {type(values).__name__} are not accepted for {stem!r}; "
@@ -304,7 +308,7 @@ def record(stem: str, values: Any) -> Path:
     profile = os.environ.get(PROFILE_ENV) or None
     target = path(stem, profile)
     target.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"stem": stem, "profile": profile, "created": time.time(),
+    payload = {"stem": stem, "profile": profile, "created": time.time(), "provenance": stamp(),
                "values": dataclasses.asdict(values)}
     text = json.dumps(payload, indent=1, default=float)
     return paths.atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -351,5 +355,19 @@ def load(stem: str, profile: str | None = None) -> Any | None:
         candidates = sorted(path(stem).parent.glob("*.json"), key=lambda p: p.stat().st_mtime)[-1:]
     if not candidates or not candidates[0].exists():
         return None
-    payload = json.loads(candidates[0].read_text(encoding="utf-8"))
+    return decode(stem, json.loads(candidates[0].read_text(encoding="utf-8")))
+
+
+def decode(stem: str, payload: Mapping[str, Any]) -> Any:
+    """The record of chapter ``stem`` in ``payload``, a measurement file's JSON (ValueError naming the field
+    that does not fit its :data:`SCHEMA` type)."""
     return _decode(_schema(stem), payload["values"], f"{stem} measurements")
+
+
+def provenance(stem: str, profile: str) -> dict[str, Any] | None:
+    """Where and when chapter ``stem``'s record of ``profile`` was computed (:func:`rs_repro.publish.stamp`
+    as :func:`record` wrote it), or None without a record (or for a record written before stamps)."""
+    target = path(stem, profile)
+    if not target.exists():
+        return None
+    return json.loads(target.read_text(encoding="utf-8")).get("provenance")

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import write_idx
+from PIL import Image
 
 from rs_repro import data
 from rs_repro.data import DATASETS, input_shape, load_dataset, num_classes, read_idx, subset_indices

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import write_idx
+
 from rs_repro import cli, data, provision
 
 
