@@ -5,6 +5,8 @@ Examples
 ``rs-repro run theory --profile default -p sigmas '[0.05, 0.5]'``
 ``rs-repro book --profile smoke``
 ``rs-repro params theory``
+``rs-repro export --profile imagenet results-imagenet.tar.gz`` (on the machine that ran the profile), then
+``rs-repro import results-imagenet.tar.gz`` (where the book is built)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import book, provision
+from . import book, provision, publish
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     params.add_argument("stem")
     params.add_argument("--profile", default="default", choices=book.PROFILES)
 
+    out = sub.add_parser("export", help="pack a profile's measurements, pages, figures and tables with their "
+                                        "provenance, for the machine that builds the book")
+    out.add_argument("--profile", required=True, choices=book.PROFILES)
+    out.add_argument("archive", help="the .tar.gz to write")
+
+    into = sub.add_parser("import", help="bring back an archive of rs-repro export (its profile's column of "
+                                         "the claims table)")
+    into.add_argument("archive")
+    into.add_argument("--replace", action="store_true",
+                      help="overwrite measurements of the same profile computed on this machine")
+
     sub.add_parser("list", help="list the chapters in book order")
     return parser
 
@@ -77,9 +90,18 @@ def main(argv: list[str] | None = None) -> int:
             values = book.profile_values(args.stem, args.profile)
             for p in book.parameters(args.stem).values():
                 print(f"{p.name}: {p.annotation} = {values[p.name]!r}   # {p.help}")
+        elif args.command == "export":
+            print(f"[rs-repro] {args.profile}: {publish.export(args.profile, args.archive)}")
+        elif args.command == "import":
+            manifest = publish.import_archive(args.archive, replace=args.replace)
+            where = manifest["exported"]
+            print(f"[rs-repro] {manifest['profile']}: {len(manifest['files'])} files computed on "
+                  f"{where['machine']['host']} ({where['machine']['accelerator']}) at commit "
+                  f"{where['commit'][:10] or 'unknown'}, exported {where['time']}; now run "
+                  "`make chapter CH=claims` to show its column")
         elif args.command == "list":
             print("\n".join(book.chapters()))
-    except (book.ChapterError, provision.MissingData) as exc:
+    except (book.ChapterError, provision.MissingData, publish.ArchiveError) as exc:
         print(f"rs-repro: error: {exc}", file=sys.stderr)
         return 2
     return 0
