@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
+from scipy import stats
 
 from . import checks
 from .seeds import generator
@@ -163,6 +164,43 @@ def bootstrap(rows: ArrayLike, statistic: Statistic = _mean, *, seed: int, confi
     lower = np.quantile(replicates, tail, method="lower")
     upper = np.quantile(replicates, 1 - tail, method="higher")
     return Interval(estimate, float(lower), float(upper), confidence, k)
+
+
+def median_interval(values: ArrayLike, confidence: float = 0.95) -> Interval:
+    """The median of ``values`` with its distribution-free (order-statistic) interval, the dual of the sign test.
+
+    With the k values sorted, the interval is [x_(j), x_(k+1-j)] (1-based) for the largest j such that
+    P[Binomial(k, 1/2) < j] <= (1 - confidence) / 2, so it covers the population median with probability
+    at least ``confidence`` whatever the distribution; it excludes a value m exactly when the two-sided
+    sign test of "the median is m" rejects at level 1 - ``confidence``. Too few values for any j (fewer
+    than 6 at 95%) give the interval (-inf, inf). No resampling, so no seed.
+
+    Parameters
+    ----------
+    values : array_like, shape [k]
+        Real values, k >= 1, possibly infinite; no NaN.
+    confidence : float
+        In (0, 1).
+
+    Returns
+    -------
+    Interval
+        The estimate is :func:`median`; ``rows`` is k.
+
+    Examples
+    --------
+    >>> str(median_interval(range(1, 11)))
+    '5.5 [2, 9]'
+    """
+    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    confidence = checks.real("confidence", confidence, 0, 1)
+    k = len(x)
+    estimate = float(median(x))  # refuses an empty or NaN input
+    below = stats.binom.cdf(np.arange(k), k, 0.5)  # below[j - 1] = P[Binomial(k, 1/2) < j]
+    j = int(np.count_nonzero(below <= (1 - confidence) / 2))
+    if j == 0:
+        return Interval(estimate, -np.inf, np.inf, confidence, k)
+    return Interval(estimate, float(x[j - 1]), float(x[k - j]), confidence, k)
 
 
 def proportion(successes: int, trials: int, confidence: float = 0.95) -> Interval:

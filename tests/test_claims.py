@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,7 +47,7 @@ def clear_accuracy(model: str, sigma: float | None, sigmas) -> float:
 
 def _grid(scale=paper_like, *, reported=None, sigmas=(0.25, 0.5), ns=(10, 100), pas=(0.5, 0.8), images=30,
           noise=0.02, minimal=0.5, radius=0.01, accuracy=clear_accuracy, seed=0, attacks=ATTACKS,
-          failures=()) -> AttackGrid:
+          failures=(), dataset="digits") -> AttackGrid:
     """A Fig. 5 record: image i's distortion under a configuration is base_i * scale(...) * (1 + noise * N(0, 1)).
 
     ``reported`` scales the reported distortions the same way (default: equal to the verified ones);
@@ -76,7 +77,7 @@ def _grid(scale=paper_like, *, reported=None, sigmas=(0.25, 0.5), ns=(10, 100), 
                 reported_l2=verified if reported is None else distortion(reported, attack, model, sigma, n, pa),
                 verified_l2=verified, at_level=[True] * images, level=[1.0] * images,
                 radius=None if sigma is None else (base * radius).tolist(), forward_passes=1.0))
-    return AttackGrid(dataset="digits", seed=seed, max_queries=100, votes=64, images=list(range(images)),
+    return AttackGrid(dataset=dataset, seed=seed, max_queries=100, votes=64, images=list(range(images)),
                       minimal_l2=(base * minimal).tolist(), configurations=configurations)
 
 
@@ -98,9 +99,48 @@ def test_fig5_judges_hold_on_a_paper_like_record():
         judged = judge(grid)
         assert judged.verdict == claims.HOLDS, (judge.__name__, judged.measured)
     judged = claims.judge_fewer_samples(grid)
-    assert judged.protocol == claims.Judgement(judged.measured, claims.HOLDS)  # reported == verified here
+    assert judged.protocol == dataclasses.replace(judged, protocol=None)  # reported == verified here
     assert judged.measured.startswith("median paired difference n=10 − n=100 (pooled over σ, Pa): HSJA ")
     assert claims.judge_certificate_ratio(grid).protocol is None
+
+
+def _median_difference_by_hand(grid: AttackGrid, attack: str, small: int, large: int) -> float:
+    """Claim 2's statistic computed directly: the median, over images and (sigma, P_a) pairs, of the verified
+    distortion at n = ``small`` minus that at n = ``large`` on the smoothed standard model."""
+    by = {(c.sigma, c.n, c.pa): np.array(c.verified_l2) for c in grid.configurations
+          if c.attack == attack and c.model == "standard" and c.sigma is not None}
+    return float(np.median(np.concatenate([by[s, small, p] - by[s, large, p] for s, n, p in by if n == small])))
+
+
+def test_the_headline_is_the_interval_that_decides():
+    grid = _grid()
+    judged = claims.judge_fewer_samples(grid)
+    # the three attacks' intervals, as the measured text shows them; the headline is the lowest (nearest 0)
+    shown = {a: judged.measured.split(f"{a} ")[1].split(";")[0] for a in ATTACKS}
+    lowest = min(ATTACKS, key=lambda a: float(shown[a].split("[")[1].split(",")[0]))
+    assert judged.statistic == f"median paired difference n=10 − n=100 ({lowest})"
+    assert str(judged.headline) == shown[lowest] and judged.headline.rows == 30
+    assert judged.headline.estimate == pytest.approx(_median_difference_by_hand(grid, lowest, 10, 100))
+    assert judged.headline.lower > 0 and judged.protocol.headline == judged.headline
+    # claim 1: the lowest ratio decides
+    judged = claims.judge_certificate_ratio(grid)
+    assert str(judged.headline) == "82.1 [77.4, 84.5]"
+    assert judged.statistic == "median verified distortion / median certified radius (RayS randtrain σ=0.5 n=10 Pa=0.8)"
+    # does not hold: a failing interval, of the rule's first statistic (the distortion ratio) when one fails
+    gain = claims.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (s == 0.5))))
+    assert gain.verdict == claims.FAILS and gain.statistic.startswith("median distortion ratio σ=0.5 / σ=0.25 (")
+    assert gain.headline.lower > claims.MAX_GAIN and gain.headline.estimate == pytest.approx(2.0, rel=0.02)
+    # undecided: the interval that contains its threshold (here the accuracy difference, the ratios hold)
+    costless = claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.9))
+    assert costless.statistic.startswith("accuracy difference σ=0.5 − σ=0.25 (standard σ=0.5 ")
+    assert costless.headline.estimate == 0 and costless.headline.lower < 0 < costless.headline.upper
+    # not testable, and an exact computation: no headline
+    assert claims.judge_certificate_ratio(_grid(minimal=1.0)).headline is None
+    assert claims.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 7: 0.8})).headline is None
+    # one interval: it is the headline, and the verdict reads it against 0
+    spread = claims.judge_bisection_spread(_spread([0.3, 0.35, 0.28, 0.31], [0.1, 0.12, 0.09, 0.1]))
+    assert spread.headline.estimate == pytest.approx(0.2075) and spread.headline.lower > 0
+    assert spread.statistic == "mean paired difference of spread n=10 − n=100"
 
 
 def test_fewer_samples_holds_fails_or_is_undecided_by_its_interval():
@@ -187,7 +227,7 @@ def test_certificate_ratio_rules():
     grid = _grid()
     judged = claims.judge_certificate_ratio(grid)
     assert judged.verdict == claims.HOLDS and "HSJA: standard σ=0.25 n=10 Pa=0.5 " in judged.measured
-    assert "lowest 82.1 [77.4, 84.5] (RayS randtrain σ=0.5 n=10 Pa=0.8)" in judged.measured
+    assert "worst 82.1 [77.4, 84.5] (RayS randtrain σ=0.5 n=10 Pa=0.8)" in judged.measured
     # attacks that reach the white-box minimal distortion have converged: not testable, with the reason
     converged = claims.judge_certificate_ratio(_grid(minimal=1.0))
     assert converged.verdict == claims.NOT_TESTABLE and "the attacks converged" in converged.measured
@@ -203,10 +243,10 @@ def test_certificate_ratio_rules():
     assert abstains.verdict == claims.NOT_TESTABLE and "median radius 0, no ratio" in abstains.measured
 
 
-def _push(crossings=None, pas=(0.5, 0.8), widths=(0.4, 0.1)) -> BoundaryPush:
+def _push(crossings=None, pas=(0.5, 0.8), widths=(0.4, 0.1), dataset="digits", distances=(0.4,) * 20) -> BoundaryPush:
     low, high = min(pas), max(pas)
-    return BoundaryPush(dataset="digits", sigma=0.25, ns=[5, 50], pas=list(pas), num_images=20,
-                        attack_distance_median=1.0, crossing_distance=[0.4] * 20,
+    return BoundaryPush(dataset=dataset, sigma=0.25, ns=[5, 50], pas=list(pas), num_images=20,
+                        attack_distance_median=1.0, crossing_distance=list(distances),
                         distance_at_pa={5: {low: 0.3, high: 0.3 + widths[0]}, 50: {low: 0.4, high: 0.4 + widths[1]}},
                         crossings=crossings or [Crossing(0.25, 0.4, 1.6, 19, 20, 0, 4e-5),
                                                 Crossing(0.1, 0.2, 2.0, 16, 20, 0, 0.006)])
@@ -232,8 +272,19 @@ def test_boundary_push_is_judged_at_every_sigma():
     assert claims.judge_boundary_push(_push(pas=(0.8,))).verdict == claims.NOT_TESTABLE
 
 
-def _spread(small, large) -> BisectionSpread:
-    return BisectionSpread("digits", 0, 0.25, {10: float(np.mean(small)), 100: float(np.mean(large))},
+def test_the_push_in_sigma_is_the_median_crossing_with_its_order_statistic_interval():
+    # located crossings 0.05, 0.10, ..., 0.50 at sigma 0.25 (one censored): 0.2 ... 2.0 sigma; median 1.1 sigma,
+    # the 95% interval of 10 values is [x_(2), x_(9)] = [0.4, 1.8] sigma
+    push = _push(distances=[0.05 * k for k in range(1, 11)] + [None])
+    interval = claims.push_in_sigma(push)
+    assert (interval.estimate, interval.lower, interval.upper, interval.rows) == pytest.approx((1.1, 0.4, 1.8, 10))
+    judged = claims.judge_boundary_push(push)
+    assert judged.headline == interval and judged.statistic == "median crossing past x_a / σ (σ=0.25)"
+    assert claims.push_in_sigma(_push(distances=[None] * 3)) is None
+
+
+def _spread(small, large, dataset="digits") -> BisectionSpread:
+    return BisectionSpread(dataset, 0, 0.25, {10: float(np.mean(small)), 100: float(np.mean(large))},
                            {10: list(small), 100: list(large)})
 
 
@@ -331,16 +382,157 @@ def test_summary_sentence_agrees_with_its_counts():
 
 def test_each_profile_keeps_its_own_measurements_and_the_table_across_them(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "BUILD", tmp_path)
-    for profile, large in (("smoke", [0.1, 0.12, 0.09]), ("fashion", [0.5, 0.6, 0.55])):
+    for profile, large, dataset in (("smoke", [0.1, 0.12, 0.09], "digits"), ("fashion", [0.5, 0.6, 0.55], "fashion-mnist")):
         monkeypatch.setenv(measurements.PROFILE_ENV, profile)
-        measurements.record("fig3_binary_search", _spread([0.3, 0.35, 0.28], large))
+        measurements.record("fig3_binary_search", _spread([0.3, 0.35, 0.28], large, dataset))
     assert measurements.recorded_profiles() == ["fashion", "smoke"]
     assert measurements.load("fig3_binary_search", "smoke").per_segment[100] == [0.1, 0.12, 0.09]
     assert measurements.load("fig3_binary_search", "fashion").per_segment[100] == [0.5, 0.6, 0.55]
     assert measurements.load("fig3_binary_search", "default") is None
-    table = claims.across_profiles(["smoke", "fashion"]).set_index(["claim", "profile"])
-    assert table.loc[(8, "smoke"), "verdict"] == claims.HOLDS and table.loc[(8, "fashion"), "verdict"] == claims.FAILS
-    assert table.loc[(1, "smoke"), "verdict"] == claims.NOT_MEASURED
-    text = claims.across_markdown(claims.across_profiles(["smoke", "fashion"]))
-    assert text.splitlines()[0] == "| # | smoke | fashion |"
-    assert "| 8 | **holds** | **does not hold** |" in text
+    assert claims.profile_dimensions("fashion") == [784] and claims.profile_dimensions("default") == []
+    # the columns follow the input dimension, not the order asked
+    table = claims.across_profiles(["fashion", "smoke"])
+    assert list(dict.fromkeys(table.profile)) == ["smoke", "fashion"]
+    indexed = table.set_index(["claim", "profile"])
+    assert indexed.loc[(8, "smoke"), "verdict"] == claims.HOLDS and indexed.loc[(8, "fashion"), "verdict"] == claims.FAILS
+    assert indexed.loc[(1, "smoke"), "verdict"] == claims.NOT_MEASURED and indexed.loc[(1, "smoke"), "headline"] is None
+    smoke = claims.judge_bisection_spread(measurements.load("fig3_binary_search", "smoke")).headline
+    fashion = claims.judge_bisection_spread(measurements.load("fig3_binary_search", "fashion")).headline
+    assert indexed.loc[(8, "smoke"), "headline"] == smoke
+    text = claims.across_markdown(table)
+    assert text.splitlines()[0] == "| # | smoke (d = 64) | fashion (d = 784) |"
+    assert f"| 8 | **holds** {smoke} | **does not hold** {fashion} |" in text
+    assert claims.dimension_sentence(table) == (
+        "Measured at d = 64 and 784: the decided verdicts of claim 8 change with the dimension; claims 1, 2, 3, 4, "
+        "5, 6, 7, 9, 10 and 11 are undecided, not testable or not measured at some dimension.")
+    one = claims.across_profiles(["smoke"])
+    assert claims.dimension_sentence(one) == ("Only one input dimension was measured (d = 64, profile smoke): no "
+                                              "claim's verdict can be said to change with the dimension.")
+
+
+def test_dimension_sentence_sorts_the_claims_by_how_their_verdicts_move():
+    def rows(profile, d, verdicts):
+        return [{"claim": k + 1, "profile": profile, "dimensions": d, "verdict": v} for k, v in enumerate(verdicts)]
+
+    h, f, u, m = claims.HOLDS, claims.FAILS, claims.UNDECIDED, claims.NOT_MEASURED
+    table = pd.DataFrame(rows("smoke", (64,), [h, h, h, f, u]) + rows("default", (64,), [h, h, f, u, u])
+                         + rows("fashion", (784,), [f, h, f, h, h]) + rows("mixed", (64, 784), [m, f, u, f, h]))
+    # claim 1 holds at 64, fails at 784; claim 3 holds in smoke and fails in default, both at 64; claim 4 fails
+    # at 64 (undecided in default) and holds at 784; claim 5 is decided at 784 only; the mixed profile is out
+    assert claims.dimension_sentence(table) == (
+        "Measured at d = 64 and 784 (profile mixed left out: its records name no single dataset): the decided "
+        "verdicts of claims 1 and 4 change with the dimension; claim 2 keeps one verdict at every measured "
+        "dimension; claim 3 differs between profiles of the same dimension; claim 5 is undecided, not testable "
+        "or not measured at some dimension.")
+    same = pd.DataFrame(rows("smoke", (64,), [h, u]) + rows("default", (64,), [f, u]))
+    assert claims.dimension_sentence(same).startswith("Only one input dimension was measured (d = 64, profile "
+                                                      "smoke, default)")
+    assert claims.dimension_sentence(claims.across_profiles([])) == (
+        "No input dimension was measured: no claim's verdict can be said to change with the dimension.")
+
+
+def _record_profiles(tmp_path, monkeypatch):
+    """Fig. 5 and Fig. 1 records under three profiles of growing dimension: digits (claim 1 holds), Fashion-MNIST
+    (the radius grows: it fails) and the ImageNet samples (Fig. 1 only, pushed further)."""
+    monkeypatch.setattr(paths, "BUILD", tmp_path)
+    records = {"smoke": (_grid(images=12), _push()),
+               "fashion": (_grid(images=12, radius=0.5, dataset="fashion-mnist", seed=1),
+                           _push(dataset="fashion-mnist", distances=[0.05 * k for k in range(1, 21)])),
+               "imagenet": (None, _push(dataset="imagenet-samples", distances=[0.5 + 0.1 * k for k in range(20)]))}
+    for profile, (grid, push) in records.items():
+        monkeypatch.setenv(measurements.PROFILE_ENV, profile)
+        if grid is not None:
+            measurements.record("fig5_attacks", grid)
+        measurements.record("fig1_adversarial_probability", push)
+    return records
+
+
+def test_the_scorecard_across_dimension_shows_each_verdict_with_its_interval(tmp_path, monkeypatch):
+    records = _record_profiles(tmp_path, monkeypatch)
+    table = claims.across_profiles(["imagenet", "fashion", "smoke"])
+    assert list(dict.fromkeys(table.profile)) == ["smoke", "fashion", "imagenet"]
+    text = claims.across_markdown(table)
+    assert text.splitlines()[0] == "| # | smoke (d = 64) | fashion (d = 784) | imagenet (d = 150,528) |"
+    one = {p: claims.judge_certificate_ratio(records[p][0]) for p in ("smoke", "fashion")}
+    assert one["smoke"].verdict == claims.HOLDS and one["fashion"].verdict == claims.FAILS
+    assert (f"| 1 | **holds** {one['smoke'].headline} | **does not hold** {one['fashion'].headline} | not measured "
+            "in this profile |") in text
+    two = claims.judge_fewer_samples(records["smoke"][0])
+    assert f"**holds** {two.headline} (paper's protocol: **holds** {two.protocol.headline})" in text
+    sentence = claims.dimension_sentence(table)
+    assert sentence.startswith("Measured at d = 64, 784 and 150,528: the decided verdicts of claim 1 change with "
+                               "the dimension; claim 7 keeps one verdict at every measured dimension;")
+
+
+def test_the_figure_across_dimension_plots_the_judges_statistics(tmp_path, monkeypatch):
+    records = _record_profiles(tmp_path, monkeypatch)
+    points = claims.across_dimension(["smoke", "fashion", "imagenet", "default"])
+    assert set(points.profile) == {"smoke", "fashion", "imagenet"}  # default recorded nothing
+    assert sorted(set(points[points.panel == "push"].d)) == [64, 784, 150528]
+    assert set(points[points.panel != "push"].profile) == {"smoke", "fashion"}  # imagenet has no Fig. 5 record
+    for profile in ("smoke", "fashion"):
+        grid = records[profile][0]
+        part = points[points.profile == profile].set_index(["panel", "series"])
+        # undefended over the white-box minimal distortion: claim 1's factors, median / median by hand
+        minimal = np.median(grid.minimal_l2)
+        for c in grid.configurations:
+            if c.model == "standard" and c.sigma is None:
+                assert part.loc[("undefended", c.attack), "estimate"] == pytest.approx(np.median(c.reported_l2) / minimal)
+                assert f"{c.attack} ×{np.median(c.reported_l2) / minimal:.2f}" in \
+                    claims.judge_certificate_ratio(grid).measured
+        # the certificate ratio: the worst over the attacks is claim 1's headline
+        certificate = part.loc["certificate"]
+        headline = claims.judge_certificate_ratio(grid).headline
+        worst = certificate.lower.idxmin() if profile == "smoke" else certificate.upper.idxmin()
+        assert tuple(certificate.loc[worst, ["estimate", "lower", "upper"]]) == \
+            (headline.estimate, headline.lower, headline.upper)
+        # the push: claim 7's headline, whose estimate is the recorded median crossing in units of sigma
+        push = records[profile][1]
+        judged = claims.judge_boundary_push(push).headline
+        assert tuple(part.loc[("push", "σ = 0.25"), ["estimate", "lower", "upper"]]) == \
+            (judged.estimate, judged.lower, judged.upper)
+    imagenet = points[points.profile == "imagenet"].iloc[0]
+    assert (imagenet.estimate, imagenet.lower, imagenet.upper) == pytest.approx((5.8, 4.0, 7.6))  # [x_(6), x_(15)] of 20
+    fig = claims.plot_across_dimension(points)
+    axes = fig.axes
+    assert len(axes) == len(claims.PANELS) and axes[0].get_xscale() == "log"
+    drawn = axes[2].containers[0].lines[0]
+    assert drawn.get_ydata().tolist() == pytest.approx(points[points.panel == "push"].estimate.tolist())
+    assert drawn.get_xdata().tolist() == pytest.approx([64, 784, 150528])
+    assert [t.get_text() for t in axes[2].get_xticklabels()] == ["64\nsmoke", "784\nfashion", "150,528\nimagenet"]
+    # one series per attack, points of one d spread around it
+    assert [c.get_label() for c in axes[0].containers] == list(ATTACKS)
+    assert axes[0].containers[0].lines[0].get_ydata().tolist() == pytest.approx(
+        points[(points.panel == "undefended") & (points.series == "HSJA")].estimate.tolist())
+    plt.close(fig)
+    empty = claims.plot_across_dimension(claims.across_dimension(["default"]))
+    assert [t.get_text() for ax in empty.axes for t in ax.texts] == ["not recorded under any profile"] * 3
+    plt.close(empty)
+
+
+def test_provenance_table_says_where_and_when_each_column_was_computed(tmp_path, monkeypatch):
+    from rs_repro import publish
+
+    monkeypatch.setattr(paths, "BUILD", tmp_path)
+    stamps = iter([{"commit": "0123456789abcdef", "dirty": False, "time": "2026-12-01T10:00:00+00:00",
+                    "machine": {"host": "laptop", "accelerator": "none"}, "versions": {}},
+                   {"commit": "0123456789abcdef", "dirty": True, "time": "2026-12-01T11:00:00+00:00",
+                    "machine": {"host": "laptop", "accelerator": "none"}, "versions": {}},
+                   {"commit": "fedcba9876543210", "dirty": False, "time": "2026-12-02T08:00:00+00:00",
+                    "machine": {"host": "gpu-1", "accelerator": "NVIDIA H200 (x1)"}, "versions": {}}])
+    monkeypatch.setattr(publish, "stamp", lambda: next(stamps))
+    for profile, stem in (("default", "fig3_binary_search"), ("default", "theory"), ("imagenet", "fig3_binary_search")):
+        monkeypatch.setenv(measurements.PROFILE_ENV, profile)
+        record = _spread([0.3], [0.1]) if stem != "theory" else ThresholdCheck(0.8, {5: 0.8})
+        measurements.record(stem, record)
+    publish.published_dir("imagenet").mkdir(parents=True)
+    (publish.published_dir("imagenet") / publish.MANIFEST).write_text('{"archive": "imagenet.tar.gz"}')
+    lines = claims.provenance_markdown(["default", "imagenet"]).splitlines()
+    assert lines[2] == ("| default | laptop | none | 0123456789+, 0123456789 | 2026-12-01T10:00:00 to "
+                        "2026-12-01T11:00:00 | computed in this build |")
+    assert lines[3] == ("| imagenet | gpu-1 | NVIDIA H200 (x1) | fedcba9876 | 2026-12-02T08:00:00 | "
+                        "`imagenet.tar.gz` |")
+    # a record from before records were stamped
+    text = measurements.path("theory", "default").read_text().replace('"provenance"', '"old"')
+    measurements.path("theory", "default").write_text(text)
+    assert "laptop (and unrecorded)" in claims.provenance_markdown(["default"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,22 @@ def test_equivalence_and_conjunction_rules():
     assert verdicts.all_of([undecided, fails, holds]) == fails
     with pytest.raises(ValueError, match="verdicts must be a non-empty list"):
         verdicts.all_of([])
+
+
+def test_the_median_interval_is_the_order_statistic_interval_of_the_sign_test():
+    # k = 10 at 95%: P[Bin(10, 1/2) < 2] = 11/1024 <= 0.025 < P[Bin(10, 1/2) < 3] = 56/1024, so [x_(2), x_(9)]
+    interval = verdicts.median_interval([7, 3, 1, 10, 2, 9, 4, 8, 6, 5])
+    assert (interval.estimate, interval.lower, interval.upper, interval.rows) == (5.5, 2, 9, 10)
+    # k = 6 is the smallest with an interval at 95% (1/64 <= 0.025); k = 5 gives none (1/32 > 0.025)
+    assert (verdicts.median_interval(range(6)).lower, verdicts.median_interval(range(6)).upper) == (0, 5)
+    five = verdicts.median_interval([1.0, 2.0, 3.0, 4.0, math.inf])
+    assert (five.estimate, five.lower, five.upper) == (3.0, -math.inf, math.inf)
+    # distribution-free: it covers the median of a skewed law at least at its level
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(500):
+        found = verdicts.median_interval(rng.exponential(size=15))
+        hits += found.lower <= np.log(2) <= found.upper
+    assert hits / 500 >= 0.93  # exact coverage at k = 15: 1 - 2 P[Bin(15, 1/2) < 4] = 0.965
+    with pytest.raises(ValueError, match="values"):
+        verdicts.median_interval([])

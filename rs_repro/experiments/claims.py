@@ -2,8 +2,9 @@
 
 The claims are those of ``paper-notes.md`` section 4 (Maho, Furon, Le Merrer, ICASSP 2022), restated in our
 words. Every claim is decided by a *judge*: a function of the typed record one chapter wrote
-(:data:`rs_repro.measurements.SCHEMA`) that returns a :class:`Judgement`. Nothing is measured again here: a
-chapter that did not run under the profile asked for leaves its claims "not measured in this profile".
+(:data:`rs_repro.measurements.SCHEMA`) that returns a :class:`Judgement`, with the interval its verdict was
+decided on. Nothing is measured again here: a chapter that did not run under the profile asked for leaves its
+claims "not measured in this profile".
 
 A judge works on the per-image values of its record (DESIGN.md, "Verdicts"): medians over images and medians
 of per-image paired differences, inf-aware (an attack that found nothing has distortion inf), each with a 95%
@@ -15,22 +16,29 @@ profile* (the record lacks what the rule needs, or, for claim 1, the attacks con
 (the levels of sigma, n and P_a, the attacks) is read from the record. The Fig. 5 claims 2-6 and 10 are judged
 on the verified distortions (eq. 4 checked with fresh votes, :func:`rs_repro.attacks.verification.push_to_level`) and,
 beside, on the paper's protocol (the distortions the attacks reported under the ceil(n P_a) rule).
+
+Across profiles (digits d = 64, Fashion-MNIST d = 784, ImageNet d = 150,528), :func:`across_profiles` lays
+the verdicts side by side by input dimension, :func:`dimension_sentence` says which of them change with it,
+and :func:`across_dimension` with :func:`plot_across_dimension` follows the statistics of claims 1 and 7
+against d.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .. import measurements, verdicts
+from .. import data, measurements, publish, verdicts
 from ..measurements import (
     AttackConfiguration,
     AttackGrid,
@@ -41,6 +49,7 @@ from ..measurements import (
     ThresholdCheck,
 )
 from ..paper import DISTORTION_OVER_RADIUS
+from ..plots import PALETTE
 from ..prose import agree
 from ..seeds import derive_seed
 from ..verdicts import FAILS, HOLDS, UNDECIDED, Interval
@@ -88,11 +97,21 @@ class Judgement:
     protocol : Judgement or None
         The same rule on the paper's protocol (the reported distortions instead of the verified ones), for
         the Fig. 5 claims 2-6 and 10; ``None`` elsewhere.
+    headline : Interval or None
+        The statistic the verdict was decided on, with its 95% interval. For a rule that reads several
+        intervals, the worst one: one on the other side of its threshold if any, else an undecided one, else
+        the one nearest its threshold (among several, those of the statistic the rule names first, and the
+        farthest toward the other side). ``None`` where no interval decides (not testable, claim 11's exact
+        computation).
+    statistic : str or None
+        What ``headline`` is, e.g. "median paired difference n=10 − n=100 (HSJA)"; ``None`` with it.
     """
 
     measured: str
     verdict: str
     protocol: Judgement | None = None
+    headline: Interval | None = None
+    statistic: str | None = None
 
 
 #: ``judge(record) -> Judgement``, the record being the typed measurements
@@ -138,10 +157,70 @@ def _too_few(rows: int, what: str) -> Judgement | None:
     return Judgement(f"fewer than 2 {what}: no bootstrap interval", NOT_TESTABLE) if rows < 2 else None
 
 
-def _judged(measured: str, found: Sequence[str], missing: str) -> Judgement:
-    """``measured`` with the verdict of all its parts (:func:`rs_repro.verdicts.all_of`), or not testable for
-    the reason ``missing`` when no part could be judged."""
-    return Judgement(measured, verdicts.all_of(found)) if found else Judgement(missing, NOT_TESTABLE)
+@dataclass(frozen=True)
+class _Part:
+    """One interval a rule reads, judged against its threshold.
+
+    Attributes
+    ----------
+    kind : str
+        The statistic, e.g. "median paired difference n=10 − n=100".
+    which : str
+        Which of its instances (an attack, a classifier, a level); "" for a single one.
+    interval : Interval
+    verdict : str
+        The part's verdict.
+    margin : float
+        How far the interval lies on the claim's side of its threshold, in the statistic's units: negative
+        when it reaches the other side.
+    """
+
+    kind: str
+    which: str
+    interval: Interval
+    verdict: str
+    margin: float
+
+    @property
+    def statistic(self) -> str:
+        """The kind and, in brackets, which instance it is."""
+        return f"{self.kind} ({self.which})" if self.which else self.kind
+
+
+def _part(kind: str, which: str, interval: Interval, threshold: float, *, above: bool = True) -> _Part:
+    """The part "the statistic is above ``threshold``" (``above=False``: below), :func:`rs_repro.verdicts.verdict`."""
+    margin = interval.lower - threshold if above else threshold - interval.upper
+    return _Part(kind, which, interval, verdicts.verdict(interval, threshold, above=above), margin)
+
+
+def _part_within(kind: str, which: str, interval: Interval, low: float, high: float) -> _Part:
+    """The part "the statistic is between ``low`` and ``high``", :func:`rs_repro.verdicts.verdict_within`."""
+    return _Part(kind, which, interval, verdicts.verdict_within(interval, low, high),
+                 min(interval.lower - low, high - interval.upper))
+
+
+#: The order of the verdicts from worst to best, for :func:`_worst`.
+_RANK = {FAILS: 0, UNDECIDED: 1, HOLDS: 2}
+
+
+def _worst(parts: Sequence[_Part]) -> _Part:
+    """The part with the worst verdict (does not hold, then undecided, then holds); among those, the first
+    kind in the order of ``parts``, and of that kind the smallest margin."""
+    kinds = list(dict.fromkeys(p.kind for p in parts))
+    return min(parts, key=lambda p: (_RANK[p.verdict], kinds.index(p.kind), p.margin))
+
+
+def _decided(measured: str, parts: Sequence[_Part], *others: str) -> Judgement:
+    """``measured`` with the verdict of all its parts and of the ``others`` verdicts (parts without an
+    interval; :func:`rs_repro.verdicts.all_of`), and the worst part as headline (:func:`_worst`)."""
+    worst = _worst(parts)
+    return Judgement(measured, verdicts.all_of([*(p.verdict for p in parts), *others]), headline=worst.interval,
+                     statistic=worst.statistic)
+
+
+def _judged(measured: str, parts: Sequence[_Part], missing: str) -> Judgement:
+    """:func:`_decided` on the parts, or not testable for the reason ``missing`` when there is none."""
+    return _decided(measured, parts) if parts else Judgement(missing, NOT_TESTABLE)
 
 
 def _label(c: AttackConfiguration) -> str:
@@ -278,27 +357,83 @@ def _on_both_protocols(grid: AttackGrid, number: int, rule: Callable[[_Protocol]
                                protocol=rule(_Protocol.of(grid, "reported_l2", number)))
 
 
+def undefended_over_minimal(grid: AttackGrid) -> dict[str, Interval]:
+    """Per attack, how far from the white-box floor it ends on the undefended model (claim 1's precondition).
+
+    The median distortion the attack reported on the undefended standard model over the median white-box
+    minimal distortion of the same images (the record's ``minimal_l2``), with its
+    bootstrap interval over the images from claim 1's seed.
+
+    Parameters
+    ----------
+    grid : rs_repro.measurements.AttackGrid
+        A Fig. 5 record of 2 images or more.
+
+    Returns
+    -------
+    dict of str to rs_repro.verdicts.Interval
+        By attack, in the record's order; attacks without a configuration on the undefended model left out.
+    """
+    fig = _Protocol.of(grid, "reported_l2", 1)
+    found = {}
+    for attack in fig.attacks:
+        j = fig.find(model="standard", sigma=None, attack=attack)
+        if j is not None:
+            rows = np.column_stack([fig.distortion[:, j], grid.minimal_l2])
+            found[attack] = verdicts.bootstrap(rows, partial(_median_ratio, numerator=[0], denominator=[1]),
+                                               seed=fig.seed)
+    return found
+
+
+#: What claim 1 compares to the paper's factor.
+_OVER_RADIUS = "median verified distortion / median certified radius"
+
+
+def certificate_ratios(grid: AttackGrid) -> list[tuple[AttackConfiguration, Interval | None]]:
+    """Claim 1's statistic on every smoothed configuration: the median verified distortion over the median
+    certified radius of the same images, with its bootstrap interval over the images from claim 1's seed.
+
+    Parameters
+    ----------
+    grid : rs_repro.measurements.AttackGrid
+        A Fig. 5 record of 2 images or more.
+
+    Returns
+    -------
+    list of (rs_repro.measurements.AttackConfiguration, rs_repro.verdicts.Interval or None)
+        The configurations with a certified radius, in the record's order; ``None`` where the median radius
+        is 0 (CERTIFY abstains on half of the images or more), which gives no ratio.
+    """
+    fig = _Protocol.of(grid, "verified_l2", 1)
+    found = []
+    for j, c in enumerate(grid.configurations):
+        if c.radius is None:
+            continue
+        if verdicts.median(c.radius) == 0:
+            found.append((c, None))
+            continue
+        rows = np.column_stack([fig.distortion[:, j], c.radius])
+        found.append((c, verdicts.bootstrap(rows, partial(_median_ratio, numerator=[0], denominator=[1]),
+                                            seed=fig.seed)))
+    return found
+
+
 def judge_certificate_ratio(grid: AttackGrid) -> Judgement:
     """Claim 1 (ICASSP 2022, section 4): black-box distortions are at least 30 times the certified radius.
 
     Not testable when, for every attack, the median distortion it reported on the undefended model is within
-    :data:`CONVERGED` times the median white-box minimal distortion on the same images: the attacks have
-    converged, so the attack inefficiency behind the paper's factor cannot appear. Otherwise, for each
-    smoothed configuration of the attacks that did not converge, the ratio of the median verified distortion
-    to the median certified radius of the same images, with its bootstrap interval: holds if every interval
-    is above 30, does not hold if one is below, undecided otherwise. A configuration whose median radius is
-    0 (CERTIFY abstains on half of the images or more) has no ratio and is named, left out.
+    :data:`CONVERGED` times the median white-box minimal distortion on the same images
+    (:func:`undefended_over_minimal`): the attacks have converged, so the attack inefficiency behind the
+    paper's factor cannot appear. Otherwise, for each smoothed configuration of the attacks that did not
+    converge, the ratio of the median verified distortion to the median certified radius of the same images,
+    with its bootstrap interval (:func:`certificate_ratios`): holds if every interval is above 30, does not
+    hold if one is below, undecided otherwise; the headline is the worst of them. A configuration whose
+    median radius is 0 (CERTIFY abstains on half of the images or more) has no ratio and is named, left out.
     """
     few = _too_few(len(grid.images), "images")
     if few is not None:
         return few
-    fig = _Protocol.of(grid, "verified_l2", 1)
-    minimal = verdicts.median(grid.minimal_l2)
-    convergence = {}
-    for attack in fig.attacks:
-        j = fig.find(model="standard", sigma=None, attack=attack)
-        if j is not None:
-            convergence[attack] = float(verdicts.ratio(verdicts.median(grid.configurations[j].reported_l2), minimal))
+    convergence = {attack: interval.estimate for attack, interval in undefended_over_minimal(grid).items()}
     if not convergence:
         return Judgement("no attack on the undefended model was recorded", NOT_TESTABLE)
     factors = ", ".join(f"{a} ×{r:.2f}" for a, r in convergence.items())
@@ -307,29 +442,26 @@ def judge_certificate_ratio(grid: AttackGrid) -> Judgement:
         return Judgement(f"median reported distortion on the undefended model over the white-box minimal one: "
                          f"{factors}, all within ×{CONVERGED:g}: the attacks converged, so the attack "
                          f"inefficiency behind the paper's {DISTORTION_OVER_RADIUS}× cannot appear", NOT_TESTABLE)
-    ratios: dict[str, list[tuple[str, Interval]]] = {}
+    parts: dict[str, list[_Part]] = {}
     zero = []
-    for j, c in enumerate(grid.configurations):
-        if c.radius is None or c.attack in converged:
+    for c, interval in certificate_ratios(grid):
+        if c.attack in converged:
             continue
-        if verdicts.median(c.radius) == 0:
+        if interval is None:
             zero.append(f"{c.attack} {_label(c)}")
             continue
-        rows = np.column_stack([fig.distortion[:, j], c.radius])
-        interval = verdicts.bootstrap(rows, partial(_median_ratio, numerator=[0], denominator=[1]), seed=fig.seed)
-        ratios.setdefault(c.attack, []).append((_label(c), interval))
+        parts.setdefault(c.attack, []).append(_part(_OVER_RADIUS, f"{c.attack} {_label(c)}", interval,
+                                                    DISTORTION_OVER_RADIUS))
     left_out = (f"; converged, left out: {', '.join(converged)}" if converged else "") + \
         (f"; median radius 0, no ratio: {', '.join(zero)}" if zero else "")
     head = f"undefended / white-box minimal distortion {factors}{left_out}"
-    every = [(attack, label, interval) for attack, judged in ratios.items() for label, interval in judged]
+    every = [part for judged in parts.values() for part in judged]
     if not every:
         return Judgement(f"{head}; no smoothed configuration with a positive median certified radius", NOT_TESTABLE)
-    attack, label, lowest = min(every, key=lambda item: item[2].lower)
-    listed = "; ".join(f"{a}: " + ", ".join(f"{name} {bound}" for name, bound in judged)
-                       for a, judged in ratios.items())
-    return Judgement(f"{head}; median verified distortion / median certified radius, lowest {lowest} ({attack} "
-                     f"{label}); every one: {listed}",
-                     verdicts.all_of(verdicts.verdict(bound, DISTORTION_OVER_RADIUS) for _, _, bound in every))
+    worst = _worst(every)
+    listed = "; ".join(f"{a}: " + ", ".join(f"{p.which.removeprefix(a + ' ')} {p.interval}" for p in judged)
+                       for a, judged in parts.items())
+    return _decided(f"{head}; {_OVER_RADIUS}, worst {worst.interval} ({worst.which}); every one: {listed}", every)
 
 
 def _fewer_samples(fig: _Protocol) -> Judgement:
@@ -337,15 +469,13 @@ def _fewer_samples(fig: _Protocol) -> Judgement:
     ns = fig.levels("n", model="standard")
     if len(ns) < 2:
         return Judgement(f"one n only ({', '.join(map(str, ns)) or 'none'})", NOT_TESTABLE)
-    parts, found = [], []
+    kind, parts = f"median paired difference n={ns[0]} − n={ns[-1]}", []
     for attack in fig.attacks:
         small, large = fig.pairs({"n": (ns[0], ns[-1])}, model="standard", attack=attack)
         if small:
-            interval = fig.interval(_median_difference, small, large)
-            found.append(verdicts.verdict(interval, 0))
-            parts.append(f"{attack} {interval}")
-    return _judged(f"median paired difference n={ns[0]} − n={ns[-1]} (pooled over σ, Pa): " + "; ".join(parts),
-                   found, f"no (σ, Pa) at both n={ns[0]} and n={ns[-1]}")
+            parts.append(_part(kind, attack, fig.interval(_median_difference, small, large), 0))
+    return _judged(f"{kind} (pooled over σ, Pa): " + "; ".join(f"{p.which} {p.interval}" for p in parts),
+                   parts, f"no (σ, Pa) at both n={ns[0]} and n={ns[-1]}")
 
 
 def judge_fewer_samples(grid: AttackGrid) -> Judgement:
@@ -372,8 +502,9 @@ def _rays_least_affected(fig: _Protocol) -> Judgement:
     order = [RAYS, *(a for a in groups if a != RAYS)]
     factors = ", ".join(f"{a} ×{float(_median_ratio(fig.distortion, *groups[a])):.2f}" for a in order)
     interval = fig.interval(_first_below_others, *(group for a in order for group in groups[a]))
-    return Judgement(f"median distortion with RS / without: {factors}; {RAYS} minus the smallest other {interval}",
-                     verdicts.verdict(interval, 0, above=False))
+    part = _part(f"{RAYS}'s factor with RS / without minus the smallest other", "", interval, 0, above=False)
+    return _decided(f"median distortion with RS / without: {factors}; {RAYS} minus the smallest other {interval}",
+                    [part])
 
 
 def judge_rays_least_affected(grid: AttackGrid) -> Judgement:
@@ -392,18 +523,17 @@ def _larger_sigma(fig: _Protocol) -> Judgement:
     if len(sigmas) < 2:
         return Judgement("one σ only", NOT_TESTABLE)
     change = {"sigma": (sigmas[-1], sigmas[0])}
-    found, accuracy, distortion = [], [], []
-    for c, gap in fig.accuracy_gaps(*fig.pairs(change, model="standard")):
-        found.append(verdicts.verdict(gap, 0, above=False))
-        accuracy.append(f"{_label(c)} {gap}")
+    distortion = []
     for attack in fig.attacks:
         large, small = fig.pairs(change, model="standard", attack=attack)
         if large:
-            interval = fig.interval(_median_ratio, large, small)
-            found.append(verdicts.verdict(interval, MAX_GAIN, above=False))
-            distortion.append(f"{attack} ×{interval}")
-    return _judged(f"σ={sigmas[-1]:g} against σ={sigmas[0]:g}: accuracy difference " + ", ".join(accuracy)
-                   + "; median distortion ratio (pooled over n, Pa) " + ", ".join(distortion), found,
+            distortion.append(_part(f"median distortion ratio σ={sigmas[-1]:g} / σ={sigmas[0]:g}", attack,
+                                    fig.interval(_median_ratio, large, small), MAX_GAIN, above=False))
+    accuracy = [_part(f"accuracy difference σ={sigmas[-1]:g} − σ={sigmas[0]:g}", _label(c), gap, 0, above=False)
+                for c, gap in fig.accuracy_gaps(*fig.pairs(change, model="standard"))]
+    return _judged(f"σ={sigmas[-1]:g} against σ={sigmas[0]:g}: accuracy difference "
+                   + ", ".join(f"{p.which} {p.interval}" for p in accuracy) + "; median distortion ratio (pooled "
+                   "over n, Pa) " + ", ".join(f"{p.which} ×{p.interval}" for p in distortion), distortion + accuracy,
                    f"no (n, Pa) at both σ={sigmas[0]:g} and σ={sigmas[-1]:g}")
 
 
@@ -432,20 +562,18 @@ def _randtrain(fig: _Protocol) -> Judgement:
     if not matched[0]:
         return Judgement(f"no (n, Pa) of RandTrain σ={rand[-1]:g} on the standard model at σ={standard[-1]:g}",
                          NOT_TESTABLE)
-    gaps = fig.accuracy_gaps(*matched)
-    found = [verdicts.verdict_within(gap, -SAME_ACCURACY, SAME_ACCURACY) for _, gap in gaps]
-    parts = ["accuracy difference " + ", ".join(f"{_label(c)} {gap}" for c, gap in gaps)]
-    for attack in fig.attacks:
-        paired = fig.pairs(change, attack=attack)
-        if attack != RAYS and paired[0]:
-            interval = fig.interval(_median_ratio, *paired)
-            found.append(verdicts.verdict_within(interval, 1 - SAME_DISTORTION, 1 + SAME_DISTORTION))
-            parts.append(f"{attack} median distortion ratio ×{interval}")
-    interval = fig.interval(_median_difference, rays, [undefended] * len(rays))
-    found.append(verdicts.verdict(interval, 0, above=False))
-    parts.append(f"{RAYS} median paired difference RandTrain − undefended {interval}")
-    return Judgement(f"RandTrain σ={rand[-1]:g} against the standard model at σ={standard[-1]:g}: "
-                     + "; ".join(parts), verdicts.all_of(found))
+    accuracy = [_part_within("accuracy difference RandTrain − standard", _label(c), gap, -SAME_ACCURACY,
+                             SAME_ACCURACY) for c, gap in fig.accuracy_gaps(*matched)]
+    ratios = [_part_within("median distortion ratio RandTrain / standard", attack, fig.interval(_median_ratio, *paired),
+                           1 - SAME_DISTORTION, 1 + SAME_DISTORTION)
+              for attack in fig.attacks if attack != RAYS and (paired := fig.pairs(change, attack=attack))[0]]
+    rays_part = _part("median paired difference RandTrain − undefended", RAYS,
+                      fig.interval(_median_difference, rays, [undefended] * len(rays)), 0, above=False)
+    texts = ["accuracy difference " + ", ".join(f"{p.which} {p.interval}" for p in accuracy)]
+    texts += [f"{p.which} median distortion ratio ×{p.interval}" for p in ratios]
+    texts.append(f"{RAYS} median paired difference RandTrain − undefended {rays_part.interval}")
+    return _decided(f"RandTrain σ={rand[-1]:g} against the standard model at σ={standard[-1]:g}: " + "; ".join(texts),
+                    [*ratios, rays_part, *accuracy])
 
 
 def judge_randtrain(grid: AttackGrid) -> Judgement:
@@ -470,16 +598,13 @@ def _pa(fig: _Protocol) -> Judgement:
     by_n = {n: pair for n in ns if (pair := fig.pairs({"pa": (pas[-1], pas[0])}, model="standard", n=n))[0]}
     if len(by_n) < 2:
         return Judgement(f"needs both levels Pa={pas[0]:g} and Pa={pas[-1]:g} at two n or more", NOT_TESTABLE)
-    found, parts = [], []
-    for n, pair in by_n.items():
-        interval = fig.interval(_median_ratio, *pair)
-        found.append(verdicts.verdict(interval, PA_EFFECT, above=False))
-        parts.append(f"×{interval} (n={n})")
+    parts = [_part(f"median distortion ratio Pa={pas[-1]:g} / Pa={pas[0]:g}", f"n={n}",
+                   fig.interval(_median_ratio, *pair), PA_EFFECT, above=False) for n, pair in by_n.items()]
     lead = fig.interval(_first_above_others, *(group for pair in by_n.values() for group in pair))
-    found.append(verdicts.verdict(lead, 0))
-    return Judgement(f"median distortion Pa={pas[-1]:g} / Pa={pas[0]:g} (pooled over σ, attacks): "
-                     + ", ".join(parts) + f"; ratio at n={next(iter(by_n))} minus the largest other {lead}",
-                     verdicts.all_of(found))
+    first = f"ratio at n={next(iter(by_n))} minus the largest other"
+    return _decided(f"median distortion Pa={pas[-1]:g} / Pa={pas[0]:g} (pooled over σ, attacks): "
+                    + ", ".join(f"×{p.interval} ({p.which})" for p in parts) + f"; {first} {lead}",
+                    [*parts, _part(first, "", lead, 0)])
 
 
 def judge_pa(grid: AttackGrid) -> Judgement:
@@ -502,13 +627,11 @@ def _rs_beats_advtrain(fig: _Protocol) -> Judgement:
     if any(not rs or adv is None for rs, adv in columns.values()):
         return Judgement(f"needs {' and '.join(ADVTRAIN_ATTACKS)} against AdvTrain and the smoothed standard model",
                          NOT_TESTABLE)
-    found, parts = [], []
-    for attack, (rs, adv) in columns.items():
-        interval = fig.interval(_median_difference, rs, [adv] * len(rs))
-        found.append(verdicts.verdict(interval, 0))
-        parts.append(f"{attack} {interval}")
-    return Judgement(f"median paired difference RS σ={smallest:g} (pooled over n, Pa) − AdvTrain: "
-                     + "; ".join(parts), verdicts.all_of(found))
+    kind = f"median paired difference RS σ={smallest:g} − AdvTrain"
+    parts = [_part(kind, attack, fig.interval(_median_difference, rs, [adv] * len(rs)), 0)
+             for attack, (rs, adv) in columns.items()]
+    return _decided(f"median paired difference RS σ={smallest:g} (pooled over n, Pa) − AdvTrain: "
+                    + "; ".join(f"{p.which} {p.interval}" for p in parts), parts)
 
 
 def judge_rs_beats_advtrain(grid: AttackGrid) -> Judgement:
@@ -534,6 +657,27 @@ def _crossing(c: Crossing) -> Judgement:
                      verdict)
 
 
+def push_in_sigma(push: BoundaryPush) -> Interval | None:
+    """How far smoothing pushes the boundary (claim 7): the median crossing of the boundary of g_sigma past
+    the white-box x_a at the chapter's main noise level, in units of sigma, over the images where it was
+    located.
+
+    Parameters
+    ----------
+    push : rs_repro.measurements.BoundaryPush
+        A Fig. 1 record.
+
+    Returns
+    -------
+    rs_repro.verdicts.Interval or None
+        The median with its order-statistic interval (:func:`rs_repro.verdicts.median_interval`, the dual of
+        a two-sided sign test; its estimate is the recorded ``crossings[0].median_sigma``); ``None``
+        when no crossing was located.
+    """
+    located = [c / push.sigma for c in push.crossing_distance if c is not None]
+    return verdicts.median_interval(located) if located else None
+
+
 def judge_boundary_push(push: BoundaryPush) -> Judgement:
     """Claim 7 (ICASSP 2022, Fig. 1, eq. 3): smoothing pushes the boundary beyond x_a, and the transition of
     P[g_{sigma,n}(x) != y] from 0 to 1 is wider for small n.
@@ -542,7 +686,8 @@ def judge_boundary_push(push: BoundaryPush) -> Judgement:
     p < :data:`SIGNIFICANCE`, does not hold if the sign test of crossings before x_a does, and is undecided
     otherwise. The width of the transition (distance from the smallest to the largest recorded P_a, from
     the recorded medians: no interval) holds if it is wider at the smallest n than at the largest, does not
-    hold otherwise, undecided where not located. Holds if every part holds, does not hold if one fails.
+    hold otherwise, undecided where not located. Holds if every part holds, does not hold if one fails. No
+    interval decides it; the headline is the push at the main noise level, :func:`push_in_sigma`.
     """
     ns, low, high = sorted(push.distance_at_pa), min(push.pas), max(push.pas)
     if low == high or len(ns) < 2:
@@ -556,8 +701,11 @@ def judge_boundary_push(push: BoundaryPush) -> Judgement:
     small, large = width(ns[0]), width(ns[-1])
     wider = UNDECIDED if small is None or large is None else HOLDS if small > large else FAILS
     widths = ", ".join(f"{'not located' if width(n) is None else f'{width(n):.3f}'} (n={n})" for n in ns)
+    headline = push_in_sigma(push)
     return Judgement("; ".join(j.measured for j in judged) + f"; P {low:g} → {high:g} over {widths} (recorded "
-                     "medians, no interval)", verdicts.all_of([*(j.verdict for j in judged), wider]))
+                     "medians, no interval)", verdicts.all_of([*(j.verdict for j in judged), wider]),
+                     headline=headline,
+                     statistic=None if headline is None else f"median crossing past x_a / σ (σ={push.sigma:g})")
 
 
 def judge_bisection_spread(spread: BisectionSpread) -> Judgement:
@@ -577,8 +725,9 @@ def judge_bisection_spread(spread: BisectionSpread) -> Judgement:
     difference = verdicts.paired_difference(spread.per_segment[ns[0]], spread.per_segment[ns[-1]])
     interval = verdicts.bootstrap(difference, seed=_claim_seed(spread.seed, 8))
     spreads = ", ".join(f"{spread.spread[n]:.3f} at n={n}" for n in ns)
-    return Judgement(f"mean over {segments} segments of the spread at n={ns[0]} minus n={ns[-1]}: {interval} "
-                     f"(spread {spreads})", verdicts.verdict(interval, 0))
+    return _decided(f"mean over {segments} segments of the spread at n={ns[0]} minus n={ns[-1]}: {interval} "
+                    f"(spread {spreads})", [_part(f"mean paired difference of spread n={ns[0]} − n={ns[-1]}", "",
+                                                  interval, 0)])
 
 
 def judge_normal_agreement(agreement: NormalAgreement) -> Judgement:
@@ -601,17 +750,20 @@ def judge_normal_agreement(agreement: NormalAgreement) -> Judgement:
     seed = _claim_seed(agreement.seed, 9)
     by_ratio = zip(agreement.ratios, agreement.cosine, strict=True)
     cosines = {ratio: verdicts.bootstrap(cosine, seed=seed) for ratio, cosine in by_ratio}
-    found = [verdicts.verdict(interval, WELL_CORRELATED) for ratio, interval in cosines.items() if ratio > 1]
+    parts = [_part("mean cosine with / without RS", f"δ/σ = {ratio:g}", interval, WELL_CORRELATED)
+             for ratio, interval in cosines.items() if ratio > 1]
     steps, one_label = sum(agreement.hsja_steps), sum(agreement.hsja_one_label_steps)
+    others = []
     if steps:
         rate = verdicts.proportion(one_label, steps)
-        found.append(HOLDS if rate.lower > 0 else UNDECIDED)
+        parts.append(_Part("rate of HSJA steps with one label on every probe", "", rate,
+                           HOLDS if rate.lower > 0 else UNDECIDED, rate.lower))
         steps_text = f"HSJA steps with one label on every probe {one_label} of {steps}, {rate}"
     else:
-        found.append(UNDECIDED)
+        others.append(UNDECIDED)
         steps_text = "no HSJA gradient step"
     listed = ", ".join(f"{ratio:g}: {interval}" for ratio, interval in cosines.items())
-    return Judgement(f"mean cosine with / without RS at δ/σ = {listed}; {steps_text}", verdicts.all_of(found))
+    return _decided(f"mean cosine with / without RS at δ/σ = {listed}; {steps_text}", parts, *others)
 
 
 def judge_eq5(check: ThresholdCheck) -> Judgement:
@@ -622,6 +774,10 @@ def judge_eq5(check: ThresholdCheck) -> Judgement:
     return Judgement(text, HOLDS if all(abs(p - check.pa) <= 1e-6 for p in probability.values()) else FAILS)
 
 
+#: How the rule texts name the interval shown beside a verdict decided on several.
+_WORST = ("shown beside the verdict: the worst interval (one on the other side if any, else an undecided one, "
+          "else the one nearest its threshold)")
+
 CLAIMS: tuple[Claim, ...] = (
     Claim(1, "Black-box attacks need distortions far larger than the certified radius.",
           f"at least {DISTORTION_OVER_RADIUS} times larger", "fig5_attacks",
@@ -630,13 +786,13 @@ CLAIMS: tuple[Claim, ...] = (
           "cannot appear); otherwise, for each smoothed classifier and each attack that did not converge, median "
           "verified distortion / median certified radius: holds if every interval is above "
           f"{DISTORTION_OVER_RADIUS}, does not hold if one is below, else undecided (a median radius of 0 gives no "
-          "ratio: left out)",
+          f"ratio: left out); {_WORST}",
           judge_certificate_ratio),
     Claim(2, "Fewer Monte Carlo samples n give larger distortions, for every attack.",
           "SurFree, σ = 0.05: 41 → 37 → 34 for n = 10, 50, 100", "fig5_attacks",
           "per attack, median paired difference of distortion at the smallest n minus the largest (smoothed "
           "standard model, pooled over σ and P_a): holds if every interval is above 0, does not hold if one is "
-          "below, else undecided", judge_fewer_samples),
+          f"below, else undecided; {_WORST}, of the attacks", judge_fewer_samples),
     Claim(3, "RayS is the attack least affected by smoothing.",
           "RayS ≈ 15 with RS against 13.4 without; HSJA ≈ 47 against 17.4", "fig5_attacks",
           "per attack, factor = median distortion with RS (smoothed standard model, pooled) / without; RayS's factor "
@@ -646,7 +802,8 @@ CLAIMS: tuple[Claim, ...] = (
           "σ = 0.15 costs 12% accuracy (σ = 0.05: 3%); HSJA ≈ 36 against ≈ 48", "fig5_attacks",
           "largest against smallest σ: accuracy difference (Clopper-Pearson) below 0 at every n and P_a, and per "
           f"attack the ratio of median distortions (pooled over n, P_a) below {MAX_GAIN:g}: holds if every interval "
-          "is on its side, does not hold if one is on the other side, else undecided", judge_larger_sigma),
+          f"is on its side, does not hold if one is on the other side, else undecided; {_WORST}, the distortion ratios "
+          "first", judge_larger_sigma),
     Claim(5, "Noise training (RandTrain) with RS behaves like the standard model with RS at the large σ, "
              "and against RayS it is less robust than the undefended model.",
           "accuracy 0.64 vs 0.62; RayS ≈ 11 against 13.4 undefended", "fig5_attacks",
@@ -654,19 +811,23 @@ CLAIMS: tuple[Claim, ...] = (
           f"(Clopper-Pearson) within ±{SAME_ACCURACY:g}, ratio of median distortions within "
           f"{1 - SAME_DISTORTION:g}-{1 + SAME_DISTORTION:g} for the attacks other than RayS, and for RayS the "
           "median paired difference RandTrain − undefended below 0: holds if every interval is inside, does not "
-          "hold if one is wholly outside, else undecided", judge_randtrain),
+          f"hold if one is wholly outside, else undecided; {_WORST}, the distortion ratios first, then RayS's "
+          "difference, then the accuracies", judge_randtrain),
     Claim(6, "The level P_a matters little, and mostly for small n.",
           "80% against 50%: slightly larger distortions, mostly at n = 10", "fig5_attacks",
           "per n, median distortion at the largest P_a / at the smallest (pooled over σ, attacks) below "
           f"{PA_EFFECT:g}, and the ratio at the smallest n minus the largest other above 0: holds if every "
-          "interval is on its side, does not hold if one is on the other side, else undecided", judge_pa),
+          f"interval is on its side, does not hold if one is on the other side, else undecided; {_WORST}, the ratios "
+          "per n first", judge_pa),
     Claim(7, "Smoothing pushes the boundary beyond the base classifier's, and the transition from 0 to 1 of "
              "P[g_{σ,n}(x) ≠ y] is wider for small n.",
           "boundary of g_σ crossed about 4.0 past x_a on ImageNet", "fig1_adversarial_probability",
           f"at every σ scanned, sign test of crossings beyond x_a p < {SIGNIFICANCE:g}: holds; of crossings before "
           "x_a: does not hold; neither: undecided; and the transition from the smallest to the largest P_a (recorded "
           "medians, no interval) wider at the smallest n: holds, else does not hold; the claim holds if every part "
-          "holds, does not hold if one fails, else undecided", judge_boundary_push),
+          "holds, does not hold if one fails, else undecided; shown beside the verdict, no interval deciding it: the "
+          "median crossing past x_a at the chapter's σ, in units of σ, with its order-statistic interval (distribution-"
+          "free, the dual of a sign test)", judge_boundary_push),
     Claim(8, "Smoothing disturbs the binary search; its spread shrinks as n grows.",
           "peak 0.13 (n = 10), 0.21 (n = 50), 0.28 (n = 100)", "fig3_binary_search",
           "mean over segments of the paired difference of spread at the smallest n minus the largest (bootstrap "
@@ -678,12 +839,12 @@ CLAIMS: tuple[Claim, ...] = (
           f"mean cosine between the estimates with and without RS above {WELL_CORRELATED:g} at every probe radius "
           "above σ, and rate of HSJA steps with one label on every probe (Clopper-Pearson) above 0: holds if both; "
           f"a cosine interval below {WELL_CORRELATED:g}: does not hold; else undecided (no one-label step seen "
-          "does not refute \"sometimes\")", judge_normal_agreement),
+          f"does not refute \"sometimes\"); {_WORST}, the cosines first", judge_normal_agreement),
     Claim(10, "Smoothing at the small σ beats adversarial training in practice against HSJA and SurFree.",
           "HSJA ≈ 47 vs 22.8; SurFree ≈ 34-41 vs 21.2 (accuracy 0.73 vs 0.56)", "fig5_attacks",
           "per attack, median paired difference of distortion against RS at the smallest σ (pooled over n, P_a) "
           "minus against AdvTrain: holds if both intervals are above 0, does not hold if one is below, else "
-          "undecided", judge_rs_beats_advtrain),
+          f"undecided; {_WORST}, of the attacks", judge_rs_beats_advtrain),
     Claim(11, "Eq. (5) gives the threshold on π_0(x_a) above which a vote is adversarial with probability "
               "P_a.", "eq. (5), with ñ = 1 + ⌊n/2⌋, for every n", "theory",
           "exact computation (no sampling): the probability at the printed threshold equals P_a for every n "
@@ -702,9 +863,10 @@ def scorecard(profile: str | None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``claim, statement, paper, measured, verdict, protocol_measured, protocol, rule, chapter``;
-        ``protocol_measured`` and ``protocol`` are the judgement on the paper's protocol (``None`` for the
-        claims that have none or were not measured).
+        Columns ``claim, statement, paper, measured, verdict, headline, statistic, protocol_measured,
+        protocol, protocol_headline, rule, chapter``: ``headline`` and ``statistic`` as in :class:`Judgement`;
+        ``protocol_measured``, ``protocol`` and ``protocol_headline`` are the judgement on the paper's protocol
+        (``None`` for the claims that have none or were not measured).
     """
     rows = []
     for claim in CLAIMS:
@@ -712,9 +874,11 @@ def scorecard(profile: str | None) -> pd.DataFrame:
         judged = Judgement("—", NOT_MEASURED) if record is None else claim.judge(record)
         protocol = judged.protocol
         rows.append({"claim": claim.number, "statement": claim.statement, "paper": claim.paper,
-                     "measured": judged.measured, "verdict": judged.verdict,
+                     "measured": judged.measured, "verdict": judged.verdict, "headline": judged.headline,
+                     "statistic": judged.statistic,
                      "protocol_measured": None if protocol is None else protocol.measured,
-                     "protocol": None if protocol is None else protocol.verdict, "rule": claim.rule,
+                     "protocol": None if protocol is None else protocol.verdict,
+                     "protocol_headline": None if protocol is None else protocol.headline, "rule": claim.rule,
                      "chapter": claim.chapter})
     return pd.DataFrame(rows)
 
@@ -755,35 +919,299 @@ def scorecard_markdown(card: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def profile_dimensions(profile: str) -> list[int]:
+    """The input dimensions d = C H W of the datasets that the records of ``profile`` name
+    (:func:`rs_repro.data.input_shape`), e.g. ``[64]`` for digits; one when the profile's chapters share a
+    dataset, none when no record names one (the theory chapter's does not).
+
+    Returns
+    -------
+    list of int
+        Distinct, increasing.
+    """
+    named = {record.dataset for stem in measurements.SCHEMA
+             if (record := measurements.load(stem, profile)) is not None and hasattr(record, "dataset")}
+    return sorted({math.prod(data.input_shape(name)) for name in named})
+
+
+def _dimension_order(dimensions: Sequence[int]) -> tuple[bool, int]:
+    """Sort key of a profile by its dimensions: by the largest, profiles without one last."""
+    return (not dimensions, max(dimensions, default=0))
+
+
 def across_profiles(profiles: Sequence[str]) -> pd.DataFrame:
-    """The verdicts of every claim under each profile that recorded measurements (the claims at growing
-    dimension: digits d = 64, Fashion-MNIST d = 784, ImageNet d = 150,528).
+    """The verdicts of every claim, with their headline intervals, under each profile that recorded
+    measurements (the claims at growing dimension: digits d = 64, Fashion-MNIST d = 784, ImageNet
+    d = 150,528).
 
     Parameters
     ----------
     profiles : sequence of str
-        The profiles, in order (e.g. :func:`rs_repro.measurements.recorded_profiles`).
+        The profiles (e.g. :func:`rs_repro.measurements.recorded_profiles`); the table orders them by input
+        dimension (:func:`profile_dimensions`, the largest of a profile's), those without one last, and keeps
+        the given order among equals.
 
     Returns
     -------
     pandas.DataFrame
-        One row per claim and profile: ``claim, profile, verdict, protocol`` (``protocol``: the verdict on the
-        paper's protocol, ``None`` where the claim has none), :data:`NOT_MEASURED` where that profile
-        recorded nothing for the claim.
+        One row per claim and profile: ``claim, profile, dimensions, verdict, headline, statistic, protocol,
+        protocol_headline`` (``dimensions``: the tuple of :func:`profile_dimensions`; ``headline`` and
+        ``statistic`` as in :class:`Judgement`; ``protocol`` and ``protocol_headline``: the verdict and
+        headline on the paper's protocol, ``None`` where the claim has none), :data:`NOT_MEASURED` where that
+        profile recorded nothing for the claim.
     """
-    cards = [scorecard(profile).assign(profile=profile) for profile in profiles]
-    columns = ["claim", "profile", "verdict", "protocol"]
+    dimensions = {profile: tuple(profile_dimensions(profile)) for profile in profiles}
+    ordered = sorted(profiles, key=lambda profile: _dimension_order(dimensions[profile]))
+    cards = [scorecard(profile).assign(profile=profile, dimensions=[dimensions[profile]] * len(CLAIMS))
+             for profile in ordered]
+    columns = ["claim", "profile", "dimensions", "verdict", "headline", "statistic", "protocol", "protocol_headline"]
     return pd.concat(cards, ignore_index=True)[columns] if cards else pd.DataFrame(columns=columns)
 
 
+def _cell(verdict: str, headline: Interval | None) -> str:
+    """A verdict, in bold when decided, with its headline interval, e.g. ``**holds** 3.1 [2.4, 4]``."""
+    return _bold(verdict) + ("" if headline is None else f" {headline}")
+
+
+def _profile_header(profile: str, dimensions: Sequence[int]) -> str:
+    """A profile's column title with its input dimensions, e.g. ``default (d = 64)``."""
+    return f"{profile} (d = {', '.join(f'{d:,}' for d in dimensions)})" if dimensions else profile
+
+
 def across_markdown(table: pd.DataFrame) -> str:
-    """:func:`across_profiles` as a Markdown table, one column per profile in the table's order, decided
-    verdicts in bold and the paper's protocol in brackets."""
-    profiles = list(dict.fromkeys(table.profile))
-    cell = {(r.claim, r.profile): _bold(r.verdict) + ("" if r.protocol is None else
-                                                     f" (paper's protocol: {_bold(r.protocol)})")
+    """:func:`across_profiles` as a Markdown table, one column per profile in the table's order with its input
+    dimension, each cell the verdict (bold when decided) with its headline interval, and the paper's protocol
+    in brackets."""
+    profiles = dict(zip(table.profile, table.dimensions, strict=True))
+    cell = {(r.claim, r.profile): _cell(r.verdict, r.headline)
+            + ("" if r.protocol is None else f" (paper's protocol: {_cell(r.protocol, r.protocol_headline)})")
             for r in table.itertuples()}
-    lines = ["| # | " + " | ".join(profiles) + " |", "|---|" + "---|" * len(profiles)]
+    lines = ["| # | " + " | ".join(_profile_header(p, d) for p, d in profiles.items()) + " |",
+             "|---|" + "---|" * len(profiles)]
     lines += [f"| {claim} | " + " | ".join(cell[claim, p] for p in profiles) + " |"
               for claim in dict.fromkeys(table.claim)]
     return "\n".join(lines)
+
+
+def _listed(values: Sequence[str], partial: bool) -> str:
+    """The distinct ``values`` in order, ``unrecorded`` if none; ``partial``: some records had no stamp."""
+    return (", ".join(dict.fromkeys(values)) or "unrecorded") + (" (and unrecorded)" if partial else "")
+
+
+def provenance_markdown(profiles: Sequence[str]) -> str:
+    """Where and when each profile's column was computed, as a Markdown table: one row per profile with the
+    hosts, accelerators and commits its records name (:func:`rs_repro.measurements.provenance`), the time of
+    its first and last record, and the archive it was imported from (:func:`rs_repro.publish.imported`).
+
+    A record written before records carried their provenance counts as ``unrecorded``.
+    """
+    lines = ["| profile | computed on | accelerator | commit | when (UTC) | brought back from |",
+             "|---|---|---|---|---|---|"]
+    for profile in profiles:
+        stamps = [measurements.provenance(stem, profile) for stem in measurements.SCHEMA
+                  if measurements.path(stem, profile).exists()]
+        known = [s for s in stamps if s]
+        listed = partial(_listed, partial=bool(known) and len(known) < len(stamps))
+
+        commits = [s["commit"][:10] + ("+" if s["dirty"] else "") if s["commit"] else "not a git checkout"
+                   for s in known]
+        times = sorted(s["time"].replace("+00:00", "") for s in known)
+        when = "unrecorded" if not times else times[0] if times[0] == times[-1] else f"{times[0]} to {times[-1]}"
+        source = publish.imported(profile)
+        origin = f"`{source['archive']}`" if source else "computed in this build"
+        lines.append(f"| {profile} | {listed([s['machine']['host'] for s in known])} | "
+                     f"{listed([s['machine']['accelerator'] for s in known])} | {listed(commits)} | {when} | "
+                     f"{origin} |")
+    return "\n".join(lines)
+
+
+def _claims_list(numbers: Sequence[int]) -> str:
+    """``claim 3``, ``claims 1 and 7``, ``claims 1, 2 and 7``."""
+    words = [str(n) for n in numbers]
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"{agree(len(words), 'claim', 'claims')} {listed}"
+
+
+def _numbers_list(values: Sequence[int]) -> str:
+    """``64``, ``64 and 784``, ``64, 784 and 150,528``."""
+    words = [f"{v:,}" for v in values]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def dimension_sentence(table: pd.DataFrame) -> str:
+    """Which claims' verdicts change with the input dimension, from what the profiles measured.
+
+    Only profiles of a single known dimension count (:func:`profile_dimensions`), and only decided verdicts
+    (holds, does not hold). A claim whose decided verdicts *differ between profiles of the same dimension*
+    is put apart (the sizes, not the dimension, move it). Otherwise each dimension has at most one
+    decided verdict: the claim *changes with the dimension* when two dimensions have different ones, *keeps
+    one verdict at every measured dimension* when every dimension has the same one, and else it is
+    *undecided, not testable or not measured at some dimension*.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        As :func:`across_profiles` returns it.
+
+    Returns
+    -------
+    str
+        One sentence, e.g. "Measured at d = 64 and 784: the decided verdicts of claims 1 and 7 change with
+        the dimension; claims 2 and 11 keep one verdict at every measured dimension; claims 3, 4, 5, 6, 8, 9
+        and 10 are undecided, not testable or not measured at some dimension." With one dimension only, it
+        says so.
+    """
+    dimensions = dict(zip(table.profile, table.dimensions, strict=True))
+    known = {profile: d[0] for profile, d in dimensions.items() if len(d) == 1}
+    left_out = [profile for profile in dimensions if profile not in known]
+    skipped = (f" (profile {', '.join(left_out)} left out: its records name no single dataset)"
+               if left_out else "")
+    distinct = sorted(set(known.values()))
+    if len(distinct) < 2:
+        measured = (f"Only one input dimension was measured (d = {distinct[0]:,}, profile {', '.join(known)})"
+                    if distinct else "No input dimension was measured")
+        return f"{measured}{skipped}: no claim's verdict can be said to change with the dimension."
+    within, changes, same, incomplete = [], [], [], []
+    rows = table[table.profile.isin(list(known))]
+    for claim, part in rows.groupby("claim", sort=False):
+        decided: dict[int, set[str]] = {d: set() for d in distinct}
+        for profile, verdict in zip(part.profile, part.verdict, strict=True):
+            if verdict in (HOLDS, FAILS):
+                decided[known[profile]].add(verdict)
+        by_dimension = set().union(*decided.values())
+        if any(len(found) > 1 for found in decided.values()):
+            within.append(claim)
+        elif len(by_dimension) > 1:
+            changes.append(claim)
+        elif all(decided.values()):
+            same.append(claim)
+        else:
+            incomplete.append(claim)
+    clauses = [f"the decided verdicts of {_claims_list(changes)} change with the dimension" if changes else
+               "no claim's decided verdict changes with the dimension"]
+    if same:
+        clauses.append(f"{_claims_list(same)} {agree(len(same), 'keeps', 'keep')} one verdict at every measured "
+                       "dimension")
+    if within:
+        clauses.append(f"{_claims_list(within)} {agree(len(within), 'differs', 'differ')} between profiles of "
+                       "the same dimension")
+    if incomplete:
+        clauses.append(f"{_claims_list(incomplete)} {agree(len(incomplete), 'is', 'are')} undecided, not testable or "
+                       "not measured at some dimension")
+    return f"Measured at d = {_numbers_list(distinct)}{skipped}: " + "; ".join(clauses) + "."
+
+
+#: The panels of :func:`plot_across_dimension`, by the name :func:`across_dimension` gives their points, each
+#: with its title, y label, y scale and reference line (value, label).
+PANELS = {
+    "undefended": ("undefended model:\nblack-box / white-box minimal distortion", "median ratio", "linear",
+                   (1.0, "white-box minimal")),
+    "certificate": ("smoothed classifiers, the worst per attack:\nverified distortion / certified radius",
+                    "median ratio", "log", (float(DISTORTION_OVER_RADIUS), "the paper's factor")),
+    "push": ("boundary of $g_\\sigma$ past the white-box $x_a$\n(each profile's main σ)",
+             "median crossing, in units of σ", "linear", (0.0, "$x_a$")),
+}
+
+
+def across_dimension(profiles: Sequence[str]) -> pd.DataFrame:
+    """The three quantities whose growth with the input dimension claims 1 and 7 are about, per profile.
+
+    ``undefended``: per attack, the median black-box distortion on the undefended model over the median
+    white-box minimal one (:func:`undefended_over_minimal`); ``certificate``: per attack, claim 1's ratio of
+    the median verified distortion to the median certified radius on its worst smoothed classifier (the
+    rule's worst interval among :func:`certificate_ratios`, converged attacks included); ``push``: the
+    median crossing of the boundary of g_sigma past x_a in units of sigma (:func:`push_in_sigma`).
+
+    Parameters
+    ----------
+    profiles : sequence of str
+        The profiles; one that did not record a chapter (or recorded fewer than 2 Fig. 5 images) has no
+        point in its panels.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point: ``panel`` (a key of :data:`PANELS`), ``profile``, ``dataset``, ``d`` (its input
+        dimension), ``series`` (the attack; for ``push``, the noise level), ``estimate``, ``lower``,
+        ``upper`` (the 95% interval).
+    """
+    rows = []
+
+    def point(panel: str, profile: str, dataset: str, series: str, interval: Interval) -> None:
+        rows.append({"panel": panel, "profile": profile, "dataset": dataset,
+                     "d": math.prod(data.input_shape(dataset)), "series": series, "estimate": interval.estimate,
+                     "lower": interval.lower, "upper": interval.upper})
+
+    for profile in profiles:
+        grid = measurements.load("fig5_attacks", profile)
+        if grid is not None and len(grid.images) >= 2:
+            for attack, interval in undefended_over_minimal(grid).items():
+                point("undefended", profile, grid.dataset, attack, interval)
+            by_attack: dict[str, list[_Part]] = {}
+            for c, interval in certificate_ratios(grid):
+                if interval is not None:
+                    by_attack.setdefault(c.attack, []).append(_part(_OVER_RADIUS, _label(c), interval,
+                                                                    DISTORTION_OVER_RADIUS))
+            for attack, parts in by_attack.items():
+                point("certificate", profile, grid.dataset, attack, _worst(parts).interval)
+        push = measurements.load("fig1_adversarial_probability", profile)
+        if push is not None and (interval := push_in_sigma(push)) is not None:
+            point("push", profile, push.dataset, f"σ = {push.sigma:g}", interval)
+    return pd.DataFrame(rows, columns=["panel", "profile", "dataset", "d", "series", "estimate", "lower", "upper"])
+
+
+#: Points of one panel that share a d are spread over this factor of d around it, so none hides another.
+_DODGE = 1.15
+
+
+def plot_across_dimension(points: pd.DataFrame) -> plt.Figure:
+    """The quantities of :func:`across_dimension` against the input dimension d (log scale), one panel each
+    (:data:`PANELS`), error bars the 95% intervals, one colour per series, with each panel's reference line.
+
+    A panel with no point says so. Points sharing a d are spread slightly in x; a bound that is infinite
+    (an attack that failed on most images, or too few images for an order-statistic interval), or not
+    positive on a log scale, is drawn to the edge of the panel.
+
+    Parameters
+    ----------
+    points : pandas.DataFrame
+        As :func:`across_dimension` returns it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row of :data:`PANELS`, left to right.
+    """
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(14, 4.2))
+    for ax, (panel, (title, ylabel, yscale, (reference, reference_label))) in zip(axes, PANELS.items(),
+                                                                                  strict=True):
+        part = points[points.panel == panel]
+        ax.axhline(reference, color="grey", ls="--", lw=1, label=reference_label)
+        ax.set(title=title, xlabel="input dimension d", ylabel=ylabel, xscale="log", yscale=yscale)
+        if part.empty:
+            ax.text(0.5, 0.5, "not recorded under any profile", transform=ax.transAxes, ha="center", va="center")
+            continue
+        values = part[["estimate", "lower", "upper"]].to_numpy()
+        finite = np.append(values[np.isfinite(values)], reference)
+        if yscale == "log":
+            finite = finite[finite > 0]
+            low, high = finite.min() / 1.5, finite.max() * 1.5
+        else:
+            pad = 0.1 * max(np.ptp(finite), 1e-9)
+            low, high = finite.min() - pad, finite.max() + pad
+        slot = part.groupby("d").cumcount().to_numpy()
+        spread = part.groupby("d").d.transform("size").to_numpy()
+        x = part.d.to_numpy() * _DODGE ** ((slot - (spread - 1) / 2) / np.maximum(spread - 1, 1))
+        clipped = np.clip(values, low, high)
+        for k, series in enumerate(dict.fromkeys(part.series)):
+            at = (part.series == series).to_numpy()
+            y, bottom, top = clipped[at].T
+            ax.errorbar(x[at], y, yerr=[y - bottom, top - y], fmt="o", capsize=3, color=PALETTE[k], label=series)
+        ax.set_ylim(low, high)
+        ticks = part.groupby("d").profile.agg(lambda p: ", ".join(dict.fromkeys(p)))
+        ax.set_xticks(ticks.index, [f"{d:,}\n{names}" for d, names in ticks.items()], minor=False)
+        ax.set_xticks([], minor=True)
+        ax.set_xlim(ticks.index.min() / 2, ticks.index.max() * 2)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
