@@ -11,14 +11,12 @@ the previous page in place and names the failing cell. See DESIGN.md, "Flow of o
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import importlib
 import importlib.util
 import json
 import logging
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -26,21 +24,19 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import yaml
 
-from . import cache, engine, measurements, paths, progress, runtime
+from . import cache, checks, engine, measurements, paths, progress, publish, runtime
 
-PROFILES = ("smoke", "default", "paper")
+#: The parameter sets every chapter has, ``book/params/<profile>/<stem>.yml`` (the README's table says what each
+#: runs and what it costs).
+PROFILES = ("smoke", "default", "fashion", "imagenet", "paper")
 KERNEL = "python3"
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
-_VERSIONED = ("rs_repro", "torch", "torchvision", "numpy", "scipy", "matplotlib", "papermill",
-              "jupytext", "jupyter-book")
-
 
 class ChapterError(RuntimeError):
     """A chapter could not be run: bad parameters, a missing file, or a failing cell."""
@@ -199,22 +195,6 @@ def chapter_digest(stem: str, values: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return out.stdout.strip()
-
-
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
-    return found
-
-
 def rerun_command(stem: str, profile: str, overrides: dict[str, Any]) -> str:
     """The command that re-runs this chapter with the same parameters."""
     args = " ".join(f"-p {k} {shlex.quote(_cli_text(v))}" for k, v in overrides.items())
@@ -272,12 +252,26 @@ def check_chapter(stem: str, values: dict[str, Any]) -> None:
         raise ChapterError(f"chapter {stem!r}: {exc}") from exc
 
 
+def resolve_device(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with a ``device`` of :data:`rs_repro.checks.AUTO_DEVICE` replaced by the device it means on
+    this machine: ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``; any other value is kept.
+
+    The runner resolves it once, before the chapter runs, so the notebook, the units' arguments (and their
+    cache keys) and the provenance box all show the concrete device.
+    """
+    if values.get("device") != checks.AUTO_DEVICE:
+        return dict(values)
+    import torch
+
+    return {**values, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+
+
 def chapter_values(stem: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The values of chapter ``stem``'s parameters as its notebook holds them (``namespace`` is the notebook's
-    ``globals()``), checked as the runner checks them before starting (types, then :func:`check_chapter`), so
-    a run outside the runner is held to the same rules."""
+    ``globals()``), checked as the runner checks them before starting (types, :func:`resolve_device`, then
+    :func:`check_chapter`), so a run outside the runner is held to the same rules."""
     declared = parameters(stem)
-    values = validate(stem, {name: namespace[name] for name in declared}, declared)
+    values = resolve_device(validate(stem, {name: namespace[name] for name in declared}, declared))
     check_chapter(stem, values)
     return values
 
@@ -310,7 +304,8 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     stem
         Chapter stem, e.g. ``"theory"``.
     profile
-        ``smoke``, ``default`` or ``paper``: the base parameter set.
+        One of :data:`PROFILES`: the base parameter set (a ``device`` of ``auto`` is resolved here,
+        :func:`resolve_device`).
     overrides
         Values replacing the profile's; every key must be a declared parameter.
     timeout
@@ -338,7 +333,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
 
     workers, scheduler = _engine(workers, scheduler)
     overrides = validate(stem, dict(overrides or {}))
-    values = {**profile_values(stem, profile), **overrides}
+    values = resolve_device({**profile_values(stem, profile), **overrides})
     check_chapter(stem, values)
     chapters_dir = chapters_dir or paths.CHAPTERS
     run_dir = paths.RUNS / stem
@@ -392,8 +387,8 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     lookups = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     record = {
         "stem": stem, "profile": profile, "parameters": values, "overrides": overrides,
-        "digest": chapter_digest(stem, values), "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain")), "versions": _versions(), "wall_s": wall_s,
+        "digest": chapter_digest(stem, values), "commit": publish.git("rev-parse", "HEAD"),
+        "dirty": bool(publish.git("status", "--porcelain")), "versions": publish.versions(), "wall_s": wall_s,
         "cache": {"hits": sum(e["hit"] for e in lookups), "misses": sum(not e["hit"] for e in lookups)},
         "command": rerun_command(stem, profile, overrides), "finished": time.time(),
     }
@@ -425,8 +420,8 @@ def page_digest(stem: str, chapters_dir: Path | None = None) -> str | None:
 
 def stale(profile: str, chapters_dir: Path | None = None) -> list[str]:
     """Chapters whose page is missing or was made from another source, parameter set or package code."""
-    return [stem for stem in chapters()
-            if page_digest(stem, chapters_dir) != chapter_digest(stem, profile_values(stem, profile))]
+    return [stem for stem in chapters() if page_digest(stem, chapters_dir)
+            != chapter_digest(stem, resolve_device(profile_values(stem, profile)))]
 
 
 def build_html(strict: bool = True, root: Path | None = None) -> Path:

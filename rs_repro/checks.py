@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -126,13 +127,17 @@ def images(name: str, xs: object, ndim: int, layout: str, *, pixel_box: bool = F
     return xs
 
 
+#: The ``device`` value that names no device: the chapter runner replaces it with ``cuda`` when a CUDA
+#: device is available, else ``cpu``, before the chapter runs (:func:`rs_repro.book.resolve_device`).
+AUTO_DEVICE = "auto"
 #: What a chapter's ``device`` parameter accepts, as its error message says it.
-DEVICES = "'cpu' or 'cuda[:k]'"
+DEVICES = f"{AUTO_DEVICE!r} (cuda when available, else cpu), 'cpu' or 'cuda[:k]'"
 
 
 def is_device(value: str) -> bool:
-    """Whether ``value`` is a device a chapter runs on: ``cpu`` or a CUDA device (:data:`DEVICES`)."""
-    return value == "cpu" or value.startswith("cuda")
+    """Whether ``value`` is a device a chapter runs on (:data:`DEVICES`): :data:`AUTO_DEVICE`, ``cpu``,
+    ``cuda`` or ``cuda:<k>`` with an index k."""
+    return value in (AUTO_DEVICE, "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", value) is not None
 
 
 def rule_checker(values: Mapping[str, Any]) -> Callable[[bool, str, str], None]:

@@ -185,7 +185,7 @@ def test_units_cover_the_grid_with_stable_distinct_ids():
     # an attack unit reads its own attack and the chapter, not the certification chapter
     rays = next(u for u in units if u.id.startswith("attack-RayS"))
     assert rays.code == ("rs_repro.experiments.fig5_attacks", "rs_repro.attacks.rays")
-    index = ex.attacked_index(values)
+    index = ex.attacked_positions(values)[1]
     assert len(index) == 3 and all(u.arguments["index"] == index for u in units if u.id.startswith("attack-"))
 
 
@@ -205,7 +205,7 @@ def test_results_record_and_page_from_the_units(tmp_path, monkeypatch):
             assert ratio.ratio_to_largest == np.divide(row.verified_median_l2, radii.max())
     grid = ex.measured(res, values)
     assert len(grid.configurations) == len(res.summary) and len(grid.images) == 3 and grid.max_queries == 20
-    assert grid.images == ex.attacked_index(values) and len(grid.minimal_l2) == 3 and grid.votes == values["votes"]
+    assert grid.images == ex.attacked_positions(values)[1] and len(grid.minimal_l2) == 3 and grid.votes == values["votes"]
     undefended = next(c for c in grid.configurations if c.target == "standard" and c.attack == "RayS")
     assert undefended.sigma is None and undefended.n is None and undefended.radius is None
     assert undefended.verified_l2 == undefended.reported_l2 and undefended.tested > 0
@@ -263,7 +263,7 @@ def test_models_without_a_checkpoint_are_absent_where_none_is_trained():
 
 def test_a_pool_draws_the_attacked_images_and_the_accuracy_from_a_subset():
     values = _small(pool=60)
-    index = ex.attacked_index(values)
+    index = ex.attacked_positions(values)[1]
     pool = ex.test_pool("digits", None, 60, values["seed"])
     assert set(index) <= set(pool.index.tolist()) and len(index) == 3
     units = ex.units(values)

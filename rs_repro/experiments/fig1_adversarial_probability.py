@@ -44,7 +44,7 @@ from torch import nn
 
 from .. import data, seeds, theory
 from ..attacks.minimal import MinimalAdversarial, minimal_l2
-from ..checks import DEVICES, integer, is_device, real, require, rule_checker
+from ..checks import DEVICES, integer, is_device, real, require, rule_checker, weights_rule
 from ..engine import Unit
 from ..measurements import BoundaryPush, Crossing
 from ..models import load_model, model_spec
@@ -64,8 +64,8 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     need(values["dataset"] in data.DATASETS, "dataset", f"one of {list(data.DATASETS)}")
-    need(values["dataset"] != "imagenet" or bool(values["standard_weights"]), "standard_weights",
-         "a local ResNet50 weights file for dataset 'imagenet'")
+    fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
+    need(fits, "standard_weights", accepted)
     need(values["num_candidates"] >= 0, "num_candidates", "0 (the whole test split) or more")
     need(values["num_images"] >= 1, "num_images", "at least 1")
     need(0 <= values["panel_image"] < values["num_images"], "panel_image",

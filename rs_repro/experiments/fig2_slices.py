@@ -41,7 +41,7 @@ from matplotlib.patches import Patch
 from torch import nn
 
 from .. import checks, data, seeds
-from ..checks import DEVICES, is_device, rule_checker
+from ..checks import DEVICES, is_device, rule_checker, weights_rule
 from ..engine import Unit
 from ..models import load_model, model_spec
 from ..smoothing import Smooth
@@ -58,8 +58,8 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """
     need = rule_checker(values)
     need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    need(values["dataset"] != "imagenet" or bool(values["standard_weights"]), "standard_weights",
-         "a local ResNet50 weights file with dataset 'imagenet'")
+    fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
+    need(fits, "standard_weights", accepted)
     need(values["num_images"] >= 0, "num_images", "0 (the whole test split) or more")
     subset = values["num_images"]
     need(values["image"] >= 0 and (subset == 0 or values["image"] < subset), "image",

@@ -2,8 +2,11 @@
 
 Cohen et al.'s CERTIFY on the standard model under smoothing at two noise levels, chosen by the clean
 accuracy they cost (paper: about 3% and 12%), and on the noise-trained model (RandTrain) at its training
-sigma. Every image draws its noise from its own generator (:func:`rs_repro.seeds.generator`), so the
-results do not depend on the order, the batching or a resumed run. The work is units
+sigma. On a dataset where no model is trained here (ImageNet, not in :data:`rs_repro.models.ARCHITECTURES`)
+RandTrain comes from its checkpoint (``randtrain_weights``); without one its row is absent
+(:func:`absent_models`) and only the standard model is certified. Every image draws its noise from its own
+generator (:func:`rs_repro.seeds.generator`), so the results do not depend on the order, the batching or a
+resumed run. The work is units
 (:mod:`rs_repro.engine`): the sweep over sigma, and CERTIFY by chunks of images (:func:`certify_units`).
 """
 
@@ -23,9 +26,9 @@ import torch
 from torch import nn
 
 from .. import data, seeds, theory
-from ..checks import DEVICES, is_device, rule_checker
+from ..checks import DEVICES, is_device, rule_checker, weights_rule
 from ..engine import Unit
-from ..models import accuracy, load_model, model_spec
+from ..models import ARCHITECTURES, accuracy, load_model, model_spec
 from ..paper import fig4_readings
 from ..smoothing import ABSTAIN, Smooth
 
@@ -156,6 +159,9 @@ def certified_tables(units: Sequence[Unit], done: Mapping[str, pd.DataFrame]) ->
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
+    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
+    fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
+    need(fits, "standard_weights", accepted)
     need(values["num_images"] >= 0, "num_images", "0 (the whole test split) or more")
     need(len(values["sigmas"]) in (0, 2) and len(set(values["sigmas"])) == len(values["sigmas"])
          and all(s > 0 for s in values["sigmas"]), "sigmas", "[] (chosen from the sweep) or two distinct noises > 0")
@@ -175,10 +181,22 @@ CHUNK = 10
 
 
 def model_specs(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The :func:`rs_repro.models.model_spec` of the standard and the noise-trained model, by name."""
-    return {"standard": model_spec("standard", weights=values["standard_weights"], seed=values["seed"]),
-            "randtrain": model_spec("randtrain", sigma=values["randtrain_sigma"], weights=values["randtrain_weights"],
-                                    seed=values["seed"])}
+    """The :func:`rs_repro.models.model_spec` of the standard and the noise-trained model, by name, of those
+    that exist: RandTrain comes from ``randtrain_weights`` when given, else it is trained here on the datasets
+    of :data:`rs_repro.models.ARCHITECTURES`; elsewhere (ImageNet) it is absent (:func:`absent_models`)."""
+    specs = {"standard": model_spec("standard", weights=values["standard_weights"], seed=values["seed"]),
+             "randtrain": model_spec("randtrain", sigma=values["randtrain_sigma"], weights=values["randtrain_weights"],
+                                     seed=values["seed"])}
+    return {name: spec for name, spec in specs.items()
+            if name == "standard" or values["dataset"] in ARCHITECTURES or spec["weights"]}
+
+
+def absent_models(values: Mapping[str, Any]) -> dict[str, str]:
+    """The base models left out of the chapter, each with the reason (a clause for the page)."""
+    if "randtrain" in model_specs(values):
+        return {}
+    return {"randtrain": f"no randtrain checkpoint was given (randtrain_weights) and none is trained on "
+                         f"{values['dataset']}"}
 
 
 def _where(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,8 +215,9 @@ def clean_unit(*, dataset: str, data_dir: str | None, subset: int | None, subset
 
 
 def selection_units(values: Mapping[str, Any]) -> list[Unit]:
-    """The first stage of the chapter: the clean accuracy of both base models and the sweep over sigma, from
-    which :func:`chosen_sigmas` picks the two noise levels. The models are trained here when missing."""
+    """The first stage of the chapter: the clean accuracy of each base model that exists (:func:`model_specs`)
+    and the sweep over sigma, from which :func:`chosen_sigmas` picks the two noise levels. The models are
+    trained here when missing."""
     where, specs = _where(values), model_specs(values)
     for spec in specs.values():
         load_model(values["dataset"], spec, data_dir=where["data_dir"])
@@ -223,10 +242,12 @@ def chosen_sigmas(selection: Mapping[str, pd.DataFrame], values: Mapping[str, An
 
 def certification_units(values: Mapping[str, Any], sigmas: tuple[float, float]) -> list[Unit]:
     """The second stage: CERTIFY of every test image for the standard model at both ``sigmas`` and for
-    RandTrain at its training noise, by chunks of :data:`CHUNK` images."""
+    RandTrain at its training noise (unless it is absent, :func:`absent_models`), by chunks of :data:`CHUNK`
+    images."""
     where, specs = _where(values), model_specs(values)
     count = len(_test_images(where["dataset"], where["data_dir"], where["subset"], where["subset_seed"]).x)
     configs = [("standard", sigmas[0]), ("standard", sigmas[1]), ("randtrain", values["randtrain_sigma"])]
+    configs = [(name, sigma) for name, sigma in configs if name in specs]
     return [unit for name, sigma in configs
             for unit in certify_units(**where, images=list(range(count)), chunk=CHUNK, model=specs[name], name=name,
                                       sigma=sigma, n0=values["n0"], n=values["n"], alpha=values["alpha"])]
@@ -239,13 +260,14 @@ class Results:
     Attributes
     ----------
     clean : dict of str to float
-        Clean accuracy of each base model.
+        Clean accuracy of each base model that exists (:func:`model_specs`).
     sweep : pandas.DataFrame
         :func:`sigma_sweep` over ``sweep_sigmas``.
     sigmas : tuple of float
         The two noise levels of the standard model, smaller first.
     certified : dict
-        (model name, sigma) to the CERTIFY rows of every test image (:func:`certify_rows`).
+        (model name, sigma) to the CERTIFY rows of every test image (:func:`certify_rows`): the standard model
+        at both sigmas, then RandTrain unless it is absent.
     """
 
     clean: dict[str, float]
@@ -276,8 +298,9 @@ def _label(name: str, sigma: float) -> str:
 
 
 def summary_table(res: Results) -> pd.DataFrame:
-    """One row per certified configuration beside the paper's (ImageNet) row in the same order: clean and
-    smoothed accuracy, abstentions, median certified radius of the certified images, largest radius."""
+    """One row per certified configuration beside the paper's (ImageNet) row in the same order (the standard
+    model at its two noise levels, then RandTrain when it is certified): clean and smoothed accuracy,
+    abstentions, median certified radius of the certified images, largest radius."""
     paper = fig4_readings().dropna(subset=["smoothed_accuracy"]).reset_index(drop=True)
     rows = [{"model": _label(name, sigma).replace("$\\sigma$", "sigma"), "clean accuracy": res.clean[name],
              "smoothed accuracy (certified at r=0)": float(rows.correct.mean()),
@@ -285,29 +308,42 @@ def summary_table(res: Results) -> pd.DataFrame:
              "median certified radius": float(rows.radius[rows.correct == 1].median()) if rows.correct.any() else 0.0,
              "largest radius": float(rows.radius.max())} for (name, sigma), rows in res.certified.items()]
     table = pd.DataFrame(rows)
+    paper = paper.iloc[:len(table)]
     table["paper: model (ImageNet)"] = [f"{m} sigma={s:g}" for m, s in zip(paper.model, paper.sigma)]
     table["paper: smoothed accuracy"] = paper.smoothed_accuracy
     return table
 
 
 def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers and phrases the chapter's prose reads, by glue name."""
+    """The numbers and phrases the chapter's prose reads, by glue name.
+
+    Without RandTrain (:func:`absent_models`) its numbers ``clean_randtrain`` and ``smoothed_rt`` are NaN, and
+    the phrases ``randtrain_clean`` and ``randtrain_smoothed`` say why it has no row.
+    """
     low, high = res.sigmas
     clean = res.clean["standard"]
     majority = dict(zip(res.sweep.sigma, res.sweep.majority_accuracy))
     smoothed = {key: float(rows.correct.mean()) for key, rows in res.certified.items()}
     paper = fig4_readings()
     logs = log_paths(res, values)
+    rt_sigma = values["randtrain_sigma"]
+    clean_rt, smoothed_rt = res.clean.get("randtrain", np.nan), smoothed.get(("randtrain", rt_sigma), np.nan)
+    absent = absent_models(values).get("randtrain")
     return {
         "num_images": len(next(iter(res.certified.values()))), "dataset": values["dataset"],
-        "clean_standard": clean, "clean_randtrain": res.clean["randtrain"],
+        "clean_standard": clean, "clean_randtrain": clean_rt,
+        "randtrain_clean": f"{absent[0].upper()}{absent[1:]}: there is no RandTrain row, and only the standard "
+                           "model is certified below." if absent else
+                           f"The noise-trained model (RandTrain) has clean accuracy {clean_rt:.3f} on them.",
+        "randtrain_smoothed": "RandTrain is absent (see above)" if absent else
+                              f"RandTrain reaches {smoothed_rt:.3f} at its training noise σ = {rt_sigma:g}",
         "paper_clean": float(paper.clean_accuracy.iloc[0]), "sigma_lo": low, "sigma_hi": high,
         "sigma_source": "given as parameters" if values["sigmas"] else "chosen from the sweep",
         "cost_lo": clean - majority.get(low, np.nan), "cost_hi": clean - majority.get(high, np.nan),
         "paper_smoothed": ", ".join(f"{v:g}" for v in paper.smoothed_accuracy.dropna()),
         "paper_last_radius": ", ".join(f"{v:g}" for v in paper.last_radius.dropna()),
         "smoothed_lo": smoothed["standard", low], "smoothed_hi": smoothed["standard", high],
-        "smoothed_rt": smoothed["randtrain", values["randtrain_sigma"]],
+        "smoothed_rt": smoothed_rt,
         "rmax_lo": theory.max_certified_radius(values["n"], values["alpha"], low),
         "largest_lo": float(res.certified["standard", low].radius.max()),
         "logs": ", ".join(str(path) for path in logs.values()),

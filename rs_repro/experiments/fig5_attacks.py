@@ -39,7 +39,7 @@ from torch import nn
 from .. import data, seeds, theory
 from ..attacks.oracle import AttackResult, Oracle, smoothed_oracle
 from ..attacks.verification import push_to_level, verify
-from ..checks import DEVICES, is_device, rule_checker
+from ..checks import DEVICES, is_device, rule_checker, weights_rule
 from ..engine import Unit
 from ..measurements import AttackConfiguration, AttackGrid
 from ..models import ARCHITECTURES, accuracy, load_model, model_spec
@@ -57,9 +57,9 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    need(values["dataset"] in ARCHITECTURES or bool(values["standard_weights"]), "standard_weights",
-         f"a checkpoint (a file or pretrained:<name>) on {values['dataset']}, where no model is trained here")
-    need(is_device(values["device"]), "device", f"one of {', '.join(DEVICES)}, optionally with an index (cuda:1)")
+    fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
+    need(fits, "standard_weights", accepted)
+    need(is_device(values["device"]), "device", DEVICES)
     need(values["num_images"] >= 1, "num_images", "at least 1")
     need(values["max_queries"] >= 1, "max_queries", "at least 1")
     budgets = values["budgets"]
@@ -73,7 +73,7 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(bool(values["pas"]) and all(0 < p <= 1 for p in values["pas"]), "pas", "levels in (0, 1]")
     need(values["randtrain_sigma"] > 0, "randtrain_sigma", "a noise level > 0")
     need(values["advtrain_epsilon"] > 0, "advtrain_epsilon", "a radius > 0")
-    for name in ("chunk", "verify_repeats", "votes", "certify_n", "batch_size"):
+    for name in ("chunk", "verify_repeats", "votes", "certify_n", "minimal_steps", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
 
 
@@ -345,14 +345,14 @@ def clean_votes_unit(*, dataset: str, data_dir: str | None, pool: int, index: li
 
 
 def minimal_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[int], model: Mapping[str, Any],
-                 device: str, seed: int) -> pd.DataFrame:
+                 steps: int, device: str, seed: int) -> pd.DataFrame:
     """One row per attacked image, ``idx, minimal_l2``: the white-box minimal l2 distortion on the base model
-    without smoothing (:func:`rs_repro.attacks.minimal.minimal_l2`), a floor for the attacks' distortions on
-    it."""
+    without smoothing (:func:`rs_repro.attacks.minimal.minimal_l2` with ``steps`` gradient steps), a floor
+    for the attacks' distortions on it."""
     minimal = importlib.import_module("rs_repro.attacks.minimal")
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
     x, y = _images(dataset, data_dir, pool, seed, index)
-    found = minimal.minimal_l2(base, x.to(device), y.to(device))
+    found = minimal.minimal_l2(base, x.to(device), y.to(device), steps=steps)
     return pd.DataFrame({"idx": index, "minimal_l2": found.distance.cpu().numpy()})
 
 
@@ -401,7 +401,7 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
     specs = model_specs(values)
     for spec in specs.values():
         load_model(values["dataset"], spec, data_dir=where["data_dir"])
-    index = attacked_index(values)
+    in_pool, index = attacked_positions(values)
     work = accuracy_units(**where, **run, targets=targets(values), models=specs, seed=values["seed"])
     work += attack_units(**where, **run, index=index, targets=targets(values), attacks=values["attacks"],
                          models=specs, max_queries=values["max_queries"], budgets=values["budgets"],
@@ -411,8 +411,6 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
     # white-box attack's, the attack units neither (a static import would put them in their code digest,
     # rs_repro.cache.code_digest).
     certification = importlib.import_module("rs_repro.experiments.fig4_certification")
-    drawn = test_pool(where["dataset"], where["data_dir"], values["pool"], values["seed"]).index.tolist()
-    in_pool = [drawn.index(i) for i in index]
     for name, sigma in _smoothed_models(values):
         work += certification.certify_units(
             dataset=where["dataset"], data_dir=where["data_dir"], subset=values["pool"] or None,
@@ -422,8 +420,8 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
                          {**where, **run, "index": index, "model": dict(specs[name]), "name": name, "sigma": sigma,
                           "samples": values["certify_n"], "seed": values["seed"]}))
     work.append(Unit("minimal-standard", f"{_MODULE}:minimal_unit",
-                     {**where, "index": index, "model": dict(specs["standard"]), "device": values["device"],
-                      "seed": values["seed"]}, (_MODULE, "rs_repro.attacks.minimal")))
+                     {**where, "index": index, "model": dict(specs["standard"]), "steps": values["minimal_steps"],
+                      "device": values["device"], "seed": values["seed"]}, (_MODULE, "rs_repro.attacks.minimal")))
     return work
 
 
@@ -435,16 +433,17 @@ def _smoothed_models(values: Mapping[str, Any]) -> list[tuple[str, float]]:
     return sorted({(t.model, t.sigma) for t in targets(values) if t.sigma is not None})
 
 
-def attacked_index(values: Mapping[str, Any]) -> list[int]:
-    """Test-split positions of the attacked images (:func:`attacked_images` with the standard model, among the
-    chapter's pool, :func:`test_pool`)."""
+def attacked_positions(values: Mapping[str, Any]) -> tuple[list[int], list[int]]:
+    """Where the attacked images are (:func:`attacked_images` with the standard model, among the chapter's
+    pool, :func:`test_pool`, loaded once): their positions in the pool, and in the test split."""
     data_dir = values["data_dir"] or None
     base, _ = load_model(values["dataset"], model_specs(values)["standard"], data_dir=data_dir,
                          device=values["device"])
     drawn = test_pool(values["dataset"], data_dir, values["pool"], values["seed"])
     chosen = attacked_images(base, drawn.x.to(values["device"]), drawn.y.to(values["device"]), values["num_images"],
-                             values["seed"])
-    return drawn.index[chosen.cpu()].tolist()
+                             values["seed"]).cpu()
+    return chosen.tolist(), drawn.index[chosen].tolist()
+
 
 
 @dataclass(frozen=True)
