@@ -1,7 +1,7 @@
 """The data a profile's chapters need, installed from Debian's packages when missing (``make book``).
 
 Fashion-MNIST (the ``fashion`` profile, d = 784) comes from Debian's ``dataset-fashion-mnist``, which puts
-its idx files in :data:`rs_repro.data.DEBIAN_FASHION_MNIST`. Before a chapter runs, ``rs-repro run`` and
+its idx files in ``/usr/share/datasets/fashion-mnist``. Before a chapter runs, ``rs-repro run`` and
 ``rs-repro book`` call :func:`ensure`: a chapter whose dataset cannot be loaded from its ``data_dir`` or
 from the package's folder gets the package installed, as root or through passwordless ``sudo``; where
 neither is possible, or the installation fails, a :class:`MissingData` error names the package and the
