@@ -1103,6 +1103,8 @@ def dimension_sentence(table: pd.DataFrame) -> str:
 
 #: The panels of :func:`plot_across_dimension`, by the name :func:`across_dimension` gives their points, each
 #: with its title, y label, y scale and reference line (value, label).
+#:
+#: :meta hide-value:
 PANELS = {
     "undefended": ("undefended model:\nblack-box / white-box minimal distortion", "median ratio", "linear",
                    (1.0, "white-box minimal")),
