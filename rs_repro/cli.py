@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                         book.run_chapter(stem, args.profile, timeout=args.timeout, **where)
                 print(f"[rs-repro] book: {book.build_html(strict=True)}", flush=True)
         elif args.command == "book":
-            for stem in book.chapters():
-                provision.ensure(book.profile_values(stem, args.profile))
+            profile = [book.profile_values(stem, args.profile) for stem in book.chapters()]
+            needed = {(values.get("dataset"), values.get("data_dir")) for values in profile}
+            for dataset, data_dir in sorted(needed, key=str):  # each dataset's files looked for once
+                provision.ensure({"dataset": dataset, "data_dir": data_dir})
             page = book.make_book(args.profile, force=args.force, timeout=args.timeout, workers=args.workers,
                                   scheduler=args.scheduler)
             print(f"[rs-repro] book: {page}")

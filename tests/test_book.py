@@ -39,11 +39,11 @@ def test_source_header_and_parameters_cell(stem):
 
 @pytest.mark.parametrize("stem", STEMS)
 @pytest.mark.parametrize("profile", book.PROFILES)
-def test_profiles_have_exactly_the_declared_keys(stem, profile):
+def test_every_profile_has_exactly_the_declared_keys_and_passes_the_chapter_rules(stem, profile):
     path = paths.PARAMS / profile / f"{stem}.yml"  # every chapter has every profile (DESIGN.md)
     values = yaml.safe_load(path.read_text())
     assert set(values) == set(book.parameters(stem))
-    book.profile_values(stem, profile)  # types check
+    book.check_chapter(stem, book.profile_values(stem, profile))  # types, then the chapter's own rules
 
 
 def test_unknown_key_lists_valid_parameters():

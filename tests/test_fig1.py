@@ -232,13 +232,6 @@ def _values(**changes):
     return values
 
 
-def test_every_profile_passes_the_chapter_checks():
-    profiles = [p for p in book.PROFILES if (paths.PARAMS / p / f"{STEM}.yml").exists()]
-    assert {"smoke", "default"} <= set(profiles)
-    for profile in profiles:
-        ex.check_parameters(book.profile_values(STEM, profile))
-
-
 @pytest.mark.parametrize(("changes", "message"), [
     ({"sweep_sigmas": [0.05, 0.35]},
      "sweep_sigmas=[0.05, 0.35] is not accepted; expected noise levels other than the main sigma = 0.35"),

@@ -117,11 +117,6 @@ def test_check_parameters_rejects_each_bad_combination(values, change, name):
         book.check_chapter(STEM, {**values, **change})
 
 
-@pytest.mark.parametrize("profile", book.PROFILES)
-def test_every_profile_passes_the_checks(profile):
-    ex.check_parameters(book.profile_values(STEM, profile))
-
-
 def test_imagenet_settings_pass_the_checks(values):
     for weights in ("/data/rn50.pth", "pretrained:efficientnet-lite0"):
         ex.check_parameters({**values, **IMAGENET, "standard_weights": weights, "device": "cuda:1"})

@@ -137,15 +137,6 @@ def test_scatter_legend_explains_colour_size_and_shape():
         ex.plot_scatter(summary.assign(pa=summary.pa * np.arange(len(summary)) / 10), ["HSJA"])
 
 
-def test_every_profile_passes_the_chapter_checks():
-    from rs_repro import book, paths
-
-    profiles = [p for p in book.PROFILES if (paths.PARAMS / p / "fig5_attacks.yml").exists()]
-    assert "smoke" in profiles and "default" in profiles
-    for profile in profiles:
-        ex.check_parameters(book.profile_values("fig5_attacks", profile))
-
-
 @pytest.mark.parametrize("key, value, message", [
     ("budgets", [100, 50, 2000], "budgets=[100, 50, 2000] is not accepted; expected increasing positive budgets"),
     ("attacks", ["HSJA", "PGD"], "attacks=['HSJA', 'PGD'] is not accepted"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_idx
 
@@ -24,8 +25,6 @@ class FakeApt:
         if self.fail and self.fail in command:
             return 100
         if "install" in command:
-            import numpy as np
-
             self.folder.mkdir(parents=True)
             for prefix, count in (("train", 3), ("t10k", 2)):
                 write_idx(self.folder / f"{prefix}-images-idx3-ubyte.gz", np.zeros((count, 28, 28)))
@@ -95,3 +94,11 @@ def test_cli_reports_missing_data_as_an_error(debian, monkeypatch, capsys):
     monkeypatch.setattr(provision, "_run", FakeApt(debian, sudo=False))
     assert cli.main(["run", "fig4_certification", "--profile", "fashion", "--no-build"]) == 2
     assert "dataset-fashion-mnist" in capsys.readouterr().err
+
+
+def test_cli_book_looks_for_each_dataset_of_the_profile_once(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(provision, "ensure", lambda values: calls.append(dict(values)))
+    monkeypatch.setattr(cli.book, "make_book", lambda *args, **kwargs: tmp_path / "index.html")
+    assert cli.main(["book", "--profile", "fashion"]) == 0
+    assert calls == [{"dataset": "fashion-mnist", "data_dir": ""}, {"dataset": None, "data_dir": None}]
