@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from linear import Linear, images_at
+from scipy import stats
 
 from rs_repro.attacks import Oracle, bisect_segment, smoothed_oracle, verify
 from rs_repro.smoothing import Smooth
@@ -162,3 +163,91 @@ def test_verify_estimates_the_probability_of_eq4():
     p_hat, lower, upper = verify(smooth, x, torch.zeros(2, dtype=torch.long), n=10, repeats=200)
     assert p_hat.tolist() == [1.0, 0.0]
     assert lower[0] > 0.95 and upper[1] < 0.05
+
+
+def _vote_wrong(s: float, n: int, sigma: float) -> float:
+    """P[g_{sigma,n}(x) != 0] for the linear model at signed distance s past its hyperplane: each micro-decision
+    is wrong with probability Phi(s / sigma), the vote when more than n/2 are (ties go to class 0)."""
+    return float(stats.binom.sf(n // 2, n, stats.norm.cdf(s / sigma)))
+
+
+@pytest.mark.parametrize("n, k", [(1, 1), (1, 3), (5, 3), (1, 9), (4, 9)])
+def test_repeat_and_vote_follows_the_binomial_of_binomial_law(n, k):
+    model = Linear(seed=2)
+    rows, sigma, s = 4000, 0.25, 0.05
+    x = images_at(model, [-s] * rows)  # s past the hyperplane
+    oracle = smoothed_oracle(Smooth(model, 2, sigma, seed=k), n, max_queries=k, repeats=k)
+    oracle.start(x, torch.zeros(rows, dtype=torch.long))
+    rate = oracle.is_adversarial(x, torch.arange(rows)).double().mean().item()
+    q = _vote_wrong(s, n, sigma)
+    exact = float(stats.binom.sf(k // 2, k, q))  # the majority of k independent votes is wrong
+    assert abs(rate - exact) < 5 * math.sqrt(exact * (1 - exact) / rows), (rate, exact)
+    assert model.rows == rows * k * n
+    assert oracle.queries.tolist() == [k] * rows and oracle.forward_passes.tolist() == [k * n] * rows
+
+
+def test_repeats_cost_k_queries_each_and_stop_short_of_the_budget():
+    model = Linear()
+    x = images_at(model, [0.3, 0.3])
+    oracle = Oracle(model, max_queries=10, repeats=3)
+    oracle.start(x, torch.zeros(2, dtype=torch.long))
+    assert oracle.remaining.tolist() == [3, 3]
+    rows = torch.cat([x[:1].repeat(4, 1, 1, 1), x[1:]])
+    answer = oracle.query(rows, torch.tensor([0, 0, 0, 0, 1]))
+    assert answer.counted.tolist() == [True, True, True, False, True]
+    assert oracle.queries.tolist() == [9, 3] and model.rows == 12
+    assert oracle.active().tolist() == [False, True] and oracle.remaining.tolist() == [0, 2]
+    assert oracle.history()["query"].tolist() == [3, 6, 9, 3]
+
+
+def test_jittered_repeats_are_asked_at_the_jitter_distance_and_booked_at_the_row():
+    seen = []
+
+    class Recorder(Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.clone())
+            return super().forward(x)
+
+    model = Recorder()
+    x = images_at(model, [0.2])
+    oracle = Oracle(model, max_queries=5, repeats=5, jitter=0.01, jitter_seed=4)
+    oracle.start(x, torch.zeros(1, dtype=torch.long))
+    point = x + 0.5 * model.w.view(1, 1, 8, 8)  # 0.3 past the hyperplane: every copy is adversarial
+    assert oracle.is_adversarial(point, torch.tensor([0])).tolist() == [True]
+    offsets = (seen[0] - point).flatten(1).norm(dim=1)
+    assert len(seen[0]) == 5 and torch.allclose(offsets, torch.full((5,), 0.01), rtol=1e-4)
+    assert math.isclose(oracle.best_l2.item(), 0.5, rel_tol=1e-5)
+    again = Oracle(model, max_queries=5, repeats=5, jitter=0.01, jitter_seed=4)
+    again.start(x, torch.zeros(1, dtype=torch.long))
+    again.is_adversarial(point, torch.tensor([0]))
+    assert torch.equal(seen[0], seen[1])  # same jitter seed, same copies
+
+
+def test_input_hash_noise_answers_the_same_point_the_same_way_and_jitter_undoes_it():
+    model = Linear(seed=5)
+    rows, sigma, s, n = 2000, 0.25, 0.02, 1
+    x = images_at(model, [-s])  # one point, asked many times: a coin of bias Phi(s / sigma)
+    smooth = Smooth(model, 2, sigma)
+    keyed = smoothed_oracle(smooth, n, max_queries=rows, noise="input-hash", noise_key=7)
+    keyed.start(x, torch.zeros(1, dtype=torch.long))
+    answers = keyed.is_adversarial(x.repeat(rows, 1, 1, 1), torch.zeros(rows, dtype=torch.long))
+    assert answers.all() or not answers.any()  # the same input, the same answer
+    other = smoothed_oracle(smooth, n, max_queries=1, noise="input-hash", noise_key=7)
+    other.start(x, torch.zeros(1, dtype=torch.long))
+    assert other.is_adversarial(x, torch.tensor([0])).item() == answers[0].item()  # a deterministic classifier
+    jittered = smoothed_oracle(smooth, n, max_queries=rows, noise="input-hash", noise_key=7, jitter=1e-4)
+    jittered.start(x, torch.zeros(1, dtype=torch.long))
+    rate = jittered.is_adversarial(x.repeat(rows, 1, 1, 1), torch.zeros(rows, dtype=torch.long)).double().mean().item()
+    p = _vote_wrong(s, n, sigma)  # jittered asks get independent noise: the fresh-noise law again
+    assert abs(rate - p) < 5 * math.sqrt(p * (1 - p) / rows), (rate, p)
+
+
+@pytest.mark.parametrize("name, value", [("repeats", 0), ("jitter", -0.1), ("jitter_seed", 1.5)])
+def test_bad_repeat_parameters_are_named(name, value):
+    with pytest.raises(ValueError, match=name):
+        Oracle(Linear(), max_queries=3, **{name: value})
+
+
+def test_unknown_noise_seeding_is_named():
+    with pytest.raises(ValueError, match="noise"):
+        smoothed_oracle(Smooth(Linear(), 2, 0.25), 1, max_queries=3, noise="hashed")

@@ -14,6 +14,7 @@ and Le Merrer (ICASSP 2022, section 3), see :func:`smoothed_oracle`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import checks, theory
+from .. import checks, seeds, theory
 from ..smoothing import Smooth
 
 #: The signature of a decision rule, ``decide(xs, ys) -> bool [m]`` (is each row of ``xs`` [m, C, H, W] adversarial for label ``ys`` [m]?).
@@ -100,19 +101,37 @@ class Oracle:
     passes_per_query : int, default 1
         Base-model forward passes one query costs (n under smoothing).
     batch_size : int, default 1000
-        Largest number of rows given to ``decide`` at once.
+        Largest number of rows given to ``decide`` at once (counting each repeat as a row).
+    repeats : int, default 1
+        The attacker's repeat-and-vote (issue 14): each query row is asked ``repeats`` times and answered
+        by the majority of the answers (a tie counts as not adversarial). A row then costs ``repeats``
+        queries of the budget and ``repeats * passes_per_query`` forward passes; the attack sees one
+        answer, as if the classifier were the k-fold vote.
+    jitter : float, default 0.0
+        l2 norm of the offset of each repeat: the repeats (or the single ask, with ``repeats`` 1) are asked at
+        ``x + jitter * u``, u uniform on the unit sphere and fresh for every ask, the attacker's counter to a defence that always gives the
+        same answer to the same input (:func:`smoothed_oracle` with ``noise="input-hash"``). Distances and
+        the best adversarial are those of the row itself.
+    jitter_seed : int, default 0
+        Seed of the jitter's generator, reset by :meth:`start` (on the device of the images).
 
     Notes
     -----
     Call :meth:`start` with the images and labels, then :meth:`query` (or :meth:`is_adversarial`, its
     verdicts alone) with query rows and the index (into the started batch) of the image each row belongs to.
+    The books count budget units: with ``repeats`` k, :attr:`queries` grows by k per row, the history's
+    ``query`` column is the budget spent when the row was answered, and :attr:`remaining` is in rows.
     """
 
     def __init__(self, model: Callable[[torch.Tensor], torch.Tensor] | None, max_queries: int, *,
-                 decide: Decision | None = None, passes_per_query: int = 1, batch_size: int = 1000) -> None:
+                 decide: Decision | None = None, passes_per_query: int = 1, batch_size: int = 1000,
+                 repeats: int = 1, jitter: float = 0.0, jitter_seed: int = 0) -> None:
         self.max_queries = checks.integer("max_queries", max_queries, 1)
         self.passes_per_query = checks.integer("passes_per_query", passes_per_query, 1)
         self.batch_size = checks.integer("batch_size", batch_size, 1)
+        self.repeats = checks.integer("repeats", repeats, 1)
+        self.jitter = checks.real("jitter", jitter, 0, include_low=True)
+        self.jitter_seed = checks.integer("jitter_seed", jitter_seed)
         if decide is None and model is None:
             raise ValueError("Oracle needs a model or a decide function, got neither")
         self.model = model
@@ -130,6 +149,7 @@ class Oracle:
         batch = x.shape[0]
         self.x0 = x.detach().clone()
         self.y = y.detach().clone()
+        self._jitter_generator = torch.Generator(device=x.device).manual_seed(self.jitter_seed)
         self.queries = torch.zeros(batch, dtype=torch.int64)
         self.best_x = self.x0.clone()
         self.best_l2 = torch.full((batch,), float("inf"), dtype=torch.float64)
@@ -150,12 +170,12 @@ class Oracle:
 
     @property
     def remaining(self) -> torch.Tensor:
-        """Queries left per image, int64 [B]."""
-        return self.max_queries - self.queries
+        """Query rows each image can still ask, int64 [B] (budget left over ``repeats``)."""
+        return (self.max_queries - self.queries) // self.repeats
 
     def active(self, images: torch.Tensor | None = None) -> torch.Tensor:
-        """Whether each image (all B, or those indexed by ``images``) has budget left, bool."""
-        alive = self.queries < self.max_queries
+        """Whether each image (all B, or those indexed by ``images``) can still ask a row, bool."""
+        alive = self.queries + self.repeats <= self.max_queries
         return alive if images is None else alive[images.cpu()]
 
     def distances(self, xs: torch.Tensor, images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -197,8 +217,8 @@ class Oracle:
         -------
         Answer
             The verdicts and which rows were counted, bool [m] each, on the CPU. Rows beyond an image's
-            remaining budget (counting the rows of this call in order) are not sent to the model, not
-            counted, and answered ``False``.
+            remaining budget (counting the rows of this call in order, ``repeats`` queries each) are not
+            sent to the model, not counted, and answered ``False``.
         """
         if self.x0 is None:
             raise RuntimeError("call Oracle.start(x, y) before querying it")
@@ -213,31 +233,31 @@ class Oracle:
         if per_image is None or len(per_image) > batch:
             raise ValueError(f"images must index the {batch} started images (0 to {batch - 1}), "
                              f"got values from {img.min()} to {img.max()}")
+        k = self.repeats
         if m == 0 or per_image.max() <= 1:  # one row per image, the common case: no ranking needed
             rank = None
-            query_index = books.queries[img] + 1
+            query_index = books.queries[img] + k
         else:  # rank of each row among the rows of its image in this call, to cut at the remaining budget
             order = np.argsort(img, kind="stable")
             rank = np.empty(m, dtype=np.int64)
             rank[order] = np.arange(m) - (np.cumsum(per_image) - per_image)[img[order]]
-            query_index = books.queries[img] + rank + 1
+            query_index = books.queries[img] + k * (rank + 1)
         allowed = query_index <= self.max_queries
         everything = bool(allowed.all())
         verdict = np.zeros(m, dtype=bool)
         rows = np.arange(m) if everything else np.flatnonzero(allowed)
-        for start in range(0, len(rows), self.batch_size):
-            block = rows[start:start + self.batch_size]
+        step = max(self.batch_size // k, 1)
+        for start in range(0, len(rows), step):
+            block = rows[start:start + step]
             labels = torch.from_numpy(books.y[img[block]]).to(xs.device)
-            if len(block) == m:  # every row: no gather
-                verdict[:] = self._decide(xs, labels).cpu().numpy()
-            else:
-                verdict[block] = self._decide(xs[torch.from_numpy(block).to(xs.device)], labels).cpu().numpy()
+            points = xs if len(block) == m else xs[torch.from_numpy(block).to(xs.device)]  # every row: no gather
+            verdict[block] = self._answer(points, labels)
         l2, linf = self.distances(xs, img)
         if everything:
-            books.queries += per_image
+            books.queries += k * per_image
             self._history.append((img, query_index, l2, linf, verdict))
         else:
-            books.queries += np.bincount(img[allowed], minlength=batch)
+            books.queries += k * np.bincount(img[allowed], minlength=batch)
             self._history.append((img[allowed], query_index[allowed], l2[allowed], linf[allowed], verdict[allowed]))
         rows = np.flatnonzero(verdict)
         if len(rows):
@@ -246,6 +266,20 @@ class Oracle:
                               (books.linf_of_best_l2, linf))
             self._update_best(xs, img[rows], rows, linf, books.best_linf, self.best_x_linf, unique)
         return Answer(torch.from_numpy(verdict), torch.from_numpy(allowed))
+
+    def _answer(self, xs: torch.Tensor, ys: torch.Tensor) -> np.ndarray:
+        """The verdicts on rows ``xs`` [m, C, H, W] for labels ``ys`` [m]: one decision each, or the majority
+        of ``repeats`` decisions (at jittered copies when ``jitter`` > 0), bool [m] as NumPy."""
+        k = self.repeats
+        if k == 1 and self.jitter == 0:
+            return self._decide(xs, ys).cpu().numpy()
+        copies = xs.repeat_interleave(k, dim=0) if k > 1 else xs
+        if self.jitter > 0:
+            u = torch.randn(copies.shape, generator=self._jitter_generator, device=xs.device, dtype=xs.dtype)
+            norms = u.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (xs.dim() - 1)))
+            copies = copies + (self.jitter / norms) * u
+        answers = self._decide(copies, ys.repeat_interleave(k)).cpu().view(len(xs), k)
+        return (2 * answers.sum(1) > k).numpy()
 
     @staticmethod
     def _update_best(xs: torch.Tensor, img: np.ndarray, rows: np.ndarray, dist: np.ndarray, best: np.ndarray,
@@ -307,8 +341,15 @@ class Oracle:
         return out
 
 
+#: How :func:`smoothed_oracle` draws the noise of a query: ``fresh`` (the paper's g_{sigma,n}: new noise every
+#: time) or ``input-hash`` (a defence variant: the noise is seeded by a hash of the query's bytes, so the same
+#: input always gets the same answer).
+NOISE_SEEDINGS = ("fresh", "input-hash")
+
+
 def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_queries: int,
-                    batch_size: int = 10_000, generator: torch.Generator | None = None) -> Oracle:
+                    batch_size: int = 10_000, generator: torch.Generator | None = None, noise: str = "fresh",
+                    noise_key: int = 0, repeats: int = 1, jitter: float = 0.0, jitter_seed: int = 0) -> Oracle:
     """A query oracle on g_{sigma,n} for decision-based attacks (ICASSP 2022, sections 3.4 and 4).
 
     Each query is one vote of n fresh noisy micro-decisions (n base-model forward passes). Without
@@ -319,7 +360,8 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
     Parameters
     ----------
     smooth : rs_repro.smoothing.Smooth
-        The smoothed classifier: its base classifier, sigma and, without ``generator``, its own generators.
+        The smoothed classifier: its base classifier, sigma and, without ``generator``, its own generators
+        (any subclass that draws its noise in ``_counts``, e.g. :class:`rs_repro.hidden_noise.HiddenNoise`).
     n : int
         Micro-decisions per query (>= 1).
     pa : float, optional
@@ -329,7 +371,15 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
     batch_size : int
         Largest batch of noisy inputs per forward pass.
     generator : torch.Generator, optional
-        Source of the noise; default: ``smooth``'s own generator.
+        Source of the noise with ``noise="fresh"``; default: ``smooth``'s own generator.
+    noise : str, default ``"fresh"``
+        One of :data:`NOISE_SEEDINGS`. ``input-hash``: the n draws of a query come from a generator seeded by
+        ``noise_key`` and the SHA-256 of the query's bytes (dtype, shape and values), so asking the same point
+        again gives the same answer and repeating a query buys the attacker nothing.
+    noise_key : int, default 0
+        The defender's secret of ``input-hash`` seeding.
+    repeats, jitter, jitter_seed
+        The attacker's repeat-and-vote (and its jittered variant), see :class:`Oracle`.
 
     Returns
     -------
@@ -337,18 +387,33 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
     """
     n = checks.integer("n", n, 1)
     batch_size = checks.integer("batch_size", batch_size, 1)
+    checks.choice("noise", noise, NOISE_SEEDINGS)
+    noise_key = checks.integer("noise_key", noise_key)
     needed = None if pa is None else int(theory.votes_needed(n, pa))
 
-    def decide(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    def counts(xs: torch.Tensor) -> torch.Tensor:
         # Smooth.counts without its checks: the oracle checked the rows' shape, and counts() would scan every
         # query for NaN (a few percent of a query at n = 1 on the digits model; attacks make thousands).
-        counts = smooth._counts(xs, n, batch_size, smooth._generator(xs.device, generator))
+        if noise == "fresh":
+            return smooth._counts(xs, n, batch_size, smooth._generator(xs.device, generator))
+        return torch.cat([smooth._counts(row, n, batch_size, _input_generator(row, noise_key)) for row in xs.split(1)])
+
+    def decide(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        tally = counts(xs)
         if needed is None:
-            return counts.max(dim=1).indices != ys  # argmax: the first top class on ties
-        return n - counts.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
+            return tally.max(dim=1).indices != ys  # argmax: the first top class on ties
+        return n - tally.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
 
     # decide() takes any number of rows: counts() already bounds each forward pass by batch_size.
-    return Oracle(smooth.base_classifier, max_queries, decide=decide, passes_per_query=n, batch_size=4096)
+    return Oracle(smooth.base_classifier, max_queries, decide=decide, passes_per_query=n, batch_size=4096,
+                  repeats=repeats, jitter=jitter, jitter_seed=jitter_seed)
+
+
+def _input_generator(row: torch.Tensor, key: int) -> torch.Generator:
+    """A generator on the device of ``row`` [1, C, H, W] seeded by ``key`` and a hash of the row's bytes."""
+    data = row.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{data.dtype}{tuple(data.shape)}".encode() + data.numpy().tobytes()).hexdigest()
+    return seeds.generator(key, "input-hash", digest, device=row.device)
 
 
 @dataclass
