@@ -264,10 +264,87 @@ class NormalAgreement:
     hsja_one_label_steps: list[int]
 
 
+@dataclass(frozen=True)
+class AdaptiveConfiguration:
+    """Adaptive-attacks chapter: one attacker against one random classifier, on the grid's attacked images.
+
+    Attributes
+    ----------
+    attack : str
+        HSJA, SurFree, RayS or PopSkipJump.
+    repeats, budget_factor : int
+        Each query asked ``repeats`` times (the majority answer), with ``budget_factor`` times the grid's
+        budget (1 and 1 for the plain attack).
+    jitter : float
+        l2 offset of each repeat (0: at the query point).
+    noise, seeding : str
+        Where the defence adds noise (``input``, ``hidden-gaussian``, ``hidden-laplace``) and how a query's
+        noise is drawn (``fresh`` or ``input-hash``).
+    sigma, scale : float
+        The input noise (or, for hidden noise, the input noise whose clean accuracy it matches) and the noise
+        scale used.
+    n : int
+        Micro-decisions per vote.
+    correct, tested : int
+        Clean accuracy of the defence's majority vote.
+    reported_l2, verified_l2 : list of float
+        Per image (``AdaptiveGrid.images`` order): the attack's best accepted query, and the distortion verified
+        at level ``AdaptiveGrid.level`` (eq. 4) by :func:`rs_repro.attacks.verification.push_to_level`; inf
+        where none.
+    queries, forward_passes : float
+        Mean queries and base-model forward passes per image (a repeated query counts ``repeats`` times).
+    """
+
+    attack: str
+    repeats: int
+    budget_factor: int
+    jitter: float
+    noise: str
+    seeding: str
+    sigma: float
+    scale: float
+    n: int
+    correct: int
+    tested: int
+    reported_l2: list[float]
+    verified_l2: list[float]
+    queries: float
+    forward_passes: float
+
+
+@dataclass(frozen=True)
+class AdaptiveGrid:
+    """Adaptive-attacks chapter, the claims beyond the paper: every attacker against every random classifier.
+
+    Attributes
+    ----------
+    dataset : str
+    seed : int
+        The chapter's seed (judges derive their bootstrap seeds from it).
+    max_queries : int
+        The base query budget per image.
+    level : float
+        The level P_a of eq. (4) every verified distortion reaches.
+    votes : int
+        Fresh votes behind each decision of the verification.
+    images : list of int
+        Test-split positions of the attacked images, the order of every per-image list.
+    configurations : list of AdaptiveConfiguration
+    """
+
+    dataset: str
+    seed: int
+    max_queries: int
+    level: float
+    votes: int
+    images: list[int]
+    configurations: list[AdaptiveConfiguration]
+
+
 #: The record type of each chapter that records measurements.
 SCHEMA: dict[str, type] = {"theory": ThresholdCheck, "fig1_adversarial_probability": BoundaryPush,
                            "fig3_binary_search": BisectionSpread, "fig5_attacks": AttackGrid,
-                           "normal_vectors": NormalAgreement}
+                           "normal_vectors": NormalAgreement, "adaptive_attacks": AdaptiveGrid}
 
 
 #: The file name part of measurements recorded outside the chapter runner (no profile set).

@@ -1,13 +1,15 @@
 """Decision-based attacks under randomized smoothing: one query oracle, one bisection, HSJA, SurFree, RayS,
-and the verification of eq. (4) with fresh votes."""
+PopSkipJump (beyond the paper), and the verification of eq. (4) with fresh votes."""
 
 from .bisection import Bisection, bisect, bisect_segment
 from .hsja import hsja
 from .minimal import MinimalAdversarial, minimal_l2
-from .oracle import Answer, AttackResult, Oracle, smoothed_oracle
+from .oracle import NOISE_SEEDINGS, Answer, AttackResult, Oracle, smoothed_oracle
+from .popskipjump import popskipjump
 from .rays import rays
 from .surfree import surfree
 from .verification import Pushed, push_to_level, verify
 
-__all__ = ["Answer", "AttackResult", "Bisection", "MinimalAdversarial", "Oracle", "Pushed", "bisect", "bisect_segment",
-           "hsja", "minimal_l2", "push_to_level", "rays", "smoothed_oracle", "surfree", "verify"]
+__all__ = ["NOISE_SEEDINGS", "Answer", "AttackResult", "Bisection", "MinimalAdversarial", "Oracle", "Pushed", "bisect",
+           "bisect_segment", "hsja", "minimal_l2", "popskipjump", "push_to_level", "rays", "smoothed_oracle", "surfree",
+           "verify"]

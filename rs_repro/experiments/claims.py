@@ -40,6 +40,7 @@ from scipy import stats
 
 from .. import data, measurements, publish, verdicts
 from ..measurements import (
+    AdaptiveGrid,
     AttackConfiguration,
     AttackGrid,
     BisectionSpread,
@@ -270,18 +271,19 @@ _KEY = ("attack", "model", "sigma", "n", "pa")
 
 @dataclass(frozen=True)
 class _Protocol:
-    """The configurations of a Fig. 5 record with one protocol's distortions, and the claim's seed.
+    """The configurations of a Fig. 5 (or adaptive-attacks) record with one protocol's distortions, and the
+    claim's seed.
 
     ``distortion`` [images, configurations] holds ``verified_l2`` or ``reported_l2`` of every
     configuration, in the record's order.
     """
 
-    grid: AttackGrid
+    grid: AttackGrid | AdaptiveGrid
     distortion: np.ndarray
     seed: int
 
     @classmethod
-    def of(cls, grid: AttackGrid, field: str, number: int) -> _Protocol:
+    def of(cls, grid: AttackGrid | AdaptiveGrid, field: str, number: int) -> _Protocol:
         """The distortions ``field`` of ``grid`` for claim ``number``."""
         distortion = np.array([getattr(c, field) for c in grid.configurations], dtype=np.float64).T
         return cls(grid, distortion.reshape(len(grid.images), len(grid.configurations)),
@@ -307,18 +309,20 @@ class _Protocol:
         """The values of ``field`` (not ``None``) among the configurations :meth:`columns` selects, sorted."""
         return sorted({getattr(self.grid.configurations[j], field) for j in self.columns(**fields)} - {None})
 
-    def pairs(self, changes: Mapping[str, tuple[object, object]], **fields: object) -> tuple[list[int], list[int]]:
+    def pairs(self, changes: Mapping[str, tuple[object, object]], key: Sequence[str] = _KEY,
+              **fields: object) -> tuple[list[int], list[int]]:
         """Paired configurations: those matching ``fields`` with ``changes[name][0]`` in each changed field,
-        and each one's partner with ``changes[name][1]`` there and every other field of :data:`_KEY` equal.
+        and each one's partner with ``changes[name][1]`` there and every other field of ``key`` (the fields
+        that identify a configuration) equal.
 
         Returns the two lists of columns, partners in the same order (configurations without a partner left
         out).
         """
-        index = {tuple(getattr(c, name) for name in _KEY): j for j, c in enumerate(self.grid.configurations)}
+        index = {tuple(getattr(c, name) for name in key): j for j, c in enumerate(self.grid.configurations)}
         firsts, seconds = [], []
         for j in self.columns(**fields, **{name: first for name, (first, _) in changes.items()}):
             c = self.grid.configurations[j]
-            partner = index.get(tuple(changes[name][1] if name in changes else getattr(c, name) for name in _KEY))
+            partner = index.get(tuple(changes[name][1] if name in changes else getattr(c, name) for name in key))
             if partner is not None:
                 firsts.append(j)
                 seconds.append(partner)
@@ -852,13 +856,226 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def scorecard(profile: str | None) -> pd.DataFrame:
+#: The fields that identify a configuration of an adaptive-attacks grid.
+_ADAPTIVE_KEY = ("attack", "repeats", "budget_factor", "jitter", "noise", "seeding", "sigma", "n")
+#: Input noise drawn fresh for every query: the paper's g_{sigma,n}.
+_FRESH = {"noise": "input", "seeding": "fresh"}
+
+
+def _adaptive(grid: AdaptiveGrid, number: int) -> _Protocol | Judgement:
+    """The verified distortions of ``grid`` for claim ``number``, or the not-testable judgement with fewer
+    than 2 images."""
+    return _too_few(len(grid.images), "images") or _Protocol.of(grid, "verified_l2", number)
+
+
+def _largest_scaled_repeat(grid: AdaptiveGrid) -> int | None:
+    """The largest k of repeat-and-vote with k times the budget against fresh input noise (``None``: none)."""
+    return max((c.repeats for c in grid.configurations if c.budget_factor > 1 and c.jitter == 0
+                and c.noise == "input" and c.seeding == "fresh"), default=None)
+
+
+def _listing(kind: str, parts: Sequence[_Part]) -> str:
+    """``kind: <which> <interval>; ...`` for the measured text."""
+    return f"{kind}: " + "; ".join(f"{p.which} {p.interval}" for p in parts)
+
+
+def judge_adaptive_fewer_samples(grid: AdaptiveGrid) -> Judgement:
+    """Beyond the paper, claim 12: against repeat-and-vote with k times the budget (the largest k), fewer
+    samples n still give larger verified distortions.
+
+    Per attack so wrapped, the per-image paired differences between the smallest and the largest n, pooled over
+    sigma (input noise, fresh); statistic: their median. Holds when every interval is above 0, does not hold
+    when one is below 0, undecided otherwise; not testable without such attackers or with one n.
+    """
+    fig = _adaptive(grid, 12)
+    if isinstance(fig, Judgement):
+        return fig
+    k = _largest_scaled_repeat(grid)
+    ns = fig.levels("n", **_FRESH)
+    if k is None or len(ns) < 2:
+        return Judgement("no repeat-and-vote attacker with k times the budget, or one n only", NOT_TESTABLE)
+    kind, parts = f"median paired difference n={ns[0]} − n={ns[-1]}, ×{k} with {k}× budget", []
+    for attack in fig.levels("attack", repeats=k, budget_factor=k, jitter=0.0, **_FRESH):
+        small, large = fig.pairs({"n": (ns[0], ns[-1])}, _ADAPTIVE_KEY, attack=attack, repeats=k, budget_factor=k,
+                                 jitter=0.0, **_FRESH)
+        parts.append(_part(kind, attack, fig.interval(_median_difference, small, large), 0))
+    return _judged(_listing(kind + " (pooled over σ)", parts), parts, "no attacker at both n")
+
+
+def judge_cost_multiplier(grid: AdaptiveGrid) -> Judgement:
+    """Beyond the paper, claim 13: few samples only multiply the attacker's cost. With k repeats and k times
+    the budget (the largest k), the attack on the smallest n reaches a verified distortion no larger than the
+    plain attack on the largest n.
+
+    Per attack with both, statistic: the pooled median (over images and sigma) of the first over that of the
+    second. Holds when every interval is below 1 + SAME_DISTORTION, does not hold when one is above it,
+    undecided otherwise.
+    """
+    fig = _adaptive(grid, 13)
+    if isinstance(fig, Judgement):
+        return fig
+    k = _largest_scaled_repeat(grid)
+    ns = fig.levels("n", **_FRESH)
+    if k is None or len(ns) < 2:
+        return Judgement("no repeat-and-vote attacker with k times the budget, or one n only", NOT_TESTABLE)
+    kind, parts = f"median ×{k} with {k}× budget at n={ns[0]} / median plain at n={ns[-1]}", []
+    for attack in fig.levels("attack", repeats=k, budget_factor=k, jitter=0.0, **_FRESH):
+        repeated = fig.columns(attack=attack, repeats=k, budget_factor=k, jitter=0.0, n=ns[0], **_FRESH)
+        plain = fig.columns(attack=attack, repeats=1, n=ns[-1], **_FRESH)
+        if repeated and plain:
+            parts.append(_part(kind, attack, fig.interval(_median_ratio, repeated, plain), 1 + SAME_DISTORTION,
+                               above=False))
+    return _judged(_listing(kind + " (pooled over σ)", parts), parts, "no attack run both ways")
+
+
+def judge_equal_budget_repeats(grid: AdaptiveGrid) -> Judgement:
+    """Beyond the paper, claim 14: at the same total budget, repeating each query gives the attacker larger
+    verified distortions (it spends k queries on one answer).
+
+    Per attack and k, the per-image paired differences repeat-and-vote − plain at the smallest n, pooled over
+    sigma (input noise, fresh); statistic: their median. Holds when every interval is above 0, does not hold
+    when one is below 0, undecided otherwise.
+    """
+    fig = _adaptive(grid, 14)
+    if isinstance(fig, Judgement):
+        return fig
+    ns = fig.levels("n", **_FRESH)
+    if not ns:
+        return Judgement("no input-noise defence", NOT_TESTABLE)
+    kind, parts = f"median paired difference repeat-and-vote − plain at n={ns[0]}, equal budget", []
+    for k in fig.levels("repeats", budget_factor=1, **_FRESH):
+        if k == 1:
+            continue
+        for attack in fig.levels("attack", repeats=k, budget_factor=1, **_FRESH):
+            repeated, plain = fig.pairs({"repeats": (k, 1)}, _ADAPTIVE_KEY, attack=attack, budget_factor=1, n=ns[0],
+                                        **_FRESH)
+            if repeated:
+                parts.append(_part(kind, f"{attack} ×{k}", fig.interval(_median_difference, repeated, plain), 0))
+    return _judged(_listing(kind + " (pooled over σ)", parts), parts, "no repeat-and-vote attacker at equal budget")
+
+
+def judge_popskipjump(grid: AdaptiveGrid) -> Judgement:
+    """Beyond the paper, claim 15: PopSkipJump needs smaller verified distortions than HSJA against
+    g_{sigma,n}, at the same budget.
+
+    Per n, the per-image paired differences PopSkipJump − HSJA (plain, input noise, fresh), pooled over sigma;
+    statistic: their median. Holds when every interval is below 0, does not hold when one is above 0,
+    undecided otherwise.
+    """
+    fig = _adaptive(grid, 15)
+    if isinstance(fig, Judgement):
+        return fig
+    kind, parts = "median paired difference PopSkipJump − HSJA", []
+    for n in fig.levels("n", **_FRESH):
+        psj, hsja = fig.pairs({"attack": ("PopSkipJump", "HSJA")}, _ADAPTIVE_KEY, repeats=1, n=n, **_FRESH)
+        if psj:
+            parts.append(_part(kind, f"n={n}", fig.interval(_median_difference, psj, hsja), 0, above=False))
+    return _judged(_listing(kind + " (pooled over σ)", parts), parts, "PopSkipJump and HSJA not both run")
+
+
+def judge_jittered_repeats(grid: AdaptiveGrid) -> Judgement:
+    """Beyond the paper, claim 16: against a defence that seeds its noise from a hash of the input, jittered
+    repeats with k times the budget give smaller verified distortions than the plain attack.
+
+    Per attack and k, the per-image paired differences jittered repeats − plain (input-hash seeding), pooled
+    over sigma and n; statistic: their median. Holds when every interval is below 0, does not hold when one is
+    above 0, undecided otherwise.
+    """
+    fig = _adaptive(grid, 16)
+    if isinstance(fig, Judgement):
+        return fig
+    hashed = {"noise": "input", "seeding": "input-hash"}
+    kind, parts = "median paired difference jittered repeats − plain, input-hash seeding", []
+    for c in dict.fromkeys((c.attack, c.repeats, c.jitter) for c in grid.configurations
+                           if c.seeding == "input-hash" and c.jitter > 0):
+        attack, k, jitter = c
+        jittered, plain = fig.pairs({"repeats": (k, 1), "budget_factor": (k, 1), "jitter": (jitter, 0.0)},
+                                    _ADAPTIVE_KEY, attack=attack, **hashed)
+        if jittered:
+            parts.append(_part(kind, f"{attack} ×{k}", fig.interval(_median_difference, jittered, plain), 0,
+                               above=False))
+    return _judged(_listing(kind + " (pooled over σ, n)", parts), parts, "no jittered repeats against input-hash seeding")
+
+
+def judge_hidden_noise(grid: AdaptiveGrid) -> Judgement:
+    """Beyond the paper, claim 17: noise after the first layer, at the clean accuracy of the input noise,
+    gives larger verified distortions than input noise.
+
+    Per law, the per-image paired differences hidden − input noise (plain attacks, fresh noise), pooled over
+    the attacks, sigma and n; statistic: their median. Holds when every interval is above 0, does not hold when
+    one is below 0, undecided otherwise. The clean accuracies are listed beside (the calibration matched them
+    on other test images).
+    """
+    fig = _adaptive(grid, 17)
+    if isinstance(fig, Judgement):
+        return fig
+    kind, parts, accuracies = "median paired difference hidden − input noise", [], []
+    for noise in fig.levels("noise"):
+        if noise == "input":
+            continue
+        hidden, plain = fig.pairs({"noise": (noise, "input")}, _ADAPTIVE_KEY, repeats=1, seeding="fresh")
+        if hidden:
+            parts.append(_part(kind, noise, fig.interval(_median_difference, hidden, plain), 0))
+            defences = dict.fromkeys((a.sigma, a.n, a.correct / a.tested, b.correct / b.tested)
+                                     for a, b in ((grid.configurations[j], grid.configurations[k])
+                                                  for j, k in zip(hidden, plain, strict=True)))
+            accuracies.append(f"{noise}: " + ", ".join(f"σ={sigma:g} n={n} {hid:.3f} vs {inp:.3f}"
+                                                       for sigma, n, hid, inp in defences))
+    measured = _listing(kind + " (pooled over attacks, σ, n)", parts)
+    return _judged(f"{measured}; clean accuracy hidden vs input: {'; '.join(accuracies)}" if parts else measured,
+                   parts, "no hidden-noise defence")
+
+
+#: The claims beyond the paper (the adaptive-attacks chapter): attackers that adapt to the randomness, and
+#: noise inside the network. ``paper`` holds what the literature reports.
+BEYOND: tuple[Claim, ...] = (
+    Claim(12, "Against an attacker who repeats each query k times with k times the budget, fewer samples n still "
+              "give larger distortions.",
+          "the paper's advice (fewer n defend better) was measured against attacks as they are", "adaptive_attacks",
+          "per attack wrapped with the largest k at k× budget, median paired difference of verified distortion at "
+          "the smallest n minus the largest (input noise, pooled over σ): holds if every interval is above 0, does "
+          f"not hold if one is below, else undecided; {_WORST}", judge_adaptive_fewer_samples),
+    Claim(13, "Few samples only multiply the attacker's cost: with k repeats and k times the budget, the attack on "
+              "the smallest n does as well as the plain attack on the largest n.",
+          "Qin et al. (NeurIPS 2021): the defence's effect depends on its noise against the attacker's",
+          "adaptive_attacks",
+          "per attack, median verified distortion with the largest k at k× budget on the smallest n over the plain "
+          f"attack's on the largest n (pooled over σ): holds if every interval is below {1 + SAME_DISTORTION:g}, "
+          f"does not hold if one is above, else undecided; {_WORST}", judge_cost_multiplier),
+    Claim(14, "At the same total budget, repeating each query gives the attacker larger distortions.",
+          "a k-repeat spends k queries on one answer", "adaptive_attacks",
+          "per attack and k, median paired difference repeat-and-vote − plain at the smallest n (input noise, "
+          f"pooled over σ): holds if every interval is above 0, does not hold if one is below, else undecided; {_WORST}",
+          judge_equal_budget_repeats),
+    Claim(15, "PopSkipJump needs smaller distortions than HSJA against g_{σ,n} at the same budget.",
+          "Simon-Gabriel et al. (ICML 2021): randomized defences give almost no extra robustness against it",
+          "adaptive_attacks",
+          "per n, median paired difference PopSkipJump − HSJA (input noise, pooled over σ): holds if every "
+          f"interval is below 0, does not hold if one is above, else undecided; {_WORST}", judge_popskipjump),
+    Claim(16, "Seeding the noise from a hash of the input does not stop an attacker who repeats at jittered "
+              "points: with k times the budget, the distortion is smaller than the plain attack's.",
+          "Gao et al. (NeurIPS 2022) on the limits of stochastic pre-processing", "adaptive_attacks",
+          "per attack and k, median paired difference jittered repeats (k× budget) − plain against input-hash "
+          f"seeding (pooled over σ, n): holds if every interval is below 0, does not hold if one is above, else "
+          f"undecided; {_WORST}", judge_jittered_repeats),
+    Claim(17, "Noise after the first layer, at the clean accuracy of input noise, gives larger distortions than "
+              "input noise.",
+          "Pinot et al. (NeurIPS 2019): noise injection in the network gives robustness", "adaptive_attacks",
+          "per law, median paired difference hidden − input noise (plain attacks, pooled over attacks, σ, n): holds "
+          f"if every interval is above 0, does not hold if one is below, else undecided; {_WORST}",
+          judge_hidden_noise),
+)
+
+
+def scorecard(profile: str | None, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
     """One row per claim: the paper's statement and number, what this build measured, the verdicts.
 
     Parameters
     ----------
     profile : str or None
         Only measurements recorded under this profile count (``None``: any).
+    claims : sequence of Claim
+        The paper's (:data:`CLAIMS`, the default) or those beyond it (:data:`BEYOND`).
 
     Returns
     -------
@@ -869,7 +1086,7 @@ def scorecard(profile: str | None) -> pd.DataFrame:
         (``None`` for the claims that have none or were not measured).
     """
     rows = []
-    for claim in CLAIMS:
+    for claim in claims:
         record = measurements.load(claim.chapter, profile)
         judged = Judgement("—", NOT_MEASURED) if record is None else claim.judge(record)
         protocol = judged.protocol
@@ -898,7 +1115,7 @@ def summary_sentence(card: pd.DataFrame) -> str:
 
 #: The chapters' short names in the scorecard's links.
 CHAPTER_TITLES = {"theory": "theory", "fig1_adversarial_probability": "Fig. 1", "fig3_binary_search": "Fig. 3",
-                  "fig5_attacks": "Fig. 5", "normal_vectors": "normal vectors"}
+                  "fig5_attacks": "Fig. 5", "normal_vectors": "normal vectors", "adaptive_attacks": "adaptive attacks"}
 
 
 def _bold(verdict: str) -> str:
@@ -906,16 +1123,18 @@ def _bold(verdict: str) -> str:
     return f"**{verdict}**" if verdict in (HOLDS, FAILS) else verdict
 
 
-def scorecard_markdown(card: pd.DataFrame) -> str:
+def scorecard_markdown(card: pd.DataFrame, source: str = "paper's number") -> str:
     """The scorecard as a Markdown table for the page, decided verdicts in bold, the paper's protocol in its
-    own column and chapters linked (``card`` as :func:`scorecard` returns it)."""
-    lines = ["| # | claim (paper's number) | measured here | verdict | paper's protocol | rule | chapter |",
-             "|---|---|---|---|---|---|---|"]
+    own column when a claim has one, and chapters linked (``card`` as :func:`scorecard` returns it; ``source``
+    names what the text in brackets after each claim is)."""
+    protocols = card.protocol.notna().any()
+    lines = [f"| # | claim ({source}) | measured here | verdict |" + (" paper's protocol |" if protocols else "")
+             + " rule | chapter |", "|---|---|---|---|" + ("---|" if protocols else "") + "---|---|"]
     for row in card.itertuples():
         chapter = f"[{CHAPTER_TITLES.get(row.chapter, row.chapter)}]({row.chapter}.ipynb)"
         protocol = "—" if row.protocol is None else f"{_bold(row.protocol)}: {row.protocol_measured}"
         lines.append(f"| {row.claim} | {row.statement} ({row.paper}) | {row.measured} | {_bold(row.verdict)} | "
-                     f"{protocol} | {row.rule} | {chapter} |")
+                     + (f"{protocol} | " if protocols else "") + f"{row.rule} | {chapter} |")
     return "\n".join(lines)
 
 
@@ -939,7 +1158,7 @@ def _dimension_order(dimensions: Sequence[int]) -> tuple[bool, int]:
     return (not dimensions, max(dimensions, default=0))
 
 
-def across_profiles(profiles: Sequence[str]) -> pd.DataFrame:
+def across_profiles(profiles: Sequence[str], claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
     """The verdicts of every claim, with their headline intervals, under each profile that recorded
     measurements (the claims at growing dimension: digits d = 64, Fashion-MNIST d = 784, ImageNet
     d = 150,528).
@@ -950,6 +1169,8 @@ def across_profiles(profiles: Sequence[str]) -> pd.DataFrame:
         The profiles (e.g. :func:`rs_repro.measurements.recorded_profiles`); the table orders them by input
         dimension (:func:`profile_dimensions`, the largest of a profile's), those without one last, and keeps
         the given order among equals.
+    claims : sequence of Claim
+        As in :func:`scorecard`.
 
     Returns
     -------
@@ -962,7 +1183,7 @@ def across_profiles(profiles: Sequence[str]) -> pd.DataFrame:
     """
     dimensions = {profile: tuple(profile_dimensions(profile)) for profile in profiles}
     ordered = sorted(profiles, key=lambda profile: _dimension_order(dimensions[profile]))
-    cards = [scorecard(profile).assign(profile=profile, dimensions=[dimensions[profile]] * len(CLAIMS))
+    cards = [scorecard(profile, claims).assign(profile=profile, dimensions=[dimensions[profile]] * len(claims))
              for profile in ordered]
     columns = ["claim", "profile", "dimensions", "verdict", "headline", "statistic", "protocol", "protocol_headline"]
     return pd.concat(cards, ignore_index=True)[columns] if cards else pd.DataFrame(columns=columns)

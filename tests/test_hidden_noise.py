@@ -1,0 +1,287 @@
+"""Tests of rs_repro.hidden_noise (Pinot et al. 2019: noise at the first affine layer) with known answers.
+
+The reference is nn.Sequential(Flatten, Linear(64, 2)) with rows (-w, w), ||w|| = 1 and bias 0: at an input of
+signed distance s = w.x to the hyperplane the noisy logits are (-s + e1, s + e2), so class 1 wins iff
+e1 - e2 < 2 s. Gaussian noise of standard deviation ``scale``: P[class 1] = Phi(sqrt(2) s / scale). Laplace
+noise Laplace(0, b), b = scale / sqrt(2): D = e2 - e1 has density (1 + |z| / b) exp(-|z| / b) / (4 b) and, for
+z >= 0, P[D <= z] = 1 - exp(-z / b) (2 + z / b) / 4; P[class 1] = P[D <= 2 s]. Statistical checks use fixed
+seeds and error bars of 5 binomial standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.stats
+import torch
+from torch import nn
+
+from rs_repro import models, seeds
+from rs_repro.attacks.oracle import smoothed_oracle
+from rs_repro.attacks.verification import push_to_level
+from rs_repro.hidden_noise import LAWS, HiddenNoise, match_accuracy
+from rs_repro.smoothing import Smooth
+
+Z = 5.0  # width of the statistical error bars, in standard errors
+
+
+def linear_model(seed: int = 0) -> tuple[nn.Sequential, torch.Tensor]:
+    """Flatten then Linear(64, 2) with rows (-w, w), bias 0, ||w|| = 1; returns the model and w [64]."""
+    w = torch.randn(64, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    w = (w / w.norm()).float()
+    layer = nn.Linear(64, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.stack((-w, w)))
+        layer.bias.zero_()
+    return nn.Sequential(nn.Flatten(), layer).eval(), w
+
+
+def at_distances(w: torch.Tensor, distances: list[float]) -> torch.Tensor:
+    """Inputs [m, 1, 8, 8] near the centre 0.5 at signed distances ``distances`` (s = w.x) to the hyperplane."""
+    base = torch.full((64,), 0.5)
+    base -= (base @ w) * w
+    return torch.stack([base + s * w for s in distances]).view(-1, 1, 8, 8)
+
+
+def p_class_one(s: float, scale: float, law: str) -> float:
+    """The closed form of P[class 1] at signed distance s (see the module's docstring)."""
+    if law == "gaussian":
+        return float(scipy.stats.norm.cdf(math.sqrt(2.0) * s / scale))
+    b = scale / math.sqrt(2.0)
+    z = abs(2.0 * s) / b
+    upper = 1.0 - math.exp(-z) * (2.0 + z) / 4.0  # P[D <= |2 s|]
+    return upper if s >= 0 else 1.0 - upper
+
+
+def test_laplace_closed_form_is_a_cdf() -> None:
+    # The derived CDF of the difference of two Laplace(b) against numerical integration of its density.
+    b = 0.7
+
+    def density(t: float) -> float:
+        return (1 + abs(t) / b) * math.exp(-abs(t) / b) / (4 * b)
+
+    for s in (-1.0, -0.2, 0.0, 0.3, 1.5):
+        integral = scipy.integrate.quad(density, -np.inf, 2 * s)[0]
+        assert p_class_one(s, b * math.sqrt(2.0), "laplace") == pytest.approx(integral, abs=1e-9)
+
+
+@pytest.mark.parametrize("law", LAWS)
+def test_linear_counts_match_closed_form(law: str) -> None:
+    scale, n = 0.5, 20_000
+    model, w = linear_model(seed=1)
+    distances = [-0.6, -0.2, 0.0, 0.05, 0.25, 0.8]
+    xs = at_distances(w, distances)
+    noisy = HiddenNoise(model, 2, scale, law=law, seed=3)
+    counts = noisy.counts(xs, n, batch_size=7000)  # chunks span images
+    assert counts.shape == (len(distances), 2) and counts.dtype == torch.int64
+    assert counts.sum(1).tolist() == [n] * len(distances)
+    for (_, c1), s in zip(counts.tolist(), distances, strict=True):
+        p = p_class_one(s, scale, law)
+        assert abs(c1 / n - p) <= Z * math.sqrt(p * (1 - p) / n), (law, s, c1 / n, p)
+
+
+def test_noise_is_after_the_first_layer_and_leaves_the_model_alone() -> None:
+    scale, n = 0.5, 20_000
+    model, w = linear_model(seed=2)
+    layer = model[1]
+    xs = at_distances(w, [0.5 * scale])
+    before = model(xs).detach()
+    hidden = HiddenNoise(model, 2, scale, seed=0).counts(xs, n)
+    assert not layer._forward_hooks and not layer._forward_pre_hooks  # no hook left behind
+    assert torch.equal(model(xs).detach(), before) and torch.equal(model(xs).detach(), before)
+    # Input noise of the same sigma: class 1 w.p. Phi(s / sigma) = Phi(0.5) = 0.69, hidden noise Phi(0.71) = 0.76.
+    pixel = Smooth(model, 2, scale, seed=0).counts(xs, n)
+    assert not torch.equal(hidden, pixel)
+    for counts, p in ((pixel, scipy.stats.norm.cdf(0.5)), (hidden, scipy.stats.norm.cdf(math.sqrt(2) * 0.5))):
+        assert abs(counts[0, 1].item() / n - p) <= Z * math.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize("law", LAWS)
+def test_same_generator_state_same_counts(law: str) -> None:
+    model, w = linear_model(seed=3)
+    xs = at_distances(w, [-0.1, 0.0, 0.1])
+    noisy = HiddenNoise(model, 2, 1.0, law=law)
+    first = noisy.counts(xs, 500, batch_size=333, generator=torch.Generator().manual_seed(7))
+    again = noisy.counts(xs, 500, batch_size=333, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(first, again)
+    gen = torch.Generator().manual_seed(7)
+    noisy.counts(xs, 500, batch_size=333, generator=gen)
+    assert not torch.equal(noisy.counts(xs, 500, batch_size=333, generator=gen), first)  # advanced state
+    # The object's own generator: a fresh object with the same seed replays the same sequence.
+    a, b = HiddenNoise(model, 2, 1.0, law=law, seed=4), HiddenNoise(model, 2, 1.0, law=law, seed=4)
+    assert torch.equal(a.counts(xs, 500), b.counts(xs, 500))
+    assert not torch.equal(a.counts(xs, 500), HiddenNoise(model, 2, 1.0, law=law, seed=4).counts(xs, 500))
+
+
+class Rows(nn.Module):
+    """Wraps a model and counts the rows it is given."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += len(x)
+        return self.model(x)
+
+
+def test_smoothed_oracle_counts_n_passes_per_query() -> None:
+    n, max_queries = 7, 5
+    model, w = linear_model(seed=4)
+    wrapped = Rows(model)
+    noisy = HiddenNoise(wrapped, 2, 0.5, law="laplace", seed=1)
+    assert noisy.layer_name == "model.1"
+    x = at_distances(w, [-3.0, 3.0])  # far: every micro-decision is the base label
+    y = torch.tensor([0, 1])
+    oracle = smoothed_oracle(noisy, n, max_queries=max_queries)
+    oracle.start(x, y)
+    far_side = at_distances(w, [3.0, 3.0, -3.0])
+    answer = oracle.query(far_side, torch.tensor([0, 0, 1]))
+    assert answer.adversarial.tolist() == [True, True, True]
+    assert oracle.queries.tolist() == [2, 1]
+    assert oracle.forward_passes.tolist() == [2 * n, n]
+    assert wrapped.rows == 3 * n
+    oracle.query(x.repeat(3, 1, 1, 1), torch.tensor([0, 1] * 3))  # image 0 is cut at its budget
+    assert oracle.queries.tolist() == [max_queries, 4] and wrapped.rows == (max_queries + 4) * n
+
+
+@pytest.mark.parametrize("law", LAWS)
+def test_push_to_level_reaches_the_hyperplane(law: str) -> None:
+    # Odd n: P[majority of n wrong] >= 1/2 iff P[micro-decision wrong] >= 1/2 iff s >= 0, the hyperplane.
+    scale, n, votes, distance = 0.25, 11, 1000, 0.5
+    model, w = linear_model(seed=5)
+    x_o = at_distances(w, [-distance])
+    x_adv = at_distances(w, [-distance + 0.1])  # along w, not yet adversarial: pushed outward
+    pushed = push_to_level(HiddenNoise(model, 2, scale, law=law), x_o, x_adv, torch.tensor([0]), n=n, pa=0.5,
+                           votes=votes, seed=0)
+    assert pushed.reached.tolist() == [True]
+    # Near s = 0 the level moves by about sqrt(2 n / pi) * p'(0) * s; 1000 votes resolve it to ~0.01 in l2,
+    # and the bisection to 1% of the distance.
+    assert pushed.l2[0] == pytest.approx(distance, abs=0.04)
+    assert 0.35 <= pushed.p[0] <= 0.65
+
+
+def problem(seed: int = 6, size: int = 100) -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]:
+    """The linear model and ``size`` inputs at distances spread in [-1, 1], labelled by the model."""
+    model, w = linear_model(seed=seed)
+    distances = np.linspace(0.01, 1.0, size // 2)
+    xs = at_distances(w, [*(-distances), *distances])
+    return model, xs, model(xs).argmax(1)
+
+
+def vote_accuracy(model: nn.Module, xs: torch.Tensor, y: torch.Tensor, scale: float, law: str, n: int,
+                  seed: int) -> float:
+    """The accuracy match_accuracy evaluates, computed independently."""
+    gen = seeds.generator(seed, "match-accuracy")
+    votes = HiddenNoise(model, 2, scale, law, seed=seed).vote(xs, n, generator=gen)
+    return float((votes == y).double().mean())
+
+
+@pytest.mark.parametrize("law", LAWS)
+def test_match_accuracy_hits_target_and_is_monotone(law: str) -> None:
+    model, xs, y = problem()
+    n, seed, tolerance = 11, 3, 0.01
+    found = {}
+    for target in (0.95, 0.8, 0.65):
+        scale, acc = match_accuracy(model, 2, xs, y, target, law=law, n=n, seed=seed, tolerance=tolerance,
+                                    low=1e-2, high=1e2, max_steps=40)
+        assert abs(acc - target) <= tolerance, (target, scale, acc)
+        assert vote_accuracy(model, xs, y, scale, law, n, seed) == acc  # a deterministic function of the scale
+        found[target] = scale
+    assert found[0.95] < found[0.8] < found[0.65]  # more noise, less accuracy
+
+
+def test_match_accuracy_errors() -> None:
+    model, xs, y = problem(size=20)
+    with pytest.raises(ValueError, match=r"target must be within .*0\.3"):  # chance is 0.5 at large scales
+        match_accuracy(model, 2, xs, y, 0.3, law="gaussian", n=11, seed=0, low=1e-2, high=1e2)
+    with pytest.raises(ValueError, match=r"target must be within"):  # scales too large to reach 0.99
+        match_accuracy(model, 2, xs, y, 0.99, law="gaussian", n=11, seed=0, low=10.0, high=100.0)
+    with pytest.raises(ValueError, match=r"^law must be one of 'gaussian', 'laplace', got 'cauchy'"):
+        match_accuracy(model, 2, xs, y, 0.8, law="cauchy", n=11, seed=0)
+    with pytest.raises(ValueError, match=r"^high must be a finite real number > 1"):
+        match_accuracy(model, 2, xs, y, 0.8, law="gaussian", n=11, seed=0, low=1.0, high=0.5)
+    with pytest.raises(ValueError, match=r"^target must be a real number in \[0, 1\]"):
+        match_accuracy(model, 2, xs, y, 1.5, law="gaussian", n=11, seed=0)
+    with pytest.raises(ValueError, match=r"^y must be"):
+        match_accuracy(model, 2, xs, y[:3], 0.8, law="gaussian", n=11, seed=0)
+
+
+def test_match_accuracy_warns_when_the_accuracy_jumps() -> None:
+    model, xs, y = problem(size=4)  # accuracy in steps of 1/4: 0.6 +- 0.01 is out of reach
+    with pytest.warns(RuntimeWarning, match=r"no scale within tolerance"):
+        scale, acc = match_accuracy(model, 2, xs, y, 0.6, law="gaussian", n=11, seed=0, low=1e-2, high=1e2,
+                                    max_steps=12)
+    assert acc in (0.5, 0.75) and vote_accuracy(model, xs, y, scale, "gaussian", 11, 0) == acc
+
+
+@pytest.mark.parametrize("law", LAWS)
+def test_conv_model_shapes(law: str) -> None:
+    model = models.architecture("mnist", torch.Generator().manual_seed(0)).eval()
+    noisy = HiddenNoise(model, 10, 0.3, law=law, seed=2)
+    assert noisy.layer_name == "1" and isinstance(noisy._layer, nn.Conv2d)
+    xs = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    counts = noisy.counts(xs, 5, batch_size=4)
+    assert counts.shape == (2, 10) and counts.sum(1).tolist() == [5, 5]
+    assert noisy.vote(xs, 3).shape == (2,)
+    before, after = [], []
+    hooks = [model[1].register_forward_hook(lambda module, inputs, output: before.append(output.clone())),
+             model[2].register_forward_hook(lambda module, inputs, output: after.append(output.clone()))]
+    try:
+        noisy.counts(xs[:1], 2)
+    finally:
+        for handle in hooks:
+            handle.remove()
+    # The conv's own output (seen by a hook that runs before the noise's) is the same for both noiseless copies;
+    # after the ReLU, which follows the noise, the copies differ.
+    assert before[0].shape == after[0].shape == (2, 32, 28, 28)
+    assert torch.equal(before[0][0], before[0][1]) and not torch.equal(after[0][0], after[0][1])
+    assert not model[1]._forward_hooks
+
+
+def test_certify_raises_and_predict_works() -> None:
+    model, w = linear_model(seed=7)
+    noisy = HiddenNoise(model, 2, 0.5)
+    x = at_distances(w, [2.0])
+    with pytest.raises(ValueError, match=r"HiddenNoise.certify is not available: no certificate"):
+        noisy.certify(x[0], 10, 100, 0.001)
+    with pytest.raises(ValueError, match=r"HiddenNoise.certify_batch is not available"):
+        noisy.certify_batch(x, 10, 100, 0.001)
+    assert noisy.predict(x[0], 100, 0.001) == 1
+    assert noisy.sigma == noisy.scale == 0.5
+
+
+def test_repr_and_bad_input() -> None:
+    model, _ = linear_model()
+    assert repr(HiddenNoise(model, 2, 0.5, law="laplace", seed=3)) == (
+        "HiddenNoise(num_classes=2, law='laplace', scale=0.5, seed=3, layer='1')")
+    with pytest.raises(ValueError, match=r"^law must be one of 'gaussian', 'laplace', got 'uniform'"):
+        HiddenNoise(model, 2, 0.5, law="uniform")
+    for scale in (0.0, -1.0):
+        with pytest.raises(ValueError, match=r"^scale must be a finite real number > 0, got"):
+            HiddenNoise(model, 2, scale)
+    with pytest.raises(ValueError, match=r"^base_classifier must be a torch.nn.Module with an nn.Linear or nn.Conv2d"):
+        HiddenNoise(nn.Sequential(nn.Flatten(), nn.ReLU()), 2, 0.5)
+    with pytest.raises(ValueError, match=r"^base_classifier must be .*got function"):
+        HiddenNoise(lambda x: x, 2, 0.5)
+
+
+class Skips(nn.Module):
+    """Holds a Linear it never calls: no noise could be added."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Linear(64, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(x), 2)
+
+
+def test_unused_first_layer_is_an_error() -> None:
+    noisy = HiddenNoise(Skips(), 2, 0.5)
+    with pytest.raises(ValueError, match=r"must call its first affine layer 'unused'"):
+        noisy.counts(torch.rand(1, 1, 8, 8), 3)
+    assert not noisy._layer._forward_hooks
