@@ -83,6 +83,10 @@ MICRO = {
     "fig5_attacks": {"pool": 4, "num_images": 2, "sigmas": [0.05], "ns": [2], "pas": [0.8], "attacks": ["RayS"],
                      "max_queries": 4, "budgets": [2, 4], "chunk": 2, "verify_repeats": 2, "votes": 2,
                      "certify_n": 4, "minimal_steps": 3, "batch_size": 20},
+    "adaptive_attacks": {"num_images": 2, "sigmas": [0.05], "ns": [2], "attacks": ["HSJA"], "repeats": [3],
+                         "repeat_attacks": [], "scaled_attacks": ["HSJA"], "hash_attacks": [], "hash_repeats": [],
+                         "hidden_laws": ["gaussian"], "hidden_attacks": ["HSJA"], "calibration_images": 2,
+                         "max_queries": 4, "chunk": 2, "verify_repeats": 2, "votes": 2, "batch_size": 20},
     "claims": {},
 }
 
@@ -116,4 +120,8 @@ def test_every_chapter_runs_end_to_end_on_the_real_model_and_images(tmp_path, mo
     assert sorted(measurements.load("fig3_binary_search", PROFILE).spread) == [2, 3]
     assert measurements.load("normal_vectors", PROFILE).ratios == [1.0]
     assert measurements.load("theory", PROFILE).pa == 0.8
+    adaptive = measurements.load("adaptive_attacks", PROFILE)
+    assert len(adaptive.images) == 2 and not set(adaptive.images) & MISCLASSIFIED and adaptive.max_queries == 4
+    assert {(c.noise, c.repeats, c.budget_factor) for c in adaptive.configurations} == {
+        ("input", 1, 1), ("input", 3, 3), ("hidden-gaussian", 1, 1)}
     assert PROFILE in measurements.recorded_profiles()

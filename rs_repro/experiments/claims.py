@@ -1123,11 +1123,10 @@ def _bold(verdict: str) -> str:
     return f"**{verdict}**" if verdict in (HOLDS, FAILS) else verdict
 
 
-def scorecard_markdown(card: pd.DataFrame, source: str = "paper's number") -> str:
+def scorecard_markdown(card: pd.DataFrame, source: str = "paper's number", protocols: bool = True) -> str:
     """The scorecard as a Markdown table for the page, decided verdicts in bold, the paper's protocol in its
-    own column when a claim has one, and chapters linked (``card`` as :func:`scorecard` returns it; ``source``
-    names what the text in brackets after each claim is)."""
-    protocols = card.protocol.notna().any()
+    own column (unless ``protocols`` is false: the claims beyond the paper have none) and chapters linked
+    (``card`` as :func:`scorecard` returns it; ``source`` names what the text in brackets after each claim is)."""
     lines = [f"| # | claim ({source}) | measured here | verdict |" + (" paper's protocol |" if protocols else "")
              + " rule | chapter |", "|---|---|---|---|" + ("---|" if protocols else "") + "---|---|"]
     for row in card.itertuples():
