@@ -20,7 +20,7 @@ SMOKE = book.profile_values("adaptive_attacks", "smoke")
 
 
 def test_the_grid_holds_every_attacker_and_defence_of_the_parameters():
-    scales = {("gaussian", 0.35): 1.5}
+    scales = {("gaussian", 0.35, n): 1.5 for n in SMOKE["ns"]}
     pairs = ex.grid(SMOKE, scales)
     per_vote = len(SMOKE["attacks"]) + len(SMOKE["repeats"]) * (len(SMOKE["repeat_attacks"]) + len(SMOKE["scaled_attacks"]))
     per_vote += len(SMOKE["hash_attacks"]) * (1 + len(SMOKE["hash_repeats"])) + len(SMOKE["hidden_attacks"])
@@ -38,7 +38,7 @@ def test_the_grid_holds_every_attacker_and_defence_of_the_parameters():
 
 
 def test_every_unit_has_its_own_id_and_reads_its_attacks_code():
-    units = ex.units(SMOKE, {("gaussian", 0.35): 1.5})
+    units = ex.units(SMOKE, {("gaussian", 0.35, n): 1.5 for n in SMOKE["ns"]})
     assert len({u.id for u in units}) == len(units)
     attack_units = [u for u in units if u.id.startswith("attack-")]
     assert {u.code[1] for u in attack_units} == {"rs_repro.attacks.hsja", "rs_repro.attacks.popskipjump"}

@@ -153,9 +153,10 @@ class Attacker:
         return f"{self.attack}-k{self.repeats}-b{self.budget_factor}" + ("-jitter" if self.jitter else "")
 
 
-def grid(values: Mapping[str, Any], scales: Mapping[tuple[str, float], float]) -> list[tuple[Defence, Attacker]]:
-    """Every (defence, attacker) pair of the chapter's parameters; ``scales`` maps (law, sigma) to the hidden
-    noise level of :func:`hidden_scales`."""
+def grid(values: Mapping[str, Any],
+         scales: Mapping[tuple[str, float, int], float]) -> list[tuple[Defence, Attacker]]:
+    """Every (defence, attacker) pair of the chapter's parameters; ``scales`` maps (law, sigma, n) to the
+    hidden noise level of :func:`hidden_scales`."""
     pairs = []
     for sigma in values["sigmas"]:
         for n in values["ns"]:
@@ -169,7 +170,7 @@ def grid(values: Mapping[str, Any], scales: Mapping[tuple[str, float], float]) -
                 pairs.append((hashed, Attacker(a)))
                 pairs += [(hashed, Attacker(a, k, k, values["jitter"])) for k in values["hash_repeats"]]
             for law in values["hidden_laws"]:
-                hidden = Defence(sigma, n, f"hidden-{law}", scale=scales[law, sigma])
+                hidden = Defence(sigma, n, f"hidden-{law}", scale=scales[law, sigma, n])
                 pairs += [(hidden, Attacker(a)) for a in values["hidden_attacks"]]
     return pairs
 
@@ -257,11 +258,13 @@ def _vote_accuracy(smooth: Smooth, n: int, x: torch.Tensor, y: torch.Tensor, gen
 
 def calibration_unit(*, dataset: str, data_dir: str | None, pool: int, images: int, model: Mapping[str, Any],
                      law: str, sigma: float, n: int, batch_size: int, device: str, seed: int) -> pd.DataFrame:
-    """The hidden-noise level of ``law`` at the clean accuracy of input noise ``sigma``.
+    """The hidden-noise level of ``law`` at the clean accuracy of the input-noise vote g_{sigma,n}.
 
-    On the first ``images`` of the chapter's pool (:func:`test_pool`), the accuracy of the input-noise vote
-    g_{sigma,n} is measured, then :func:`rs_repro.hidden_noise.match_accuracy` finds the scale of noise after
-    the first layer whose vote of n has the same accuracy there (each accuracy from a seeded generator).
+    On the first ``images`` of the chapter's pool (:func:`test_pool`), the accuracy of g_{sigma,n} is
+    measured, then :func:`rs_repro.hidden_noise.match_accuracy` finds the scale of noise after the first layer
+    whose vote of n has the same accuracy there, to within one and a half images (each accuracy from a seeded
+    generator). The match is made at every n: the accuracy of a vote grows with n, and a level matched at the
+    largest n, where input noise costs least, can be no noise at all.
 
     Returns
     -------
@@ -272,9 +275,10 @@ def calibration_unit(*, dataset: str, data_dir: str | None, pool: int, images: i
     drawn = test_pool(dataset, data_dir, pool, seed)
     x, y = drawn.x[:images].to(device), drawn.y[:images].to(device)
     correct, tested = _vote_accuracy(Smooth(base, data.num_classes(dataset), sigma), n, x, y,
-                                     seeds.generator(seed, "calibration", sigma, device=device), batch_size)
+                                     seeds.generator(seed, "calibration", sigma, n, device=device), batch_size)
     scale, achieved = match_accuracy(base, data.num_classes(dataset), x, y, correct / tested, law=law, n=n,
-                                     seed=seeds.derive_seed(seed, "calibration", law, sigma), batch_size=batch_size)
+                                     seed=seeds.derive_seed(seed, "calibration", law, sigma, n),
+                                     tolerance=1.5 / tested, batch_size=batch_size)
     return pd.DataFrame([{"law": law, "sigma": sigma, "n": n, "images": tested, "input_accuracy": correct / tested,
                           "scale": scale, "hidden_accuracy": achieved}])
 
@@ -289,20 +293,21 @@ def _standard(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def calibration_units(values: Mapping[str, Any]) -> list[Unit]:
-    """One :func:`calibration_unit` per hidden law and sigma, matched to the vote at the largest n."""
+    """One :func:`calibration_unit` per hidden law, sigma and n."""
     run = {"batch_size": values["batch_size"], "device": values["device"]}
     spec = _standard(values)
     load_model(values["dataset"], spec, data_dir=values["data_dir"] or None)  # trained before any unit runs
-    return [Unit(f"calibration-{law}-sigma{sigma:g}", f"{_MODULE}:calibration_unit",
+    return [Unit(f"calibration-{law}-sigma{sigma:g}-n{n}", f"{_MODULE}:calibration_unit",
                  {**_where(values), **run, "images": values["calibration_images"], "model": spec, "law": law,
-                  "sigma": sigma, "n": max(values["ns"]), "seed": values["seed"]},
+                  "sigma": sigma, "n": n, "seed": values["seed"]},
                  (_MODULE, "rs_repro.hidden_noise"))
-            for law in values["hidden_laws"] for sigma in values["sigmas"]]
+            for law in values["hidden_laws"] for sigma in values["sigmas"] for n in values["ns"]]
 
 
-def hidden_scales(tables: Mapping[str, pd.DataFrame]) -> dict[tuple[str, float], float]:
-    """(law, sigma) to the hidden-noise scale, from the tables of :func:`calibration_units`."""
-    return {(row.law, float(row.sigma)): float(row.scale) for t in tables.values() for row in t.itertuples()}
+def hidden_scales(tables: Mapping[str, pd.DataFrame]) -> dict[tuple[str, float, int], float]:
+    """(law, sigma, n) to the hidden-noise scale, from the tables of :func:`calibration_units`."""
+    return {(row.law, float(row.sigma), int(row.n)): float(row.scale) for t in tables.values()
+            for row in t.itertuples()}
 
 
 def accuracy_unit(*, dataset: str, data_dir: str | None, pool: int, model: Mapping[str, Any],
@@ -334,7 +339,7 @@ def _unfreshed(defence: Defence) -> Defence:
     return dataclasses.replace(defence, seeding="fresh")
 
 
-def units(values: Mapping[str, Any], scales: Mapping[tuple[str, float], float]) -> list[Unit]:
+def units(values: Mapping[str, Any], scales: Mapping[tuple[str, float, int], float]) -> list[Unit]:
     """The chapter's work after the calibration: the clean accuracy of every defence and every (defence,
     attacker, chunk of ``chunk`` images) of :func:`grid`. An attack unit's code is this module and its
     attack's module."""
@@ -434,41 +439,51 @@ def measured(res: Results, values: Mapping[str, Any]) -> AdaptiveGrid:
                         configurations=configurations)
 
 
-#: Marker of each attacker kind in the figures (the plain attack, repeats at equal budget, at k times it).
-KIND_MARKERS = {"plain": "o", "repeat": "v", "scaled": "s", "jittered scaled": "D"}
+#: Marker of each attacker kind in the figures: the plain attack, repeats at the same budget, at k times it.
+KIND_MARKERS = {"plain": "o", "repeat": "v", "scaled": "s"}
+#: Marker area per repeat count k in the figures (larger k, larger marker).
+REPEAT_SIZES = {1: 36, 3: 60, 9: 100}
 
 
-def plot_cost(summary: pd.DataFrame, sigmas: Sequence[float]) -> plt.Figure:
-    """Median verified distortion against the attacker's cost, input noise with fresh noise.
+def plot_cost(summary: pd.DataFrame) -> plt.Figure:
+    """Median verified distortion against the attacker's cost, input noise with fresh noise, one column per
+    attack.
 
-    Top row: against the mean queries per image; bottom row: against the mean forward passes per image (log
-    scale); one column per sigma. Colour: n; marker: the attacker's kind (:data:`KIND_MARKERS`); a line joins,
-    for each attack and n, the plain attack and its repeats at k times the budget (the cost multiplier);
-    PopSkipJump is drawn with stars. An infinite median (no verified point on most images) is not drawn.
+    Top row: against the mean queries per image; bottom row: against the mean base-model forward passes per
+    image (log scales). Colour: n; marker: the attacker's kind (:data:`KIND_MARKERS`), its area the repeat count
+    k (:data:`REPEAT_SIZES`); filled markers at the smallest sigma, hollow ones at the others. A line joins, for
+    each n and sigma, the plain attack and its repeats at k times the budget (the cost multiplier). An infinite
+    median (no verified point on most images) is not drawn.
     """
     fresh = summary[(summary.noise == "input") & (summary.seeding == "fresh")]
-    ns = sorted(fresh.n.unique())
+    attacks = list(dict.fromkeys(fresh.attack))
+    ns, sigmas = sorted(fresh.n.unique()), sorted(fresh.sigma.unique())
     colour = {n: PALETTE[k % len(PALETTE)] for k, n in enumerate(ns)}
-    fig, axes = plt.subplots(2, len(sigmas), figsize=(4.6 * len(sigmas), 7.0), squeeze=False, sharey=True)
-    for column, sigma in enumerate(sigmas):
-        part = fresh[fresh.sigma == sigma]
+    fig, axes = plt.subplots(2, len(attacks), figsize=(3.9 * len(attacks), 6.6), squeeze=False, sharex="row",
+                             sharey=True)
+    for column, attack in enumerate(attacks):
+        part = fresh[(fresh.attack == attack) & np.isfinite(fresh.median_verified_l2)]
         for row, x in enumerate(("queries", "forward_passes")):
             ax = axes[row][column]
-            for (attack, n), series in part.groupby(["attack", "n"]):
-                finite = series[np.isfinite(series.median_verified_l2)]
-                line = finite[finite.kind.isin(["plain", "scaled"])].sort_values("budget_factor")
+            for (n, sigma), series in part.groupby(["n", "sigma"]):
+                line = series[series.kind.isin(["plain", "scaled"])].sort_values("budget_factor")
                 ax.plot(line[x], line.median_verified_l2, color=colour[n], alpha=0.5, linewidth=0.8)
-                for r in finite.itertuples():
-                    marker = "*" if attack == "PopSkipJump" else KIND_MARKERS.get(r.kind, "o")
-                    ax.scatter(getattr(r, x), r.median_verified_l2, color=colour[n], marker=marker,
-                               s=90 if marker == "*" else 40, edgecolors="white", linewidths=0.5)
+                filled = sigma == sigmas[0]
+                for r in series.itertuples():
+                    ax.scatter(getattr(r, x), r.median_verified_l2, marker=KIND_MARKERS.get(r.kind, "o"),
+                               s=REPEAT_SIZES.get(r.repeats, 60), linewidths=1.0, edgecolors=colour[n],
+                               facecolors=colour[n] if filled else "none")
             ax.set(xscale="log", xlabel="queries per image" if row == 0 else "forward passes per image",
-                   ylabel="median verified $\\ell_2$", title=f"input noise $\\sigma$ = {sigma:g}")
+                   ylabel="median verified $\\ell_2$", title=attack)
+    grey = {"color": "0.4", "linestyle": ""}
     handles = [plt.Line2D([], [], color=colour[n], marker="o", linestyle="", label=f"$n$ = {n}") for n in ns]
-    handles += [plt.Line2D([], [], color="0.4", marker=m, linestyle="", label=k) for k, m in KIND_MARKERS.items()
-                if k in set(fresh.kind)]
-    if "PopSkipJump" in set(fresh.attack):
-        handles.append(plt.Line2D([], [], color="0.4", marker="*", markersize=10, linestyle="", label="PopSkipJump"))
+    handles += [plt.Line2D([], [], marker=m, label={"plain": "as it is", "repeat": "×k, same budget",
+                                                    "scaled": "×k, k× budget"}[kind], **grey)
+                for kind, m in KIND_MARKERS.items() if kind in set(fresh.kind)]
+    handles += [plt.Line2D([], [], marker="o", markersize=REPEAT_SIZES[k] ** 0.5, label=f"k = {k}", **grey)
+                for k in sorted(set(fresh.repeats)) if k in REPEAT_SIZES]
+    handles += [plt.Line2D([], [], marker="o", markerfacecolor="0.4" if j == 0 else "none", markeredgecolor="0.4",
+                           linestyle="", label=f"$\\sigma$ = {sigma:g}") for j, sigma in enumerate(sigmas)]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize="small")
     fig.tight_layout()
     return fig
@@ -499,7 +514,9 @@ def plot_defences(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
                         ax.plot(series.n, series.median_verified_l2, style, marker="o",
                                 color=PALETTE[k % len(PALETTE)], alpha=1.0 - 0.4 * j, label=label)
         ax.set(xscale="log", xlabel="$n$", ylabel="median verified $\\ell_2$", title=attack)
-    axes[0][-1].legend(fontsize="xx-small", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    labelled = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    fig.legend(labelled.values(), labelled.keys(), fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5),
+               frameon=False)
     fig.tight_layout()
     return fig
 
@@ -532,7 +549,7 @@ def page(res: Results, values: Mapping[str, Any], record: AdaptiveGrid) -> dict[
     k_top = max(values["repeats"], default=1)
     return {
         "level": float(values["level"]), "ns_text": ", ".join(map(str, sorted(ns))), "k_top": k_top,
-        "n_top": max(ns), "calibration_images": values["calibration_images"],
+        "calibration_used": int(res.calibration.images.max()) if len(res.calibration) else 0,
         "trend_plain": _trend(summary, ns, kind="plain"),
         "trend_scaled": _trend(summary, ns, kind="scaled", repeats=k_top),
         "trend_repeat": _trend(summary, ns, kind="repeat", repeats=k_top),
