@@ -1,4 +1,5 @@
-"""A linear binary classifier on [1, 8, 8] with known distances, shared by the oracle and attack tests."""
+"""A linear binary classifier on [1, 8, 8] with known distances, and a constant one, shared by the oracle and
+attack tests."""
 
 from __future__ import annotations
 
@@ -35,3 +36,15 @@ def images_at(model: Linear, distances: list[float]) -> torch.Tensor:
     base = torch.full((64,), 0.5)
     base -= (base @ model.w) * model.w
     return torch.stack([base - d * model.w for d in distances]).view(-1, 1, 8, 8)
+
+
+class Constant(nn.Module):
+    """Always class 0: nothing is ever adversarial for label 0; ``rows`` counts every input row seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += len(x)
+        return torch.stack((torch.ones(len(x)), torch.zeros(len(x))), dim=1)

@@ -5,26 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from linear import Linear, images_at
-from torch import nn
+from linear import Constant, Linear, images_at
 
 from rs_repro.attacks import Oracle, smoothed_oracle
 from rs_repro.attacks.hsja import hsja, normal_estimate
 from rs_repro.smoothing import Smooth
-
-
-class Constant(nn.Module):
-    """Always class 0: nothing is ever adversarial for label 0."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows += len(x)
-        return torch.stack((torch.ones(len(x)), torch.zeros(len(x))), dim=1)
-
-
 
 
 def _labels(b: int) -> torch.Tensor:

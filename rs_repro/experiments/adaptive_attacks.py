@@ -5,7 +5,7 @@ The paper's attackers (HSJA, SurFree, RayS) treat g_{sigma,n} as a deterministic
 advice, "a few samples n defend better" (ICASSP 2022, section 4), is measured against them. This chapter asks
 whether the advice survives attackers that adapt to the randomness:
 
-* repeat-and-vote: every query asked k times and answered by the majority (:class:`rs_repro.attacks.Oracle`
+* repeat-and-vote: every query asked k times and answered by the majority (:class:`rs_repro.attacks.oracle.Oracle`
   with ``repeats``), at the same total budget (k times fewer distinct queries) and at k times the budget;
 * PopSkipJump (Simon-Gabriel, Sheikh and Krause, ICML 2021), HSJA adapted to probabilistic classifiers;
 * against a defence that seeds its noise from a hash of the input (the same query always gets the same answer,
@@ -45,12 +45,12 @@ from ..measurements import AdaptiveConfiguration, AdaptiveGrid
 from ..models import load_model, model_spec
 from ..plots import PALETTE
 from ..smoothing import Smooth
+from .fig5_attacks import ATTACKS as PAPER_ATTACKS
 from .fig5_attacks import PUSH_MAX_T, attacked_images, test_pool
 
-#: The attacks of the chapter: the paper's three and PopSkipJump, by module and function.
-ATTACKS: dict[str, str] = {"HSJA": "rs_repro.attacks.hsja:hsja", "SurFree": "rs_repro.attacks.surfree:surfree",
-                           "RayS": "rs_repro.attacks.rays:rays",
-                           "PopSkipJump": "rs_repro.attacks.popskipjump:popskipjump"}
+#: The attacks of the chapter: the paper's three (:data:`rs_repro.experiments.fig5_attacks.ATTACKS`) and
+#: PopSkipJump, by module and function.
+ATTACKS: dict[str, str] = {**PAPER_ATTACKS, "PopSkipJump": "rs_repro.attacks.popskipjump:popskipjump"}
 #: Where a defence adds its noise: at the input (randomized smoothing) or after the first layer.
 NOISES = ("input", *(f"hidden-{law}" for law in LAWS))
 _MODULE = __name__

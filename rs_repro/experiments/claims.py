@@ -868,10 +868,18 @@ def _adaptive(grid: AdaptiveGrid, number: int) -> _Protocol | Judgement:
     return _too_few(len(grid.images), "images") or _Protocol.of(grid, "verified_l2", number)
 
 
-def _largest_scaled_repeat(grid: AdaptiveGrid) -> int | None:
-    """The largest k of repeat-and-vote with k times the budget against fresh input noise (``None``: none)."""
-    return max((c.repeats for c in grid.configurations if c.budget_factor > 1 and c.jitter == 0
-                and c.noise == "input" and c.seeding == "fresh"), default=None)
+def _scaled_setting(grid: AdaptiveGrid, number: int) -> tuple[_Protocol, int, list[int]] | Judgement:
+    """Claims 12 and 13 read repeat-and-vote with k times the budget against fresh input noise: the verified
+    distortions, the largest such k and the n of the record, or the not-testable judgement."""
+    fig = _adaptive(grid, number)
+    if isinstance(fig, Judgement):
+        return fig
+    k = max((c.repeats for c in grid.configurations if c.budget_factor > 1 and c.jitter == 0
+             and c.noise == "input" and c.seeding == "fresh"), default=None)
+    ns = fig.levels("n", **_FRESH)
+    if k is None or len(ns) < 2:
+        return Judgement("no repeat-and-vote attacker with k times the budget, or one n only", NOT_TESTABLE)
+    return fig, k, ns
 
 
 def _listing(kind: str, parts: Sequence[_Part]) -> str:
@@ -887,13 +895,10 @@ def judge_adaptive_fewer_samples(grid: AdaptiveGrid) -> Judgement:
     sigma (input noise, fresh); statistic: their median. Holds when every interval is above 0, does not hold
     when one is below 0, undecided otherwise; not testable without such attackers or with one n.
     """
-    fig = _adaptive(grid, 12)
-    if isinstance(fig, Judgement):
-        return fig
-    k = _largest_scaled_repeat(grid)
-    ns = fig.levels("n", **_FRESH)
-    if k is None or len(ns) < 2:
-        return Judgement("no repeat-and-vote attacker with k times the budget, or one n only", NOT_TESTABLE)
+    setting = _scaled_setting(grid, 12)
+    if isinstance(setting, Judgement):
+        return setting
+    fig, k, ns = setting
     kind, parts = f"median paired difference n={ns[0]} − n={ns[-1]}, ×{k} with {k}× budget", []
     for attack in fig.levels("attack", repeats=k, budget_factor=k, jitter=0.0, **_FRESH):
         small, large = fig.pairs({"n": (ns[0], ns[-1])}, _ADAPTIVE_KEY, attack=attack, repeats=k, budget_factor=k,
@@ -911,13 +916,10 @@ def judge_cost_multiplier(grid: AdaptiveGrid) -> Judgement:
     second. Holds when every interval is below 1 + SAME_DISTORTION, does not hold when one is above it,
     undecided otherwise.
     """
-    fig = _adaptive(grid, 13)
-    if isinstance(fig, Judgement):
-        return fig
-    k = _largest_scaled_repeat(grid)
-    ns = fig.levels("n", **_FRESH)
-    if k is None or len(ns) < 2:
-        return Judgement("no repeat-and-vote attacker with k times the budget, or one n only", NOT_TESTABLE)
+    setting = _scaled_setting(grid, 13)
+    if isinstance(setting, Judgement):
+        return setting
+    fig, k, ns = setting
     kind, parts = f"median ×{k} with {k}× budget at n={ns[0]} / median plain at n={ns[-1]}", []
     for attack in fig.levels("attack", repeats=k, budget_factor=k, jitter=0.0, **_FRESH):
         repeated = fig.columns(attack=attack, repeats=k, budget_factor=k, jitter=0.0, n=ns[0], **_FRESH)
