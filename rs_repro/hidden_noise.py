@@ -93,7 +93,7 @@ class HiddenNoise(Smooth):
 
     Notes
     -----
-    Only :meth:`_counts` differs from :class:`~rs_repro.smoothing.Smooth`: each of the n copies of each input
+    Only ``_counts`` differs from :class:`~rs_repro.smoothing.Smooth`: each of the n copies of each input
     is given to the base model without noise, and a forward hook on the noisy layer, registered for the
     duration of the call and removed afterwards, adds to the layer's output a noise tensor of its shape drawn
     from the call's generator (so each row, thus each copy, gets its own noise). The base model alone stays
@@ -206,7 +206,7 @@ class HiddenNoise(Smooth):
         ------
         ValueError
             Always. Cohen et al.'s radius sigma Phi^{-1}(pA_lower) assumes Gaussian noise on the input; applied to
-            hidden-noise counts it would be a number, not a certificate. Use :meth:`vote` or :meth:`predict`.
+            hidden-noise counts it would be a number, not a certificate. Use :meth:`~rs_repro.smoothing.Smooth.vote` or :meth:`~rs_repro.smoothing.Smooth.predict`.
         """
         raise self._no_certificate("certify")
 

@@ -119,7 +119,7 @@ class Oracle:
     -----
     Call :meth:`start` with the images and labels, then :meth:`query` (or :meth:`is_adversarial`, its
     verdicts alone) with query rows and the index (into the started batch) of the image each row belongs to.
-    The books count budget units: with ``repeats`` k, :attr:`queries` grows by k per row, the history's
+    The books count budget units: with ``repeats`` k, ``queries`` grows by k per row, the history's
     ``query`` column is the budget spent when the row was answered, and :attr:`remaining` is in rows.
     """
 

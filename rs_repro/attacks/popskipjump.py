@@ -32,7 +32,7 @@ from .oracle import AttackResult, Oracle
 #: Inverse temperatures s of the sigmoid (in units of 1 / segment length), log-spaced from 10^-1 to 10^2 as
 #: in the authors' ``infomax.py``.
 _LOG10_SLOPES = (-1.0, 2.0)
-#: HSJA's alpha (E[phi u . n] scaled, see :func:`_alpha`) on a deterministic classifier whose boundary is
+#: HSJA's alpha (E[phi u . n] scaled, see ``_alpha``) on a deterministic classifier whose boundary is
 #: one probe standard deviation from the probe centre: sqrt(2 / pi) exp(-1/2).
 _ALPHA_DETERMINISTIC = math.sqrt(2 / math.pi) * math.exp(-0.5)
 #: Candidate positions of a round: expected information gain within this fraction of the best (authors' code).
@@ -170,7 +170,7 @@ def probe_count(hsja_probes: float, slope: torch.Tensor, grid_size: int, cap: in
     and the normal is about ``1 / sqrt(1 + (d - 1) / (n alpha^2))`` (Simon-Gabriel et al. 2021, the
     expected-cosine result of their section on the gradient step; authors' ``get_cos_from_n``). HSJA on a
     deterministic classifier has ``alpha = _ALPHA_DETERMINISTIC`` (boundary one probe standard deviation
-    away, its tolerance theta vs. delta / sqrt(d) = theta); PSJ has :func:`_alpha` of the estimated inverse
+    away, its tolerance theta vs. delta / sqrt(d) = theta); PSJ has ``_alpha`` of the estimated inverse
     temperature, with offset 1 / G vs. probe spread L / G. Equal cosines give
     ``n = hsja_probes * (_ALPHA_DETERMINISTIC / alpha)^2``, independent of d.
 

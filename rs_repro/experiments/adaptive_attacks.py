@@ -48,10 +48,10 @@ from ..smoothing import Smooth
 from .fig5_attacks import ATTACKS as PAPER_ATTACKS
 from .fig5_attacks import PUSH_MAX_T, attacked_images, test_pool
 
-#: The attacks of the chapter: the paper's three (:data:`rs_repro.experiments.fig5_attacks.ATTACKS`) and
-#: PopSkipJump, by module and function.
+#: The module and function of each attack of the chapter, the paper's three
+#: (:data:`rs_repro.experiments.fig5_attacks.ATTACKS`) and PopSkipJump.
 ATTACKS: dict[str, str] = {**PAPER_ATTACKS, "PopSkipJump": "rs_repro.attacks.popskipjump:popskipjump"}
-#: Where a defence adds its noise: at the input (randomized smoothing) or after the first layer.
+#: Where a defence adds its noise, at the input (randomized smoothing) or after the first layer.
 NOISES = ("input", *(f"hidden-{law}" for law in LAWS))
 _MODULE = __name__
 
@@ -228,7 +228,8 @@ def attack_rows(defence: Defence, attacker: Attacker, model: nn.Module, num_clas
 
 def _images(dataset: str, data_dir: str | None, pool: int, seed: int,
             index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images and labels at test-split positions ``index``, all in the chapter's pool (:func:`test_pool`)."""
+    """The images and labels at test-split positions ``index``, all in the chapter's pool
+    (:func:`~rs_repro.experiments.fig5_attacks.test_pool`)."""
     drawn = test_pool(dataset, data_dir, pool, seed)
     where = {int(i): k for k, i in enumerate(drawn.index)}
     positions = torch.as_tensor([where[int(i)] for i in index])
@@ -260,7 +261,7 @@ def calibration_unit(*, dataset: str, data_dir: str | None, pool: int, images: i
                      law: str, sigma: float, n: int, batch_size: int, device: str, seed: int) -> pd.DataFrame:
     """The hidden-noise level of ``law`` at the clean accuracy of the input-noise vote g_{sigma,n}.
 
-    On the first ``images`` of the chapter's pool (:func:`test_pool`), the accuracy of g_{sigma,n} is
+    On the first ``images`` of the chapter's pool (:func:`~rs_repro.experiments.fig5_attacks.test_pool`), the accuracy of g_{sigma,n} is
     measured, then :func:`rs_repro.hidden_noise.match_accuracy` finds the scale of noise after the first layer
     whose vote of n has the same accuracy there, to within one and a half images (each accuracy from a seeded
     generator). The match is made at every n: the accuracy of a vote grows with n, and a level matched at the
@@ -313,7 +314,7 @@ def hidden_scales(tables: Mapping[str, pd.DataFrame]) -> dict[tuple[str, float, 
 def accuracy_unit(*, dataset: str, data_dir: str | None, pool: int, model: Mapping[str, Any],
                   defence: Mapping[str, Any], batch_size: int, device: str, seed: int) -> pd.DataFrame:
     """One row ``defence, correct, tested, accuracy``: the majority vote of one defence on the chapter's test
-    images (:func:`test_pool`), from fresh noise (input-hash seeding has the same law over the unknown key)."""
+    images (:func:`~rs_repro.experiments.fig5_attacks.test_pool`), from fresh noise (input-hash seeding has the same law over the unknown key)."""
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
     full = test_pool(dataset, data_dir, pool, seed)
     defence = Defence(**defence)
@@ -439,7 +440,7 @@ def measured(res: Results, values: Mapping[str, Any]) -> AdaptiveGrid:
                         configurations=configurations)
 
 
-#: Marker of each attacker kind in the figures: the plain attack, repeats at the same budget, at k times it.
+#: The marker of each attacker kind in the figures (the plain attack, repeats at the same budget, at k times it).
 KIND_MARKERS = {"plain": "o", "repeat": "v", "scaled": "s"}
 #: Marker area per repeat count k in the figures (larger k, larger marker).
 REPEAT_SIZES = {1: 36, 3: 60, 9: 100}

@@ -1028,8 +1028,8 @@ def judge_hidden_noise(grid: AdaptiveGrid) -> Judgement:
                    parts, "no hidden-noise defence")
 
 
-#: The claims beyond the paper (the adaptive-attacks chapter): attackers that adapt to the randomness, and
-#: noise inside the network. ``paper`` holds what the literature reports.
+#: The claims beyond the paper, measured by the adaptive-attacks chapter (attackers that adapt to the
+#: randomness, noise inside the network); their ``paper`` field holds what the literature reports.
 BEYOND: tuple[Claim, ...] = (
     Claim(12, "Against an attacker who repeats each query k times with k times the budget, fewer samples n still "
               "give larger distortions.",
@@ -1077,7 +1077,7 @@ def scorecard(profile: str | None, claims: Sequence[Claim] = CLAIMS) -> pd.DataF
     profile : str or None
         Only measurements recorded under this profile count (``None``: any).
     claims : sequence of Claim
-        The paper's (:data:`CLAIMS`, the default) or those beyond it (:data:`BEYOND`).
+        The paper's (``CLAIMS``, the default) or those beyond it (:data:`BEYOND`).
 
     Returns
     -------
