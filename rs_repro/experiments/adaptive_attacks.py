@@ -45,8 +45,9 @@ from ..measurements import AdaptiveConfiguration, AdaptiveGrid
 from ..models import load_model, model_spec
 from ..plots import PALETTE
 from ..smoothing import Smooth
+from .claims import BEYOND
 from .fig5_attacks import ATTACKS as PAPER_ATTACKS
-from .fig5_attacks import PUSH_MAX_T, attacked_images, test_pool
+from .fig5_attacks import PUSH_MAX_T, _images, attacked_images, test_pool
 
 #: The module and function of each attack of the chapter, the paper's three
 #: (:data:`rs_repro.experiments.fig5_attacks.ATTACKS`) and PopSkipJump.
@@ -224,16 +225,6 @@ def attack_rows(defence: Defence, attacker: Attacker, model: nn.Module, num_clas
                          "l2": result.l2.numpy(), "queries": result.queries.numpy(),
                          "forward_passes": result.forward_passes.numpy(), "level_at_reported": reported,
                          "verified_l2": pushed.l2, "t": pushed.t})
-
-
-def _images(dataset: str, data_dir: str | None, pool: int, seed: int,
-            index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images and labels at test-split positions ``index``, all in the chapter's pool
-    (:func:`~rs_repro.experiments.fig5_attacks.test_pool`)."""
-    drawn = test_pool(dataset, data_dir, pool, seed)
-    where = {int(i): k for k, i in enumerate(drawn.index)}
-    positions = torch.as_tensor([where[int(i)] for i in index])
-    return drawn.x[positions], drawn.y[positions]
 
 
 def attack_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[int], positions: list[int],
@@ -544,8 +535,7 @@ def _answer(judgement: Any) -> str:
 def page(res: Results, values: Mapping[str, Any], record: AdaptiveGrid) -> dict[str, Any]:
     """The numbers and phrases the chapter's prose reads, by glue name; the answers are the verdicts of the
     claims beyond the paper (:data:`rs_repro.experiments.claims.BEYOND`) on this run's ``record``."""
-    claims = importlib.import_module("rs_repro.experiments.claims")
-    judged = {claim.number: claim.judge(record) for claim in claims.BEYOND}
+    judged = {claim.number: claim.judge(record) for claim in BEYOND}
     ns, summary = values["ns"], res.summary
     k_top = max(values["repeats"], default=1)
     return {
