@@ -109,9 +109,9 @@ class Oracle:
         answer, as if the classifier were the k-fold vote.
     jitter : float, default 0.0
         l2 norm of the offset of each repeat: the repeats (or the single ask, with ``repeats`` 1) are asked at
-        ``x + jitter * u``, u uniform on the unit sphere and fresh for every ask, the attacker's counter to a defence that always gives the
-        same answer to the same input (:func:`smoothed_oracle` with ``noise="input-hash"``). Distances and
-        the best adversarial are those of the row itself.
+        ``x + jitter * u``, u uniform on the unit sphere and fresh for every ask, the attacker's counter to a
+        defence that always gives the same answer to the same input (:func:`smoothed_oracle` with
+        ``noise="input-hash"``). Distances and the best adversarial are those of the row itself.
     jitter_seed : int, default 0
         Seed of the jitter's generator, reset by :meth:`start` (on the device of the images).
 
