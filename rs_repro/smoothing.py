@@ -10,7 +10,8 @@ Practice?* (ICASSP 2022), is
 It is not computable; in practice it is replaced by
 
 * the plain **majority vote** g_{sigma,n}(x) of n noisy micro-decisions y_i = f(x + sigma N_i)
-  (ICASSP 2022, section 3.1; what the attacked models of the paper answer), see :meth:`Smooth.vote`;
+  (ICASSP 2022, section 3.1; what the attacked models of the paper answer), ties broken uniformly at
+  random from the noise's generator, see :meth:`Smooth.vote` and :func:`top_class`;
 * Cohen's **PREDICT**, which abstains unless a two-sided binomial test separates the two most voted
   classes at level alpha (Cohen et al. 2019, section 3.2.1), see :meth:`Smooth.predict`;
 * Cohen's **CERTIFY**, which returns the class guessed from n0 draws together with the certified l2
@@ -18,10 +19,13 @@ It is not computable; in practice it is replaced by
   the one-sided (1 - alpha) Clopper-Pearson lower bound of pA from n fresh draws, see
   :meth:`Smooth.certify` and :meth:`Smooth.certify_batch`.
 
-Conventions (``DESIGN.md``): the Gaussian noise is added in [0, 1] pixel space, normalisation being the
-base model's first layer, and noisy inputs are never clipped. Every random draw comes from an explicit
-:class:`torch.Generator`. One chunk of ``batch_size`` noisy inputs is in memory at a time,
-whatever n and the number of images.
+Conventions (``DESIGN.md``): the Gaussian noise is added in [0, 1] pixel space, normalisation being the base
+model's first layer, and noisy inputs are never clipped. Every random draw comes from an explicit
+:class:`torch.Generator`. Votes break ties at random (:func:`top_class`): with n = 10, a vote on a two-class
+boundary is a tie with probability P[Bin(10, 1/2) = 5] = 0.246, and a fixed rule (the first maximum) would
+make g_{sigma,n} and eq. (4)'s probability depend on the order of the labels. CERTIFY is Cohen's, its
+selection of cA from n0 draws included (smallest index on ties, as in Cohen et al.'s ``core.py``). One chunk
+of ``batch_size`` noisy inputs is in memory at a time, whatever n and the number of images.
 
 This module knows nothing of the attacks: they query g_{sigma,n} through
 :func:`rs_repro.attacks.oracle.smoothed_oracle`, and :func:`rs_repro.attacks.verification.verify` checks
@@ -39,10 +43,13 @@ import torch
 
 from . import checks, theory
 
-__all__ = ["ABSTAIN", "AlwaysAbstainWarning", "Smooth"]
+__all__ = ["ABSTAIN", "AlwaysAbstainWarning", "Smooth", "top_class"]
 
 #: Label returned by PREDICT and CERTIFY when they abstain (as in Cohen et al.'s ``core.py``).
 ABSTAIN: int = -1
+
+#: The dtypes :func:`top_class` accepts for vote counts.
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 class AlwaysAbstainWarning(UserWarning):
@@ -52,6 +59,55 @@ class AlwaysAbstainWarning(UserWarning):
     binomial p-value is 2**-9 = 0.00195 > 0.001. The ICASSP 2022 paper uses n in {10, 50, 100}; its
     smoothed classifier is the plain majority vote :meth:`Smooth.vote`, not PREDICT.
     """
+
+
+def top_class(counts: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The most voted class of each row of vote counts, ties broken uniformly at random.
+
+    Among the classes with the row's largest count, one is chosen uniformly at random: with t tied
+    classes, the one of rank floor(t u) among them (ranks 0 to t - 1 in index order), u ~ U[0, 1) drawn
+    from ``generator``. Exactly one number is drawn per row, whatever the counts, so the random stream
+    that follows does not depend on whether ties happened. This is the label of the vote g_{sigma,n} (ICASSP 2022, section 3.1)
+    wherever one is taken from counts: :meth:`Smooth.vote`, :func:`rs_repro.attacks.oracle.smoothed_oracle`.
+
+    Parameters
+    ----------
+    counts : torch.Tensor, shape [B, K], integer dtype
+        ``counts[b, k]``: votes for class k in row b (e.g. :meth:`Smooth.counts`), K >= 1.
+    generator : torch.Generator
+        Source of the B uniform numbers, on the device of ``counts`` (for a vote, the generator of its
+        noise, drawn after the counts).
+
+    Returns
+    -------
+    torch.Tensor, shape [B], dtype int64, on the device of ``counts``
+        The class of each row: the unique most voted class, or a uniformly random one of the tied ones.
+        With counts (5, 5) the answer is 0 or 1 with probability 1/2 each.
+
+    Raises
+    ------
+    TypeError
+        ``counts`` is not a :class:`torch.Tensor`, or ``generator`` not a :class:`torch.Generator`.
+    ValueError
+        ``counts`` is not a 2-D integer tensor with at least one column, or ``generator`` is not on the
+        device of ``counts``.
+    """
+    if not isinstance(counts, torch.Tensor):
+        raise TypeError(f"counts must be a torch.Tensor of shape [B, K], got {type(counts).__name__}")
+    if counts.dim() != 2 or counts.shape[1] == 0 or counts.dtype not in _INTEGER_DTYPES:
+        raise checks.rejected("counts", f"a {counts.dtype} tensor of shape {tuple(counts.shape)}",
+                              "an integer tensor of shape [B, K] with K >= 1")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if _device_key(generator.device) != _device_key(counts.device):
+        raise checks.rejected("generator", f"a generator on {generator.device}",
+                              f"a torch.Generator on the device of counts ({counts.device})")
+    top = counts == counts.amax(dim=1, keepdim=True)  # [B, K]: the tied most voted classes
+    ties = top.sum(dim=1)  # [B], >= 1
+    u = torch.rand(counts.shape[0], generator=generator, device=counts.device, dtype=torch.float64)
+    pick = (u * ties).long().clamp_max_(ties - 1)  # [B], uniform in {0, ..., ties - 1}
+    # The (pick + 1)-th tied class: the first column where the running count of tied classes exceeds pick.
+    return (top.cumsum(dim=1) > pick.unsqueeze(1)).to(torch.uint8).argmax(dim=1)
 
 
 def _device_key(device: torch.device) -> tuple[str, int | None]:
@@ -86,7 +142,8 @@ class Smooth:
     -----
     Randomness: every method takes a keyword ``generator``. Given the same generator state, the same
     inputs and the same ``batch_size``, the counts are identical (the chunking decides how the stream of
-    Gaussian numbers is cut). A generator must live on the device of the inputs.
+    Gaussian numbers is cut), and so are the votes (:meth:`vote` draws its tie-breaking numbers from the
+    same generator, after the noise). A generator must live on the device of the inputs.
 
     Examples
     --------
@@ -259,12 +316,16 @@ class Smooth:
         Returns
         -------
         torch.Tensor, shape [B], dtype int64, on the device of ``xs``
-            The most voted class of each input. Tie rule: among classes with equal top counts, the
-            smallest class index wins (the first maximum, as :func:`torch.argmax`), e.g. with n even,
-            5 votes for class 3 and 5 for class 7 give 3.
+            The most voted class of each input. Tie rule: among classes with equal top counts, one is
+            drawn uniformly at random (:func:`top_class`, one uniform number per input drawn from the
+            noise's generator after the n draws), e.g. with n = 10, 5 votes for class 3 and 5 for class
+            7 give 3 or 7 with probability 1/2 each.
         """
-        counts = self.counts(xs, n, batch_size, generator=generator)
-        return counts.argmax(dim=1)  # first maximum on ties (documented torch.argmax rule)
+        xs = checks.images("xs", xs, 4, "[B, C, H, W]")
+        n = checks.integer("n", n, 1)
+        batch_size = checks.integer("batch_size", batch_size, 1)
+        gen = self._generator(xs.device, generator)
+        return top_class(self._counts(xs, n, batch_size, gen), gen)
 
     # -- Cohen et al. PREDICT -----------------------------------------------------------------------
 
@@ -281,7 +342,8 @@ class Smooth:
 
         The two most voted classes (counts c1 >= c2) are compared with a two-sided exact binomial test
         of c1 out of c1 + c2 at p = 1/2; the top class is returned when its p-value is <= alpha. Then the
-        returned class differs from g_sigma(x) with probability at most alpha.
+        returned class differs from g_sigma(x) with probability at most alpha. A tie (c1 = c2) has p-value
+        1 and abstains, so no tie rule is needed.
 
         Parameters
         ----------
@@ -340,7 +402,8 @@ class Smooth:
     ) -> tuple[int, float]:
         """Cohen et al.'s CERTIFY (2019, section 3.2.2) for one input: class and certified l2 radius.
 
-        The class cA is guessed as the most voted among n0 draws (smallest index on ties); n fresh
+        The class cA is guessed as the most voted among n0 draws (smallest index on ties, as in Cohen et
+        al.'s ``core.py``; the guess only names the class whose votes are counted next); n fresh
         draws give nA = votes for cA and the one-sided (1 - alpha) Clopper-Pearson lower bound pA_lower.
         With probability >= 1 - alpha, if the result is (cA, R) then g_sigma(x + delta) = cA for every
         ||delta||_2 < R = sigma * Phi^{-1}(pA_lower) (Cohen et al. Thm. 1; ICASSP 2022 eq. (2)).

@@ -167,11 +167,51 @@ def test_verify_estimates_the_probability_of_eq4():
 
 def _vote_wrong(s: float, n: int, sigma: float) -> float:
     """P[g_{sigma,n}(x) != 0] for the linear model at signed distance s past its hyperplane: each micro-decision
-    is wrong with probability Phi(s / sigma), the vote when more than n/2 are (ties go to class 0)."""
-    return float(stats.binom.sf(n // 2, n, stats.norm.cdf(s / sigma)))
+    is wrong with probability p = Phi(s / sigma), the vote when more than n/2 are, and with probability 1/2 when
+    exactly n/2 are (a tie broken at random): P[Bin(n, p) > n/2] + P[Bin(n, p) = n/2] / 2."""
+    p = stats.norm.cdf(s / sigma)
+    return float(stats.binom.sf(n // 2, n, p) + (stats.binom.pmf(n // 2, n, p) / 2 if n % 2 == 0 else 0.0))
 
 
-@pytest.mark.parametrize("n, k", [(1, 1), (1, 3), (5, 3), (1, 9), (4, 9)])
+class Swapped(Linear):
+    """The linear model with its two classes in the other order: class 0 where w.x + b > 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).flip(1)
+
+
+@pytest.mark.parametrize("n", [2, 10])
+def test_majority_rule_breaks_ties_at_random_whatever_the_class_order(n):
+    # A tie between the label and the other class is adversarial with probability 1/2: the law of the vote is
+    # the same with the classes in either order (the first-maximum rule made it P[Bin > n/2] in one order,
+    # P[Bin >= n/2] in the other).
+    rows, sigma, s = 8000, 0.25, 0.03
+    for model, label in ((Linear(seed=3), 0), (Swapped(seed=3), 1)):
+        x = images_at(model, [-s] * rows)  # s past the hyperplane, labelled by the model's clean class
+        oracle = smoothed_oracle(Smooth(model, 2, sigma, seed=n), n, max_queries=1)
+        oracle.start(x, torch.full((rows,), label, dtype=torch.long))
+        rate = oracle.is_adversarial(x, torch.arange(rows)).double().mean().item()
+        exact = _vote_wrong(s, n, sigma)
+        assert abs(rate - exact) < 5 * math.sqrt(exact * (1 - exact) / rows), (n, label, rate, exact)
+
+
+def test_majority_rule_draws_its_ties_from_the_noise_generator():
+    model = Linear(seed=4)
+    x = images_at(model, [0.0] * 500)  # on the boundary: with n = 2 half the votes tie
+    y = torch.zeros(500, dtype=torch.long)
+    answers = []
+    for _ in range(2):
+        gen = torch.Generator().manual_seed(9)
+        oracle = smoothed_oracle(Smooth(model, 2, 0.25), 2, max_queries=1, generator=gen)
+        oracle.start(x, y)
+        answers.append(oracle.is_adversarial(x, torch.arange(500)))
+    assert torch.equal(*answers)  # same generator state, same answers
+    gen = torch.Generator().manual_seed(9)
+    expected = Smooth(model, 2, 0.25).vote(x, 2, batch_size=10_000, generator=gen) != y
+    assert torch.equal(answers[0], expected)  # the oracle's verdict is g_{sigma,n} != y, tie rule included
+
+
+@pytest.mark.parametrize("n, k", [(1, 1), (1, 3), (5, 3), (1, 9), (4, 9), (4, 2)])
 def test_repeat_and_vote_follows_the_binomial_of_binomial_law(n, k):
     model = Linear(seed=2)
     rows, sigma, s = 4000, 0.25, 0.05
@@ -180,7 +220,7 @@ def test_repeat_and_vote_follows_the_binomial_of_binomial_law(n, k):
     oracle.start(x, torch.zeros(rows, dtype=torch.long))
     rate = oracle.is_adversarial(x, torch.arange(rows)).double().mean().item()
     q = _vote_wrong(s, n, sigma)
-    exact = float(stats.binom.sf(k // 2, k, q))  # the majority of k independent votes is wrong
+    exact = float(stats.binom.sf(k // 2, k, q))  # a strict majority of the k votes is wrong (a tie is not)
     assert abs(rate - exact) < 5 * math.sqrt(exact * (1 - exact) / rows), (rate, exact)
     assert model.rows == rows * k * n
     assert oracle.queries.tolist() == [k] * rows and oracle.forward_passes.tolist() == [k * n] * rows
@@ -225,7 +265,7 @@ def test_jittered_repeats_are_asked_at_the_jitter_distance_and_booked_at_the_row
 
 def test_input_hash_noise_answers_the_same_point_the_same_way_and_jitter_undoes_it():
     model = Linear(seed=5)
-    rows, sigma, s, n = 2000, 0.25, 0.02, 1
+    rows, sigma, s, n = 2000, 0.25, 0.02, 2  # n = 2: a tie half the time, broken by the input's own generator
     x = images_at(model, [-s])  # one point, asked many times: a coin of bias Phi(s / sigma)
     smooth = Smooth(model, 2, sigma)
     keyed = smoothed_oracle(smooth, n, max_queries=rows, noise="input-hash", noise_key=7)

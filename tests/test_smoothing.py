@@ -20,7 +20,7 @@ import scipy.stats
 import torch
 from torch import nn
 
-from rs_repro.smoothing import ABSTAIN, AlwaysAbstainWarning, Smooth
+from rs_repro.smoothing import ABSTAIN, AlwaysAbstainWarning, Smooth, top_class
 
 SHAPE = (1, 8, 8)  # d = 64
 Z = 4.5  # width of the statistical error bars, in standard errors
@@ -307,18 +307,88 @@ def test_model_mode_and_input_untouched() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def _uniform_within(labels: torch.Tensor, tied: list[int]) -> None:
+    """Assert that ``labels`` [m] take only the values ``tied``, each with frequency 1 / len(tied) +- Z s.e."""
+    assert set(labels.unique().tolist()) == set(tied)
+    p = 1 / len(tied)
+    for label in tied:
+        rate = (labels == label).double().mean().item()
+        assert abs(rate - p) <= Z * math.sqrt(p * (1 - p) / len(labels)), (label, rate, p)
+
+
 @pytest.mark.parametrize("labels", [[3, 7], [7, 3], [6, 2, 4], [4, 6, 2]])
-def test_vote_tie_goes_to_smallest_class(labels: list[int]) -> None:
-    k = len(labels)
+def test_vote_tie_splits_uniformly(labels: list[int]) -> None:
+    k, images = len(labels), 6000
     n = 12 * k  # a multiple of k: each image gets n / k votes for each label
     model = Alternating(10, labels)
-    smooth = Smooth(model, 10, 0.1)
-    xs = torch.zeros(5, *SHAPE)
+    smooth = Smooth(model, 10, 0.1, seed=3)
+    xs = torch.zeros(images, *SHAPE)
     counts = smooth.counts(xs, n, batch_size=6 * k)  # chunk starts keep the row parity
-    expected = torch.zeros(5, 10, dtype=torch.int64)
+    expected = torch.zeros(images, 10, dtype=torch.int64)
     expected[:, labels] = n // k
     assert torch.equal(counts, expected)
-    assert smooth.vote(xs, n, batch_size=6 * k).tolist() == [min(labels)] * 5
+    _uniform_within(smooth.vote(xs, n, batch_size=6 * k), sorted(labels))  # whatever the order of the labels
+
+
+def test_top_class_known_answers() -> None:
+    counts = torch.tensor([[0, 3, 1], [2, 0, 2], [5, 5, 5], [0, 0, 9], [4, 4, 0]])
+    votes = top_class(counts.repeat(20_000, 1), torch.Generator().manual_seed(0)).view(20_000, 5)
+    assert votes.dtype == torch.int64
+    assert (votes[:, 0] == 1).all() and (votes[:, 3] == 2).all()  # a unique maximum wins
+    _uniform_within(votes[:, 1], [0, 2])
+    _uniform_within(votes[:, 2], [0, 1, 2])  # a three-class tie splits in thirds
+    _uniform_within(votes[:, 4], [0, 1])
+    assert (votes[:, 1] != votes[:, 2]).any()  # rows draw independently
+
+
+def test_top_class_draws_one_number_per_row_whatever_the_counts() -> None:
+    gens = [torch.Generator().manual_seed(4) for _ in range(3)]
+    top_class(torch.tensor([[3, 0], [0, 3], [1, 2]]), gens[0])  # no tie
+    top_class(torch.tensor([[2, 2, 2], [3, 3, 0], [1, 1, 4]]), gens[1])  # ties
+    torch.rand(3, generator=gens[2], dtype=torch.float64)
+    assert torch.equal(gens[0].get_state(), gens[1].get_state())
+    assert torch.equal(gens[1].get_state(), gens[2].get_state())
+
+
+def test_vote_is_top_class_of_counts_and_is_reproducible() -> None:
+    model = LinearBinary(seed=7)
+    xs = torch.stack([model.at_distance(0.0)] * 400)  # on the boundary: n = 10 ties w.p. 0.25
+    smooth = Smooth(model, 2, 0.3, seed=5)
+    votes = smooth.vote(xs, 10, batch_size=300)
+    assert torch.equal(votes, Smooth(model, 2, 0.3, seed=5).vote(xs, 10, batch_size=300))  # same seed
+    assert not torch.equal(votes, smooth.vote(xs, 10, batch_size=300))  # the object's generator advances
+    gen = torch.Generator().manual_seed(5)  # the noise, then one tie-breaking number per input, from one stream
+    counts = smooth.counts(xs, 10, batch_size=300, generator=gen)
+    assert torch.equal(votes, top_class(counts, gen))
+    ties = counts[:, 0] == counts[:, 1]
+    assert 0.15 < ties.double().mean() < 0.35 and (votes[ties] == 0).any() and (votes[ties] == 1).any()
+
+
+class Swapped(nn.Module):
+    """``model`` with the order of its two classes swapped (logits (b, a) for (a, b))."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).flip(1)
+
+
+@pytest.mark.parametrize("n", [10, 4, 7])
+def test_vote_law_on_a_linear_model_does_not_depend_on_the_class_order(n: int) -> None:
+    # On the side of class 0 at distance dist, a micro-decision is wrong w.p. p = Phi(-dist / sigma), and
+    # P[g_{sigma,n} wrong] = P[Bin(n, p) > n / 2] + P[Bin(n, p) = n / 2] / 2 (0 for odd n): a tie is a coin flip.
+    # The first-maximum rule gave P[Bin > n/2] with the classes in one order and P[Bin >= n/2] in the other.
+    sigma, dist, votes = 0.25, 0.06, 20_000
+    base = LinearBinary(seed=12)
+    xs = base.at_distance(dist).expand(votes, *SHAPE)
+    p = phi(-dist / sigma)  # 0.405
+    exact = scipy.stats.binom.sf(n // 2, n, p) + (scipy.stats.binom.pmf(n // 2, n, p) / 2 if n % 2 == 0 else 0)
+    se = math.sqrt(exact * (1 - exact) / votes)
+    for model, label in ((base, 0), (Swapped(base), 1)):
+        wrong = (Smooth(model, 2, sigma, seed=n).vote(xs, n, batch_size=10_000) != label).double().mean().item()
+        assert abs(wrong - exact) <= Z * se, (n, label, wrong, exact)
 
 
 class TieThenConstant(nn.Module):
@@ -442,6 +512,18 @@ def test_method_validation() -> None:
         smooth.counts(xs, 10, generator=np.random.default_rng(0))
 
 
+def test_top_class_validation() -> None:
+    gen = torch.Generator()
+    for bad in (torch.zeros(3, 2), torch.zeros(3, dtype=torch.int64), torch.zeros(3, 0, dtype=torch.int64),
+                torch.zeros(3, 2, dtype=torch.bool)):
+        with pytest.raises(ValueError, match=r"^counts must be an integer tensor of shape \[B, K\] with K >= 1"):
+            top_class(bad, gen)
+    with pytest.raises(TypeError, match=r"^counts must be a torch.Tensor"):
+        top_class([[1, 2]], gen)
+    with pytest.raises(TypeError, match=r"^generator must be a torch.Generator, got int"):
+        top_class(torch.ones(2, 2, dtype=torch.int64), 0)
+
+
 def test_bad_logits_shape() -> None:
     with pytest.raises(ValueError, match=r"base_classifier must return logits of shape \[m, num_classes\] = \[8, 5\]"):
         Smooth(Constant(3, 0), 5, 0.25).counts(torch.zeros(2, *SHAPE), 4)
@@ -462,6 +544,17 @@ def test_generator_on_other_device() -> None:
         smooth.counts(torch.zeros(2, *SHAPE), 10, generator=torch.Generator(device="cuda"))
     with pytest.raises(ValueError, match=r"generator must be on the device of the inputs \(cuda"):
         smooth.vote(torch.zeros(2, *SHAPE, device="cuda"), 10, generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"^generator must be a torch.Generator on the device of counts \(cuda"):
+        top_class(torch.ones(2, 2, dtype=torch.int64, device="cuda"), torch.Generator())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tie_splits_uniformly_and_reproducibly() -> None:
+    counts = torch.tensor([[2, 2, 0, 2]], device="cuda").expand(30_000, 4)
+    votes = top_class(counts, torch.Generator(device="cuda").manual_seed(1))
+    assert votes.device == counts.device
+    assert torch.equal(votes, top_class(counts, torch.Generator(device="cuda").manual_seed(1)))
+    _uniform_within(votes.cpu(), [0, 1, 3])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

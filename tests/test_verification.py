@@ -1,4 +1,5 @@
-"""Verification of eq. (4): verify and push_to_level against the closed forms of a linear classifier."""
+"""Confirmation of eq. (4): verify, push_to_level and push_candidates against the closed forms of a linear
+classifier inside the pixel box."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 from linear import Linear, images_at
 from scipy import optimize, stats
 
-from rs_repro.attacks import push_to_level
+from rs_repro.attacks import push_candidates, push_to_level
+from rs_repro.attacks.verification import box_path, saturation
 from rs_repro.smoothing import Smooth
 
 SIGMA = 0.25
@@ -16,45 +18,106 @@ SIGMA = 0.25
 
 def _level(s: float, n: int) -> float:
     """P[g_{sigma,n}(x) != 0] at signed distance s past the hyperplane: each micro-decision is wrong with
-    probability Phi(s / sigma), the vote is wrong when more than n/2 are (ties go to class 0, the label)."""
-    return float(stats.binom.sf(n // 2, n, stats.norm.cdf(s / SIGMA)))
+    probability q = Phi(s / sigma); the vote is wrong when more than n/2 are, and with probability 1/2 on a tie
+    (even n: ties are broken at random)."""
+    q = stats.norm.cdf(s / SIGMA)
+    tie = 0.5 * stats.binom.pmf(n // 2, n, q) if n % 2 == 0 else 0.0
+    return float(stats.binom.sf(n // 2, n, q) + tie)
 
 
-def _distance_at_level(n: int, pa: float) -> float:
-    """The signed distance past the hyperplane where the level of the vote reaches pa (closed form)."""
-    return optimize.brentq(lambda s: _level(s, n) - pa, -5 * SIGMA, 5 * SIGMA, xtol=1e-10)
+def _dark_image(model: Linear, before: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image x_o of dark pixels (0.04, as on a black background) ``before`` the hyperplane (b set so), and an
+    attack's point x_o + 0.1 w: along its ray the pixels where w < 0 reach 0 before the crossing, so the
+    box-projected path crosses later than the straight line."""
+    x_o = torch.full((64,), 0.04)
+    model.b = float(-before - x_o @ model.w)
+    return x_o.view(1, 1, 8, 8), (x_o + 0.1 * model.w).view(1, 1, 8, 8)
 
 
-@pytest.mark.parametrize("n, pa", [(1, 0.8), (11, 0.8), (10, 0.5), (51, 0.9), (11, 0.5)])
-def test_pushed_distortion_is_the_closed_form_of_a_linear_classifier(n, pa):
+def _path_level(model: Linear, x_o: torch.Tensor, delta: torch.Tensor, t: float, n: int) -> float:
+    return _level(float(model.signed_distance(box_path(x_o, delta, t))[0]), n)
+
+
+@pytest.mark.parametrize("n", [10, 11])
+@pytest.mark.parametrize("pa", [0.5, 0.8])
+def test_confirmed_points_are_images_at_level_and_near_the_exact_crossing(n, pa):
+    """At the book's sizes (32 votes per search decision, 256 per confirmation, alpha 0.05), 40 images; the
+    overshoot past the crossing is that of a one-sided test of 256 votes, largest at small n (about 8% at
+    n = 11, 3% at n = 101)."""
     model = Linear(seed=3)
-    a = 0.5  # x_o is 0.5 before the hyperplane; the attack's point lies on it
-    x_o, x_adv = images_at(model, [a, a]), images_at(model, [0.0, -0.25])
-    pushed = push_to_level(Smooth(model, 2, SIGMA), x_o, x_adv, torch.zeros(2, dtype=torch.long), n=n, pa=pa,
-                           votes=4000, seed=1, tolerance=0.002, alpha=0.001)
-    target = a + max(_distance_at_level(n, pa), 0.0)  # t >= 1: never closer than the attack's own point
-    # the vote's level changes by ~2.5 per sigma there; 4,000 votes resolve it to about 0.01, i.e. sigma / 25
-    assert pushed.reached.all()
-    assert pushed.l2[0] == pytest.approx(target, abs=SIGMA / 12)
-    assert pushed.t[0] == pytest.approx(pushed.l2[0] / a)
-    # the second point starts 0.25 past the hyperplane: on the same line, so the same verified point
-    assert pushed.l2[1] == pytest.approx(max(target, a + 0.25), abs=SIGMA / 12)
-    # the level re-estimated at the returned points with fresh votes: its 99.9% interval covers the closed form
-    exact = [_level(float(model.signed_distance(x[None])), n) for x in pushed.x]
-    assert all(lo <= e <= hi for lo, e, hi in zip(pushed.lower, exact, pushed.upper))
-    assert np.allclose(pushed.linf, (pushed.x - x_o).flatten(1).abs().amax(1).numpy())
+    x_o, x_adv = _dark_image(model, before=0.4)
+    delta = x_adv - x_o
+    crossing = optimize.brentq(lambda t: _path_level(model, x_o, delta, t, n) - pa, 1.0, saturation(x_o, delta))
+    exact = float((box_path(x_o, delta, crossing) - x_o).norm())
+    straight = optimize.brentq(lambda t: _level(float(model.signed_distance(x_o + t * delta)[0]), n) - pa, 1.0, 100.0)
+    assert crossing > 1.1 * straight  # the box matters here: the straight line (outside the box) crosses earlier
+    images = 40
+    pushed = push_to_level(Smooth(model, 2, SIGMA), x_o.repeat(images, 1, 1, 1), x_adv.repeat(images, 1, 1, 1),
+                           torch.zeros(images, dtype=torch.long), n=n, pa=pa, votes=32, confirm_votes=256, seed=1)
+    assert pushed.confirmed.all() and np.isfinite(pushed.l2).all()
+    assert pushed.x.min() >= 0 and pushed.x.max() <= 1  # images, every one
+    levels = np.array([_level(float(s), n) for s in model.signed_distance(pushed.x)])
+    assert (levels < pa).mean() <= 0.05  # confirmed at 1 - alpha: in fact none is below
+    ratio = pushed.l2 / exact
+    assert np.median(ratio) <= 1.10 and ratio.max() <= 1.3  # not needlessly conservative
+    assert (pushed.lower >= pa).all() and (pushed.alpha <= 0.05 / 2).all() and (pushed.votes == 256)
+    assert np.allclose(pushed.l2, (pushed.x - x_o).flatten(1).norm(dim=1).numpy(), rtol=1e-5)
 
 
-def test_a_point_already_adversarial_is_kept_and_one_that_never_gets_there_is_not_counted():
+@pytest.mark.parametrize("n", [10, 11])
+def test_with_more_votes_the_confirmed_distortion_is_within_a_few_percent_of_the_crossing(n):
+    model = Linear(seed=3)
+    x_o, x_adv = _dark_image(model, before=0.4)
+    delta = x_adv - x_o
+    crossing = optimize.brentq(lambda t: _path_level(model, x_o, delta, t, n) - 0.5, 1.0, saturation(x_o, delta))
+    exact = float((box_path(x_o, delta, crossing) - x_o).norm())
+    pushed = push_to_level(Smooth(model, 2, SIGMA), x_o.repeat(10, 1, 1, 1), x_adv.repeat(10, 1, 1, 1),
+                           torch.zeros(10, dtype=torch.long), n=n, pa=0.5, votes=400, confirm_votes=4000, seed=2,
+                           tolerance=0.002)
+    assert pushed.confirmed.all()
+    error = pushed.l2 / exact - 1
+    assert np.median(error) <= 0.04 and error.max() <= 0.06 and error.min() >= -0.01
+
+
+def test_a_path_that_cannot_reach_the_level_inside_the_box_is_a_failure():
+    """The boundary x_0 = 1.2 lies outside the box: the straight ray crosses it, the box-projected path stops at
+    x_0 = 1, where a micro-decision is wrong with probability Phi(-0.8) and a vote of 11 with 0.012."""
+    w = torch.zeros(64)
+    w[0] = 1.0
+    model = Linear(w=w, b=-1.2)
+    x_o = torch.full((2, 1, 8, 8), 0.5)
+    x_adv = x_o.clone()
+    x_adv[:, 0, 0, 0] = 0.9
+    pushed = push_to_level(Smooth(model, 2, SIGMA), x_o, x_adv, torch.zeros(2, dtype=torch.long), n=11, pa=0.5,
+                           votes=32, seed=0)
+    assert not pushed.confirmed.any() and np.isinf(pushed.l2).all() and np.isinf(pushed.t).all()
+    assert torch.equal(pushed.x, x_adv)  # the attack's own point, never one outside the box
+
+
+def test_a_point_already_adversarial_is_kept_and_one_at_x_o_is_confirmed_like_any_other():
     model = Linear(seed=4)
     x_o = images_at(model, [0.5, 0.5, 0.5])
     x_adv = torch.cat([images_at(model, [-1.0]), x_o[1:2], images_at(model, [0.3])])  # deep past; x_o; still before
     pushed = push_to_level(Smooth(model, 2, SIGMA), x_o, x_adv, torch.zeros(3, dtype=torch.long), n=11, pa=0.8,
-                           votes=200, seed=0, max_t=1.5)
+                           votes=50, seed=0, max_t=1.5)
     assert pushed.t[0] == 1.0 and torch.equal(pushed.x[0], x_adv[0]) and pushed.p[0] == 1.0
-    assert not pushed.reached[1] and pushed.l2[1] == np.inf  # a point at x_o is verified like any other
-    assert not pushed.reached[2] and pushed.t[2] == np.inf  # t = 1.5 puts it 0.35 before: never adversarial
-    assert torch.equal(pushed.x[2], x_adv[2])
+    assert not pushed.confirmed[1] and pushed.l2[1] == np.inf  # x_o is not adversarial
+    assert not pushed.confirmed[2] and pushed.t[2] == np.inf  # t = 1.5 puts it 0.35 before: never adversarial
+    assert pushed.attempts[1] == 0 and np.isnan(pushed.lower[1])  # the search never reached the level: no test
+
+
+def test_a_candidate_nearer_the_crossing_wins_and_the_confidence_is_shared():
+    model = Linear(seed=6)
+    x_o = images_at(model, [0.4, 0.4])
+    far = images_at(model, [-0.5, -0.5])  # confirmed at t = 1, 0.9 from x_o
+    near = images_at(model, [0.2, 0.4])  # first image: on the same line, pushed to about 0.45; second: at x_o
+    found = push_candidates(Smooth(model, 2, SIGMA), x_o, {"far": far, "near": near}, torch.zeros(2, dtype=torch.long),
+                            n=11, pa=0.5, votes=32, seed=0, alpha=0.05)
+    assert found.source.tolist() == ["near", "far"]
+    assert found.best.l2[0] == found.each["near"].l2[0] < found.each["far"].l2[0]
+    assert found.best.l2[1] == found.each["far"].l2[1] and not found.each["near"].confirmed[1]
+    assert np.nanmax(found.each["far"].alpha) <= 0.05 / 2 / 2  # alpha / C for the candidate, half of it first
+    assert torch.equal(found.best.x[1], found.each["far"].x[1])
 
 
 def test_same_seed_same_points_and_an_image_does_not_depend_on_the_others():
@@ -71,8 +134,18 @@ def test_same_seed_same_points_and_an_image_does_not_depend_on_the_others():
         or push_to_level(smooth, x_o, x_adv, y, n=11, pa=0.8, votes=100, seed=4).t.tolist() != first.t.tolist()
 
 
+def test_saturation_is_where_the_box_projected_path_stops_moving():
+    x_o = torch.tensor([0.2, 0.5, 0.0, 1.0])
+    delta = torch.tensor([0.1, -0.25, -0.3, 0.0])
+    assert saturation(x_o, delta) == pytest.approx(8.0)  # the first pixel reaches 1 at t = 8, the second 0 at t = 2
+    assert torch.equal(box_path(x_o, delta, 100.0), torch.tensor([1.0, 0.0, 0.0, 1.0]))
+    assert saturation(x_o, torch.zeros(4)) == 0.0
+
+
 @pytest.mark.parametrize("name, value, message", [
-    ("pa", 0.0, "pa must be a real number in"), ("votes", 0, "votes must be an integer >= 1"),
+    ("pa", 0.0, "pa must be a real number in"), ("pa", 1.0, "pa must be a real number in"),
+    ("votes", 0, "votes must be an integer >= 1"), ("confirm_votes", 0, "confirm_votes must be an integer >= 1"),
+    ("attempts", 0, "attempts must be an integer >= 1"), ("alpha", 1.0, "alpha must be a real number in"),
     ("n", 0, "n must be an integer >= 1"), ("max_t", 0.5, "max_t must be"), ("tolerance", 1.5, "tolerance must be"),
 ])
 def test_bad_arguments_name_the_parameter(name, value, message):
@@ -84,3 +157,6 @@ def test_bad_arguments_name_the_parameter(name, value, message):
     with pytest.raises(ValueError, match="x_adv must be the shape of x_o"):
         push_to_level(Smooth(model, 2, SIGMA), x, images_at(model, [0.5, 0.1]), torch.zeros(1, dtype=torch.long),
                       n=11, pa=0.8, votes=10, seed=0)
+    with pytest.raises(ValueError, match="x_adv"):
+        push_to_level(Smooth(model, 2, SIGMA), x, x + 2.0, torch.zeros(1, dtype=torch.long), n=11, pa=0.8,
+                      votes=10, seed=0)

@@ -8,8 +8,8 @@ from .oracle import NOISE_SEEDINGS, Answer, AttackResult, Oracle, smoothed_oracl
 from .popskipjump import popskipjump
 from .rays import rays
 from .surfree import surfree
-from .verification import Pushed, push_to_level, verify
+from .verification import Candidates, Pushed, push_candidates, push_to_level, verify
 
-__all__ = ["NOISE_SEEDINGS", "Answer", "AttackResult", "Bisection", "MinimalAdversarial", "Oracle", "Pushed", "bisect",
-           "bisect_segment", "hsja", "minimal_l2", "popskipjump", "push_to_level", "rays", "smoothed_oracle", "surfree",
-           "verify"]
+__all__ = ["NOISE_SEEDINGS", "Answer", "AttackResult", "Bisection", "Candidates", "MinimalAdversarial", "Oracle",
+           "Pushed", "bisect", "bisect_segment", "hsja", "minimal_l2", "popskipjump", "push_candidates", "push_to_level",
+           "rays", "smoothed_oracle", "surfree", "verify"]

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from .. import checks, seeds, theory
-from ..smoothing import Smooth
+from ..smoothing import Smooth, top_class
 
 #: The signature of a decision rule, ``decide(xs, ys) -> bool [m]`` (is each row of ``xs`` [m, C, H, W] adversarial for label ``ys`` [m]?).
 Decision = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -353,9 +353,12 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
     """A query oracle on g_{sigma,n} for decision-based attacks (ICASSP 2022, sections 3.4 and 4).
 
     Each query is one vote of n fresh noisy micro-decisions (n base-model forward passes). Without
-    ``pa`` a query is adversarial when the majority vote g_{sigma,n} differs from the label; with
-    ``pa``, when at least ceil(n * pa) of the n micro-decisions are wrong, the paper's accelerated
-    rule (:func:`rs_repro.theory.votes_needed`), which is stricter than eq. (4) (see the theory chapter).
+    ``pa`` a query is adversarial when the majority vote g_{sigma,n} differs from the label, a tie being
+    broken uniformly at random as in :meth:`~rs_repro.smoothing.Smooth.vote`
+    (:func:`~rs_repro.smoothing.top_class`, from the query's noise generator): a tie between the label and
+    one other class is adversarial with probability 1/2. With ``pa``, a query is adversarial when at least ceil(n * pa) of the n micro-decisions
+    are wrong, the paper's accelerated rule (:func:`rs_repro.theory.votes_needed`), which is stricter than
+    eq. (4) (see the theory chapter) and needs no tie rule.
 
     Parameters
     ----------
@@ -373,9 +376,10 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
     generator : torch.Generator, optional
         Source of the noise with ``noise="fresh"``; default: ``smooth``'s own generator.
     noise : str, default ``"fresh"``
-        One of :data:`NOISE_SEEDINGS`. ``input-hash``: the n draws of a query come from a generator seeded by
-        ``noise_key`` and the SHA-256 of the query's bytes (dtype, shape and values), so asking the same point
-        again gives the same answer and repeating a query buys the attacker nothing.
+        One of :data:`NOISE_SEEDINGS`. ``input-hash``: the n draws of a query (and its tie-breaking number)
+        come from a generator seeded by ``noise_key`` and the SHA-256 of the query's bytes (dtype, shape and
+        values), so asking the same point again gives the same answer and repeating a query buys the attacker
+        nothing.
     noise_key : int, default 0
         The defender's secret of ``input-hash`` seeding.
     repeats, jitter, jitter_seed
@@ -391,18 +395,19 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
     noise_key = checks.integer("noise_key", noise_key)
     needed = None if pa is None else int(theory.votes_needed(n, pa))
 
-    def counts(xs: torch.Tensor) -> torch.Tensor:
+    def decide_with(xs: torch.Tensor, ys: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         # Smooth.counts without its checks: the oracle checked the rows' shape, and counts() would scan every
         # query for NaN (a few percent of a query at n = 1 on the digits model; attacks make thousands).
-        if noise == "fresh":
-            return smooth._counts(xs, n, batch_size, smooth._generator(xs.device, generator))
-        return torch.cat([smooth._counts(row, n, batch_size, _input_generator(row, noise_key)) for row in xs.split(1)])
+        tally = smooth._counts(xs, n, batch_size, gen)
+        if needed is None:
+            return top_class(tally, gen) != ys  # g_{sigma,n}: ties at random, from the noise's generator
+        return n - tally.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
 
     def decide(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        tally = counts(xs)
-        if needed is None:
-            return tally.max(dim=1).indices != ys  # argmax: the first top class on ties
-        return n - tally.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
+        if noise == "fresh":
+            return decide_with(xs, ys, smooth._generator(xs.device, generator))
+        return torch.cat([decide_with(row, label, _input_generator(row, noise_key))
+                          for row, label in zip(xs.split(1), ys.split(1), strict=True)])
 
     # decide() takes any number of rows: counts() already bounds each forward pass by batch_size.
     return Oracle(smooth.base_classifier, max_queries, decide=decide, passes_per_query=n, batch_size=4096,

@@ -71,7 +71,9 @@ def rays(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, tol
     AttackResult
         The oracle's books: best adversarial in l-inf (``x_adv_linf``, ``best_linf``), the criterion RayS
         optimises, and best adversarial in l2 (``x_adv``, ``l2``), the paper's measure, with the query
-        history. An image misclassified from the start costs one query and has distortion 0.
+        history. An image misclassified from the start costs one query and has distortion 0. ``x_final`` is
+        the attack's own point, clip(x + d_t s_t / sqrt(C*H*W), 0, 1) on its best direction s_t at its best
+        distance d_t (x where no direction was found).
 
     Notes
     -----
@@ -141,4 +143,5 @@ def rays(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, tol
             signs[improved.to(device)] = attempt[improved.to(device)]
             bisecting[done] = False
             block[done] += 1
-    return oracle.result()
+    along = torch.where(torch.isfinite(d_best), d_best, 0.0).to(device, x.dtype).view(-1, *([1] * len(shape)))
+    return oracle.result(x_final=(x + along * signs.view(-1, *shape) / ray_length).clamp(0, 1))

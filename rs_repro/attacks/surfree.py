@@ -189,7 +189,8 @@ def surfree(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, thet
         The oracle's books: best adversarial query in l2 (``x_adv``, ``l2``) and in l-inf, queries, forward
         passes and the history of every query. An image misclassified from the start costs one query and
         has distortion 0; an image without an adversarial starting point after ``init_tries`` is given up
-        (``success`` False unless a query happened to be adversarial).
+        (``success`` False unless a query happened to be adversarial). ``x_final`` is the attack's own boundary
+        point x_b (after the final line search; x where the attack never started).
 
     Notes
     -----
@@ -267,8 +268,8 @@ def surfree(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, thet
         rows = (started & moved & oracle.active()).nonzero().squeeze(1)
         if len(rows):
             dev = rows.to(x.device)
-            _line_search(oracle, x[dev], current[dev], rows, tol=line_tol, max_steps=bs_max_iteration)
-    return oracle.result()
+            current[dev] = _line_search(oracle, x[dev], current[dev], rows, tol=line_tol, max_steps=bs_max_iteration)
+    return oracle.result(x_final=current)
 
 
 def _initialise(oracle: Oracle, x: torch.Tensor, gens: Sequence[torch.Generator], *, tries: int, sigma: float,

@@ -6,24 +6,28 @@ Le Merrer (ICASSP 2022, eq. (4)) call x_a an adversarial example of level P_a wh
 P[g_{sigma,n}(x_a) != g_sigma(x_o)] >= P_a, the probability being over the n noise draws of one vote; as
 in their experiments, the true label y stands for the unobservable g_sigma(x_o). :func:`verify`
 estimates that probability for the points an attack returns, from independent votes with noise the
-attack never saw, with a Clopper-Pearson interval; :func:`push_to_level` moves each point outward along the
-attack's direction until the level is verified, which gives the distortion of a genuine adversarial example.
+attack never saw, with a Clopper-Pearson interval. :func:`push_to_level` turns an attack's point into a
+*confirmed* adversarial example: an image of [0, 1]^d on the box-projected path from x_o through the point,
+where a one-sided test with fresh votes says that eq. (4) holds at confidence 1 - alpha; :func:`push_candidates`
+does so from several points of one attack (its best accepted query, its own last iterate) and keeps the
+smallest confirmed distortion. An image without a confirmed point is a failure of the attack.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+import math
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
+import scipy.stats
 import torch
 
 from .. import checks, theory
-from ..seeds import generator
+from ..seeds import derive_seed, generator
 from ..smoothing import Smooth
 
-__all__ = ["Pushed", "push_to_level", "verify"]
+__all__ = ["Candidates", "Pushed", "box_path", "push_candidates", "push_to_level", "saturation", "verify"]
 
 
 def verify(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, repeats: int, alpha: float = 0.05, *,
@@ -64,32 +68,57 @@ def verify(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, repeats: 
 
 @dataclass(frozen=True)
 class Pushed:
-    """Points verified adversarial at level P_a by :func:`push_to_level`, one per image.
+    """Adversarial examples confirmed at level P_a (eq. 4) by :func:`push_to_level`, one per image.
 
     Attributes
     ----------
     x : torch.Tensor, shape [B, C, H, W]
-        x_o + t (x_adv - x_o), on the device of the inputs (x_adv where the level was not reached).
+        The confirmed point clip(x_o + t (x_adv - x_o), 0, 1), inside [0, 1]^d, on the device of the inputs;
+        the attack's point x_adv where the image failed.
     t : numpy.ndarray, shape [B]
-        The factor on the attack's perturbation: 1 where x_adv already satisfied eq. (4), ``inf`` where no
-        factor up to ``max_t`` did.
+        The factor on the attack's perturbation (>= 1), ``inf`` where the image failed.
     l2, linf : numpy.ndarray, shape [B]
-        Distortions of ``x`` from x_o (``inf`` where the level was not reached).
-    p, lower, upper : numpy.ndarray, shape [B]
-        P[g_{sigma,n}(x) != y] at ``x`` estimated from ``votes`` further fresh votes (not those that chose
-        ``t``, so the estimate is not biased by the search) and its Clopper-Pearson interval.
-    reached : numpy.ndarray of bool, shape [B]
-        Whether a factor t <= ``max_t`` reached the level.
+        Distortions of ``x`` from x_o, ``inf`` where the image failed.
+    confirmed : numpy.ndarray of bool, shape [B]
+        Whether a point was confirmed: the one-sided Clopper-Pearson lower bound ``lower`` of
+        P[g_{sigma,n}(x) != y] from ``votes`` fresh votes is at least P_a.
+    p, lower : numpy.ndarray, shape [B]
+        At the last point tested (the confirmed one, or the last that failed): the fraction of wrong votes and
+        the one-sided lower bound at confidence 1 - ``alpha`` (the share of the image's alpha that attempt
+        spent; nan where no point was tested: the path never reached the level).
+    votes : int
+        Fresh votes behind each confirmation.
+    alpha : numpy.ndarray, shape [B]
+        The alpha of the test behind ``lower``.
+    attempts : numpy.ndarray of int, shape [B]
+        Confirmations tried (0 where the search never reached the level inside the box).
     """
 
     x: torch.Tensor
     t: np.ndarray
     l2: np.ndarray
     linf: np.ndarray
+    confirmed: np.ndarray
     p: np.ndarray
     lower: np.ndarray
-    upper: np.ndarray
-    reached: np.ndarray
+    votes: int
+    alpha: np.ndarray
+    attempts: np.ndarray
+
+
+def box_path(x_o: torch.Tensor, delta: torch.Tensor, t: float) -> torch.Tensor:
+    """The box-projected path clip(x_o + t delta, 0, 1) at factor ``t`` (x_o, delta of one shape)."""
+    return (x_o + t * delta).clamp_(0.0, 1.0)
+
+
+def saturation(x_o: torch.Tensor, delta: torch.Tensor) -> float:
+    """The factor beyond which :func:`box_path` no longer moves: every coordinate with delta_i != 0 has hit
+    its face of [0, 1]^d (0 when delta is 0 or only pushes coordinates already at their face)."""
+    moving = delta != 0
+    if not bool(moving.any()):
+        return 0.0
+    room = torch.where(delta > 0, 1.0 - x_o, x_o)[moving]
+    return float((room.double() / delta[moving].abs().double()).max())
 
 
 def _wrong_votes(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, votes: int, batch_size: int,
@@ -100,108 +129,209 @@ def _wrong_votes(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, vot
     return (labels.view(len(xs), votes).cpu() != ys.cpu().view(-1, 1)).sum(1).numpy()
 
 
-def _at_level(smooth: Smooth, origin: torch.Tensor, delta: torch.Tensor, label: torch.Tensor, factor: float, *,
-              n: int, votes: int, pa: float, batch_size: int, generator: torch.Generator) -> bool:
-    """Whether at least ``pa * votes`` of ``votes`` fresh votes at origin + factor * delta ([1, C, H, W]) are not
-    ``label`` ([1])."""
-    return bool(_wrong_votes(smooth, origin + factor * delta, label, n, votes, batch_size, generator)[0] >= pa * votes)
-
-
-def _smallest_factor(adversarial: Callable[[float], bool], *, moves: bool, tolerance: float, max_t: float) -> float:
-    """The smallest factor t >= 1 that ``adversarial`` accepts: 1, else bracketed by doubling up to ``max_t``
-    and bisected to a relative width ``tolerance`` (the upper end); ``inf`` when none is accepted, at once
-    when the ray does not move (``moves`` false)."""
+def _smallest_factor(adversarial: Callable[[float], bool], *, end: float, tolerance: float) -> float:
+    """The smallest factor t in [1, ``end``] that ``adversarial`` accepts: 1, else bracketed by doubling (the
+    last bracket ending at ``end``) and bisected to a relative width ``tolerance`` (the upper end); ``inf``
+    when ``end`` is not accepted either."""
     if adversarial(1.0):
         return 1.0
-    if not moves:
+    low, high = 1.0, min(2.0, end)
+    while high > low and not adversarial(high):
+        low, high = high, min(2 * high, end)
+    if high <= low:
         return np.inf
-    low, high = 1.0, min(2.0, max_t)
-    while not adversarial(high):
-        if high >= max_t:
-            return np.inf
-        low, high = high, min(2 * high, max_t)
     while high - low > tolerance * high:
         middle = (low + high) / 2
         low, high = (low, middle) if adversarial(middle) else (middle, high)
     return high
 
 
+def _one_sided_lower(wrong: int, votes: int, alpha: float) -> float:
+    """The one-sided (1 - alpha) Clopper-Pearson lower bound of a proportion from ``wrong`` of ``votes``."""
+    return float(theory.clopper_pearson(wrong, votes, 2 * alpha)[0])
+
+
 def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, *, n: int, pa: float,
                   votes: int, seed: int, alpha: float = 0.05, tolerance: float = 0.01, max_t: float = 1024.0,
-                  batch_size: int = 10_000) -> Pushed:
-    """The smallest t >= 1 such that x_o + t (x_adv - x_o) is adversarial at level P_a (eq. (4)).
+                  batch_size: int = 10_000, confirm_votes: int | None = None, attempts: int = 8) -> Pushed:
+    """A confirmed adversarial example of level P_a (eq. 4) on the box-projected path from x_o through x_adv.
 
     ICASSP 2022, eq. (4): x is an adversarial example of level P_a for the majority vote g_{sigma,n} when
     P[g_{sigma,n}(x) != y] >= P_a. An attack on a random oracle reports a point that was answered
-    adversarial once; this function moves it outward along the attack's own direction until the level is
-    verified. Each candidate t is judged by ``votes`` fresh independent votes of n micro-decisions (the
-    fraction of wrong votes against ``pa``): t = 1 is tried first, then t = 2, 4, 8, ... until a candidate
-    passes (bracketing), then the bracket is bisected until its width is below ``tolerance`` times t
-    (about 1% of the distance by default). The point returned is the upper end of the last bracket, and
-    its level is estimated again from ``votes`` fresh votes. A point at x_o (no perturbation) is verified
-    like any other: it reaches the level only if x_o itself is adversarial. The ray is not clipped to the
-    pixel box [0, 1]^d (the noise of smoothing is not either); pushed points may leave it.
+    adversarial once; this function looks along the path p(t) = clip(x_o + t (x_adv - x_o), 0, 1), t >= 1
+    (never closer to x_o than the attack's own point, always an image), for the crossing of the level, then
+    confirms it:
+
+    1. *Search.* Each candidate t is judged by ``votes`` fresh votes: their fraction of wrong votes against the
+       level where the first confirmation passes about half the time, P_a + z sqrt(P_a (1 - P_a) /
+       ``confirm_votes``), z the one-sided normal quantile at alpha / 2 (at most (1 + P_a) / 2). t = 1 first,
+       then t = 2, 4, 8, ... until a candidate passes (the last bracket ends where the path stops moving,
+       :func:`saturation`, or at ``max_t``), then the bracket is bisected to a relative width ``tolerance``.
+       Its upper end t_c estimates the crossing. When even the end of the path does not pass, the image is a
+       failure.
+    2. *Confirmation.* Attempt j = 0, 1, ... (at most ``attempts``) draws ``confirm_votes`` fresh votes at
+       p(t_j), t_0 = t_c and t_j = t_c (1 + ``tolerance`` 2^(j-1)) beyond (capped at the end of the path), and
+       confirms when the one-sided Clopper-Pearson lower bound of P[g_{sigma,n}(p(t_j)) != y] at confidence
+       1 - alpha 2^-(j+1) is at least ``pa``. The alphas sum to less than ``alpha``, so the probability that
+       the returned point is confirmed although its level is below P_a is at most ``alpha`` (a union bound
+       over the attempts). An image whose attempts all fail, or whose point stops moving, is a failure: no
+       point outside the box and no unconfirmed point is ever returned as adversarial.
 
     Parameters
     ----------
     smooth : rs_repro.smoothing.Smooth
         The smoothed classifier (base model and sigma) the points were attacked on.
     x_o, x_adv : torch.Tensor, shape [B, C, H, W]
-        The attacked images and the attack's points.
+        The attacked images and the attack's points, both inside [0, 1]^d.
     y : torch.Tensor, shape [B]
         True labels (standing for g_sigma(x_o), as in the paper's experiments).
     n : int
         Micro-decisions per vote.
     pa : float
-        Level P_a in (0, 1].
+        Level P_a in (0, 1) (a level of 1 cannot be confirmed by finitely many votes).
     votes : int
-        Fresh votes per candidate (the resolution of each decision is 1 / votes).
+        Fresh votes per decision of the search (its resolution is 1 / votes).
     seed : int
         Image k draws from ``rs_repro.seeds.generator(seed, "push-to-level", k)``: the result of an image
         does not depend on the others in the batch.
     alpha : float
-        Two-sided Clopper-Pearson interval of ``p`` at confidence 1 - alpha.
+        Each image's confirmation holds at confidence 1 - alpha, in (0, 1).
     tolerance : float
-        Relative width of the final bracket on t.
+        Relative width of the search's last bracket on t, and the first outward step of the confirmation.
     max_t : float
-        Largest factor tried; beyond it the level counts as not reached.
+        Largest factor tried (>= 1), besides the end of the box-projected path.
     batch_size : int
-        Largest batch of noisy inputs per forward pass; memory is bounded by it and by ``votes`` copies of
-        one image at a time.
+        Largest batch of noisy inputs per forward pass.
+    confirm_votes : int, optional
+        Fresh votes per confirmation; default ``4 * votes``.
+    attempts : int
+        Most confirmations tried per image (>= 1).
 
     Returns
     -------
     Pushed
     """
-    x_o = checks.images("x_o", x_o, 4, "[B, C, H, W]")
-    x_adv = checks.images("x_adv", x_adv, 4, "[B, C, H, W]")
+    x_o = checks.images("x_o", x_o, 4, "[B, C, H, W]", pixel_box=True)
+    x_adv = checks.images("x_adv", x_adv, 4, "[B, C, H, W]", pixel_box=True)
     checks.require(x_adv.shape == x_o.shape, "x_adv", tuple(x_adv.shape), f"the shape of x_o, {tuple(x_o.shape)}")
     checks.require(y.shape == (len(x_o),), "y", tuple(y.shape), f"one label per image, shape ({len(x_o)},)")
     n = checks.integer("n", n, 1)
-    pa = checks.real("pa", pa, 0, 1, include_high=True)
+    pa = checks.real("pa", pa, 0, 1)
     votes = checks.integer("votes", votes, 1)
     seed = checks.integer("seed", seed)
+    alpha = checks.real("alpha", alpha, 0, 1)
     tolerance = checks.real("tolerance", tolerance, 0, 1)
     max_t = checks.real("max_t", max_t, 1, include_low=True)
     batch_size = checks.integer("batch_size", batch_size, 1)
-    device = x_o.device
+    confirm_votes = checks.integer("confirm_votes", 4 * votes if confirm_votes is None else confirm_votes, 1)
+    attempts = checks.integer("attempts", attempts, 1)
+    # The search aims at the level where the first confirmation passes about half the time: P_a plus the
+    # one-sided margin of ``confirm_votes`` votes at its alpha (never at or above 1).
+    aim = min(pa + scipy.stats.norm.isf(alpha / 2) * math.sqrt(pa * (1 - pa) / confirm_votes), (1 + pa) / 2)
     batch = len(x_o)
     t = np.full(batch, np.inf)
-    wrong = np.zeros(batch, dtype=np.int64)
+    p, lower, spent = np.full(batch, np.nan), np.full(batch, np.nan), np.full(batch, np.nan)
+    tried = np.zeros(batch, dtype=np.int64)
     points = x_adv.clone()
     for k in range(batch):
-        gen = generator(seed, "push-to-level", k, device=device)
-        label, delta = y[k:k + 1], x_adv[k:k + 1] - x_o[k:k + 1]
-        adversarial = partial(_at_level, smooth, x_o[k:k + 1], delta, label, n=n, votes=votes, pa=pa,
-                              batch_size=batch_size, generator=gen)
-        t[k] = _smallest_factor(adversarial, moves=bool(delta.any()), tolerance=tolerance, max_t=max_t)
-        if np.isfinite(t[k]):
-            points[k] = (x_o[k:k + 1] + t[k] * delta)[0]
-        wrong[k] = _wrong_votes(smooth, points[k:k + 1], label, n, votes, batch_size, gen)[0]
-    lower, upper = theory.clopper_pearson(wrong, np.full_like(wrong, votes), alpha)
-    perturbation = (points - x_o).flatten(1)
-    reached = np.isfinite(t)
-    l2 = np.where(reached, perturbation.norm(dim=1).cpu().double().numpy(), np.inf)
-    linf = np.where(reached, perturbation.abs().amax(dim=1).cpu().double().numpy(), np.inf)
-    return Pushed(x=points, t=t, l2=l2, linf=linf, p=wrong / votes, lower=np.asarray(lower),
-                  upper=np.asarray(upper), reached=reached)
+        gen = generator(seed, "push-to-level", k, device=x_o.device)
+        origin, label, delta = x_o[k:k + 1], y[k:k + 1], x_adv[k:k + 1] - x_o[k:k + 1]
+        end = min(max_t, max(1.0, saturation(origin, delta)))
+
+        def wrong_at(factor: float, count: int) -> int:
+            return int(_wrong_votes(smooth, box_path(origin, delta, factor), label, n, count, batch_size, gen)[0])
+
+        crossing = _smallest_factor(lambda factor: wrong_at(factor, votes) >= aim * votes, end=end,
+                                    tolerance=tolerance)
+        factor = crossing
+        for j in range(attempts if np.isfinite(crossing) else 0):
+            if j:
+                moved = min(crossing * (1 + tolerance * 2 ** (j - 1)), end)
+                if moved <= factor:
+                    break
+                factor = moved
+            wrong = wrong_at(factor, confirm_votes)
+            tried[k], spent[k], p[k] = j + 1, alpha * 2.0 ** -(j + 1), wrong / confirm_votes
+            lower[k] = _one_sided_lower(wrong, confirm_votes, spent[k])
+            if lower[k] >= pa:
+                t[k] = factor
+                points[k] = box_path(origin, delta, factor)[0]
+                break
+    confirmed = np.isfinite(t)
+    perturbation = (points - x_o).flatten(1).double()
+    l2 = np.where(confirmed, perturbation.norm(dim=1).cpu().numpy(), np.inf)
+    linf = np.where(confirmed, perturbation.abs().amax(dim=1).cpu().numpy(), np.inf)
+    return Pushed(x=points, t=t, l2=l2, linf=linf, confirmed=confirmed, p=p, lower=lower, votes=confirm_votes,
+                  alpha=spent, attempts=tried)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What :func:`push_candidates` found, per image.
+
+    Attributes
+    ----------
+    best : Pushed
+        The fields of the candidate with the smallest confirmed l2 (the first candidate's where none was
+        confirmed).
+    source : numpy.ndarray of str, shape [B]
+        The name of the candidate kept, ``""`` where no candidate was confirmed (a failure).
+    each : dict of str to Pushed
+        Every candidate's own result, by name.
+    """
+
+    best: Pushed
+    source: np.ndarray
+    each: dict[str, Pushed]
+
+
+def push_candidates(smooth: Smooth, x_o: torch.Tensor, candidates: Mapping[str, torch.Tensor], y: torch.Tensor, *,
+                    seed: int, alpha: float = 0.05, **options: object) -> Candidates:
+    """:func:`push_to_level` from each of an attack's candidate points; per image the smallest confirmed l2.
+
+    An attack on a random oracle leaves several points that carry its information: its best accepted query
+    (which may be a lucky vote next to x_o) and its own last iterate (where it believes the boundary is).
+    Each candidate is pushed and confirmed with its own fresh votes at confidence 1 - alpha / C (C
+    candidates), so the point kept, whichever candidate it came from, is confirmed at confidence 1 - alpha
+    (a union bound over the candidates).
+
+    Parameters
+    ----------
+    smooth, x_o, y
+        As in :func:`push_to_level`.
+    candidates : mapping of str to torch.Tensor, each [B, C, H, W]
+        The candidates by name, e.g. ``{"best query": result.x_adv, "last iterate": result.x_final}``; on a
+        tie of distortions the first wins.
+    seed : int
+        Candidate ``name`` is pushed with the seed ``rs_repro.seeds.derive_seed(seed, name)``.
+    alpha : float
+        Confidence 1 - alpha of each image's confirmed point, in (0, 1).
+    **options
+        ``n, pa, votes`` and the other keywords of :func:`push_to_level`.
+
+    Returns
+    -------
+    Candidates
+        The point kept per image (each test's ``alpha`` is a share of ``alpha / C``), its source, and every
+        candidate's own result.
+    """
+    checks.require(len(candidates) >= 1, "candidates", dict(candidates), "at least one named candidate")
+    alpha = checks.real("alpha", alpha, 0, 1)
+    names = list(candidates)
+    each = {name: push_to_level(smooth, x_o, candidates[name], y, seed=derive_seed(seed, name),
+                                alpha=alpha / len(names), **options) for name in names}
+    results = list(each.values())
+    l2 = np.stack([r.l2 for r in results])  # [C, B]
+    best = np.argmin(l2, axis=0)  # the first candidate on ties and where every one is inf
+    rows = np.arange(l2.shape[1])
+    pick = torch.as_tensor(best, device=x_o.device)
+    x = torch.stack([r.x for r in results])[pick, torch.arange(len(best), device=x_o.device)]
+
+    def field(name: str) -> np.ndarray:
+        return np.stack([getattr(r, name) for r in results])[best, rows]
+
+    pushed = Pushed(x=x, t=field("t"), l2=field("l2"), linf=field("linf"), confirmed=field("confirmed"),
+                    p=field("p"), lower=field("lower"), votes=results[0].votes, alpha=field("alpha"),
+                    attempts=field("attempts"))
+    return Candidates(best=pushed, source=np.where(pushed.confirmed, np.asarray(names, dtype=object)[best], ""),
+                      each=each)

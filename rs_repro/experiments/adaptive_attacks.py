@@ -37,7 +37,7 @@ from torch import nn
 
 from .. import data, seeds
 from ..attacks.oracle import AttackResult, smoothed_oracle
-from ..attacks.verification import push_to_level, verify
+from ..attacks.verification import verify
 from ..checks import DEVICES, is_device, rule_checker, weights_rule
 from ..engine import Unit
 from ..hidden_noise import LAWS, HiddenNoise, match_accuracy
@@ -47,7 +47,7 @@ from ..plots import PALETTE
 from ..smoothing import Smooth
 from .claims import BEYOND
 from .fig5_attacks import ATTACKS as PAPER_ATTACKS
-from .fig5_attacks import PUSH_MAX_T, _images, attacked_images, test_pool
+from .fig5_attacks import _images, attacked_images, confirm_rows, test_pool
 
 #: The module and function of each attack of the chapter, the paper's three
 #: (:data:`rs_repro.experiments.fig5_attacks.ATTACKS`) and PopSkipJump.
@@ -64,12 +64,13 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
     need(fits, "standard_weights", accepted)
     need(is_device(values["device"]), "device", DEVICES)
-    for name in ("num_images", "max_queries", "chunk", "verify_repeats", "votes", "calibration_images",
-                 "batch_size"):
+    for name in ("num_images", "max_queries", "chunk", "verify_repeats", "votes", "confirm_votes",
+                 "calibration_images", "calibration_draws", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
+    need(0 < values["alpha"] < 1, "alpha", "a level in (0, 1)")
     need(bool(values["sigmas"]) and all(s > 0 for s in values["sigmas"]), "sigmas", "noise levels > 0")
     need(bool(values["ns"]) and all(n >= 1 for n in values["ns"]), "ns", "sample counts >= 1")
-    need(0 < values["level"] <= 1, "level", "a level P_a in (0, 1]")
+    need(0 < values["level"] < 1, "level", "a level P_a in (0, 1) (a level of 1 cannot be confirmed by votes)")
     need(bool(values["attacks"]) and set(values["attacks"]) <= set(ATTACKS), "attacks",
          f"a non-empty list of {sorted(ATTACKS)}")
     for name in ("repeat_attacks", "scaled_attacks", "hash_attacks", "hidden_attacks"):
@@ -186,24 +187,26 @@ def smooth_for(defence: Defence, model: nn.Module, num_classes: int) -> Smooth:
 
 def attack_rows(defence: Defence, attacker: Attacker, model: nn.Module, num_classes: int, x: torch.Tensor,
                 y: torch.Tensor, index: torch.Tensor, positions: Sequence[int], *, max_queries: int, level: float,
-                verify_repeats: int, votes: int, seed: int, batch_size: int = 10_000) -> pd.DataFrame:
-    """Run ``attacker`` on the images at ``positions`` against ``defence``; verify its points at ``level``.
+                verify_repeats: int, votes: int, confirm_votes: int, alpha: float, seed: int,
+                batch_size: int = 10_000) -> pd.DataFrame:
+    """Run ``attacker`` on the images at ``positions`` against ``defence``; confirm its points at ``level``.
 
     The oracle is g_{sigma,n}'s majority vote (the answer a deployed defence gives), with the attacker's
     repeats and jitter (:func:`rs_repro.attacks.oracle.smoothed_oracle`) and ``attacker.budget_factor *
     max_queries`` queries per image. The defender's secret of input-hash seeding, the attack's, the oracle's
     and the jitter's generators are seeded by the seed, the defence, the attacker and the first position, so
     a resumed run recomputes a batch exactly. Each image's best accepted query is re-checked with
-    ``verify_repeats`` fresh votes (``level_at_reported``) and pushed outward along its direction until
-    ``votes`` fresh votes verify eq. (4) at ``level`` (``verified_l2``, inf where no factor up to
-    :data:`rs_repro.experiments.fig5_attacks.PUSH_MAX_T` did). Eq. (4)'s probability is over the defence's
-    noise; for input-hash seeding that is the defender's unknown key, so the same fresh votes verify it.
+    ``verify_repeats`` fresh votes (``level_at_reported``), and the attack's candidates (best accepted query,
+    last iterate) give a confirmed adversarial example at ``level`` inside the pixel box, at confidence
+    1 - ``alpha`` (:func:`rs_repro.experiments.fig5_attacks.confirm_rows`; ``verified_l2`` inf on a failure).
+    Eq. (4)'s probability is over the defence's noise; for input-hash seeding that is the defender's unknown
+    key, so the same fresh votes confirm it.
 
     Returns
     -------
     pandas.DataFrame
         One row per image: ``unit, idx, label, defence, attacker, success, l2, queries, forward_passes,
-        level_at_reported, verified_l2, t``.
+        level_at_reported, verified_l2, t, source``.
     """
     device = next(model.parameters()).device
     block = torch.as_tensor(list(positions))
@@ -218,19 +221,21 @@ def attack_rows(defence: Defence, attacker: Attacker, model: nn.Module, num_clas
     result = attack_function(attacker.attack)(oracle, x_o, labels, seed=seeds.derive_seed(seed, *key))
     reported = verify(smooth, result.x_adv.to(device), labels, defence.n, verify_repeats, batch_size=batch_size,
                       generator=seeds.generator(seed, "verify", *key, device=device))[0]
-    pushed = push_to_level(smooth, x_o, result.x_adv.to(device), labels, n=defence.n, pa=level, votes=votes,
-                           seed=seeds.derive_seed(seed, "push", *key), max_t=PUSH_MAX_T, batch_size=batch_size)
+    confirmed = confirm_rows(smooth, x_o, labels, result, n=defence.n, level=level, votes=votes,
+                             confirm_votes=confirm_votes, alpha=alpha, seed=seeds.derive_seed(seed, "push", *key),
+                             batch_size=batch_size)
     return pd.DataFrame({"unit": block.numpy(), "idx": index[block].numpy(), "label": y[block].numpy(),
                          "defence": defence.label, "attacker": attacker.label, "success": result.success.numpy(),
                          "l2": result.l2.numpy(), "queries": result.queries.numpy(),
                          "forward_passes": result.forward_passes.numpy(), "level_at_reported": reported,
-                         "verified_l2": pushed.l2, "t": pushed.t})
+                         "verified_l2": confirmed["verified_l2"], "t": confirmed["t"],
+                         "source": confirmed["source"]})
 
 
 def attack_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[int], positions: list[int],
                 model: Mapping[str, Any], defence: Mapping[str, Any], attacker: Mapping[str, Any], max_queries: int,
-                level: float, verify_repeats: int, votes: int, batch_size: int, device: str,
-                seed: int) -> pd.DataFrame:
+                level: float, verify_repeats: int, votes: int, confirm_votes: int, alpha: float, batch_size: int,
+                device: str, seed: int) -> pd.DataFrame:
     """One unit of the attack grid: :func:`attack_rows` on the attacked images at ``positions`` (``index``:
     the test-split positions of all of them), ``model`` a :func:`rs_repro.models.model_spec`, ``defence``
     and ``attacker`` the fields of a :class:`Defence` and an :class:`Attacker`."""
@@ -238,25 +243,29 @@ def attack_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[in
     x, y = _images(dataset, data_dir, pool, seed, index)
     return attack_rows(Defence(**defence), Attacker(**attacker), base, data.num_classes(dataset), x, y,
                        torch.as_tensor(index), positions, max_queries=max_queries, level=level,
-                       verify_repeats=verify_repeats, votes=votes, seed=seed, batch_size=batch_size)
+                       verify_repeats=verify_repeats, votes=votes, confirm_votes=confirm_votes, alpha=alpha, seed=seed,
+                       batch_size=batch_size)
 
 
-def _vote_accuracy(smooth: Smooth, n: int, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
-                   batch_size: int) -> tuple[int, int]:
-    """Correct majority votes g_{sigma,n} of ``smooth`` on ``x`` [N, C, H, W] with labels ``y`` [N], and N."""
-    labels = smooth.vote(x, n, batch_size, generator=generator)
-    return int((labels.cpu() == y.cpu()).sum()), len(y)
+def _vote_correct(smooth: Smooth, n: int, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
+                  batch_size: int) -> np.ndarray:
+    """Which majority votes g_{sigma,n} of ``smooth`` on ``x`` [N, C, H, W] are right (labels ``y`` [N]; ties
+    broken at random), bool [N]."""
+    return (smooth.vote(x, n, batch_size, generator=generator).cpu() == y.cpu()).numpy()
 
 
-def calibration_unit(*, dataset: str, data_dir: str | None, pool: int, images: int, model: Mapping[str, Any],
-                     law: str, sigma: float, n: int, batch_size: int, device: str, seed: int) -> pd.DataFrame:
+def calibration_unit(*, dataset: str, data_dir: str | None, pool: int, images: int, draws: int,
+                     model: Mapping[str, Any], law: str, sigma: float, n: int, batch_size: int, device: str,
+                     seed: int) -> pd.DataFrame:
     """The hidden-noise level of ``law`` at the clean accuracy of the input-noise vote g_{sigma,n}.
 
-    On the first ``images`` of the chapter's pool (:func:`~rs_repro.experiments.fig5_attacks.test_pool`), the accuracy of g_{sigma,n} is
-    measured, then :func:`rs_repro.hidden_noise.match_accuracy` finds the scale of noise after the first layer
-    whose vote of n has the same accuracy there, to within one and a half images (each accuracy from a seeded
-    generator). The match is made at every n: the accuracy of a vote grows with n, and a level matched at the
-    largest n, where input noise costs least, can be no noise at all.
+    On the first ``images`` of the chapter's pool (:func:`~rs_repro.experiments.fig5_attacks.test_pool`), the
+    accuracy of g_{sigma,n} is measured over ``draws`` independent votes per image, then
+    :func:`rs_repro.hidden_noise.match_accuracy` finds the scale of noise after the first layer whose vote of n
+    has the same accuracy there, also averaged over ``draws`` votes per image (each accuracy from a seeded
+    generator; the standard error of each is at most 0.5 / sqrt(draws * images)). The match is made at every n:
+    the accuracy of a vote grows with n, and a level matched at the largest n, where input noise costs least, can
+    be no noise at all.
 
     Returns
     -------
@@ -266,13 +275,13 @@ def calibration_unit(*, dataset: str, data_dir: str | None, pool: int, images: i
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
     drawn = test_pool(dataset, data_dir, pool, seed)
     x, y = drawn.x[:images].to(device), drawn.y[:images].to(device)
-    correct, tested = _vote_accuracy(Smooth(base, data.num_classes(dataset), sigma), n, x, y,
-                                     seeds.generator(seed, "calibration", sigma, n, device=device), batch_size)
-    scale, achieved = match_accuracy(base, data.num_classes(dataset), x, y, correct / tested, law=law, n=n,
-                                     seed=seeds.derive_seed(seed, "calibration", law, sigma, n),
-                                     tolerance=1.5 / tested, batch_size=batch_size)
-    return pd.DataFrame([{"law": law, "sigma": sigma, "n": n, "images": tested, "input_accuracy": correct / tested,
-                          "scale": scale, "hidden_accuracy": achieved}])
+    right = _vote_correct(Smooth(base, data.num_classes(dataset), sigma), n, x.repeat(draws, 1, 1, 1),
+                          y.repeat(draws), seeds.generator(seed, "calibration", sigma, n, device=device), batch_size)
+    scale, achieved = match_accuracy(base, data.num_classes(dataset), x, y, float(right.mean()), law=law, n=n,
+                                     seed=seeds.derive_seed(seed, "calibration", law, sigma, n), draws=draws,
+                                     batch_size=batch_size)
+    return pd.DataFrame([{"law": law, "sigma": sigma, "n": n, "images": len(y), "draws": draws,
+                          "input_accuracy": float(right.mean()), "scale": scale, "hidden_accuracy": achieved}])
 
 
 def _where(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -290,7 +299,8 @@ def calibration_units(values: Mapping[str, Any]) -> list[Unit]:
     spec = _standard(values)
     load_model(values["dataset"], spec, data_dir=values["data_dir"] or None)  # trained before any unit runs
     return [Unit(f"calibration-{law}-sigma{sigma:g}-n{n}", f"{_MODULE}:calibration_unit",
-                 {**_where(values), **run, "images": values["calibration_images"], "model": spec, "law": law,
+                 {**_where(values), **run, "images": values["calibration_images"],
+                  "draws": values["calibration_draws"], "model": spec, "law": law,
                   "sigma": sigma, "n": n, "seed": values["seed"]},
                  (_MODULE, "rs_repro.hidden_noise"))
             for law in values["hidden_laws"] for sigma in values["sigmas"] for n in values["ns"]]
@@ -304,16 +314,15 @@ def hidden_scales(tables: Mapping[str, pd.DataFrame]) -> dict[tuple[str, float, 
 
 def accuracy_unit(*, dataset: str, data_dir: str | None, pool: int, model: Mapping[str, Any],
                   defence: Mapping[str, Any], batch_size: int, device: str, seed: int) -> pd.DataFrame:
-    """One row ``defence, correct, tested, accuracy``: the majority vote of one defence on the chapter's test
-    images (:func:`~rs_repro.experiments.fig5_attacks.test_pool`), from fresh noise (input-hash seeding has the same law over the unknown key)."""
+    """One row per test image of the chapter (:func:`~rs_repro.experiments.fig5_attacks.test_pool`), ``defence,
+    idx, correct``: whether the majority vote of one defence labels it right, from fresh noise (input-hash
+    seeding has the same law over the unknown key)."""
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
     full = test_pool(dataset, data_dir, pool, seed)
     defence = Defence(**defence)
-    correct, tested = _vote_accuracy(smooth_for(defence, base, data.num_classes(dataset)), defence.n,
-                                     full.x.to(device), full.y,
-                                     seeds.generator(seed, "accuracy", defence.label, device=device), batch_size)
-    return pd.DataFrame([{"defence": defence.label, "correct": correct, "tested": tested,
-                          "accuracy": correct / tested}])
+    right = _vote_correct(smooth_for(defence, base, data.num_classes(dataset)), defence.n, full.x.to(device),
+                          full.y, seeds.generator(seed, "accuracy", defence.label, device=device), batch_size)
+    return pd.DataFrame({"defence": defence.label, "idx": np.asarray(full.index), "correct": right})
 
 
 def attacked_positions(values: Mapping[str, Any]) -> list[int]:
@@ -350,7 +359,8 @@ def units(values: Mapping[str, Any], scales: Mapping[tuple[str, float, int], flo
                 {**_where(values), **run, "index": index, "positions": positions, "model": spec,
                  "defence": dataclasses.asdict(defence), "attacker": dataclasses.asdict(attacker),
                  "max_queries": values["max_queries"], "level": values["level"],
-                 "verify_repeats": values["verify_repeats"], "votes": values["votes"]},
+                 "verify_repeats": values["verify_repeats"], "votes": values["votes"],
+                 "confirm_votes": values["confirm_votes"], "alpha": values["alpha"]},
                 (_MODULE, ATTACKS[attacker.attack].partition(":")[0])))
     return work
 
@@ -365,6 +375,9 @@ class Results:
         :func:`calibration_unit` rows (empty without hidden noise).
     accuracy : pandas.DataFrame
         ``defence, correct, tested, accuracy`` of every defence (input-hash rows share their fresh twin's).
+    answers : pandas.DataFrame
+        ``defence, idx, correct``: every defence's answer on every tested image (input-hash rows share their
+        fresh twin's).
     runs : pandas.DataFrame
         One row per image, defence and attacker (:func:`attack_rows`) with the fields of both.
     summary : pandas.DataFrame
@@ -373,6 +386,7 @@ class Results:
 
     calibration: pd.DataFrame
     accuracy: pd.DataFrame
+    answers: pd.DataFrame
     runs: pd.DataFrame
     summary: pd.DataFrame
 
@@ -382,20 +396,21 @@ def results(calibration: Mapping[str, pd.DataFrame], tables: Mapping[str, pd.Dat
     """The chapter's tables from those of :func:`calibration_units` and :func:`units`."""
     scales = hidden_scales(calibration)
     pairs = grid(values, scales)
-    accuracy = pd.concat([t for k, t in tables.items() if k.startswith("accuracy-")], ignore_index=True)
-    by_label = accuracy.set_index("defence")
-    hashed = [by_label.loc[[_unfreshed(d).label]].reset_index().assign(defence=d.label)
+    answers = pd.concat([t for k, t in tables.items() if k.startswith("accuracy-")], ignore_index=True)
+    hashed = [answers[answers.defence == _unfreshed(d).label].assign(defence=d.label)
               for d in dict.fromkeys(d for d, _ in pairs) if d.seeding != "fresh"]
-    accuracy = pd.concat([accuracy, *hashed], ignore_index=True)
+    answers = pd.concat([answers, *hashed], ignore_index=True)
+    accuracy = (answers.groupby("defence", sort=False).correct.agg(correct="sum", tested="size").reset_index()
+                .assign(accuracy=lambda a: a.correct / a.tested))
     fields = pd.DataFrame([{"defence": d.label, "attacker": a.label, "attack": a.attack, "kind": a.kind,
                             "repeats": a.repeats, "budget_factor": a.budget_factor, "jitter": a.jitter,
                             "noise": d.noise, "seeding": d.seeding, "sigma": d.sigma, "scale": d.noise_scale,
                             "n": d.n} for d, a in pairs])
     runs = pd.concat([t for k, t in tables.items() if k.startswith("attack-")], ignore_index=True)
     runs = runs.merge(fields, on=["defence", "attacker"]).merge(accuracy[["defence", "accuracy"]], on="defence")
-    columns = ["law", "sigma", "n", "images", "input_accuracy", "scale", "hidden_accuracy"]
+    columns = ["law", "sigma", "n", "images", "draws", "input_accuracy", "scale", "hidden_accuracy"]
     frame = pd.concat(list(calibration.values()), ignore_index=True) if calibration else pd.DataFrame(columns=columns)
-    return Results(frame, accuracy, runs, summarize(runs))
+    return Results(frame, accuracy, answers, runs, summarize(runs))
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -415,6 +430,7 @@ def measured(res: Results, values: Mapping[str, Any]) -> AdaptiveGrid:
     """The record the claims chapter reads (the rows beyond the paper): every configuration, image by image."""
     images = res.runs.sort_values("unit").drop_duplicates("unit").idx.tolist()
     counts = res.accuracy.set_index("defence")
+    answers = {label: part.correct.astype(bool).tolist() for label, part in res.answers.groupby("defence")}
     configurations = []
     for (_, _), part in res.runs.groupby(["defence", "attacker"], sort=False):
         part = part.set_index("idx").loc[images]
@@ -423,11 +439,11 @@ def measured(res: Results, values: Mapping[str, Any]) -> AdaptiveGrid:
             attack=str(first.attack), repeats=int(first.repeats), budget_factor=int(first.budget_factor),
             jitter=float(first.jitter), noise=str(first.noise), seeding=str(first.seeding), sigma=float(first.sigma),
             scale=float(first.scale), n=int(first.n), correct=int(counts.correct[first.defence]),
-            tested=int(counts.tested[first.defence]), reported_l2=part.l2.astype(float).tolist(),
+            tested=int(counts.tested[first.defence]), correct_images=answers[first.defence], reported_l2=part.l2.astype(float).tolist(),
             verified_l2=part.verified_l2.astype(float).tolist(), queries=float(part.queries.mean()),
             forward_passes=float(part.forward_passes.mean())))
     return AdaptiveGrid(dataset=values["dataset"], seed=values["seed"], max_queries=values["max_queries"],
-                        level=values["level"], votes=values["votes"], images=[int(i) for i in images],
+                        level=values["level"], votes=values["votes"], alpha=values["alpha"], images=[int(i) for i in images],
                         configurations=configurations)
 
 
@@ -513,6 +529,23 @@ def plot_defences(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
     return fig
 
 
+def matched_gap(accuracy: pd.DataFrame, calibration: pd.DataFrame) -> str:
+    """How far the hidden-noise defences' clean accuracy on the whole pool (``accuracy``, one vote per image,
+    fresh draws) lands from that of their input-noise twin (same sigma and n), as a sentence: the largest gap in
+    both directions and where it is (``calibration``: the calibration rows, for the twins' labels)."""
+    if not len(calibration):
+        return "No hidden noise was measured."
+    by_label = accuracy.set_index("defence").accuracy
+    gaps = []
+    for row in calibration.itertuples():
+        hidden = Defence(float(row.sigma), int(row.n), f"hidden-{row.law}", scale=float(row.scale))
+        gaps.append((float(by_label[hidden.label] - by_label[Defence(float(row.sigma), int(row.n)).label]),
+                     hidden.label))
+    gap, where = max(gaps, key=lambda g: abs(g[0]))
+    return (f"On the whole pool (one vote per image, fresh noise) the hidden-noise accuracies land within "
+            f"{abs(gap):.3f} of their input twins' (largest gap {gap:+.3f}, {where})")
+
+
 def _trend(summary: pd.DataFrame, ns: Sequence[int], **fields: object) -> str:
     """Per attack among the rows of ``summary`` matching ``fields`` (input noise, fresh), the median verified
     distortion at each n (the median over sigma of each configuration's median), e.g. "HSJA: 1.2 → 0.9"; "not
@@ -541,6 +574,8 @@ def page(res: Results, values: Mapping[str, Any], record: AdaptiveGrid) -> dict[
     return {
         "level": float(values["level"]), "ns_text": ", ".join(map(str, sorted(ns))), "k_top": k_top,
         "calibration_used": int(res.calibration.images.max()) if len(res.calibration) else 0,
+        "calibration_draws": int(values["calibration_draws"]),
+        "matched_gap": matched_gap(res.accuracy, res.calibration),
         "trend_plain": _trend(summary, ns, kind="plain"),
         "trend_scaled": _trend(summary, ns, kind="scaled", repeats=k_top),
         "trend_repeat": _trend(summary, ns, kind="repeat", repeats=k_top),

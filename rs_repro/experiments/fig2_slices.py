@@ -16,7 +16,7 @@ R^d on which f and g_sigma are defined, as the Gaussian noise of smoothing is ne
 
 Each grid point gets the label of the base classifier f (no RS) and, for each n, two independent
 votes of g_{sigma,n}: one fresh vote of n micro-decisions per point, as a user of the smoothed model sees it
-(one query per point), ties to the smallest class (:meth:`~rs_repro.smoothing.Smooth.vote`). The first vote is
+(one query per point), ties broken at random (:meth:`~rs_repro.smoothing.Smooth.vote`). The first vote is
 drawn in the figure; the second one measures how random the map is (:func:`speckle_summary`).
 
 The chapter's shape: :func:`check_parameters` (run before anything), :func:`units` (the centre image,

@@ -30,7 +30,7 @@ from ..checks import DEVICES, is_device, rule_checker, weights_rule
 from ..engine import Unit
 from ..models import ARCHITECTURES, accuracy, load_model, model_spec
 from ..paper import fig4_readings
-from ..smoothing import ABSTAIN, Smooth
+from ..smoothing import ABSTAIN, Smooth, top_class
 
 _MODULE = __name__
 
@@ -56,7 +56,7 @@ def sigma_sweep(model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Te
         counts = Smooth(model, num_classes, sigma).counts(x.to(device), n, batch_size, generator=gen).cpu()
         true_votes = counts.gather(1, y.unsqueeze(1)).squeeze(1)
         rows.append({"sigma": sigma, "n": n,
-                     "vote_accuracy": float((counts.argmax(1) == y).double().mean()),
+                     "vote_accuracy": float((top_class(counts.to(device), gen).cpu() == y).double().mean()),
                      "majority_accuracy": float((2 * true_votes > n).double().mean())})
     return pd.DataFrame(rows)
 

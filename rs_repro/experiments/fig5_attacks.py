@@ -38,7 +38,7 @@ from torch import nn
 
 from .. import data, seeds, theory
 from ..attacks.oracle import AttackResult, Oracle, smoothed_oracle
-from ..attacks.verification import push_to_level, verify
+from ..attacks.verification import push_candidates, verify
 from ..checks import DEVICES, is_device, rule_checker, weights_rule
 from ..engine import Unit
 from ..measurements import AttackConfiguration, AttackGrid
@@ -73,8 +73,10 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(bool(values["pas"]) and all(0 < p <= 1 for p in values["pas"]), "pas", "levels in (0, 1]")
     need(values["randtrain_sigma"] > 0, "randtrain_sigma", "a noise level > 0")
     need(values["advtrain_epsilon"] > 0, "advtrain_epsilon", "a radius > 0")
-    for name in ("chunk", "verify_repeats", "votes", "certify_n", "minimal_steps", "batch_size"):
+    for name in ("chunk", "verify_repeats", "votes", "confirm_votes", "certify_n", "minimal_steps", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
+    need(0 < values["alpha"] < 1, "alpha", "a level in (0, 1)")
+    need(all(p < 1 for p in values["pas"]), "pas", "levels below 1 (a level of 1 cannot be confirmed by votes)")
 
 
 def attack_function(attack: str) -> Callable[..., AttackResult]:
@@ -146,49 +148,88 @@ def make_oracle(target: Target, model: nn.Module, num_classes: int, max_queries:
 
 
 def vote_correct(target: Target, model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor,
-                 seed: int, batch_size: int = 10_000) -> int:
-    """How many of the images ``x`` [N, C, H, W] the attacked classifier labels ``y`` [N]: the base model, or
-    one majority vote g_{sigma,n} per image."""
-    if target.sigma is None:
-        return round(accuracy(model, x, y, batch_size=batch_size) * len(x))
+                 seed: int, batch_size: int = 10_000) -> np.ndarray:
+    """Which of the images ``x`` [N, C, H, W] the attacked classifier labels ``y`` [N] (bool [N]): the base
+    model's argmax, or one majority vote g_{sigma,n} per image (ties broken at random). The votes are drawn
+    from a generator seeded by the base model, sigma and n, not P_a: the classifier is the same at every
+    P_a, and so are its answers."""
     device = next(model.parameters()).device
-    labels = Smooth(model, num_classes, target.sigma).vote(
-        x.to(device), target.n, batch_size, generator=seeds.generator(seed, "accuracy", target.label, device=device))
-    return int((labels.cpu() == y).sum())
+    if target.sigma is None:
+        with torch.inference_mode():
+            labels = torch.cat([model(part.to(device)).argmax(1).cpu() for part in x.split(batch_size)])
+    else:
+        labels = Smooth(model, num_classes, target.sigma).vote(
+            x.to(device), target.n, batch_size,
+            generator=seeds.generator(seed, "accuracy", target.model, target.sigma, target.n, device=device)).cpu()
+    return (labels == y).numpy()
 
 
-#: The largest factor on a reported perturbation that the verification tries, with no practical limit
-#: (:func:`rs_repro.attacks.verification.push_to_level`). A lucky answer may sit a thousandth of the needed distance from x_o
-#: and still give the attack's direction; each doubling costs one decision.
+#: The largest factor on a reported perturbation that the verification tries, with no practical limit: the
+#: box-projected path stops moving before it (:func:`rs_repro.attacks.verification.push_to_level`). A lucky
+#: answer may sit a thousandth of the needed distance from x_o and still give the attack's direction; each
+#: doubling costs one decision.
 PUSH_MAX_T = 2.0 ** 30
+#: The names of an attack's candidate points, in the order :func:`rs_repro.attacks.verification.push_candidates`
+#: prefers them on a tie: the oracle's best accepted query, the attack's own last iterate.
+CANDIDATES = ("best query", "last iterate")
+
+
+def confirm_rows(smooth: Smooth, x_o: torch.Tensor, labels: torch.Tensor, result: AttackResult, *, n: int,
+                 level: float, votes: int, confirm_votes: int, alpha: float, seed: int,
+                 batch_size: int) -> dict[str, np.ndarray]:
+    """The confirmed adversarial example of each image from an attack's candidates (:data:`CANDIDATES`).
+
+    Each candidate is pushed along its box-projected path and confirmed at eq. (4)'s level ``level`` with a
+    one-sided test at confidence 1 - ``alpha`` over all candidates
+    (:func:`rs_repro.attacks.verification.push_candidates`); the smaller confirmed distortion is kept.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, each [B]
+        ``verified_l2, verified_linf, t`` of the point kept (inf where the image failed), ``source`` (the
+        candidate kept, "" on a failure), ``at_level`` (the best query itself confirmed at t = 1),
+        ``verified_level, confirm_lower, confirm_attempts`` (the kept test's fraction of wrong votes, its
+        one-sided lower bound and the confirmations tried), and per candidate its confirmed distortion
+        (``query_confirmed_l2``, ``final_confirmed_l2``, inf where it failed or the attack has no iterate).
+    """
+    candidates = {CANDIDATES[0]: result.x_adv.to(x_o.device)}
+    if result.x_final is not None:
+        candidates[CANDIDATES[1]] = result.x_final.to(x_o.device)
+    found = push_candidates(smooth, x_o, candidates, labels, n=n, pa=level, votes=votes, confirm_votes=confirm_votes,
+                            alpha=alpha, seed=seed, max_t=PUSH_MAX_T, batch_size=batch_size)
+    best, query = found.best, found.each[CANDIDATES[0]]
+    final = found.each.get(CANDIDATES[1])
+    return {"verified_l2": best.l2, "verified_linf": best.linf, "t": best.t, "source": found.source.astype(str),
+            "at_level": query.confirmed & (query.t == 1.0), "verified_level": best.p, "confirm_lower": best.lower,
+            "confirm_attempts": best.attempts, "query_confirmed_l2": query.l2,
+            "final_confirmed_l2": np.full(len(x_o), np.inf) if final is None else final.l2}
 
 
 def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int, x: torch.Tensor,
                 y: torch.Tensor, index: torch.Tensor, units: Sequence[int], *, max_queries: int,
-                budgets: Sequence[int], verify_repeats: int, votes: int, seed: int,
-                batch_size: int = 10_000) -> pd.DataFrame:
-    """Run ``attack`` on the images at positions ``units`` (one batch) against ``target``; verify its points.
+                budgets: Sequence[int], verify_repeats: int, votes: int, confirm_votes: int, alpha: float,
+                seed: int, batch_size: int = 10_000) -> pd.DataFrame:
+    """Run ``attack`` on the images at positions ``units`` (one batch) against ``target``; confirm its points.
 
     The attack and the oracle draw from generators seeded by the seed, the target, the attack and the
     first unit of the batch, so a resumed run recomputes a batch exactly. Under smoothing an answer
-    "adversarial" may be luck, so each image's best accepted query x_adv is checked afterwards: ``level``
-    estimates P[g_{sigma,n}(x_adv) != y], the level of eq. (4), from ``verify_repeats`` fresh votes, and
-    :func:`rs_repro.attacks.verification.push_to_level` moves x_adv outward along x_adv - x_o until ``votes`` fresh votes
-    verify eq. (4) at the target's level (:attr:`Target.level`): ``verified_l2`` is the distortion of a
-    genuine adversarial example of g_{sigma,n}. Without smoothing the reported point is exact, and verified as
-    it is. Where the attack keeps its own last iterate (HSJA), its distortion and level are recorded too. Every
-    forward pass of the smoothed classifier takes ``batch_size`` noisy inputs at most; the attack runs on the
-    device of ``model``.
+    "adversarial" may be luck, so afterwards ``level`` estimates P[g_{sigma,n}(x_adv) != y], the level of
+    eq. (4) at the best accepted query x_adv, from ``verify_repeats`` fresh votes, and :func:`confirm_rows`
+    turns the attack's candidates (its best accepted query and its own last iterate) into a confirmed
+    adversarial example at the target's level (:attr:`Target.level`): an image of [0, 1]^d whose one-sided
+    (1 - ``alpha``) lower bound of eq. (4)'s probability is at least the level (``verified_l2``, inf on a
+    failure). Without smoothing the reported point is exact, and confirmed as it is. Every forward pass of the
+    smoothed classifier takes ``batch_size`` noisy inputs at most; the attack runs on the device of ``model``.
 
     Returns
     -------
     pandas.DataFrame
         One row per image: ``unit, idx, label, attack, target, success, l2, linf, best_linf, queries,
-        forward_passes, level, verified_l2, verified_linf, t, at_level, verified_level, final_l2,
-        final_level``, the attack's diagnostics (e.g. HSJA's ``gradient_steps, one_label_steps``) and
-        ``l2_at_<q>`` for each budget q (inf where not yet adversarial). ``l2`` is inf where no query was
-        accepted, 0 where the clean image was; ``verified_l2`` is inf where no verified point was found
-        (``t`` inf); ``final_*`` are NaN for an attack without its own iterate.
+        forward_passes, level``, the columns of :func:`confirm_rows`, ``final_l2, final_level``, the attack's
+        diagnostics (e.g. HSJA's ``gradient_steps, one_label_steps``) and ``l2_at_<q>`` for each budget q (inf
+        where not yet adversarial). ``l2`` is inf where no query was accepted, 0 where the clean image was;
+        ``final_*`` (the attack's own last iterate: distortion, and its level from fresh votes) are NaN for an
+        attack without one.
     """
     device = next(model.parameters()).device
     block = torch.as_tensor(list(units))
@@ -201,17 +242,18 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
     success = result.success.numpy()
     if target.sigma is None:
         level = success.astype(np.float64)
-        verified = {"verified_l2": result.l2.numpy(), "verified_linf": result.linf.numpy(),
-                    "t": np.where(success, 1.0, np.inf), "at_level": success, "verified_level": level}
+        l2 = result.l2.numpy()
+        verified = {"verified_l2": l2, "verified_linf": result.linf.numpy(), "t": np.where(success, 1.0, np.inf),
+                    "source": np.where(success, CANDIDATES[0], ""), "at_level": success, "verified_level": level,
+                    "confirm_lower": level, "confirm_attempts": success.astype(np.int64), "query_confirmed_l2": l2,
+                    "final_confirmed_l2": np.full(len(block), np.inf)}
     else:
         smooth = Smooth(model, num_classes, target.sigma)
         level = verify(smooth, result.x_adv.to(device), labels, target.n, verify_repeats, batch_size=batch_size,
                        generator=seeds.generator(seed, "verify", *key, device=device))[0]
-        pushed = push_to_level(smooth, x_o, result.x_adv.to(device), labels, n=target.n, pa=target.level,
-                               votes=votes, seed=seeds.derive_seed(seed, "push", *key), max_t=PUSH_MAX_T,
-                               batch_size=batch_size)
-        verified = {"verified_l2": pushed.l2, "verified_linf": pushed.linf, "t": pushed.t,
-                    "at_level": pushed.t == 1.0, "verified_level": pushed.p}
+        verified = confirm_rows(smooth, x_o, labels, result, n=target.n, level=target.level, votes=votes,
+                                confirm_votes=confirm_votes, alpha=alpha, seed=seeds.derive_seed(seed, "push", *key),
+                                batch_size=batch_size)
     final_l2 = final_level = np.full(len(block), np.nan)
     if result.x_final is not None:
         x_final = result.x_final.to(device)
@@ -260,8 +302,8 @@ def _images(dataset: str, data_dir: str | None, pool: int, seed: int,
 
 def attack_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[int], positions: list[int],
                 model: Mapping[str, Any], target: Mapping[str, Any], attack: str, max_queries: int,
-                budgets: list[int], verify_repeats: int, votes: int, batch_size: int, device: str,
-                seed: int) -> pd.DataFrame:
+                budgets: list[int], verify_repeats: int, votes: int, confirm_votes: int, alpha: float,
+                batch_size: int, device: str, seed: int) -> pd.DataFrame:
     """One unit of the attack grid: :func:`attack_rows` on the attacked images at ``positions``, on ``device``.
 
     ``index`` are the dataset positions of all the attacked images (test split, all in the :func:`test_pool`
@@ -272,13 +314,14 @@ def attack_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[in
     x, y = _images(dataset, data_dir, pool, seed, index)
     return attack_rows(Target(**target), attack, base, data.num_classes(dataset), x, y, torch.as_tensor(index),
                        positions, max_queries=max_queries, budgets=budgets, verify_repeats=verify_repeats,
-                       votes=votes, seed=seed, batch_size=batch_size)
+                       votes=votes, confirm_votes=confirm_votes, alpha=alpha, seed=seed, batch_size=batch_size)
 
 
 def attack_units(*, dataset: str, data_dir: str | None, pool: int = 0, index: Sequence[int],
                  targets: Sequence[Target], attacks: Sequence[str], models: Mapping[str, Mapping[str, Any]],
                  max_queries: int, budgets: Sequence[int], chunk: int, verify_repeats: int, votes: int,
-                 batch_size: int = 10_000, device: str = "cpu", seed: int) -> list[Unit]:
+                 confirm_votes: int, alpha: float, batch_size: int = 10_000, device: str = "cpu",
+                 seed: int) -> list[Unit]:
     """The attack grid as units: every target x attack x chunk of ``chunk`` attacked images.
 
     ``models`` maps a target's ``model`` name to its :func:`rs_repro.models.model_spec`. A unit's
@@ -296,22 +339,21 @@ def attack_units(*, dataset: str, data_dir: str | None, pool: int = 0, index: Se
                     {"dataset": dataset, "data_dir": data_dir, "pool": pool, "index": [int(i) for i in index],
                      "positions": positions, "model": dict(models[target.model]), "target": dataclasses.asdict(target),
                      "attack": attack, "max_queries": max_queries, "budgets": list(budgets),
-                     "verify_repeats": verify_repeats, "votes": votes, "batch_size": batch_size, "device": device,
-                     "seed": seed},
+                     "verify_repeats": verify_repeats, "votes": votes, "confirm_votes": confirm_votes,
+                     "alpha": alpha, "batch_size": batch_size, "device": device, "seed": seed},
                     (_MODULE, ATTACKS[attack].partition(":")[0])))
     return units
 
 
 def accuracy_unit(*, dataset: str, data_dir: str | None, pool: int, model: Mapping[str, Any],
                   target: Mapping[str, Any], batch_size: int, device: str, seed: int) -> pd.DataFrame:
-    """One row ``target, correct, tested, accuracy``: :func:`vote_correct` of one classifier on the test
-    images of the chapter (:func:`test_pool`: the whole test split for ``pool`` 0)."""
+    """One row per test image of the chapter (:func:`test_pool`: the whole test split for ``pool`` 0),
+    ``target, idx, correct``: whether one classifier labels it right (:func:`vote_correct`)."""
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
     full = test_pool(dataset, data_dir, pool, seed)
     target = Target(**target)
-    correct = vote_correct(target, base, data.num_classes(dataset), full.x, full.y, seed, batch_size)
-    return pd.DataFrame([{"target": target.label, "correct": correct, "tested": len(full.y),
-                          "accuracy": correct / len(full.y)}])
+    right = vote_correct(target, base, data.num_classes(dataset), full.x, full.y, seed, batch_size)
+    return pd.DataFrame({"target": target.label, "idx": np.asarray(full.index), "correct": right})
 
 
 def accuracy_units(*, dataset: str, data_dir: str | None, pool: int = 0, targets: Sequence[Target],
@@ -406,7 +448,7 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
     work += attack_units(**where, **run, index=index, targets=targets(values), attacks=values["attacks"],
                          models=specs, max_queries=values["max_queries"], budgets=values["budgets"],
                          chunk=values["chunk"], verify_repeats=values["verify_repeats"], votes=values["votes"],
-                         seed=values["seed"])
+                         confirm_votes=values["confirm_votes"], alpha=values["alpha"], seed=values["seed"])
     # Imported by name: the certification units read the certification chapter's code, and the minimal unit the
     # white-box attack's, the attack units neither (a static import would put them in their code digest,
     # rs_repro.cache.code_digest).
@@ -454,6 +496,8 @@ class Results:
     ----------
     accuracy : pandas.DataFrame
         ``target, correct, tested, accuracy``: clean accuracy of every classifier.
+    answers : pandas.DataFrame
+        ``target, idx, correct``: every classifier's answer on every tested image (:func:`accuracy_unit`).
     runs : pandas.DataFrame
         One row per attacked image, attack and classifier (:func:`attack_rows`), with the classifier's
         ``model, sigma, n, pa, accuracy``.
@@ -473,6 +517,7 @@ class Results:
     """
 
     accuracy: pd.DataFrame
+    answers: pd.DataFrame
     runs: pd.DataFrame
     summary: pd.DataFrame
     ratios: pd.DataFrame
@@ -488,13 +533,15 @@ def _joined(tables: Mapping[str, pd.DataFrame], prefix: str) -> pd.DataFrame:
 
 def results(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> Results:
     """The chapter's tables from the tables of :func:`units` (``tables`` maps a unit id to its table)."""
-    accuracy = _joined(tables, "accuracy-")
+    answers = _joined(tables, "accuracy-")
+    accuracy = (answers.groupby("target", sort=False).correct.agg(correct="sum", tested="size").reset_index()
+                .assign(accuracy=lambda a: a.correct / a.tested))
     runs = runs_table([t for k, t in tables.items() if k.startswith("attack-")], targets(values), accuracy)
     summary = summarize(runs)
     certified = {(name, sigma): _joined(tables, f"certify-{name}-sigma{sigma:g}-")
                  for name, sigma in _smoothed_models(values)}
     clean = _joined(tables, "clean-votes-")
-    return Results(accuracy, runs, summary, certificate_ratios(summary, certified), certified, clean,
+    return Results(accuracy, answers, runs, summary, certificate_ratios(summary, certified), certified, clean,
                    acceptance(clean, targets(values), values["max_queries"]), tables["minimal-standard"])
 
 
@@ -561,16 +608,20 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     Columns: ``attack, target, model, sigma, n, pa, accuracy``; the paper's protocol: ``mean_l2`` (the
     statistic of its Fig. 5; inf if the attack found nothing on some image) and ``median_l2`` of the
     reported distortion, ``success`` (some query accepted), ``level`` (mean P[g_{sigma,n}(x_adv) != y] at the
-    reported points); the verified protocol: ``verified_median_l2``, ``verified`` (fraction of images with a
-    verified point), ``at_level`` (fraction whose reported point already satisfied eq. 4); ``final_median_l2``
-    (the attack's own last iterate, NaN without one), ``images`` and ``forward_passes``.
+    reported points); the confirmed protocol: ``verified_median_l2`` (a failure counts as inf, so the median
+    is finite only where fewer than half of the images fail), ``verified`` (fraction of images with a confirmed
+    adversarial example), ``failures`` (images without one), ``at_level`` (fraction whose reported point was
+    itself confirmed), ``from_iterate`` (fraction whose kept point came from the attack's last iterate);
+    ``final_median_l2`` (the attack's own last iterate, NaN without one), ``images`` and ``forward_passes``.
     """
     keys = ["attack", "target", "model", "sigma", "n", "pa", "accuracy"]
-    return (runs.assign(found=np.isfinite(runs.verified_l2))
+    return (runs.assign(found=np.isfinite(runs.verified_l2), failed=~np.isfinite(runs.verified_l2),
+                        iterate=runs.source == CANDIDATES[1])
             .groupby(keys, dropna=False, sort=False)
             .agg(mean_l2=("l2", "mean"), median_l2=("l2", "median"), success=("success", "mean"),
                  level=("level", "mean"), verified_median_l2=("verified_l2", "median"), verified=("found", "mean"),
-                 at_level=("at_level", "mean"), final_median_l2=("final_l2", "median"), images=("l2", "size"),
+                 failures=("failed", "sum"), at_level=("at_level", "mean"), from_iterate=("iterate", "mean"),
+                 final_median_l2=("final_l2", "median"), images=("l2", "size"),
                  forward_passes=("forward_passes", "mean")).reset_index())
 
 
@@ -583,6 +634,7 @@ def measured(res: Results, values: Mapping[str, Any]) -> AttackGrid:
     images = res.runs.sort_values("unit").drop_duplicates("unit").idx.tolist()
     minimal = res.minimal.set_index("idx").minimal_l2
     counts = res.accuracy.set_index("target")
+    answers = {label: part.correct.astype(bool).tolist() for label, part in res.answers.groupby("target")}
     configurations = []
     for (attack, label), part in res.runs.groupby(["attack", "target"], sort=False):
         part = part.set_index("idx").loc[images]
@@ -593,11 +645,11 @@ def measured(res: Results, values: Mapping[str, Any]) -> AttackGrid:
         configurations.append(AttackConfiguration(
             attack=attack, target=label, model=first.model, sigma=sigma, n=_optional(first.n, int),
             pa=_optional(first.pa, float), correct=int(counts.correct[label]), tested=int(counts.tested[label]),
-            reported_l2=part.l2.astype(float).tolist(), verified_l2=part.verified_l2.astype(float).tolist(),
+            correct_images=answers[label], reported_l2=part.l2.astype(float).tolist(), verified_l2=part.verified_l2.astype(float).tolist(),
             at_level=part.at_level.astype(bool).tolist(), level=part.level.astype(float).tolist(), radius=radius,
             forward_passes=float(part.forward_passes.mean())))
     return AttackGrid(dataset=values["dataset"], seed=values["seed"], max_queries=values["max_queries"],
-                      votes=values["votes"], images=[int(i) for i in images],
+                      votes=values["votes"], alpha=values["alpha"], images=[int(i) for i in images],
                       minimal_l2=minimal.loc[images].astype(float).tolist(), configurations=configurations)
 
 
@@ -624,7 +676,17 @@ def beside_paper(summary: pd.DataFrame) -> pd.DataFrame:
 def _by(frame: pd.DataFrame, key: str, column: str, fmt: str, unit: str = "") -> str:
     """``column`` averaged per value of ``key``, as text: e.g. "0.12 at Pa = 0.5, 0.40 at Pa = 0.8"."""
     means = frame.groupby(key)[column].mean()
-    return ", ".join(f"{v:{fmt}} {unit}{k:g}" for k, v in means.items())
+    return ", ".join(f"{v:{fmt}} {unit}{k:g}" if isinstance(k, float) else f"{v:{fmt}} ({k})"
+                     for k, v in means.items())
+
+
+def _at_least(value: float, decimals: int = 2) -> str:
+    """A lower bound as text, rounded down so that the printed number is never above ``value`` (2.959 gives
+    "2.95", never "3.0"); "infinite" where the attack fails on most images."""
+    if not np.isfinite(value):
+        return "infinite (the attack fails on most images)"
+    scale = 10 ** decimals
+    return f"{np.floor(value * scale) / scale:.{decimals}f}"
 
 
 def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -647,9 +709,10 @@ def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
     smallest = clean[(clean.n == min(values["ns"])) & (clean.pa == min(values["pas"]))]
     rate = clean.drop_duplicates(["sigma", "idx"]).groupby("sigma").wrong_rate
     hsja = res.runs[(res.runs.attack == "HSJA") & res.runs.sigma.notna()] if "HSJA" in attacks else res.runs[:0]
+    failing = smoothed[smoothed.failures * 2 >= smoothed.images]
     return {
-        "smallest_ratio": float(res.ratios.ratio_to_median.min()),
-        "smallest_ratio_max": float(res.ratios.ratio_to_largest.min()),
+        "smallest_ratio": _at_least(res.ratios.ratio_to_median.min()),
+        "smallest_ratio_max": _at_least(res.ratios.ratio_to_largest.min()),
         "certify_n": float(values["certify_n"]), "paper_ratio": DISTORTION_OVER_RADIUS,
         "undefended": ", ".join(f"{undefended.median_l2[a]:.2f} ({a})" for a in attacks),
         "trend_reported": trend("median_l2"), "trend_verified": trend("verified_median_l2"),
@@ -658,6 +721,16 @@ def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
         "level_by_pa": _by(smoothed, "pa", "level", ".2f", "at Pa = "),
         "at_level_by_pa": _by(smoothed, "pa", "at_level", ".2f", "at Pa = "),
         "verified_found": float(smoothed.verified.min()),
+        "confirmed_by_pa": _by(smoothed, "pa", "verified", ".2f", "at Pa = "),
+        "from_iterate": _by(smoothed[smoothed.attack.isin(["HSJA", "SurFree", "RayS"])], "attack", "from_iterate",
+                            ".2f"),
+        "failures_total": int(smoothed.failures.sum()), "attacked_total": int(smoothed.images.sum()),
+        "failing": (f"{len(failing)} of {len(smoothed)} smoothed configurations, where the attack fails on at least "
+                    f"half of the images and no median is given: " + "; ".join(failing.target + " (" + failing.attack
+                                                                                + ")")
+                    if len(failing) else f"none of the {len(smoothed)} smoothed configurations"),
+        "alpha": float(values["alpha"]), "confidence": 1 - float(values["alpha"]),
+        "confirm_votes": int(values["confirm_votes"]), "images": int(summary.images.max()),
         "verify_repeats": values["verify_repeats"], "votes": values["votes"], "max_queries": values["max_queries"],
         "wrong_rate": "; ".join(f"σ = {s:g}: median {r.median():.2f}, 90th percentile {r.quantile(0.9):.2f}"
                                 for s, r in rate),
@@ -755,6 +828,102 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
                 key("verified, eq. (4)", marker="o", markersize=8, **grey)]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False,
                labelspacing=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def robust_accuracy(runs: pd.DataFrame, certified: Mapping[tuple[str, float], pd.DataFrame],
+                    epsilons: np.ndarray) -> pd.DataFrame:
+    """Robust accuracy against the l2 radius epsilon, per attack and classifier, beside the certified accuracy.
+
+    The robust accuracy at epsilon is the fraction of the attacked images on which the attack found no
+    confirmed adversarial example within l2 distance epsilon (``verified_l2 > epsilon``; a failure counts as
+    robust at every epsilon): an upper bound on the classifier's true robust accuracy on these images, as far as
+    this attack can tell. The certified accuracy of the same images under the classifier's base model and sigma
+    (CERTIFY, :data:`CERTIFY`) is the fraction certified correct with a radius above epsilon: what the
+    certificate of g_sigma promises.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        :attr:`Results.runs`.
+    certified : mapping
+        :attr:`Results.certified`, CERTIFY rows (``idx, radius, correct``) per (base model, sigma).
+    epsilons : numpy.ndarray, shape [E]
+        The radii.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per attack, classifier and epsilon: ``attack, target, model, sigma, n, pa, epsilon, robust,
+        certified`` (``certified`` NaN without smoothing).
+    """
+    rows = []
+    for (attack, target), part in runs.groupby(["attack", "target"], sort=False):
+        first = part.iloc[0]
+        distances = part.verified_l2.to_numpy()
+        robust = (distances[None, :] > epsilons[:, None]).mean(1)
+        sure = np.full(len(epsilons), np.nan)
+        if not pd.isna(first.sigma):
+            rows_c = certified[first.model, first.sigma].set_index("idx").loc[part.idx]
+            radius = np.where(rows_c.correct.to_numpy(bool), rows_c.radius.to_numpy(float), -np.inf)
+            sure = (radius[None, :] > epsilons[:, None]).mean(1)
+        rows.append(pd.DataFrame({"attack": attack, "target": target, "model": first.model, "sigma": first.sigma,
+                                  "n": first.n, "pa": first.pa, "epsilon": epsilons, "robust": robust,
+                                  "certified": sure}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def epsilons(runs: pd.DataFrame, points: int = 200) -> np.ndarray:
+    """``points`` radii from 0 to a little beyond the largest finite confirmed distortion of ``runs`` (the
+    x axis of :func:`plot_robust_accuracy`; [0, 1] when no distortion is finite)."""
+    finite = runs.verified_l2[np.isfinite(runs.verified_l2)]
+    return np.linspace(0.0, 1.05 * float(finite.max()) if len(finite) and finite.max() > 0 else 1.0, points)
+
+
+#: Line styles of the acceptance levels in the robust-accuracy figure, the largest level first.
+PA_LINES = ("-", "--", ":", "-.")
+
+
+def plot_robust_accuracy(curves: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
+    """Robust accuracy against epsilon (:func:`robust_accuracy`): rows of panels are the attacks, columns the
+    smoothed base models (model and sigma). In each panel, one line per n (colour) and P_a (line style), the
+    certified accuracy of the same images (thick grey), and the undefended and AdvTrain models for reference
+    (black and purple, dotted)."""
+    smoothed = curves.dropna(subset=["sigma"])
+    columns = list(smoothed[["model", "sigma"]].drop_duplicates().itertuples(index=False, name=None))
+    ns = sorted(int(n) for n in smoothed.n.unique())
+    pas = sorted(smoothed.pa.dropna().unique(), reverse=True)
+    if len(pas) > len(PA_LINES):
+        raise ValueError(f"at most {len(PA_LINES)} acceptance levels can be told apart, got {pas}")
+    colour = {n: PALETTE[k % len(PALETTE)] for k, n in enumerate(ns)}
+    style = dict(zip(pas, PA_LINES))
+    fig, axes = plt.subplots(len(attacks), len(columns), figsize=(4.4 * len(columns), 3.3 * len(attacks)),
+                             squeeze=False, sharex=True, sharey=True)
+    for row, attack in zip(axes, attacks):
+        mine = curves[curves.attack == attack]
+        for ax, (model, sigma) in zip(row, columns):
+            part = mine[(mine.model == model) & (mine.sigma == sigma)]
+            for (n, pa), line in part.groupby(["n", "pa"]):
+                ax.step(line.epsilon, line.robust, where="post", color=colour[int(n)], linestyle=style[pa],
+                        label=f"$n$ = {int(n)}, $P_a$ = {pa:g}")
+            sure = part.drop_duplicates("epsilon")
+            ax.step(sure.epsilon, sure.certified, where="post", color="0.6", linewidth=3, alpha=0.7,
+                    label="certified (CERTIFY)")
+            for name, tint in (("standard", FAMILY_COLOURS["undefended"]), ("advtrain", FAMILY_COLOURS["advtrain"])):
+                plain = mine[(mine.model == name) & mine.sigma.isna()]
+                if len(plain):
+                    ax.step(plain.epsilon, plain.robust, where="post", color=tint, linestyle=":",
+                            label="undefended" if name == "standard" else "AdvTrain")
+            title = "RS" if model == "standard" else "RandTrain/RS"
+            ax.set_title(f"{attack}: {title} $\\sigma$ = {sigma:g}")
+            ax.set(ylim=(-0.02, 1.02))
+        row[0].set_ylabel("robust accuracy")
+    for ax in axes[-1]:
+        ax.set_xlabel("$\\ell_2$ radius $\\epsilon$")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(labels)),
+               frameon=False)
     fig.tight_layout()
     return fig
 
