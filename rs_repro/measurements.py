@@ -49,29 +49,20 @@ class ThresholdCheck:
 
 @dataclass(frozen=True)
 class Crossing:
-    """Where the boundary of g_sigma is crossed past the white-box x_a, over the attacked images.
+    """Where the boundary of g_sigma is crossed past the white-box x_a, image by image, at one noise level.
 
     Attributes
     ----------
     sigma : float
         The smoothing noise.
-    median, median_sigma : float or None
-        Median crossing distance past x_a over the located images, in l2 and in units of sigma.
-    beyond : int
-        Located images whose crossing is past x_a (distance > 0).
-    images, censored : int
-        Images scanned, and those whose crossing fell outside the scanned range.
-    p_beyond : float or None
-        One-sided sign test of "past x_a" over the located images.
+    distances : list of float
+        Per attacked image (the chapter's order), the l2 distance past x_a (negative: before it) where
+        another class overtakes the true one in g_sigma; a crossing outside the scanned range is censored on
+        its side, ``-inf`` (crossed already at the first point) or ``inf`` (not crossed at the last).
     """
 
     sigma: float
-    median: float | None
-    median_sigma: float | None
-    beyond: int
-    images: int
-    censored: int
-    p_beyond: float | None
+    distances: list[float]
 
 
 @dataclass(frozen=True)
@@ -88,11 +79,11 @@ class BoundaryPush:
     num_images : int
     attack_distance_median : float
         Median ||x_a - x_o|| of the white-box attack.
-    crossing_distance : list of float or None
-        Per attacked image, where another class overtakes the true one in g_sigma.
-    distance_at_pa : dict of int to dict of float to (float or None)
-        ``distance_at_pa[n][pa]``: median over images of the distance past x_a where
-        P[g_{sigma,n}(x) != y] first reaches pa.
+    widths : dict of int to list of (float or None)
+        ``widths[n][i]``: on image i's ray, the width of the transition of P[g_{sigma,n}(x) != y] from the
+        smallest P_a of ``pas`` to the largest (the distance between where each is first reached); ``inf``
+        where the largest is not reached inside the scanned range, ``None`` where the smallest is not located
+        (reached at the first point or never).
     crossings : list of Crossing
         The crossing at every noise level scanned (the main one first).
     """
@@ -103,8 +94,7 @@ class BoundaryPush:
     pas: list[float]
     num_images: int
     attack_distance_median: float
-    crossing_distance: list[float | None]
-    distance_at_pa: dict[int, dict[float, float | None]]
+    widths: dict[int, list[float | None]]
     crossings: list[Crossing]
 
     def crossing(self, sigma: float) -> Crossing:
@@ -154,15 +144,22 @@ class AttackConfiguration:
         classifier without smoothing).
     correct, tested : int
         Clean accuracy of the attacked classifier: images of the test split it classifies right, of those tested.
+    correct_images : list of bool
+        Per tested image (the chapter's accuracy sample, the same images in the same order for every
+        configuration), whether the attacked classifier labels it right: one vote g_{sigma,n} with ties broken
+        at random under smoothing, the base model's argmax without. Two configurations pair image by image
+        (McNemar's test, claim 4); ``sum(correct_images) == correct``.
     reported_l2 : list of float
         The attack's reported distortion, the paper's protocol: the best query the oracle accepted (under
         smoothing, ceil(n P_a) wrong micro-decisions of one vote); 0 where the clean image was accepted.
     verified_l2 : list of float
-        The distortion of an adversarial example verified at level P_a (eq. 4) by
-        :func:`rs_repro.attacks.verification.push_to_level` from the reported point; equal to ``reported_l2`` without
-        smoothing.
+        The distortion of a **confirmed** adversarial example at level P_a (eq. 4): an image in [0, 1]^d whose
+        one-sided (1 - ``AttackGrid.alpha``) Clopper-Pearson lower bound of P[g_{sigma,n}(x) != y] from fresh
+        votes is at least P_a (:func:`rs_repro.attacks.verification.push_to_level`, the smaller over the attack's
+        candidates); ``inf`` where the attack failed on the image (no confirmed point inside the box), a failure
+        censored at infinity in every statistic. Equal to ``reported_l2`` without smoothing.
     at_level : list of bool
-        Whether the reported point already satisfied eq. (4) (the push kept t = 1).
+        Whether the reported point itself was confirmed at eq. (4) (the push kept t = 1).
     level : list of float
         P[g_{sigma,n}(x) != y] at the reported point, from fresh votes (1 or 0 without smoothing).
     radius : list of float or None
@@ -180,6 +177,7 @@ class AttackConfiguration:
     pa: float | None
     correct: int
     tested: int
+    correct_images: list[bool]
     reported_l2: list[float]
     verified_l2: list[float]
     at_level: list[bool]
@@ -206,6 +204,9 @@ class AttackGrid:
         Query budget per image.
     votes : int
         Fresh votes behind each decision of the verification (:func:`rs_repro.attacks.verification.push_to_level`).
+    alpha : float
+        A confirmed adversarial example has its one-sided (1 - alpha) Clopper-Pearson lower bound of eq. (4)'s
+        probability at or above P_a.
     images : list of int
         Test-split positions of the attacked images, the order of every per-image list.
     minimal_l2 : list of float
@@ -218,6 +219,7 @@ class AttackGrid:
     seed: int
     max_queries: int
     votes: int
+    alpha: float
     images: list[int]
     minimal_l2: list[float]
     configurations: list[AttackConfiguration]
@@ -287,10 +289,14 @@ class AdaptiveConfiguration:
         Micro-decisions per vote.
     correct, tested : int
         Clean accuracy of the defence's majority vote.
+    correct_images : list of bool
+        Per tested image (the same accuracy sample, in the same order, for every configuration), whether the
+        defence's vote labels it right (ties broken at random); ``sum(correct_images) == correct``.
     reported_l2, verified_l2 : list of float
-        Per image (``AdaptiveGrid.images`` order): the attack's best accepted query, and the distortion verified
-        at level ``AdaptiveGrid.level`` (eq. 4) by :func:`rs_repro.attacks.verification.push_to_level`; inf
-        where none.
+        Per image (``AdaptiveGrid.images`` order): the attack's best accepted query, and the distortion of the
+        adversarial example confirmed at level ``AdaptiveGrid.level`` (eq. 4, one-sided Clopper-Pearson lower
+        bound at confidence 1 - ``AdaptiveGrid.alpha``, inside [0, 1]^d) by
+        :func:`rs_repro.attacks.verification.push_to_level`; inf where the attack failed (a censored failure).
     queries, forward_passes : float
         Mean queries and base-model forward passes per image (a repeated query counts ``repeats`` times).
     """
@@ -306,6 +312,7 @@ class AdaptiveConfiguration:
     n: int
     correct: int
     tested: int
+    correct_images: list[bool]
     reported_l2: list[float]
     verified_l2: list[float]
     queries: float
@@ -327,6 +334,8 @@ class AdaptiveGrid:
         The level P_a of eq. (4) every verified distortion reaches.
     votes : int
         Fresh votes behind each decision of the verification.
+    alpha : float
+        Confirmation at confidence 1 - alpha (one-sided Clopper-Pearson lower bound at or above ``level``).
     images : list of int
         Test-split positions of the attacked images, the order of every per-image list.
     configurations : list of AdaptiveConfiguration
@@ -337,6 +346,7 @@ class AdaptiveGrid:
     max_queries: int
     level: float
     votes: int
+    alpha: float
     images: list[int]
     configurations: list[AdaptiveConfiguration]
 

@@ -12,12 +12,17 @@ Distortions are inf where an attack found no adversarial point (a failure counts
 distortion), so the statistics here are inf-aware and never NaN: :func:`median` returns a sample value or
 the average of two, :func:`paired_difference` takes inf - inf as 0 and :func:`ratio` takes equal values in
 ratio 1.
+
+A rule that reads several intervals shares its confidence among them (:func:`bonferroni`); two classifiers'
+answers on the same images are compared by the exact McNemar test (:func:`mcnemar`); and a number printed
+beside its threshold keeps its side of it (:func:`shown`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,8 +40,33 @@ FAILS = "does not hold"
 #: The verdict when the interval contains the threshold.
 UNDECIDED = "undecided"
 
+#: The family-wise confidence of the intervals a verdict reads (:func:`bonferroni` shares it among several).
+CONFIDENCE = 0.95
+#: The bootstrap resamples of a 95% interval.
+RESAMPLES = 4000
+#: :func:`bootstrap` draws enough resamples for each tail of its interval to hold at least this many.
+TAIL_RESAMPLES = 20
+
 #: Maps per-image rows [..., k, m] to a statistic [...] over their k rows, vectorised over the leading axes.
 Statistic = Callable[[np.ndarray], np.ndarray]
+
+
+def shown(value: float, thresholds: Sequence[float] = (), digits: int = 3) -> str:
+    """``value`` with ``digits`` significant digits, or more where fewer would move it onto or across one of
+    ``thresholds``: the printed number lies on the same side of every threshold as the value itself.
+
+    Examples
+    --------
+    >>> shown(2.95), shown(2.95, [3]), shown(3.0, [3]), shown(float("inf"), [3])
+    ('2.95', '2.95', '3', 'inf')
+    >>> shown(2.9996, [3])
+    '2.9996'
+    """
+    for places in range(digits, 18):
+        text = f"{value:.{places}g}"
+        if all(np.sign(float(text) - t) == np.sign(value - t) for t in thresholds):
+            return text
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,9 @@ class Interval:
     confidence : float
     rows : int
         Number of rows (images) behind it; for a proportion, its trials.
+    thresholds : tuple of float
+        The thresholds a verdict reads it against: its text (``str``) never rounds a number onto or across
+        one of them (:func:`shown`). Not compared.
     """
 
     estimate: float
@@ -59,9 +92,37 @@ class Interval:
     upper: float
     confidence: float
     rows: int
+    thresholds: tuple[float, ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
-        return f"{self.estimate:.3g} [{self.lower:.3g}, {self.upper:.3g}]"
+        estimate, lower, upper = (shown(v, self.thresholds) for v in (self.estimate, self.lower, self.upper))
+        return f"{estimate} [{lower}, {upper}]"
+
+
+def images_to_decide(interval: Interval) -> int | None:
+    """How many images would decide an undecided interval at its measured effect.
+
+    The threshold nearest the estimate inside the interval is at a distance g from it; the interval reaches it
+    with a half-width h on that side. Half-widths shrink as 1 / sqrt(images), so about ``rows * (h / g)**2``
+    images (rounded up) would give an interval that stops short of the threshold, if the effect stays as
+    measured. ``None`` when no threshold lies inside the interval, an end or the estimate is infinite, or the
+    estimate sits on the threshold (no number of images decides a null effect).
+
+    Examples
+    --------
+    >>> images_to_decide(Interval(0.3, -0.1, 0.7, 0.95, 20, thresholds=(0.0,)))
+    36
+    """
+    values = (interval.estimate, interval.lower, interval.upper)
+    inside = [t for t in interval.thresholds if interval.lower <= t <= interval.upper]
+    if not inside or not all(math.isfinite(v) for v in values):
+        return None
+    threshold = min(inside, key=lambda t: abs(interval.estimate - t))
+    gap = abs(interval.estimate - threshold)
+    if gap == 0:
+        return None
+    half = interval.estimate - interval.lower if threshold < interval.estimate else interval.upper - interval.estimate
+    return math.ceil(interval.rows * (half / gap) ** 2)
 
 
 def median(values: ArrayLike, axis: int | tuple[int, ...] = -1) -> np.ndarray:
@@ -69,7 +130,8 @@ def median(values: ArrayLike, axis: int | tuple[int, ...] = -1) -> np.ndarray:
 
     With an even count it is the average of the two middle values, as :func:`numpy.median`, except that
     two middle values of opposite infinite signs average to 0 (where numpy gives NaN); a single infinite
-    middle value makes the median infinite.
+    middle value makes the median infinite. A failure counted as inf is thus censored: the median is finite
+    exactly when fewer than half of the values are infinite.
 
     Parameters
     ----------
@@ -120,8 +182,8 @@ def _mean(rows: np.ndarray) -> np.ndarray:
     return rows[..., 0].mean(axis=-1)
 
 
-def bootstrap(rows: ArrayLike, statistic: Statistic = _mean, *, seed: int, confidence: float = 0.95,
-              resamples: int = 4000) -> Interval:
+def bootstrap(rows: ArrayLike, statistic: Statistic = _mean, *, seed: int, confidence: float = CONFIDENCE,
+              resamples: int | None = None) -> Interval:
     """Percentile bootstrap interval of ``statistic`` over the rows (images) of ``rows``.
 
     Parameters
@@ -138,8 +200,9 @@ def bootstrap(rows: ArrayLike, statistic: Statistic = _mean, *, seed: int, confi
         rows give the same resamples, so intervals of one seed resample the images jointly.
     confidence : float
         In (0, 1).
-    resamples : int
-        Bootstrap resamples.
+    resamples : int or None
+        Bootstrap resamples; by default :data:`RESAMPLES`, or more where a tail of the interval (``(1 - confidence) / 2``)
+        would hold fewer than :data:`TAIL_RESAMPLES` of them (a Bonferroni-corrected interval).
 
     Returns
     -------
@@ -152,7 +215,9 @@ def bootstrap(rows: ArrayLike, statistic: Statistic = _mean, *, seed: int, confi
     checks.require(values.ndim == 2 and len(values) >= 2, "rows", values.shape, "an array [k] or [k, m] with k >= 2")
     checks.require(not np.isnan(values).any(), "rows", "NaN values", "free of NaN (inf marks a failed attack)")
     confidence = checks.real("confidence", confidence, 0, 1)
-    resamples = checks.integer("resamples", resamples, 1)
+    tail = (1 - confidence) / 2
+    resamples = checks.integer("resamples", max(RESAMPLES, math.ceil(TAIL_RESAMPLES / tail))
+                               if resamples is None else resamples, 1)
     k = len(values)
     picks = torch.randint(k, (resamples, k), generator=generator(seed, "bootstrap")).numpy()
     with np.errstate(invalid="ignore"):  # a NaN is refused just below
@@ -160,13 +225,12 @@ def bootstrap(rows: ArrayLike, statistic: Statistic = _mean, *, seed: int, confi
         estimate = float(statistic(values[None])[0])
     checks.require(not (np.isnan(replicates).any() or np.isnan(estimate)), "statistic", "NaN",
                    "a statistic without NaN")
-    tail = (1 - confidence) / 2
     lower = np.quantile(replicates, tail, method="lower")
     upper = np.quantile(replicates, 1 - tail, method="higher")
     return Interval(estimate, float(lower), float(upper), confidence, k)
 
 
-def median_interval(values: ArrayLike, confidence: float = 0.95) -> Interval:
+def median_interval(values: ArrayLike, confidence: float = CONFIDENCE) -> Interval:
     """The median of ``values`` with its distribution-free (order-statistic) interval, the dual of the sign test.
 
     With the k values sorted, the interval is [x_(j), x_(k+1-j)] (1-based) for the largest j such that
@@ -203,7 +267,7 @@ def median_interval(values: ArrayLike, confidence: float = 0.95) -> Interval:
     return Interval(estimate, float(x[j - 1]), float(x[k - j]), confidence, k)
 
 
-def proportion(successes: int, trials: int, confidence: float = 0.95) -> Interval:
+def proportion(successes: int, trials: int, confidence: float = CONFIDENCE) -> Interval:
     """The proportion ``successes / trials`` with its exact (Clopper-Pearson) interval at ``confidence``
     (:func:`rs_repro.theory.clopper_pearson`)."""
     confidence = checks.real("confidence", confidence, 0, 1)
@@ -220,6 +284,51 @@ def difference(first: Interval, second: Interval) -> Interval:
     """
     return Interval(first.estimate - second.estimate, first.lower - second.upper, first.upper - second.lower,
                     first.confidence + second.confidence - 1, min(first.rows, second.rows))
+
+
+def bonferroni(confidence: float, tests: int) -> float:
+    """The confidence of each of ``tests`` intervals for all of them to cover together with probability at
+    least ``confidence`` (Bonferroni): ``1 - (1 - confidence) / tests``.
+
+    A rule that says "does not hold" when *any* of its intervals lies on the other side of its threshold (a
+    union) reads each at this confidence, so that it errs with probability at most ``1 - confidence``. Holm's
+    step-down correction rejects some hypothesis exactly when the smallest p-value is below
+    ``(1 - confidence) / tests``, as Bonferroni's, so for such a rule it would decide the same.
+
+    Examples
+    --------
+    >>> round(bonferroni(0.95, 5), 12), bonferroni(0.95, 1)
+    (0.99, 0.95)
+    """
+    confidence = checks.real("confidence", confidence, 0, 1)
+    return 1 - (1 - confidence) / checks.integer("tests", tests, 1)
+
+
+def mcnemar(first: ArrayLike, second: ArrayLike, alternative: str = "two-sided") -> float:
+    """Exact McNemar test that two classifiers are equally accurate, from their answers on the same items.
+
+    Only the discordant items count: under equal accuracy, each is right for ``first`` only with probability
+    1/2, so the number b of those among the d discordant ones is Binomial(d, 1/2).
+
+    Parameters
+    ----------
+    first, second : array_like of bool, shape [k]
+        Whether each classifier is right on each item, the same items in the same order.
+    alternative : {"two-sided", "less", "greater"}
+        "less": the alternative that ``first`` is less accurate than ``second``; "greater": more accurate.
+
+    Returns
+    -------
+    float
+        The exact p-value, :func:`scipy.stats.binomtest` of b among d at 1/2; 1 without a discordant item.
+    """
+    a, b = np.asarray(first, dtype=bool), np.asarray(second, dtype=bool)
+    checks.require(a.shape == b.shape and a.ndim == 1, "first, second", (a.shape, b.shape),
+                   "two vectors of the same length")
+    only_first, discordant = int(np.sum(a & ~b)), int(np.sum(a != b))
+    if discordant == 0:
+        return 1.0
+    return float(stats.binomtest(only_first, discordant, 0.5, alternative=alternative).pvalue)
 
 
 def verdict(interval: Interval, threshold: float, *, above: bool = True) -> str:

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rs_repro import measurements, paths
+from rs_repro import measurements, paths, verdicts
 from rs_repro.experiments import claims
 from rs_repro.measurements import (
+    AdaptiveConfiguration,
+    AdaptiveGrid,
     AttackConfiguration,
     AttackGrid,
     BisectionSpread,
@@ -23,6 +25,8 @@ from rs_repro.measurements import (
 )
 
 ATTACKS = ("HSJA", "SurFree", "RayS")
+#: Clean accuracy is measured on this many test images in the Fig. 5 records below.
+TESTED = 3000
 
 
 def paper_like(attack: str, model: str, sigma: float | None, n: int | None, pa: float | None, ns, pas) -> float:
@@ -52,11 +56,14 @@ def _grid(scale=paper_like, *, reported=None, sigmas=(0.25, 0.5), ns=(10, 100), 
 
     ``reported`` scales the reported distortions the same way (default: equal to the verified ones);
     ``minimal`` is the white-box minimal distortion and ``radius`` the certified radius as fractions of
-    base_i; ``accuracy(model, sigma, sigmas)`` gives the clean accuracy of 5,000 tested images; ``failures``
-    are (image, predicate of attack, model, sigma, n, pa) pairs where the verified distortion is inf.
+    base_i; ``accuracy(model, sigma, sigmas)`` gives the clean accuracy of TESTED images, each
+    classifier right on the easiest images (a seeded order of difficulty shared by all), so that a less
+    accurate classifier is wrong wherever a more accurate one is; ``failures`` are (image, predicate of
+    attack, model, sigma, n, pa) pairs where the verified distortion is inf.
     """
     rng = np.random.default_rng(seed)
     base = np.exp(0.3 * rng.standard_normal(images))
+    difficulty = np.random.default_rng([seed, 1]).permutation(TESTED)
 
     def distortion(shape, attack, model, sigma, n, pa) -> list[float]:
         noisy = 1 + noise * rng.standard_normal(images)
@@ -71,13 +78,14 @@ def _grid(scale=paper_like, *, reported=None, sigmas=(0.25, 0.5), ns=(10, 100), 
             for image, predicate in failures:
                 if predicate(attack, model, sigma, n, pa):
                     verified[image] = math.inf
+            correct = round(accuracy(model, sigma, sigmas) * TESTED)
             configurations.append(AttackConfiguration(
                 attack=attack, target=f"{model} {sigma} {n} {pa}", model=model, sigma=sigma, n=n, pa=pa,
-                correct=round(accuracy(model, sigma, sigmas) * 5000), tested=5000,
+                correct=correct, tested=TESTED, correct_images=(difficulty < correct).tolist(),
                 reported_l2=verified if reported is None else distortion(reported, attack, model, sigma, n, pa),
                 verified_l2=verified, at_level=[True] * images, level=[1.0] * images,
                 radius=None if sigma is None else (base * radius).tolist(), forward_passes=1.0))
-    return AttackGrid(dataset=dataset, seed=seed, max_queries=100, votes=64, images=list(range(images)),
+    return AttackGrid(dataset=dataset, seed=seed, max_queries=100, votes=64, alpha=0.05, images=list(range(images)),
                       minimal_l2=(base * minimal).tolist(), configurations=configurations)
 
 
@@ -99,8 +107,15 @@ def test_fig5_judges_hold_on_a_paper_like_record():
         judged = judge(grid)
         assert judged.verdict == claims.HOLDS, (judge.__name__, judged.measured)
     judged = claims.judge_fewer_samples(grid)
-    assert judged.protocol == dataclasses.replace(judged, protocol=None)  # reported == verified here
+    # reported == verified here: the same intervals; only the verified ones were confirmed at 1 - alpha
+    assert (judged.protocol.verdict, judged.protocol.headline) == (judged.verdict, judged.headline)
+    assert judged.protocol.measured.split("; 30 images")[0] == judged.measured.split("; 30 images")[0]
+    confirmed = "confirmed when its one-sided 95% Clopper-Pearson lower bound of P[g(x) ≠ y] is at least P_a"
+    assert confirmed in judged.measured and "confirmed" not in judged.protocol.measured
     assert judged.measured.startswith("median paired difference n=10 − n=100 (pooled over σ, Pa): HSJA ")
+    assert "; 30 images; 0 failures (inf, kept as larger than any distortion) among the 720 attacks of the 24 " \
+        "configurations read" in judged.measured
+    assert judged.measured.endswith("95% family-wise: Bonferroni over the 3 intervals, each at 98.33%")
     assert claims.judge_certificate_ratio(grid).protocol is None
 
 
@@ -122,25 +137,25 @@ def test_the_headline_is_the_interval_that_decides():
     assert str(judged.headline) == shown[lowest] and judged.headline.rows == 30
     assert judged.headline.estimate == pytest.approx(_median_difference_by_hand(grid, lowest, 10, 100))
     assert judged.headline.lower > 0 and judged.protocol.headline == judged.headline
-    # claim 1: the lowest ratio decides
+    # claim 1: the lowest ratio decides; its 30 intervals are each at 1 - 0.05 / 30 (Bonferroni)
     judged = claims.judge_certificate_ratio(grid)
-    assert str(judged.headline) == "82.1 [77.4, 84.5]"
-    assert judged.statistic == "median verified distortion / median certified radius (RayS randtrain σ=0.5 n=10 Pa=0.8)"
-    # does not hold: a failing interval, of the rule's first statistic (the distortion ratio) when one fails
+    assert str(judged.headline) == "81.3 [77.1, 83.1]" and judged.headline.confidence == pytest.approx(1 - 0.05 / 30)
+    assert judged.statistic == "median verified distortion / median certified radius (RayS randtrain σ=0.5 n=10 Pa=0.5)"
+    # does not hold: a failing interval
     gain = claims.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (s == 0.5))))
     assert gain.verdict == claims.FAILS and gain.statistic.startswith("median distortion ratio σ=0.5 / σ=0.25 (")
     assert gain.headline.lower > claims.MAX_GAIN and gain.headline.estimate == pytest.approx(2.0, rel=0.02)
-    # undecided: the interval that contains its threshold (here the accuracy difference, the ratios hold)
-    costless = claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.9))
-    assert costless.statistic.startswith("accuracy difference σ=0.5 − σ=0.25 (standard σ=0.5 ")
-    assert costless.headline.estimate == 0 and costless.headline.lower < 0 < costless.headline.upper
-    # not testable, and an exact computation: no headline
+    # undecided: the interval that contains its threshold
+    undecided = claims.judge_fewer_samples(_grid(flat, noise=0.2))
+    assert undecided.verdict == claims.UNDECIDED and undecided.headline.lower < 0 < undecided.headline.upper
+    # not testable, claim 4 without its premise, and an exact computation: no headline
     assert claims.judge_certificate_ratio(_grid(minimal=1.0)).headline is None
+    assert claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.9)).headline is None
     assert claims.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 7: 0.8})).headline is None
     # one interval: it is the headline, and the verdict reads it against 0
-    spread = claims.judge_bisection_spread(_spread([0.3, 0.35, 0.28, 0.31], [0.1, 0.12, 0.09, 0.1]))
-    assert spread.headline.estimate == pytest.approx(0.2075) and spread.headline.lower > 0
-    assert spread.statistic == "mean paired difference of spread n=10 − n=100"
+    spread = claims.judge_bisection_spread(_spread(WIDE, NARROW))
+    assert spread.headline.estimate == pytest.approx(np.median(np.subtract(WIDE, NARROW))) and spread.headline.lower > 0
+    assert spread.statistic == "median paired difference of spread n=10 − n=100"
 
 
 def test_fewer_samples_holds_fails_or_is_undecided_by_its_interval():
@@ -186,9 +201,9 @@ def test_parameters_are_read_from_the_record():
     judged = claims.judge_fewer_samples(grid)
     assert judged.verdict == claims.HOLDS and "n=7 − n=21" in judged.measured
     judged = claims.judge_pa(grid)
-    assert judged.verdict == claims.HOLDS and "Pa=0.9 / Pa=0.6" in judged.measured and "(n=7)" in judged.measured
+    assert judged.verdict == claims.HOLDS and "Pa=0.9 / Pa=0.6" in judged.measured and " at n=7 " in judged.measured
     judged = claims.judge_larger_sigma(grid)
-    assert judged.verdict == claims.HOLDS and "σ=0.3 against σ=0.1" in judged.measured
+    assert judged.verdict == claims.HOLDS and "accuracy σ=0.3 vs σ=0.1" in judged.measured
     assert "RS σ=0.1" in claims.judge_rs_beats_advtrain(grid).measured
     assert "RandTrain σ=0.3 against the standard model at σ=0.3" in claims.judge_randtrain(grid).measured
     # one n only: claims 2 and 6 are not testable, and say why
@@ -196,6 +211,75 @@ def test_parameters_are_read_from_the_record():
     assert claims.judge_fewer_samples(single) == claims.Judgement(
         "one n only (10)", claims.NOT_TESTABLE, claims.Judgement("one n only (10)", claims.NOT_TESTABLE))
     assert claims.judge_pa(single).verdict == claims.NOT_TESTABLE
+
+
+def test_larger_sigma_needs_its_premise_and_is_judged_at_each_pa():
+    judged = claims.judge_larger_sigma(_grid())
+    assert judged.verdict == claims.HOLDS
+    # the premise: paired on the same 3,000 images, 390 right at the smaller sigma only (0.93 vs 0.80)
+    assert ("accuracy σ=0.5 vs σ=0.25 on the same 3000 images: n=10: 0.800 vs 0.930, right at σ=0.25 only on 390 "
+            "images and at σ=0.5 only on 0, exact one-sided McNemar p = ") in judged.measured
+    assert "Pa=0.5 holds: HSJA ×" in judged.measured and "Pa=0.8 holds: HSJA ×" in judged.measured
+    assert "Bonferroni over the 6 intervals" in judged.measured  # 3 attacks x 2 levels P_a
+    assert judged.headline.thresholds == (claims.MAX_GAIN,)
+    # more robust at the larger sigma at P_a = 0.8 only: does not hold, and the text says where
+    at_high = claims.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: paper_like(a, m, s, n, p, ns, pas)
+                                              * (2.0 if s == 0.5 and p == 0.8 else 1.0)))
+    assert at_high.verdict == claims.FAILS and "Pa=0.5 holds" in at_high.measured
+    assert "Pa=0.8 does not hold" in at_high.measured and at_high.statistic.endswith("Pa=0.8)")
+    # no significant cost (2 discordant images of 3,000): undecided, whatever the distortions, with the reason
+    close = claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.93 if sigma == min(sigmas)
+                                            else 0.9293 if model == "standard" else 0.8))
+    assert close.verdict == claims.UNDECIDED and close.headline is None
+    assert close.measured.startswith("premise not established") and "p = 0.25" in close.measured
+    # more accurate at the larger sigma: the premise is false, not testable
+    gain = claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.8 if sigma == min(sigmas) else 0.93))
+    assert gain.verdict == claims.NOT_TESTABLE and gain.measured.startswith("premise false")
+    # the p-value is McNemar's on the recorded per-image answers
+    grid = _grid()
+    large, small = (next(c for c in grid.configurations if c.sigma == s and c.n == 10) for s in (0.5, 0.25))
+    p_value = verdicts.mcnemar(large.correct_images, small.correct_images, "less")
+    assert f"p = {verdicts.shown(p_value, (claims.SIGNIFICANCE,), 2)}" in judged.measured
+    # without the per-image answers, not testable
+    bare = dataclasses.replace(grid, configurations=[dataclasses.replace(c, correct_images=[])
+                                                     for c in grid.configurations])
+    assert claims.judge_larger_sigma(bare).verdict == claims.NOT_TESTABLE
+
+
+def test_pa_matters_little_in_both_directions_and_its_sign_is_said():
+    judged = claims.judge_pa(_grid())
+    assert judged.verdict == claims.HOLDS
+    assert "at n=10 (Pa=0.8 gives larger distortions than Pa=0.5)" in judged.measured
+    assert judged.headline.thresholds == (1 / claims.PA_EFFECT, claims.PA_EFFECT)
+
+    def smaller(factor):
+        return lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (n == min(ns))) * (
+            factor if p == max(pas) else 1.0) ** (1 + (n == min(ns)))
+
+    # P_a = 0.8 halving the distortions is no little effect: does not hold, although the ratio is below 1
+    halved = claims.judge_pa(_grid(smaller(0.5)))
+    assert halved.verdict == claims.FAILS and "Pa=0.8 gives smaller distortions than Pa=0.5" in halved.measured
+    # a little smaller, and more so at the smallest n: holds
+    little = claims.judge_pa(_grid(smaller(0.95)))
+    assert little.verdict == claims.HOLDS and "gives smaller distortions" in little.measured
+
+
+def test_every_measured_text_gives_its_confidence_images_and_failures():
+    at_small = [(i, lambda a, m, s, n, p: n == 10 and m == "standard") for i in range(10)]
+    grid = _grid(failures=at_small)
+    read = [c for c in grid.configurations if c.model == "standard" and c.sigma is not None]
+    failures = sum(np.isinf(c.verified_l2).sum() for c in read)
+    assert failures == 10 * 12  # 10 images on the 12 configurations at n = 10
+    judged = claims.judge_fewer_samples(grid)
+    assert f"30 images; {failures} failures (inf, kept as larger than any distortion) among the 720 attacks of " \
+        "the 24 configurations read" in judged.measured
+    assert "0 failures" in judged.protocol.measured  # the reported distortions are finite
+    for judge in (claims.judge_certificate_ratio, claims.judge_rays_least_affected, claims.judge_larger_sigma,
+                  claims.judge_randtrain, claims.judge_pa, claims.judge_rs_beats_advtrain):
+        measured = judge(grid).measured
+        assert "30 images" in measured and " failures (inf" in measured and "95%" in measured, judge.__name__
+    assert "20 images" in claims.judge_boundary_push(_push()).measured
+    assert "8 segments" in claims.judge_bisection_spread(_spread(WIDE, NARROW)).measured
 
 
 def test_other_fig5_rules_fail_on_records_shaped_against_them():
@@ -207,7 +291,7 @@ def test_other_fig5_rules_fail_on_records_shaped_against_them():
     gain = claims.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (s == 0.5))))
     assert gain.verdict == claims.FAILS
     costless = claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.9))
-    assert costless.verdict == claims.UNDECIDED and "accuracy difference" in costless.measured
+    assert costless.verdict == claims.UNDECIDED and costless.measured.startswith("premise not established")
     # Pa matters a lot
     assert claims.judge_pa(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 1 + p ** 3 * 5)).verdict == \
         claims.FAILS
@@ -227,7 +311,8 @@ def test_certificate_ratio_rules():
     grid = _grid()
     judged = claims.judge_certificate_ratio(grid)
     assert judged.verdict == claims.HOLDS and "HSJA: standard σ=0.25 n=10 Pa=0.5 " in judged.measured
-    assert "worst 82.1 [77.4, 84.5] (RayS randtrain σ=0.5 n=10 Pa=0.8)" in judged.measured
+    assert "worst 81.3 [77.1, 83.1] (RayS randtrain σ=0.5 n=10 Pa=0.5)" in judged.measured
+    assert "Bonferroni over the 30 intervals, each at 99.83%" in judged.measured
     # attacks that reach the white-box minimal distortion have converged: not testable, with the reason
     converged = claims.judge_certificate_ratio(_grid(minimal=1.0))
     assert converged.verdict == claims.NOT_TESTABLE and "the attacks converged" in converged.measured
@@ -243,44 +328,75 @@ def test_certificate_ratio_rules():
     assert abstains.verdict == claims.NOT_TESTABLE and "median radius 0, no ratio" in abstains.measured
 
 
-def _push(crossings=None, pas=(0.5, 0.8), widths=(0.4, 0.1), dataset="digits", distances=(0.4,) * 20) -> BoundaryPush:
-    low, high = min(pas), max(pas)
-    return BoundaryPush(dataset=dataset, sigma=0.25, ns=[5, 50], pas=list(pas), num_images=20,
-                        attack_distance_median=1.0, crossing_distance=list(distances),
-                        distance_at_pa={5: {low: 0.3, high: 0.3 + widths[0]}, 50: {low: 0.4, high: 0.4 + widths[1]}},
-                        crossings=crossings or [Crossing(0.25, 0.4, 1.6, 19, 20, 0, 4e-5),
-                                                Crossing(0.1, 0.2, 2.0, 16, 20, 0, 0.006)])
+def _push(distances=(0.4,) * 20, sweep=None, widths=(0.4, 0.1), pas=(0.5, 0.8), dataset="digits") -> BoundaryPush:
+    """A Fig. 1 record at sigma 0.25 over 20 images: crossings ``distances`` at the main sigma and ``sweep`` at
+    sigma 0.1 (by default 0.2 on every image), per-image widths ``widths`` at n = 5 and n = 50 (the same on
+    every image, plus a small spread)."""
+    count = len(distances)
+    spread = 0.01 * np.arange(count)
+    return BoundaryPush(dataset=dataset, sigma=0.25, ns=[5, 50], pas=list(pas), num_images=count,
+                        attack_distance_median=1.0,
+                        widths={5: (widths[0] + spread).tolist(), 50: (widths[1] + spread[::-1]).tolist()},
+                        crossings=[Crossing(0.25, list(distances)),
+                                   Crossing(0.1, list(sweep) if sweep is not None else [0.2] * count)])
 
 
-def test_boundary_push_is_judged_at_every_sigma():
+def test_boundary_push_is_judged_at_every_sigma_with_a_minimum_push():
     judged = claims.judge_boundary_push(_push())
     assert judged.verdict == claims.HOLDS
-    assert "σ=0.25: median 0.400 (1.60 σ) past x_a, beyond for 19 of 20" in judged.measured
-    assert "σ=0.1: median 0.200 (2.00 σ)" in judged.measured and "no interval" in judged.measured
+    # 0.4 / 0.25 = 1.6 sigma on every image, 0.2 / 0.1 = 2 sigma: both above the minimum push
+    assert "σ=0.25: median 1.6 [1.6, 1.6] σ past x_a, beyond x_a on 20 of 20 images" in judged.measured
+    assert "σ=0.1: median 2 [2, 2] σ past x_a" in judged.measured
+    assert "95% family-wise: Bonferroni over the 3 intervals, each at 98.33%" in judged.measured
     # crossed before x_a at one sigma: the claim does not hold
-    before = claims.judge_boundary_push(_push([Crossing(0.25, 0.4, 1.6, 19, 20, 0, 4e-5),
-                                               Crossing(0.1, -0.1, -1.0, 1, 20, 0, 1.0)]))
-    assert before.verdict == claims.FAILS and "2e-05 before" in before.measured
-    # neither side significant at one sigma: undecided
-    even = claims.judge_boundary_push(_push([Crossing(0.25, 0.4, 1.6, 19, 20, 0, 4e-5),
-                                             Crossing(0.1, 0.0, 0.0, 9, 20, 2, 0.76)]))
-    assert even.verdict == claims.UNDECIDED and "beyond for 9 of 18" in even.measured
-    assert claims.judge_boundary_push(_push(widths=(0.1, 0.4))).verdict == claims.FAILS
-    # the levels are the recorded ones, whatever they are (not the keys 0.5 and 0.8)
+    before = claims.judge_boundary_push(_push(sweep=[-0.1] * 20))
+    assert before.verdict == claims.FAILS and before.statistic == "median crossing past x_a / σ (σ=0.1)"
+    # pushed, but by less than the minimum: does not hold either (0.05 / 0.25 = 0.2 sigma)
+    assert claims.judge_boundary_push(_push(distances=[0.05] * 20)).verdict == claims.FAILS
+    # crossings spread around the minimum push: undecided
+    around = claims.judge_boundary_push(_push(distances=[0.025 * k for k in range(20)]))
+    assert around.verdict == claims.UNDECIDED and around.headline.lower < claims.MIN_PUSH < around.headline.upper
+    # the transition narrower at the smallest n: does not hold, read on the per-image paired differences
+    narrower = claims.judge_boundary_push(_push(widths=(0.1, 0.4)))
+    assert narrower.verdict == claims.FAILS and narrower.headline.upper < 0
+    assert "wider at n=5 on 0" in narrower.measured
+    # the levels are the recorded ones, whatever they are (not 0.5 and 0.8)
     judged = claims.judge_boundary_push(_push(pas=(0.6, 0.9)))
-    assert judged.verdict == claims.HOLDS and "P 0.6 → 0.9 over 0.400 (n=5), 0.100 (n=50)" in judged.measured
+    assert judged.verdict == claims.HOLDS and "width P 0.6 → 0.9, n=5 − n=50" in judged.measured
     assert claims.judge_boundary_push(_push(pas=(0.8,))).verdict == claims.NOT_TESTABLE
 
 
+def test_censored_crossings_and_transitions_are_kept_on_their_side():
+    # 8 of 20 crossings past the scanned range (inf): the median is finite, and larger than without them
+    distances = [0.2] * 12 + [math.inf] * 8
+    interval = claims.push_in_sigma(_push(distances=distances))
+    assert interval.estimate == pytest.approx(0.8) and interval.upper == math.inf
+    assert "8 past it" in claims.judge_boundary_push(_push(distances=distances)).measured
+    # most of them crossed before the scan (-inf): the median and the interval are -inf, the push does not hold
+    before = claims.judge_boundary_push(_push(distances=[-math.inf] * 17 + [0.5] * 3))
+    assert before.verdict == claims.FAILS and "17 crossed before the scanned range" in before.measured
+    assert before.headline.upper == -math.inf
+    # widths: a transition not completed in the scan is infinitely wide; an image whose lower level was not
+    # located at both n is left out, and with none left the width is undecided
+    push = _push()
+    widths = {5: [math.inf] * 10 + [None] * 10, 50: [0.1] * 20}
+    judged = claims.judge_boundary_push(dataclasses.replace(push, widths=widths))
+    assert judged.verdict == claims.HOLDS and "on the 10 images located at both n" in judged.measured
+    none = claims.judge_boundary_push(dataclasses.replace(push, widths={5: [None] * 20, 50: [0.1] * 20}))
+    assert none.verdict == claims.UNDECIDED and "no image with the P 0.5 → 0.8 transition" in none.measured
+
+
 def test_the_push_in_sigma_is_the_median_crossing_with_its_order_statistic_interval():
-    # located crossings 0.05, 0.10, ..., 0.50 at sigma 0.25 (one censored): 0.2 ... 2.0 sigma; median 1.1 sigma,
-    # the 95% interval of 10 values is [x_(2), x_(9)] = [0.4, 1.8] sigma
-    push = _push(distances=[0.05 * k for k in range(1, 11)] + [None])
+    # crossings 0.05, 0.10, ..., 0.50 at sigma 0.25: 0.2 ... 2.0 sigma; median 1.1 sigma, the 95% interval of
+    # 10 values is [x_(2), x_(9)] = [0.4, 1.8] sigma
+    push = _push(distances=[0.05 * k for k in range(1, 11)])
     interval = claims.push_in_sigma(push)
     assert (interval.estimate, interval.lower, interval.upper, interval.rows) == pytest.approx((1.1, 0.4, 1.8, 10))
+    assert claims.push_in_sigma(push, 0.1).estimate == pytest.approx(2.0)
+    # the judge reads it Bonferroni-corrected: at 1 - 0.05 / 3, [x_(1), x_(10)]
     judged = claims.judge_boundary_push(push)
-    assert judged.headline == interval and judged.statistic == "median crossing past x_a / σ (σ=0.25)"
-    assert claims.push_in_sigma(_push(distances=[None] * 3)) is None
+    assert judged.headline == claims.push_in_sigma(push, confidence=1 - 0.05 / 3)
+    assert (judged.headline.lower, judged.headline.upper) == pytest.approx((0.2, 2.0))
 
 
 def _spread(small, large, dataset="digits") -> BisectionSpread:
@@ -288,16 +404,41 @@ def _spread(small, large, dataset="digits") -> BisectionSpread:
                            {10: list(small), 100: list(large)})
 
 
+#: Spreads on 8 segments, wide at the small n and narrow at the large one.
+WIDE, NARROW = [0.3, 0.35, 0.28, 0.31, 0.33, 0.29, 0.4, 0.27], [0.1, 0.12, 0.09, 0.1, 0.11, 0.13, 0.1, 0.08]
+
+
 def test_bisection_spread_and_eq5():
-    wide, narrow = [0.3, 0.35, 0.28, 0.31], [0.1, 0.12, 0.09, 0.1]
-    assert claims.judge_bisection_spread(_spread(wide, narrow)).verdict == claims.HOLDS
-    assert claims.judge_bisection_spread(_spread(narrow, wide)).verdict == claims.FAILS
-    undecided = claims.judge_bisection_spread(_spread([0.3, 0.1, 0.3, 0.1], [0.1, 0.3, 0.1, 0.3]))
-    assert undecided.verdict == claims.UNDECIDED and "mean over 4 segments" in undecided.measured
-    assert claims.judge_bisection_spread(_spread([0.3], [0.1])).verdict == claims.NOT_TESTABLE
+    judged = claims.judge_bisection_spread(_spread(WIDE, NARROW))
+    assert judged.verdict == claims.HOLDS and "positive on 8 of 8" in judged.measured
+    assert judged.measured.endswith("; 95% interval")
+    assert claims.judge_bisection_spread(_spread(NARROW, WIDE)).verdict == claims.FAILS
+    undecided = claims.judge_bisection_spread(_spread([0.3, 0.1] * 4, [0.1, 0.3] * 4))
+    assert undecided.verdict == claims.UNDECIDED and "median over 8 segments" in undecided.measured
+    # 5 segments leave no 95% order-statistic interval: not testable, and one n neither
+    few = claims.judge_bisection_spread(_spread(WIDE[:5], NARROW[:5]))
+    assert few.verdict == claims.NOT_TESTABLE and "5 segments: too few" in few.measured
+    assert claims.judge_bisection_spread(BisectionSpread("digits", 0, 0.25, {10: 0.3}, {10: WIDE})).verdict == \
+        claims.NOT_TESTABLE
     assert claims.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 10: 0.687})).verdict == claims.FAILS
     judged = claims.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 7: 0.8}))
     assert judged.verdict == claims.HOLDS and judged.measured.startswith("exact")
+    # a probability off by more than the tolerance is not printed as P_a
+    off = claims.judge_eq5(ThresholdCheck(0.8, {5: 0.80004}))
+    assert off.verdict == claims.FAILS and "0.80004 (n=5)" in off.measured
+
+
+def test_the_interval_of_claim_8_covers_the_median_difference_at_its_confidence():
+    # per-segment differences of a skewed law (a spread ratio of 2-3 on segments of random scale), median known
+    rng = np.random.default_rng(0)
+    scale = np.exp(rng.standard_normal((400, 30)))
+    small = 0.3 * scale * rng.uniform(2.0, 3.0, (400, 30))
+    large = 0.3 * scale
+    truth = np.median(0.3 * np.exp(rng.standard_normal(400_000)) * rng.uniform(1.0, 2.0, 400_000))
+    covered = [(i := claims.judge_bisection_spread(_spread(a, b)).headline).lower <= truth <= i.upper
+               for a, b in zip(small, large, strict=True)]
+    # exact coverage at k = 30: 1 - 2 P[Bin(30, 1/2) < 10] = 0.957; 400 trials, a standard error of 1 point
+    assert np.mean(covered) >= 0.93
 
 
 def _agreement(cosine_low=0.2, cosine_high=0.9, one_label=3, images=12) -> NormalAgreement:
@@ -311,7 +452,8 @@ def _agreement(cosine_low=0.2, cosine_high=0.9, one_label=3, images=12) -> Norma
 
 def test_normal_agreement_rules():
     judged = claims.judge_normal_agreement(_agreement())
-    assert judged.verdict == claims.HOLDS and "3 of 240" in judged.measured and "δ/σ = 0.25: " in judged.measured
+    assert judged.verdict == claims.HOLDS and "3 of 240" in judged.measured and "δ/σ = 2: " in judged.measured
+    assert "δ/σ = 0.25" not in judged.measured and "12 images" in judged.measured  # radii below σ are not read
     # no one-label step seen: "sometimes" is not refuted, undecided
     assert claims.judge_normal_agreement(_agreement(one_label=0)).verdict == claims.UNDECIDED
     # poorly correlated at a probe radius above sigma: does not hold (low cosines below sigma do not count)
@@ -319,11 +461,46 @@ def test_normal_agreement_rules():
     assert claims.judge_normal_agreement(_agreement(images=1)).verdict == claims.NOT_TESTABLE
 
 
+def _adaptive(shapes: dict[tuple[str, int, int, float, str], float], images: int = 30) -> AdaptiveGrid:
+    """An adaptive-attacks record: for each (attack, n, repeats, jitter, seeding), distortions base_i * factor,
+    the budget k times the plain one for k repeats."""
+    rng = np.random.default_rng(0)
+    base = np.exp(0.3 * rng.standard_normal(images))
+    configurations = [AdaptiveConfiguration(
+        attack=attack, repeats=k, budget_factor=k, jitter=jitter, noise="input", seeding=seeding, sigma=0.35,
+        scale=0.35, n=n, correct=90, tested=100, correct_images=[True] * 90 + [False] * 10,
+        reported_l2=(base * factor).tolist(), verified_l2=(base * factor * (1 + 0.02 * rng.standard_normal(images))
+                                                          ).tolist(), queries=100.0 * k, forward_passes=100.0 * k * n)
+        for (attack, n, k, jitter, seeding), factor in shapes.items()]
+    return AdaptiveGrid(dataset="digits", seed=0, max_queries=100, level=0.5, votes=32, alpha=0.05,
+                        images=list(range(images)), configurations=configurations)
+
+
+def test_the_claims_about_hsja_alone_read_hsja_alone():
+    fresh = {("HSJA", 10, 1, 0.0, "fresh"): 1.3, ("HSJA", 100, 1, 0.0, "fresh"): 1.0,
+             ("HSJA", 10, 9, 0.0, "fresh"): 0.9, ("HSJA", 100, 9, 0.0, "fresh"): 0.8,
+             # SurFree wrapped too, with the opposite trend and a large cost: not what claims 12 and 13 are about
+             ("SurFree", 10, 9, 0.0, "fresh"): 2.0, ("SurFree", 100, 9, 0.0, "fresh"): 3.0,
+             ("SurFree", 100, 1, 0.0, "fresh"): 1.0,
+             ("HSJA", 10, 1, 0.0, "input-hash"): 1.3, ("HSJA", 10, 3, 0.01, "input-hash"): 1.0,
+             ("SurFree", 10, 1, 0.0, "input-hash"): 1.0, ("SurFree", 10, 3, 0.01, "input-hash"): 2.0}
+    grid = _adaptive(fresh)
+    for judge in (claims.judge_adaptive_fewer_samples, claims.judge_cost_multiplier, claims.judge_jittered_repeats):
+        judged = judge(grid)
+        assert judged.verdict == claims.HOLDS and "SurFree" not in judged.measured, judge.__name__
+        assert "95% interval" in judged.measured or "Bonferroni" in judged.measured
+    assert all(claims.WRAPPED in claim.statement for claim in claims.BEYOND if claim.number in (12, 13, 16))
+    # without HSJA wrapped, those claims are not testable, whatever the other attacks show
+    others = _adaptive({key: value for key, value in fresh.items() if key[0] != "HSJA" or key[2] == 1})
+    assert claims.judge_adaptive_fewer_samples(others).verdict == claims.NOT_TESTABLE
+    assert claims.judge_jittered_repeats(others).verdict == claims.NOT_TESTABLE
+
+
 def test_records_round_trip_as_their_types(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "BUILD", tmp_path)
     for stem, record in (("fig5_attacks", _grid(images=4)), ("fig1_adversarial_probability", _push()),
                          ("theory", ThresholdCheck(0.8, {5: 0.8, 10: 0.687})),
-                         ("fig3_binary_search", _spread([0.3, 0.2], [0.1, 0.1])), ("normal_vectors", _agreement())):
+                         ("fig3_binary_search", _spread(WIDE, NARROW)), ("normal_vectors", _agreement())):
         measurements.record(stem, record)
         assert measurements.load(stem) == record
     with pytest.raises(ValueError, match="ThresholdCheck are not accepted for 'fig3_binary_search'"):
@@ -337,7 +514,7 @@ def test_records_round_trip_as_their_types(tmp_path, monkeypatch):
 def test_scorecard_reads_only_the_asked_profile(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "BUILD", tmp_path)
     monkeypatch.setenv(measurements.PROFILE_ENV, "smoke")
-    measurements.record("fig3_binary_search", _spread([0.3, 0.35, 0.28], [0.1, 0.12, 0.09]))
+    measurements.record("fig3_binary_search", _spread(WIDE, NARROW))
     # a Fig. 5 record with failures (inf) goes through JSON and is judged the same
     grid = _grid(failures=[(0, lambda a, m, s, n, p: n == 10)])
     measurements.record("fig5_attacks", grid)
@@ -382,12 +559,13 @@ def test_summary_sentence_agrees_with_its_counts():
 
 def test_each_profile_keeps_its_own_measurements_and_the_table_across_them(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "BUILD", tmp_path)
-    for profile, large, dataset in (("smoke", [0.1, 0.12, 0.09], "digits"), ("fashion", [0.5, 0.6, 0.55], "fashion-mnist")):
+    above = [0.5 + 0.01 * k for k in range(8)]
+    for profile, large, dataset in (("smoke", NARROW, "digits"), ("fashion", above, "fashion-mnist")):
         monkeypatch.setenv(measurements.PROFILE_ENV, profile)
-        measurements.record("fig3_binary_search", _spread([0.3, 0.35, 0.28], large, dataset))
+        measurements.record("fig3_binary_search", _spread(WIDE, large, dataset))
     assert measurements.recorded_profiles() == ["fashion", "smoke"]
-    assert measurements.load("fig3_binary_search", "smoke").per_segment[100] == [0.1, 0.12, 0.09]
-    assert measurements.load("fig3_binary_search", "fashion").per_segment[100] == [0.5, 0.6, 0.55]
+    assert measurements.load("fig3_binary_search", "smoke").per_segment[100] == NARROW
+    assert measurements.load("fig3_binary_search", "fashion").per_segment[100] == above
     assert measurements.load("fig3_binary_search", "default") is None
     assert claims.profile_dimensions("fashion") == [784] and claims.profile_dimensions("default") == []
     # the columns follow the input dimension, not the order asked
@@ -480,17 +658,17 @@ def test_the_figure_across_dimension_plots_the_judges_statistics(tmp_path, monke
                 assert part.loc[("undefended", c.attack), "estimate"] == pytest.approx(np.median(c.reported_l2) / minimal)
                 assert f"{c.attack} ×{np.median(c.reported_l2) / minimal:.2f}" in \
                     claims.judge_certificate_ratio(grid).measured
-        # the certificate ratio: the worst over the attacks is claim 1's headline
+        # the certificate ratio: per attack, the worst of claim 1's ratios, with their pointwise 95% intervals
         certificate = part.loc["certificate"]
-        headline = claims.judge_certificate_ratio(grid).headline
-        worst = certificate.lower.idxmin() if profile == "smoke" else certificate.upper.idxmin()
-        assert tuple(certificate.loc[worst, ["estimate", "lower", "upper"]]) == \
-            (headline.estimate, headline.lower, headline.upper)
-        # the push: claim 7's headline, whose estimate is the recorded median crossing in units of sigma
+        for attack in ATTACKS:
+            ratios = [i for c, i in claims.certificate_ratios(grid) if c.attack == attack]
+            worst = min(ratios, key=lambda i: i.lower)  # all hold (smoke) or all fail (fashion): the lowest
+            assert tuple(certificate.loc[attack, ["estimate", "lower", "upper"]]) == \
+                (worst.estimate, worst.lower, worst.upper) and worst.confidence == 0.95
+        # the push: claim 7's median crossing in units of sigma at the main sigma, its pointwise 95% interval
         push = records[profile][1]
-        judged = claims.judge_boundary_push(push).headline
         assert tuple(part.loc[("push", "σ = 0.25"), ["estimate", "lower", "upper"]]) == \
-            (judged.estimate, judged.lower, judged.upper)
+            tuple(getattr(claims.push_in_sigma(push), k) for k in ("estimate", "lower", "upper"))
     imagenet = points[points.profile == "imagenet"].iloc[0]
     assert (imagenet.estimate, imagenet.lower, imagenet.upper) == pytest.approx((5.8, 4.0, 7.6))  # [x_(6), x_(15)] of 20
     fig = claims.plot_across_dimension(points)

@@ -110,8 +110,11 @@ def test_a_failed_attack_defines_no_ray(attacked):
 
 
 def _exact_wrong(t: np.ndarray, n: int) -> np.ndarray:
-    """P[g_{sigma,n} != 0] on the normal of a hyperplane: more than n/2 of n draws in class 1 (ties go to 0)."""
-    return stats.binom.sf(n // 2, n, stats.norm.cdf(t / SIGMA))
+    """P[g_{sigma,n} != 0] on the normal of a hyperplane: more than n/2 of n draws in class 1, and half of the
+    ties (even n: a tie is broken at random)."""
+    q = stats.norm.cdf(t / SIGMA)
+    tie = 0.5 * stats.binom.pmf(n // 2, n, q) if n % 2 == 0 else 0.0
+    return stats.binom.sf(n // 2, n, q) + tie
 
 
 @pytest.fixture(scope="module")
@@ -324,17 +327,29 @@ def test_summary_record_has_the_main_crossing_first(chapter, tmp_path, monkeypat
     assert isinstance(push, measurements.BoundaryPush)
     assert push.num_images == 3 and push.ns == [5, 10, 50] and push.pas == [0.5, 0.8] and push.sigma == 0.35
     assert [c.sigma for c in push.crossings] == [0.35, 0.1] and push.crossing(0.1) is push.crossings[1]
-    main = push.crossings[0]
-    assert main.images == 3 and main.beyond == sum(c is not None and c > 0 for c in push.crossing_distance)
-    assert set(push.distance_at_pa) == {5, 10, 50} and set(push.distance_at_pa[5]) == {0.5, 0.8}
+    # per image, the crossing where it was located and its side where it was censored
+    for found, located in zip(push.crossings[0].distances, res.crossings, strict=True):
+        assert found == located if not math.isnan(located) else math.isinf(found)
+    assert len(push.crossing(0.1).distances) == 3
+    reach = res.at_pa.set_index(["unit", "n", "pa"]).distance
+    assert set(push.widths) == {5, 10, 50}
     for n in push.ns:
-        for pa in push.pas:
-            median = res.medians[n, pa]
-            assert push.distance_at_pa[n][pa] == (None if math.isnan(median) else median)
+        for k, width in enumerate(push.widths[n]):
+            low, high = reach[k, n, 0.5], reach[k, n, 0.8]
+            assert width == (None if math.isnan(low) else math.inf if math.isnan(high) else high - low)
     assert push.attack_distance_median == float(np.median(res.attacked.distance))
     monkeypatch.setattr(paths, "BUILD", tmp_path)
     measurements.record(STEM, push)
     assert measurements.load(STEM) == push
+
+
+def test_a_censored_crossing_or_transition_keeps_its_side():
+    ray = pd.DataFrame({"t": [0.0, 0.1, 0.2], "p_label": [0.9, 0.6, 0.3], "p_other": [0.1, 0.4, 0.7]})
+    assert ex._censored_crossing(ray) == pytest.approx(0.1 + 0.1 / 3)  # the gap -0.2 -> 0.4 crosses 0 a third of the way
+    assert ex._censored_crossing(ray.assign(p_other=0.95)) == -math.inf  # another class leads from the start
+    assert ex._censored_crossing(ray.assign(p_other=0.0)) == math.inf  # the label leads all along
+    assert ex._width(0.1, 0.4) == pytest.approx(0.3) and ex._width(0.1, math.nan) == math.inf
+    assert ex._width(math.nan, math.nan) is None
 
 
 def test_page_gives_every_glued_name_of_the_prose(chapter):

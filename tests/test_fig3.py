@@ -39,8 +39,8 @@ def _segment():
 
 @pytest.fixture
 def values() -> dict:
-    """The smoke profile's parameters, with tiny searches and profiles."""
-    return {**book.profile_values(STEM, "smoke"), "repeats": 20, "steps": 6, "profile_points": 5,
+    """The smoke profile's parameters, with tiny searches and profiles on 2 segments."""
+    return {**book.profile_values(STEM, "smoke"), "repeats": 20, "steps": 6, "num_segments": 2, "profile_points": 5,
             "profile_samples": 50}
 
 

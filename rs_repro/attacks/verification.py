@@ -15,8 +15,8 @@ smallest confirmed distortion. An image without a confirmed point is a failure o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,12 +235,13 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
     points = x_adv.clone()
     for k in range(batch):
         gen = generator(seed, "push-to-level", k, device=x_o.device)
-        origin, label, delta = x_o[k:k + 1], y[k:k + 1], x_adv[k:k + 1] - x_o[k:k + 1]
-        end = min(max_t, max(1.0, saturation(origin, delta)))
+        origin, delta = x_o[k:k + 1], x_adv[k:k + 1] - x_o[k:k + 1]
 
-        def wrong_at(factor: float, count: int) -> int:
+        def wrong_at(factor: float, count: int, origin: torch.Tensor = origin, delta: torch.Tensor = delta,
+                     label: torch.Tensor = y[k:k + 1], gen: torch.Generator = gen) -> int:
             return int(_wrong_votes(smooth, box_path(origin, delta, factor), label, n, count, batch_size, gen)[0])
 
+        end = min(max_t, max(1.0, saturation(origin, delta)))
         crossing = _smallest_factor(lambda factor: wrong_at(factor, votes) >= aim * votes, end=end,
                                     tolerance=tolerance)
         factor = crossing

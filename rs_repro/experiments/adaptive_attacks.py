@@ -12,9 +12,10 @@ whether the advice survives attackers that adapt to the randomness:
   so plain repeats buy nothing), the counter: repeats at slightly jittered points;
 
 and compares input noise with noise injected after the first layer (Gaussian and Laplace, Pinot et al.,
-NeurIPS 2019; :class:`rs_repro.hidden_noise.HiddenNoise`) at the same clean accuracy. Every point an attack
-reports is verified (eq. 4 at the chapter's level, :func:`rs_repro.attacks.verification.push_to_level`), and
-every query is counted: a repeated query is k queries and k n forward passes.
+NeurIPS 2019; :class:`rs_repro.hidden_noise.HiddenNoise`) at the same clean accuracy. Every adversarial example
+is confirmed (eq. 4 at the chapter's level, inside the pixel box, from the attack's best query or last iterate:
+:func:`rs_repro.experiments.fig5_attacks.confirm_rows`), an image without one being a failure, and every query is
+counted: a repeated query is k queries and k n forward passes.
 
 The work is two lists of units (:mod:`rs_repro.engine`): the hidden-noise levels (:func:`calibration_units`,
 one per law and sigma), then the attacks, one unit per defence, attacker and chunk of images
@@ -414,8 +415,9 @@ def results(calibration: Mapping[str, pd.DataFrame], tables: Mapping[str, pd.Dat
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per defence and attacker over every attacked image: ``median_verified_l2`` (inf when most
-    images have no verified point), ``median_l2`` (reported), ``verified`` (fraction with a verified point),
+    """One row per defence and attacker over every attacked image: ``median_verified_l2`` (the confirmed
+    distortion; inf when at least half of the images fail), ``median_l2`` (reported), ``verified`` (fraction with
+    a confirmed point),
     ``level_at_reported`` (mean), ``queries`` and ``forward_passes`` (means per image), ``accuracy``."""
     keys = ["defence", "attacker", "attack", "kind", "repeats", "budget_factor", "noise", "seeding", "sigma",
             "scale", "n", "accuracy"]
@@ -461,7 +463,7 @@ def plot_cost(summary: pd.DataFrame) -> plt.Figure:
     image (log scales). Colour: n; marker: the attacker's kind (:data:`KIND_MARKERS`), its area the repeat count
     k (:data:`REPEAT_SIZES`); filled markers at the smallest sigma, hollow ones at the others. A line joins, for
     each n and sigma, the plain attack and its repeats at k times the budget (the cost multiplier). An infinite
-    median (no verified point on most images) is not drawn.
+    median (at least half of the images without a confirmed point) is not drawn.
     """
     fresh = summary[(summary.noise == "input") & (summary.seeding == "fresh")]
     attacks = list(dict.fromkeys(fresh.attack))
@@ -482,7 +484,7 @@ def plot_cost(summary: pd.DataFrame) -> plt.Figure:
                                s=REPEAT_SIZES.get(r.repeats, 60), linewidths=1.0, edgecolors=colour[n],
                                facecolors=colour[n] if filled else "none")
             ax.set(xscale="log", xlabel="queries per image" if row == 0 else "forward passes per image",
-                   ylabel="median verified $\\ell_2$", title=attack)
+                   ylabel="median confirmed $\\ell_2$", title=attack)
     grey = {"color": "0.4", "linestyle": ""}
     handles = [plt.Line2D([], [], color=colour[n], marker="o", linestyle="", label=f"$n$ = {n}") for n in ns]
     handles += [plt.Line2D([], [], marker=m, label={"plain": "as it is", "repeat": "×k, same budget",
@@ -521,7 +523,7 @@ def plot_defences(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
                         series = series.sort_values("n")
                         ax.plot(series.n, series.median_verified_l2, style, marker="o",
                                 color=PALETTE[k % len(PALETTE)], alpha=1.0 - 0.4 * j, label=label)
-        ax.set(xscale="log", xlabel="$n$", ylabel="median verified $\\ell_2$", title=attack)
+        ax.set(xscale="log", xlabel="$n$", ylabel="median confirmed $\\ell_2$", title=attack)
     labelled = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
     fig.legend(labelled.values(), labelled.keys(), fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5),
                frameon=False)
@@ -572,7 +574,7 @@ def page(res: Results, values: Mapping[str, Any], record: AdaptiveGrid) -> dict[
     ns, summary = values["ns"], res.summary
     k_top = max(values["repeats"], default=1)
     return {
-        "level": float(values["level"]), "ns_text": ", ".join(map(str, sorted(ns))), "k_top": k_top,
+        "level": float(values["level"]), "confidence": 1 - float(values["alpha"]), "ns_text": ", ".join(map(str, sorted(ns))), "k_top": k_top,
         "calibration_used": int(res.calibration.images.max()) if len(res.calibration) else 0,
         "calibration_draws": int(values["calibration_draws"]),
         "matched_gap": matched_gap(res.accuracy, res.calibration),

@@ -6,16 +6,23 @@ words. Every claim is decided by a *judge*: a function of the typed record one c
 decided on. Nothing is measured again here: a chapter that did not run under the profile asked for leaves its
 claims "not measured in this profile".
 
-A judge works on the per-image values of its record (DESIGN.md, "Verdicts"): medians over images and medians
-of per-image paired differences, inf-aware (an attack that found nothing has distortion inf), each with a 95%
-bootstrap interval (:func:`rs_repro.verdicts.bootstrap`) that resamples the images jointly across all
-configurations, from a seed derived from the record's seed and the claim's number; proportions have exact
-Clopper-Pearson intervals. The verdict is read off the intervals by the rule stated in ``Claim.rule``:
-*holds*, *does not hold*, *undecided* (an interval contains its threshold) or *not testable in this
-profile* (the record lacks what the rule needs, or, for claim 1, the attacks converged). Every parameter
-(the levels of sigma, n and P_a, the attacks) is read from the record. The Fig. 5 claims 2-6 and 10 are judged
-on the verified distortions (eq. 4 checked with fresh votes, :func:`rs_repro.attacks.verification.push_to_level`) and,
-beside, on the paper's protocol (the distortions the attacks reported under the ceil(n P_a) rule).
+A judge works on the per-image values of its record (DESIGN.md, "Measurements and verdicts"): medians over
+images and medians of per-image paired differences, where a failure (an attack that found no adversarial
+example) is censored at inf, kept and never dropped, so a median is finite only where fewer than half fail.
+Their intervals are bootstrap intervals (:func:`rs_repro.verdicts.bootstrap`) that resample the images
+jointly across all configurations, from a seed derived from the record's seed and the claim's number;
+proportions have exact Clopper-Pearson intervals, medians of few units (Fig. 1's images, Fig. 3's
+segments) exact order-statistic intervals, and claim 4's accuracies an exact paired McNemar test. A rule
+that reads several intervals reads each at the Bonferroni confidence that makes them 95% family-wise
+(:func:`rs_repro.verdicts.bonferroni`): it does not hold when one lies on the other side of its threshold.
+The verdict is read off the intervals by the rule stated in ``Claim.rule``: *holds*, *does not hold*,
+*undecided* (an interval contains its threshold, or claim 4's premise is not established) or *not testable
+in this profile* (the record lacks what the rule needs, or, for claim 1, the attacks converged). Every
+parameter (the levels of sigma, n and P_a, the attacks) is read from the record, and every measured text
+gives the confidence, the number of images and of failures; no printed number is rounded across the
+threshold it is read against (:func:`rs_repro.verdicts.shown`). The Fig. 5 claims 2-6 and 10 are judged on
+the verified distortions (eq. 4 confirmed with fresh votes, :func:`rs_repro.attacks.verification.push_to_level`)
+and, beside, on the paper's protocol (the distortions the attacks reported under the ceil(n P_a) rule).
 
 Across profiles (digits d = 64, Fashion-MNIST d = 784, ImageNet d = 150,528), :func:`across_profiles` lays
 the verdicts side by side by input dimension, :func:`dimension_sentence` says which of them change with it,
@@ -36,7 +43,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .. import data, measurements, publish, verdicts
 from ..measurements import (
@@ -60,6 +66,9 @@ NOT_TESTABLE = "not testable in this profile"
 #: The verdict when no chapter recorded the claim's measurements under the profile.
 NOT_MEASURED = "not measured in this profile"
 
+#: The family-wise confidence of the intervals a rule reads. With several, each is at the Bonferroni
+#: confidence that gives them this one together (:func:`rs_repro.verdicts.bonferroni`).
+CONFIDENCE = verdicts.CONFIDENCE
 #: Claim 1 is not testable when every attack's median distortion on the undefended model is within this
 #: factor of the white-box minimal distortion.
 CONVERGED = 1.2
@@ -69,18 +78,27 @@ MAX_GAIN = 1.1
 SAME_ACCURACY = 0.05
 #: Claim 5 calls two distortions alike within this relative difference.
 SAME_DISTORTION = 0.25
-#: Claim 6 allows the larger P_a at most this factor of distortion.
+#: Claim 6 calls the effect of P_a little when the ratio of the distortions at its two levels lies between
+#: 1 / PA_EFFECT and PA_EFFECT (a band symmetric in log around 1).
 PA_EFFECT = 1.15
 #: Claim 9 calls two normal estimates well correlated above this mean cosine.
 WELL_CORRELATED = 0.5
-#: The sign tests of claim 7 decide below this p-value.
+#: Claim 11 holds when the exact probability at eq. (5)'s threshold is within this of P_a (floating error).
+EQ5_TOLERANCE = 1e-6
+#: The level of the exact one-sided McNemar tests of claim 4's premise (the larger sigma costs accuracy).
 SIGNIFICANCE = 0.05
-#: Confidence of each accuracy's Clopper-Pearson interval, so that a difference of two is at 95% or more.
-ACCURACY_CONFIDENCE = 0.975
+#: Claim 7's smallest push of the boundary of g_sigma past x_a, in units of sigma. A flat boundary of f is
+#: not pushed (eq. 3), and the vote alone moves the level P_a = 0.8 of eq. (4) past it by
+#: sigma Phi^-1(I^-1_0.8(n~, n~)) (eq. 6): 0.45 sigma at n = 5, 0.31 sigma at n = 10, 0.15 sigma at n = 50,
+#: what the paper calls moving "a little". A push "well beyond" x_a exceeds the largest of these.
+MIN_PUSH = 0.5
 #: The attack whose distortions claims 3 and 5 single out.
 RAYS = "RayS"
 #: The attacks of claim 10.
 ADVTRAIN_ATTACKS = ("HSJA", "SurFree")
+#: The attack the adaptive-attacks chapter runs with k times the budget and with jittered repeats in every
+#: profile: claims 12, 13 and 16 are about it alone.
+WRAPPED = "HSJA"
 
 
 @dataclass(frozen=True)
@@ -90,8 +108,9 @@ class Judgement:
     Attributes
     ----------
     measured : str
-        What the rule read, with every interval it used, e.g. "median paired difference 0.21 [0.05, 0.4]";
-        for :data:`NOT_TESTABLE`, the reason.
+        What the rule read, with every interval it used, e.g. "median paired difference 0.21 [0.05, 0.4]",
+        the confidence of the intervals, the number of images and of failures; for :data:`NOT_TESTABLE`,
+        the reason.
     verdict : str
         :data:`~rs_repro.verdicts.HOLDS`, :data:`~rs_repro.verdicts.FAILS`,
         :data:`~rs_repro.verdicts.UNDECIDED` or :data:`NOT_TESTABLE`.
@@ -99,11 +118,11 @@ class Judgement:
         The same rule on the paper's protocol (the reported distortions instead of the verified ones), for
         the Fig. 5 claims 2-6 and 10; ``None`` elsewhere.
     headline : Interval or None
-        The statistic the verdict was decided on, with its 95% interval. For a rule that reads several
-        intervals, the worst one: one on the other side of its threshold if any, else an undecided one, else
-        the one nearest its threshold (among several, those of the statistic the rule names first, and the
-        farthest toward the other side). ``None`` where no interval decides (not testable, claim 11's exact
-        computation).
+        The statistic the verdict was decided on, with its interval (at the rule's Bonferroni confidence when
+        it reads several). For a rule that reads several intervals, the worst one: one on the other side of
+        its threshold if any, else an undecided one, else the one nearest its threshold (among several, those
+        of the statistic the rule names first, and the farthest toward the other side). ``None`` where no
+        interval decides (not testable, claim 4 without its premise, claim 11's exact computation).
     statistic : str or None
         What ``headline`` is, e.g. "median paired difference n=10 − n=100 (HSJA)"; ``None`` with it.
     """
@@ -158,6 +177,11 @@ def _too_few(rows: int, what: str) -> Judgement | None:
     return Judgement(f"fewer than 2 {what}: no bootstrap interval", NOT_TESTABLE) if rows < 2 else None
 
 
+def _percent(fraction: float) -> str:
+    """A confidence as a percentage, e.g. ``95%``, ``99.88%``."""
+    return f"{100 * fraction:.4g}%"
+
+
 @dataclass(frozen=True)
 class _Part:
     """One interval a rule reads, judged against its threshold.
@@ -169,6 +193,7 @@ class _Part:
     which : str
         Which of its instances (an attack, a classifier, a level); "" for a single one.
     interval : Interval
+        Its interval, which prints no number rounded across the threshold.
     verdict : str
         The part's verdict.
     margin : float
@@ -191,13 +216,59 @@ class _Part:
 def _part(kind: str, which: str, interval: Interval, threshold: float, *, above: bool = True) -> _Part:
     """The part "the statistic is above ``threshold``" (``above=False``: below), :func:`rs_repro.verdicts.verdict`."""
     margin = interval.lower - threshold if above else threshold - interval.upper
-    return _Part(kind, which, interval, verdicts.verdict(interval, threshold, above=above), margin)
+    return _Part(kind, which, dataclasses.replace(interval, thresholds=(threshold,)),
+                 verdicts.verdict(interval, threshold, above=above), margin)
 
 
 def _part_within(kind: str, which: str, interval: Interval, low: float, high: float) -> _Part:
     """The part "the statistic is between ``low`` and ``high``", :func:`rs_repro.verdicts.verdict_within`."""
-    return _Part(kind, which, interval, verdicts.verdict_within(interval, low, high),
-                 min(interval.lower - low, high - interval.upper))
+    return _Part(kind, which, dataclasses.replace(interval, thresholds=(low, high)),
+                 verdicts.verdict_within(interval, low, high), min(interval.lower - low, high - interval.upper))
+
+
+@dataclass(frozen=True)
+class _Test:
+    """One interval a rule will read, before its confidence is known.
+
+    Attributes
+    ----------
+    kind, which : str
+        As in :class:`_Part`.
+    interval : callable
+        ``interval(confidence=...)`` computes it.
+    threshold : float or (float, float)
+        Its threshold; a pair is the band of an equivalence (:func:`_part_within`).
+    above : bool
+        Whether the claim's side is above a single threshold.
+    """
+
+    kind: str
+    which: str
+    interval: Callable[..., Interval]
+    threshold: float | tuple[float, float]
+    above: bool = True
+
+
+def _run(tests: Sequence[_Test]) -> list[_Part]:
+    """The parts of ``tests``, every interval at the Bonferroni confidence that makes them cover together with
+    probability :data:`CONFIDENCE` (:func:`rs_repro.verdicts.bonferroni`): a rule that does not hold when one
+    of them lies on the other side then errs with probability at most 1 - :data:`CONFIDENCE`."""
+    confidence = verdicts.bonferroni(CONFIDENCE, len(tests))
+    parts = []
+    for test in tests:
+        interval = test.interval(confidence=confidence)
+        parts.append(_part_within(test.kind, test.which, interval, *test.threshold)
+                     if isinstance(test.threshold, tuple) else
+                     _part(test.kind, test.which, interval, test.threshold, above=test.above))
+    return parts
+
+
+def _family(parts: Sequence[_Part]) -> str:
+    """The confidence of the intervals of ``parts`` for the measured text, with the multiplicity correction."""
+    if len(parts) == 1:
+        return f"{_percent(parts[0].interval.confidence)} interval"
+    return (f"{_percent(CONFIDENCE)} family-wise: Bonferroni over the {len(parts)} intervals, each at "
+            f"{_percent(parts[0].interval.confidence)}")
 
 
 #: The order of the verdicts from worst to best, for :func:`_worst`.
@@ -212,16 +283,21 @@ def _worst(parts: Sequence[_Part]) -> _Part:
 
 
 def _decided(measured: str, parts: Sequence[_Part], *others: str) -> Judgement:
-    """``measured`` with the verdict of all its parts and of the ``others`` verdicts (parts without an
-    interval; :func:`rs_repro.verdicts.all_of`), and the worst part as headline (:func:`_worst`)."""
+    """``measured`` with the confidence of its parts' intervals, the verdict of all its parts and of the
+    ``others`` verdicts (parts without an interval; :func:`rs_repro.verdicts.all_of`), and the worst part as
+    headline (:func:`_worst`)."""
     worst = _worst(parts)
-    return Judgement(measured, verdicts.all_of([*(p.verdict for p in parts), *others]), headline=worst.interval,
+    verdict = verdicts.all_of([*(p.verdict for p in parts), *others])
+    needed = verdicts.images_to_decide(worst.interval) if verdict == UNDECIDED else None
+    decide = "" if needed is None else (f"; at the measured effect about {needed} images (here "
+                                        f"{worst.interval.rows}) would decide {worst.statistic}")
+    return Judgement(f"{measured}; {_family(parts)}{decide}", verdict, headline=worst.interval,
                      statistic=worst.statistic)
 
 
-def _judged(measured: str, parts: Sequence[_Part], missing: str) -> Judgement:
-    """:func:`_decided` on the parts, or not testable for the reason ``missing`` when there is none."""
-    return _decided(measured, parts) if parts else Judgement(missing, NOT_TESTABLE)
+def _listing(kind: str, parts: Sequence[_Part]) -> str:
+    """``kind: <which> <interval>; ...`` for the measured text."""
+    return f"{kind}: " + "; ".join(f"{p.which} {p.interval}" for p in parts)
 
 
 def _label(c: AttackConfiguration) -> str:
@@ -259,9 +335,11 @@ def _first_below_others(rows: np.ndarray, *groups: Sequence[int]) -> np.ndarray:
     return verdicts.paired_difference(first, np.min(others, axis=0))
 
 
-def _first_above_others(rows: np.ndarray, *groups: Sequence[int]) -> np.ndarray:
-    """The first ratio of :func:`_ratios` minus the largest of the others (claim 6)."""
-    first, *others = _ratios(rows, groups)
+def _first_effect_above_others(rows: np.ndarray, *groups: Sequence[int]) -> np.ndarray:
+    """The size (absolute log ratio) of the first ratio of :func:`_ratios` minus the largest size of the others
+    (claim 6: the effect, of either sign, is largest for the first)."""
+    with np.errstate(divide="ignore"):
+        first, *others = (np.abs(np.log(r)) for r in _ratios(rows, groups))
     return verdicts.paired_difference(first, np.max(others, axis=0))
 
 
@@ -274,20 +352,23 @@ class _Protocol:
     """The configurations of a Fig. 5 (or adaptive-attacks) record with one protocol's distortions, and the
     claim's seed.
 
-    ``distortion`` [images, configurations] holds ``verified_l2`` or ``reported_l2`` of every
-    configuration, in the record's order.
+    ``distortion`` [images, configurations] holds ``source`` (``verified_l2`` or ``reported_l2``) of every
+    configuration, in the record's order; ``read`` collects the configurations whose distortions an interval
+    read, whose failures :meth:`sample` counts.
     """
 
     grid: AttackGrid | AdaptiveGrid
     distortion: np.ndarray
     seed: int
+    source: str
+    read: set[int] = dataclasses.field(default_factory=set, compare=False)
 
     @classmethod
-    def of(cls, grid: AttackGrid | AdaptiveGrid, field: str, number: int) -> _Protocol:
-        """The distortions ``field`` of ``grid`` for claim ``number``."""
-        distortion = np.array([getattr(c, field) for c in grid.configurations], dtype=np.float64).T
+    def of(cls, grid: AttackGrid | AdaptiveGrid, source: str, number: int) -> _Protocol:
+        """The distortions ``source`` of ``grid`` for claim ``number``."""
+        distortion = np.array([getattr(c, source) for c in grid.configurations], dtype=np.float64).T
         return cls(grid, distortion.reshape(len(grid.images), len(grid.configurations)),
-                   _claim_seed(grid.seed, number))
+                   _claim_seed(grid.seed, number), source)
 
     @property
     def attacks(self) -> list[str]:
@@ -328,28 +409,43 @@ class _Protocol:
                 seconds.append(partner)
         return firsts, seconds
 
-    def interval(self, statistic: Callable[..., np.ndarray], *groups: Sequence[int]) -> Interval:
-        """The bootstrap interval of ``statistic(rows, *groups)`` over the images, on the columns of the
-        groups only (``statistic`` sees each group's positions among them)."""
+    def interval(self, statistic: Callable[..., np.ndarray], *groups: Sequence[int],
+                 confidence: float = CONFIDENCE) -> Interval:
+        """The bootstrap interval at ``confidence`` of ``statistic(rows, *groups)`` over the images, on the
+        columns of the groups only (``statistic`` sees each group's positions among them)."""
         columns = [j for group in groups for j in group]
+        self.read.update(columns)
         bounds = np.cumsum([0, *map(len, groups)])
         positions = [list(range(start, stop)) for start, stop in itertools.pairwise(bounds)]
         return verdicts.bootstrap(self.distortion[:, columns], lambda rows: statistic(rows, *positions),
-                                  seed=self.seed)
+                                  seed=self.seed, confidence=confidence)
 
-    def accuracy_gaps(self, firsts: Sequence[int],
-                      seconds: Sequence[int]) -> list[tuple[AttackConfiguration, Interval]]:
-        """The clean-accuracy difference of each distinct pair of classifiers among the paired configurations
-        (first minus second), from their Clopper-Pearson intervals at :data:`ACCURACY_CONFIDENCE`
-        (:func:`rs_repro.verdicts.difference`: 95% or more)."""
-        gaps: dict[tuple[str, str], tuple[AttackConfiguration, Interval]] = {}
-        for j, k in zip(firsts, seconds, strict=True):
-            a, b = self.grid.configurations[j], self.grid.configurations[k]
-            if (a.target, b.target) not in gaps:
-                gaps[a.target, b.target] = (a, verdicts.difference(
-                    verdicts.proportion(a.correct, a.tested, ACCURACY_CONFIDENCE),
-                    verdicts.proportion(b.correct, b.tested, ACCURACY_CONFIDENCE)))
-        return list(gaps.values())
+    def test(self, kind: str, which: str, statistic: Callable[..., np.ndarray], groups: Sequence[Sequence[int]],
+             threshold: float | tuple[float, float], *, above: bool = True) -> _Test:
+        """The :class:`_Test` of :meth:`interval` on ``groups`` against ``threshold``."""
+        return _Test(kind, which, partial(self.interval, statistic, *groups), threshold, above)
+
+    def sample(self) -> str:
+        """The images and the failures behind the intervals computed so far, for the measured text: a failure
+        (inf, no adversarial point) is counted as larger than any distortion, never left out."""
+        columns = sorted(self.read)
+        images = len(self.grid.images)
+        failures = int(np.isinf(self.distortion[:, columns]).sum())
+        text = (f"{images} images; {failures} failures (inf, kept as larger than any distortion) among the "
+                f"{images * len(columns)} attacks of the {len(columns)} configurations read")
+        if self.source == "verified_l2":
+            text += (f"; an adversarial example is confirmed when its one-sided {_percent(1 - self.grid.alpha)} "
+                     "Clopper-Pearson lower bound of P[g(x) ≠ y] is at least P_a")
+        return text
+
+
+def _accuracy_difference(first: AttackConfiguration, second: AttackConfiguration, *, confidence: float) -> Interval:
+    """The clean accuracy of ``first`` minus that of ``second``, from their Clopper-Pearson intervals at
+    (1 + ``confidence``) / 2 each, so that their difference covers at ``confidence`` or more
+    (:func:`rs_repro.verdicts.difference`)."""
+    each = (1 + confidence) / 2
+    return verdicts.difference(verdicts.proportion(first.correct, first.tested, each),
+                               verdicts.proportion(second.correct, second.tested, each))
 
 
 def _on_both_protocols(grid: AttackGrid, number: int, rule: Callable[[_Protocol], Judgement]) -> Judgement:
@@ -365,8 +461,8 @@ def undefended_over_minimal(grid: AttackGrid) -> dict[str, Interval]:
     """Per attack, how far from the white-box floor it ends on the undefended model (claim 1's precondition).
 
     The median distortion the attack reported on the undefended standard model over the median white-box
-    minimal distortion of the same images (the record's ``minimal_l2``), with its
-    bootstrap interval over the images from claim 1's seed.
+    minimal distortion of the same images (the record's ``minimal_l2``), with its 95% bootstrap interval over
+    the images from claim 1's seed.
 
     Parameters
     ----------
@@ -393,9 +489,19 @@ def undefended_over_minimal(grid: AttackGrid) -> dict[str, Interval]:
 _OVER_RADIUS = "median verified distortion / median certified radius"
 
 
+def _certificate_ratio(fig: _Protocol, column: int, *, confidence: float = CONFIDENCE) -> Interval:
+    """Claim 1's statistic on configuration ``column`` of ``fig`` (verified distortions), with its bootstrap
+    interval at ``confidence``."""
+    fig.read.add(column)
+    rows = np.column_stack([fig.distortion[:, column], fig.grid.configurations[column].radius])
+    return verdicts.bootstrap(rows, partial(_median_ratio, numerator=[0], denominator=[1]), seed=fig.seed,
+                              confidence=confidence)
+
+
 def certificate_ratios(grid: AttackGrid) -> list[tuple[AttackConfiguration, Interval | None]]:
     """Claim 1's statistic on every smoothed configuration: the median verified distortion over the median
-    certified radius of the same images, with its bootstrap interval over the images from claim 1's seed.
+    certified radius of the same images, with its (pointwise) 95% bootstrap interval over the images from
+    claim 1's seed.
 
     Parameters
     ----------
@@ -409,17 +515,8 @@ def certificate_ratios(grid: AttackGrid) -> list[tuple[AttackConfiguration, Inte
         is 0 (CERTIFY abstains on half of the images or more), which gives no ratio.
     """
     fig = _Protocol.of(grid, "verified_l2", 1)
-    found = []
-    for j, c in enumerate(grid.configurations):
-        if c.radius is None:
-            continue
-        if verdicts.median(c.radius) == 0:
-            found.append((c, None))
-            continue
-        rows = np.column_stack([fig.distortion[:, j], c.radius])
-        found.append((c, verdicts.bootstrap(rows, partial(_median_ratio, numerator=[0], denominator=[1]),
-                                            seed=fig.seed)))
-    return found
+    return [(c, None if verdicts.median(c.radius) == 0 else _certificate_ratio(fig, j))
+            for j, c in enumerate(grid.configurations) if c.radius is not None]
 
 
 def judge_certificate_ratio(grid: AttackGrid) -> Judgement:
@@ -430,9 +527,10 @@ def judge_certificate_ratio(grid: AttackGrid) -> Judgement:
     (:func:`undefended_over_minimal`): the attacks have converged, so the attack inefficiency behind the
     paper's factor cannot appear. Otherwise, for each smoothed configuration of the attacks that did not
     converge, the ratio of the median verified distortion to the median certified radius of the same images,
-    with its bootstrap interval (:func:`certificate_ratios`): holds if every interval is above 30, does not
-    hold if one is below, undecided otherwise; the headline is the worst of them. A configuration whose
-    median radius is 0 (CERTIFY abstains on half of the images or more) has no ratio and is named, left out.
+    with its bootstrap interval, Bonferroni-corrected over the configurations: holds if every interval is
+    above 30, does not hold if one is below, undecided otherwise; the headline is the worst of them. A
+    configuration whose median radius is 0 (CERTIFY abstains on half of the images or more) has no ratio
+    and is named, left out.
     """
     few = _too_few(len(grid.images), "images")
     if few is not None:
@@ -440,32 +538,34 @@ def judge_certificate_ratio(grid: AttackGrid) -> Judgement:
     convergence = {attack: interval.estimate for attack, interval in undefended_over_minimal(grid).items()}
     if not convergence:
         return Judgement("no attack on the undefended model was recorded", NOT_TESTABLE)
-    factors = ", ".join(f"{a} ×{r:.2f}" for a, r in convergence.items())
+    factors = ", ".join(f"{a} ×{verdicts.shown(r, (CONVERGED,))}" for a, r in convergence.items())
     converged = [a for a, r in convergence.items() if r <= CONVERGED]
     if len(converged) == len(convergence):
         return Judgement(f"median reported distortion on the undefended model over the white-box minimal one: "
                          f"{factors}, all within ×{CONVERGED:g}: the attacks converged, so the attack "
                          f"inefficiency behind the paper's {DISTORTION_OVER_RADIUS}× cannot appear", NOT_TESTABLE)
-    parts: dict[str, list[_Part]] = {}
-    zero = []
-    for c, interval in certificate_ratios(grid):
-        if c.attack in converged:
+    fig = _Protocol.of(grid, "verified_l2", 1)
+    tests, zero = [], []
+    for j, c in enumerate(grid.configurations):
+        if c.radius is None or c.attack in converged:
             continue
-        if interval is None:
+        if verdicts.median(c.radius) == 0:
             zero.append(f"{c.attack} {_label(c)}")
-            continue
-        parts.setdefault(c.attack, []).append(_part(_OVER_RADIUS, f"{c.attack} {_label(c)}", interval,
-                                                    DISTORTION_OVER_RADIUS))
+        else:
+            tests.append(_Test(_OVER_RADIUS, f"{c.attack} {_label(c)}", partial(_certificate_ratio, fig, j),
+                               DISTORTION_OVER_RADIUS))
     left_out = (f"; converged, left out: {', '.join(converged)}" if converged else "") + \
         (f"; median radius 0, no ratio: {', '.join(zero)}" if zero else "")
     head = f"undefended / white-box minimal distortion {factors}{left_out}"
-    every = [part for judged in parts.values() for part in judged]
-    if not every:
+    if not tests:
         return Judgement(f"{head}; no smoothed configuration with a positive median certified radius", NOT_TESTABLE)
-    worst = _worst(every)
+    parts = _run(tests)
+    worst = _worst(parts)
+    by_attack = {a: [p for p in parts if p.which.startswith(a + " ")] for a in fig.attacks}
     listed = "; ".join(f"{a}: " + ", ".join(f"{p.which.removeprefix(a + ' ')} {p.interval}" for p in judged)
-                       for a, judged in parts.items())
-    return _decided(f"{head}; {_OVER_RADIUS}, worst {worst.interval} ({worst.which}); every one: {listed}", every)
+                       for a, judged in by_attack.items() if judged)
+    return _decided(f"{head}; {_OVER_RADIUS}, worst {worst.interval} ({worst.which}); every one: {listed}; "
+                    f"{fig.sample()}", parts)
 
 
 def _fewer_samples(fig: _Protocol) -> Judgement:
@@ -473,22 +573,25 @@ def _fewer_samples(fig: _Protocol) -> Judgement:
     ns = fig.levels("n", model="standard")
     if len(ns) < 2:
         return Judgement(f"one n only ({', '.join(map(str, ns)) or 'none'})", NOT_TESTABLE)
-    kind, parts = f"median paired difference n={ns[0]} − n={ns[-1]}", []
+    kind, tests = f"median paired difference n={ns[0]} − n={ns[-1]}", []
     for attack in fig.attacks:
         small, large = fig.pairs({"n": (ns[0], ns[-1])}, model="standard", attack=attack)
         if small:
-            parts.append(_part(kind, attack, fig.interval(_median_difference, small, large), 0))
-    return _judged(f"{kind} (pooled over σ, Pa): " + "; ".join(f"{p.which} {p.interval}" for p in parts),
-                   parts, f"no (σ, Pa) at both n={ns[0]} and n={ns[-1]}")
+            tests.append(fig.test(kind, attack, _median_difference, (small, large), 0))
+    if not tests:
+        return Judgement(f"no (σ, Pa) at both n={ns[0]} and n={ns[-1]}", NOT_TESTABLE)
+    parts = _run(tests)
+    return _decided(f"{kind} (pooled over σ, Pa): " + "; ".join(f"{p.which} {p.interval}" for p in parts)
+                    + f"; {fig.sample()}", parts)
 
 
 def judge_fewer_samples(grid: AttackGrid) -> Judgement:
     """Claim 2 (ICASSP 2022, section 4, Fig. 5): fewer Monte Carlo samples n give larger distortions.
 
     Per attack, on the smoothed standard model, the per-image paired differences between the smallest and
-    the largest n, pooled over the (sigma, P_a) pairs; statistic: their median over images and pairs. Holds
-    when every attack's interval is above 0, does not hold when one is below 0, undecided otherwise. On the
-    verified distortions, with the paper's protocol beside.
+    the largest n, pooled over the (sigma, P_a) pairs; statistic: their median. Holds when every attack's
+    interval (Bonferroni over the attacks) is above 0, does not hold when one is below 0, undecided
+    otherwise. On the verified distortions, with the paper's protocol beside.
     """
     return _on_both_protocols(grid, 2, _fewer_samples)
 
@@ -505,10 +608,10 @@ def _rays_least_affected(fig: _Protocol) -> Judgement:
         return Judgement(f"needs {RAYS} and another attack, with and without smoothing", NOT_TESTABLE)
     order = [RAYS, *(a for a in groups if a != RAYS)]
     factors = ", ".join(f"{a} ×{float(_median_ratio(fig.distortion, *groups[a])):.2f}" for a in order)
-    interval = fig.interval(_first_below_others, *(group for a in order for group in groups[a]))
-    part = _part(f"{RAYS}'s factor with RS / without minus the smallest other", "", interval, 0, above=False)
-    return _decided(f"median distortion with RS / without: {factors}; {RAYS} minus the smallest other {interval}",
-                    [part])
+    (part,) = _run([fig.test(f"{RAYS}'s factor with RS / without minus the smallest other", "", _first_below_others,
+                             [group for a in order for group in groups[a]], 0, above=False)])
+    return _decided(f"median distortion with RS / without: {factors}; {RAYS} minus the smallest other "
+                    f"{part.interval}; {fig.sample()}", [part])
 
 
 def judge_rays_least_affected(grid: AttackGrid) -> Judgement:
@@ -521,34 +624,80 @@ def judge_rays_least_affected(grid: AttackGrid) -> Judgement:
     return _on_both_protocols(grid, 3, _rays_least_affected)
 
 
+def _accuracy_cost(first: AttackConfiguration, second: AttackConfiguration) -> tuple[str, str]:
+    """Claim 4's premise at one n: whether ``first`` (the larger sigma) is less accurate than ``second`` on
+    the same images, by exact one-sided McNemar tests at :data:`SIGNIFICANCE`.
+
+    Returns ``"cost"`` (significantly less accurate), ``"gain"`` (significantly more) or ``"none"``, and
+    the text that says it.
+    """
+    a, b = np.asarray(first.correct_images, dtype=bool), np.asarray(second.correct_images, dtype=bool)
+    less, more = verdicts.mcnemar(a, b, "less"), verdicts.mcnemar(a, b, "greater")
+    found = "cost" if less < SIGNIFICANCE else "gain" if more < SIGNIFICANCE else "none"
+    return found, (f"n={first.n}: {first.accuracy:.3f} vs {second.accuracy:.3f}, right at σ={second.sigma:g} only "
+                   f"on {int(np.sum(b & ~a))} images and at σ={first.sigma:g} only on {int(np.sum(a & ~b))}, "
+                   f"exact one-sided McNemar p = {verdicts.shown(less, (SIGNIFICANCE,), 2)}")
+
+
 def _larger_sigma(fig: _Protocol) -> Judgement:
     """Claim 4's rule on one protocol (:func:`judge_larger_sigma`)."""
     sigmas = fig.levels("sigma", model="standard")
     if len(sigmas) < 2:
         return Judgement("one σ only", NOT_TESTABLE)
-    change = {"sigma": (sigmas[-1], sigmas[0])}
-    distortion = []
-    for attack in fig.attacks:
-        large, small = fig.pairs(change, model="standard", attack=attack)
-        if large:
-            distortion.append(_part(f"median distortion ratio σ={sigmas[-1]:g} / σ={sigmas[0]:g}", attack,
-                                    fig.interval(_median_ratio, large, small), MAX_GAIN, above=False))
-    accuracy = [_part(f"accuracy difference σ={sigmas[-1]:g} − σ={sigmas[0]:g}", _label(c), gap, 0, above=False)
-                for c, gap in fig.accuracy_gaps(*fig.pairs(change, model="standard"))]
-    return _judged(f"σ={sigmas[-1]:g} against σ={sigmas[0]:g}: accuracy difference "
-                   + ", ".join(f"{p.which} {p.interval}" for p in accuracy) + "; median distortion ratio (pooled "
-                   "over n, Pa) " + ", ".join(f"{p.which} ×{p.interval}" for p in distortion), distortion + accuracy,
-                   f"no (n, Pa) at both σ={sigmas[0]:g} and σ={sigmas[-1]:g}")
+    small, large = sigmas[0], sigmas[-1]
+    premise, images = [], 0
+    for n in fig.levels("n", model="standard"):
+        j, k = fig.find(model="standard", sigma=large, n=n), fig.find(model="standard", sigma=small, n=n)
+        if j is None or k is None:
+            continue
+        first, second = fig.grid.configurations[j], fig.grid.configurations[k]
+        if not first.correct_images or len(first.correct_images) != len(second.correct_images):
+            return Judgement(f"no per-image accuracies of σ={large:g} and σ={small:g} on the same images",
+                             NOT_TESTABLE)
+        premise.append(_accuracy_cost(first, second))
+        images = len(first.correct_images)
+    kind, tests, levels = f"median distortion ratio σ={large:g} / σ={small:g}", [], []
+    for pa in fig.levels("pa", model="standard"):
+        for attack in fig.attacks:
+            pair = fig.pairs({"sigma": (large, small)}, model="standard", attack=attack, pa=pa)
+            if pair[0]:
+                tests.append(fig.test(kind, f"{attack}, Pa={pa:g}", _median_ratio, pair, MAX_GAIN, above=False))
+                levels.append(pa)
+    if not premise or not tests:
+        return Judgement(f"no (n, Pa) at both σ={small:g} and σ={large:g}", NOT_TESTABLE)
+    parts = _run(tests)
+    at = {pa: [p for p, level in zip(parts, levels, strict=True) if level == pa] for pa in dict.fromkeys(levels)}
+    by_pa = {pa: verdicts.all_of(p.verdict for p in found) for pa, found in at.items()}
+    accuracy = f"accuracy σ={large:g} vs σ={small:g} on the same {images} images: " + "; ".join(
+        text for _, text in premise)
+    distortion = f"{kind} (pooled over n), verdict per Pa: " + "; ".join(
+        f"Pa={pa:g} {by_pa[pa]}: " + ", ".join(f"{p.which.split(',')[0]} ×{p.interval}" for p in found)
+        for pa, found in at.items())
+    measured = f"{accuracy}; {distortion}; {_family(parts)}; {fig.sample()}"
+    found = {cost for cost, _ in premise}
+    if found == {"cost"}:
+        worst = _worst(parts)
+        return Judgement(measured, verdicts.all_of(by_pa.values()), headline=worst.interval,
+                         statistic=worst.statistic)
+    if "gain" in found:
+        return Judgement(f"premise false, the larger σ is significantly more accurate at some n: {measured}",
+                         NOT_TESTABLE)
+    return Judgement(f"premise not established, the larger σ is not significantly less accurate at every n: "
+                     f"{measured}", UNDECIDED)
 
 
 def judge_larger_sigma(grid: AttackGrid) -> Judgement:
-    """Claim 4 (ICASSP 2022, section 4, Fig. 5): a larger sigma costs accuracy and adds no robustness.
+    """Claim 4 (ICASSP 2022, section 4, Fig. 5): a larger sigma costs accuracy without adding robustness.
 
-    Between the smallest and the largest sigma of the smoothed standard model: for every (n, P_a) the clean
-    accuracy difference (largest minus smallest sigma; its interval from the two Clopper-Pearson intervals
-    at :data:`ACCURACY_CONFIDENCE`) below 0, and per attack the ratio of median distortions (largest over
-    smallest sigma, pooled over n and P_a) below :data:`MAX_GAIN`. Holds when every interval is on its side,
-    does not hold when one is on the other side, undecided otherwise.
+    Between the smallest and the largest sigma of the smoothed standard model. The premise, "costs accuracy":
+    at every n, the larger sigma is less accurate on the same images by an exact one-sided McNemar test at
+    :data:`SIGNIFICANCE` (``correct_images`` of the first configuration of each sigma at that n: the accuracy
+    of g_{sigma,n} does not depend on P_a). Without it the claim is undecided (no significant cost at some
+    n) or not testable (a significant gain), with the reason. With it, per P_a and per attack, the ratio of
+    median distortions (largest over smallest sigma, pooled over n) below :data:`MAX_GAIN`, Bonferroni over
+    every (attack, P_a): the verdict at a P_a holds when all its attacks' intervals are below, does not hold
+    when one is above, undecided otherwise; the claim holds when it holds at every P_a and does not hold when
+    it fails at one.
     """
     return _on_both_protocols(grid, 4, _larger_sigma)
 
@@ -566,18 +715,22 @@ def _randtrain(fig: _Protocol) -> Judgement:
     if not matched[0]:
         return Judgement(f"no (n, Pa) of RandTrain σ={rand[-1]:g} on the standard model at σ={standard[-1]:g}",
                          NOT_TESTABLE)
-    accuracy = [_part_within("accuracy difference RandTrain − standard", _label(c), gap, -SAME_ACCURACY,
-                             SAME_ACCURACY) for c, gap in fig.accuracy_gaps(*matched)]
-    ratios = [_part_within("median distortion ratio RandTrain / standard", attack, fig.interval(_median_ratio, *paired),
-                           1 - SAME_DISTORTION, 1 + SAME_DISTORTION)
+    classifiers = {(fig.grid.configurations[j].target, fig.grid.configurations[k].target):
+                   (fig.grid.configurations[j], fig.grid.configurations[k]) for j, k in zip(*matched, strict=True)}
+    accuracy = [_Test("accuracy difference RandTrain − standard", _label(a), partial(_accuracy_difference, a, b),
+                      (-SAME_ACCURACY, SAME_ACCURACY)) for a, b in classifiers.values()]
+    ratios = [fig.test("median distortion ratio RandTrain / standard", attack, _median_ratio, paired,
+                       (1 - SAME_DISTORTION, 1 + SAME_DISTORTION))
               for attack in fig.attacks if attack != RAYS and (paired := fig.pairs(change, attack=attack))[0]]
-    rays_part = _part("median paired difference RandTrain − undefended", RAYS,
-                      fig.interval(_median_difference, rays, [undefended] * len(rays)), 0, above=False)
-    texts = ["accuracy difference " + ", ".join(f"{p.which} {p.interval}" for p in accuracy)]
-    texts += [f"{p.which} median distortion ratio ×{p.interval}" for p in ratios]
+    rays_test = fig.test("median paired difference RandTrain − undefended", RAYS, _median_difference,
+                         (rays, [undefended] * len(rays)), 0, above=False)
+    parts = _run([*ratios, rays_test, *accuracy])
+    ratio_parts, rays_part, accuracy_parts = parts[:len(ratios)], parts[len(ratios)], parts[len(ratios) + 1:]
+    texts = ["accuracy difference " + ", ".join(f"{p.which} {p.interval}" for p in accuracy_parts)]
+    texts += [f"{p.which} median distortion ratio ×{p.interval}" for p in ratio_parts]
     texts.append(f"{RAYS} median paired difference RandTrain − undefended {rays_part.interval}")
-    return _decided(f"RandTrain σ={rand[-1]:g} against the standard model at σ={standard[-1]:g}: " + "; ".join(texts),
-                    [*ratios, rays_part, *accuracy])
+    return _decided(f"RandTrain σ={rand[-1]:g} against the standard model at σ={standard[-1]:g}: " + "; ".join(texts)
+                    + f"; {fig.sample()}", parts)
 
 
 def judge_randtrain(grid: AttackGrid) -> Judgement:
@@ -585,13 +738,22 @@ def judge_randtrain(grid: AttackGrid) -> Judgement:
     under smoothing at the largest sigma, and against RayS it is less robust than the undefended model.
 
     RandTrain (at its largest sigma) is paired with the standard model at its largest sigma on the same n
-    and P_a. Holds when every interval is inside its band: the clean accuracy difference (from
-    Clopper-Pearson intervals at :data:`ACCURACY_CONFIDENCE`) within :data:`SAME_ACCURACY`, per attack
-    other than RayS the ratio of median distortions RandTrain / standard (pooled over the pairs) within
-    1 ± :data:`SAME_DISTORTION`, and for RayS the median paired difference RandTrain - undefended below 0;
-    does not hold when one interval is wholly outside; undecided otherwise.
+    and P_a. Holds when every interval (Bonferroni over all of them) is inside its band: the clean accuracy
+    difference (from Clopper-Pearson intervals) within :data:`SAME_ACCURACY`, per attack other than RayS the
+    ratio of median distortions RandTrain / standard (pooled over the pairs) within 1 ±
+    :data:`SAME_DISTORTION`, and for RayS the median paired difference RandTrain - undefended below 0; does
+    not hold when one interval is wholly outside; undecided otherwise.
     """
     return _on_both_protocols(grid, 5, _randtrain)
+
+
+def _direction(interval: Interval, high: float, low: float) -> str:
+    """The sign of claim 6's ratio at one n, in words: which level P_a gives the larger distortions."""
+    if interval.lower > 1:
+        return f"Pa={high:g} gives larger distortions than Pa={low:g}"
+    if interval.upper < 1:
+        return f"Pa={high:g} gives smaller distortions than Pa={low:g}"
+    return "no sign"
 
 
 def _pa(fig: _Protocol) -> Judgement:
@@ -599,25 +761,28 @@ def _pa(fig: _Protocol) -> Judgement:
     pas, ns = fig.levels("pa", model="standard"), fig.levels("n", model="standard")
     if len(pas) < 2:
         return Judgement("one level Pa only", NOT_TESTABLE)
-    by_n = {n: pair for n in ns if (pair := fig.pairs({"pa": (pas[-1], pas[0])}, model="standard", n=n))[0]}
+    low, high = pas[0], pas[-1]
+    by_n = {n: pair for n in ns if (pair := fig.pairs({"pa": (high, low)}, model="standard", n=n))[0]}
     if len(by_n) < 2:
-        return Judgement(f"needs both levels Pa={pas[0]:g} and Pa={pas[-1]:g} at two n or more", NOT_TESTABLE)
-    parts = [_part(f"median distortion ratio Pa={pas[-1]:g} / Pa={pas[0]:g}", f"n={n}",
-                   fig.interval(_median_ratio, *pair), PA_EFFECT, above=False) for n, pair in by_n.items()]
-    lead = fig.interval(_first_above_others, *(group for pair in by_n.values() for group in pair))
-    first = f"ratio at n={next(iter(by_n))} minus the largest other"
-    return _decided(f"median distortion Pa={pas[-1]:g} / Pa={pas[0]:g} (pooled over σ, attacks): "
-                    + ", ".join(f"×{p.interval} ({p.which})" for p in parts) + f"; {first} {lead}",
-                    [*parts, _part(first, "", lead, 0)])
+        return Judgement(f"needs both levels Pa={low:g} and Pa={high:g} at two n or more", NOT_TESTABLE)
+    first = f"|log ratio| at n={next(iter(by_n))} minus the largest other"
+    parts = _run([*(fig.test(f"median distortion ratio Pa={high:g} / Pa={low:g}", f"n={n}", _median_ratio, pair,
+                             (1 / PA_EFFECT, PA_EFFECT)) for n, pair in by_n.items()),
+                  fig.test(first, "", _first_effect_above_others, [group for pair in by_n.values() for group in pair],
+                           0)])
+    ratios = ", ".join(f"×{p.interval} at {p.which} ({_direction(p.interval, high, low)})" for p in parts[:-1])
+    return _decided(f"median distortion Pa={high:g} / Pa={low:g} (pooled over σ, attacks): {ratios}; {first} "
+                    f"{parts[-1].interval}; {fig.sample()}", parts)
 
 
 def judge_pa(grid: AttackGrid) -> Judgement:
     """Claim 6 (ICASSP 2022, section 4, Fig. 5): the level P_a matters little, and mostly for small n.
 
     Per n, the ratio of the median distortion at the largest P_a over the smallest (paired configurations,
-    pooled over sigma and attacks) below :data:`PA_EFFECT`, and the ratio at the smallest n minus the largest
-    ratio at another n above 0. Holds when every interval is on its side, does not hold when one is on the
-    other side, undecided otherwise.
+    pooled over sigma and attacks) inside the band (1 / :data:`PA_EFFECT`, :data:`PA_EFFECT`), its sign
+    said in the measured text; and the size (absolute log ratio) at the smallest n minus the largest size at another
+    n above 0. Bonferroni over all the intervals. Holds when every interval is on its side (inside the band,
+    above 0), does not hold when one is wholly on the other side, undecided otherwise.
     """
     return _on_both_protocols(grid, 6, _pa)
 
@@ -632,10 +797,10 @@ def _rs_beats_advtrain(fig: _Protocol) -> Judgement:
         return Judgement(f"needs {' and '.join(ADVTRAIN_ATTACKS)} against AdvTrain and the smoothed standard model",
                          NOT_TESTABLE)
     kind = f"median paired difference RS σ={smallest:g} − AdvTrain"
-    parts = [_part(kind, attack, fig.interval(_median_difference, rs, [adv] * len(rs)), 0)
-             for attack, (rs, adv) in columns.items()]
+    parts = _run([fig.test(kind, attack, _median_difference, (rs, [adv] * len(rs)), 0)
+                  for attack, (rs, adv) in columns.items()])
     return _decided(f"median paired difference RS σ={smallest:g} (pooled over n, Pa) − AdvTrain: "
-                    + "; ".join(f"{p.which} {p.interval}" for p in parts), parts)
+                    + "; ".join(f"{p.which} {p.interval}" for p in parts) + f"; {fig.sample()}", parts)
 
 
 def judge_rs_beats_advtrain(grid: AttackGrid) -> Judgement:
@@ -644,94 +809,97 @@ def judge_rs_beats_advtrain(grid: AttackGrid) -> Judgement:
 
     Per attack, the per-image paired differences of the distortion against the smoothed standard model at
     the smallest sigma (pooled over n and P_a) minus that against AdvTrain; statistic: their median. Holds if
-    both intervals are above 0, does not hold if one is below, undecided otherwise.
+    both intervals (Bonferroni over the two) are above 0, does not hold if one is below, undecided otherwise.
     """
     return _on_both_protocols(grid, 10, _rs_beats_advtrain)
 
 
-def _crossing(c: Crossing) -> Judgement:
-    """Claim 7 at one noise level: the two one-sided sign tests of the crossing against x_a."""
-    located = c.images - c.censored
-    if c.p_beyond is None or c.median is None or c.median_sigma is None:
-        return Judgement(f"σ={c.sigma:g}: no crossing located", UNDECIDED)
-    p_before = float(stats.binomtest(c.beyond, located, 0.5, alternative="less").pvalue)
-    verdict = HOLDS if c.p_beyond < SIGNIFICANCE else FAILS if p_before < SIGNIFICANCE else UNDECIDED
-    return Judgement(f"σ={c.sigma:g}: median {c.median:.3f} ({c.median_sigma:.2f} σ) past x_a, beyond for "
-                     f"{c.beyond} of {located} (sign tests p = {c.p_beyond:.2g} beyond, {p_before:.2g} before)",
-                     verdict)
-
-
-def push_in_sigma(push: BoundaryPush) -> Interval | None:
+def push_in_sigma(push: BoundaryPush, sigma: float | None = None, *, confidence: float = CONFIDENCE) -> Interval:
     """How far smoothing pushes the boundary (claim 7): the median crossing of the boundary of g_sigma past
-    the white-box x_a at the chapter's main noise level, in units of sigma, over the images where it was
-    located.
+    the white-box x_a over the attacked images, in units of sigma.
 
     Parameters
     ----------
     push : rs_repro.measurements.BoundaryPush
         A Fig. 1 record.
+    sigma : float or None
+        The noise level (one of ``push.crossings``); ``None``: the chapter's main one.
+    confidence : float
+        Of the interval.
 
     Returns
     -------
-    rs_repro.verdicts.Interval or None
+    rs_repro.verdicts.Interval
         The median with its order-statistic interval (:func:`rs_repro.verdicts.median_interval`, the dual of
-        a two-sided sign test; its estimate is the recorded ``crossings[0].median_sigma``); ``None``
-        when no crossing was located.
+        a two-sided sign test), a crossing censored outside the scanned range counted at -inf (before it)
+        or inf (past it).
     """
-    located = [c / push.sigma for c in push.crossing_distance if c is not None]
-    return verdicts.median_interval(located) if located else None
+    found = push.crossings[0] if sigma is None else push.crossing(sigma)
+    return verdicts.median_interval(np.asarray(found.distances) / found.sigma, confidence)
+
+
+def _crossing_text(c: Crossing, interval: Interval) -> str:
+    """Claim 7's measured text at one noise level."""
+    d = np.asarray(c.distances)
+    return (f"σ={c.sigma:g}: median {interval} σ past x_a, beyond x_a on {int(np.sum(d > 0))} of {len(d)} images "
+            f"({int(np.sum(d == -np.inf))} crossed before the scanned range, {int(np.sum(d == np.inf))} past it)")
 
 
 def judge_boundary_push(push: BoundaryPush) -> Judgement:
-    """Claim 7 (ICASSP 2022, Fig. 1, eq. 3): smoothing pushes the boundary beyond x_a, and the transition of
-    P[g_{sigma,n}(x) != y] from 0 to 1 is wider for small n.
+    """Claim 7 (ICASSP 2022, Fig. 1, eq. 3): smoothing pushes the boundary well beyond x_a, and the
+    transition of P[g_{sigma,n}(x) != y] from 0 to 1 is wider for small n.
 
-    At every noise level scanned, "beyond x_a" holds if the one-sided sign test of crossings past x_a has
-    p < :data:`SIGNIFICANCE`, does not hold if the sign test of crossings before x_a does, and is undecided
-    otherwise. The width of the transition (distance from the smallest to the largest recorded P_a, from
-    the recorded medians: no interval) holds if it is wider at the smallest n than at the largest, does not
-    hold otherwise, undecided where not located. Holds if every part holds, does not hold if one fails. No
-    interval decides it; the headline is the push at the main noise level, :func:`push_in_sigma`.
+    At every noise level scanned, the median crossing of the boundary of g_sigma past x_a in units of sigma
+    (:func:`push_in_sigma`) above :data:`MIN_PUSH`; and the per-image paired difference of the width of the
+    transition (from the smallest to the largest recorded P_a) at the smallest n minus the largest, its
+    median above 0 (images where the smaller level was not located at both n left out; a transition not
+    completed inside the scan is infinitely wide). Order-statistic intervals (exact, distribution-free),
+    Bonferroni over all of them. Holds if every interval is on its side, does not hold if one is wholly on
+    the other side, undecided otherwise (also when no width was located).
     """
-    ns, low, high = sorted(push.distance_at_pa), min(push.pas), max(push.pas)
-    if low == high or len(ns) < 2:
-        return Judgement("needs two levels P_a and two n", NOT_TESTABLE)
-    judged = [_crossing(c) for c in push.crossings]
-
-    def width(n: int) -> float | None:
-        at = push.distance_at_pa[n]
-        return None if at[low] is None or at[high] is None else at[high] - at[low]
-
-    small, large = width(ns[0]), width(ns[-1])
-    wider = UNDECIDED if small is None or large is None else HOLDS if small > large else FAILS
-    widths = ", ".join(f"{'not located' if width(n) is None else f'{width(n):.3f}'} (n={n})" for n in ns)
-    headline = push_in_sigma(push)
-    return Judgement("; ".join(j.measured for j in judged) + f"; P {low:g} → {high:g} over {widths} (recorded "
-                     "medians, no interval)", verdicts.all_of([*(j.verdict for j in judged), wider]),
-                     headline=headline,
-                     statistic=None if headline is None else f"median crossing past x_a / σ (σ={push.sigma:g})")
+    ns, low, high = sorted(push.widths), min(push.pas), max(push.pas)
+    if low == high or len(ns) < 2 or not push.crossings:
+        return Judgement("needs two levels P_a, two n and a scanned noise level", NOT_TESTABLE)
+    tests = [_Test("median crossing past x_a / σ", f"σ={c.sigma:g}", partial(push_in_sigma, push, c.sigma), MIN_PUSH)
+             for c in push.crossings]
+    paired = [(a, b) for a, b in zip(push.widths[ns[0]], push.widths[ns[-1]], strict=True)
+              if a is not None and b is not None]
+    difference = verdicts.paired_difference(*zip(*paired, strict=True)) if paired else np.empty(0)
+    kind = f"median paired difference of the width P {low:g} → {high:g}, n={ns[0]} − n={ns[-1]}"
+    if paired:
+        tests.append(_Test(kind, "", partial(verdicts.median_interval, difference), 0))
+    parts = _run(tests)
+    texts = [_crossing_text(c, p.interval) for c, p in zip(push.crossings, parts[:len(push.crossings)], strict=True)]
+    texts.append(f"{kind} {parts[-1].interval} on the {len(paired)} images located at both n, wider at n={ns[0]} "
+                 f"on {int(np.sum(difference > 0))}" if paired else f"no image with the P {low:g} → {high:g} "
+                 "transition located at both n")
+    return _decided("; ".join(texts) + f"; {push.num_images} images, a crossing outside the scanned range kept "
+                    "at -inf or inf", parts, *([] if paired else [UNDECIDED]))
 
 
 def judge_bisection_spread(spread: BisectionSpread) -> Judgement:
     """Claim 8 (ICASSP 2022, Fig. 3): smoothing disturbs the binary search, and its spread shrinks as n grows.
 
     The per-segment paired difference of the spread at the smallest n minus the largest (the segments are the
-    same for every n); statistic: its mean over segments, bootstrapped over segments. Holds if the interval is
-    above 0, does not hold if below, undecided otherwise; the bootstrap seed comes from the recorded seed.
+    same for every n); statistic: its median over segments, with its exact order-statistic interval (the dual
+    of the sign test, :func:`rs_repro.verdicts.median_interval`: coverage at least its confidence whatever the
+    law of the differences). Holds if the interval is above 0, does not hold if below, undecided otherwise;
+    not testable with too few segments for a finite interval (6 at 95%).
     """
     ns = sorted(spread.per_segment)
     if len(ns) < 2:
         return Judgement("one n only", NOT_TESTABLE)
-    segments = len(spread.per_segment[ns[0]])
-    few = _too_few(segments, "segments")
-    if few is not None:
-        return few
     difference = verdicts.paired_difference(spread.per_segment[ns[0]], spread.per_segment[ns[-1]])
-    interval = verdicts.bootstrap(difference, seed=_claim_seed(spread.seed, 8))
+    (part,) = _run([_Test(f"median paired difference of spread n={ns[0]} − n={ns[-1]}", "",
+                          partial(verdicts.median_interval, difference), 0)])
+    segments = len(difference)
+    if np.isinf(part.interval.lower) and np.isinf(part.interval.upper):
+        return Judgement(f"{segments} segments: too few for a {_percent(CONFIDENCE)} order-statistic interval",
+                         NOT_TESTABLE)
     spreads = ", ".join(f"{spread.spread[n]:.3f} at n={n}" for n in ns)
-    return _decided(f"mean over {segments} segments of the spread at n={ns[0]} minus n={ns[-1]}: {interval} "
-                    f"(spread {spreads})", [_part(f"mean paired difference of spread n={ns[0]} − n={ns[-1]}", "",
-                                                  interval, 0)])
+    return _decided(f"median over {segments} segments of the spread at n={ns[0]} minus n={ns[-1]}: {part.interval} "
+                    f"(order-statistic, exact), positive on {int(np.sum(difference > 0))} of {segments} (mean "
+                    f"spread {spreads})", [part])
 
 
 def judge_normal_agreement(agreement: NormalAgreement) -> Judgement:
@@ -740,10 +908,10 @@ def judge_normal_agreement(agreement: NormalAgreement) -> Judgement:
     same label.
 
     At every probe radius delta above sigma (the paper's condition: the estimate's noise variance larger than
-    sigma^2), the mean cosine between the estimates with and without RS (its
-    bootstrap interval over images) above :data:`WELL_CORRELATED`; and the rate of HSJA gradient steps whose
-    probes all got one label (pooled over images; Clopper-Pearson) above 0. Holds if both, does not hold if
-    a cosine interval is below :data:`WELL_CORRELATED`, undecided otherwise: no one-label step seen is no
+    sigma^2), the mean cosine between the estimates with and without RS (its bootstrap interval over images)
+    above :data:`WELL_CORRELATED`; and the rate of HSJA gradient steps whose probes all got one label (pooled
+    over images; Clopper-Pearson) above 0. Bonferroni over all the intervals. Holds if both, does not hold
+    if a cosine interval is below :data:`WELL_CORRELATED`, undecided otherwise: no one-label step seen is no
     refutation of "sometimes".
     """
     few = _too_few(len(agreement.hsja_steps), "images")
@@ -752,35 +920,40 @@ def judge_normal_agreement(agreement: NormalAgreement) -> Judgement:
     if max(agreement.ratios, default=0) <= 1:
         return Judgement("no probe radius above σ", NOT_TESTABLE)
     seed = _claim_seed(agreement.seed, 9)
-    by_ratio = zip(agreement.ratios, agreement.cosine, strict=True)
-    cosines = {ratio: verdicts.bootstrap(cosine, seed=seed) for ratio, cosine in by_ratio}
-    parts = [_part("mean cosine with / without RS", f"δ/σ = {ratio:g}", interval, WELL_CORRELATED)
-             for ratio, interval in cosines.items() if ratio > 1]
+    above = [(ratio, cosine) for ratio, cosine in zip(agreement.ratios, agreement.cosine, strict=True) if ratio > 1]
     steps, one_label = sum(agreement.hsja_steps), sum(agreement.hsja_one_label_steps)
+    tests = [_Test("mean cosine with / without RS", f"δ/σ = {ratio:g}", partial(verdicts.bootstrap, cosine, seed=seed),
+                   WELL_CORRELATED) for ratio, cosine in above]
+    rate_test = _Test("rate of HSJA steps with one label on every probe", "",
+                      partial(verdicts.proportion, one_label, steps), 0)
+    parts = _run([*tests, rate_test] if steps else tests)  # a rate cannot lie below 0: it holds or is undecided
     others = []
     if steps:
-        rate = verdicts.proportion(one_label, steps)
-        parts.append(_Part("rate of HSJA steps with one label on every probe", "", rate,
-                           HOLDS if rate.lower > 0 else UNDECIDED, rate.lower))
-        steps_text = f"HSJA steps with one label on every probe {one_label} of {steps}, {rate}"
+        steps_text = f"HSJA steps with one label on every probe {one_label} of {steps}, {parts[-1].interval}"
     else:
         others.append(UNDECIDED)
         steps_text = "no HSJA gradient step"
-    listed = ", ".join(f"{ratio:g}: {interval}" for ratio, interval in cosines.items())
-    return _decided(f"mean cosine with / without RS at δ/σ = {listed}; {steps_text}", parts, *others)
+    listed = ", ".join(f"{p.which.removeprefix('δ/σ = ')}: {p.interval}" for p in parts[:len(tests)])
+    return _decided(f"mean cosine with / without RS at δ/σ = {listed}; {steps_text}; "
+                    f"{len(agreement.hsja_steps)} images", parts, *others)
 
 
 def judge_eq5(check: ThresholdCheck) -> Judgement:
     """Claim 11 (ICASSP 2022, eq. 5): the exact probability that a vote is adversarial at the printed threshold;
     holds when it equals P_a (to 1e-6) for every n checked, odd and even. Exact: no sampling, no interval."""
     probability = dict(sorted(check.probability_at_threshold.items()))
-    text = f"exact, at Pa = {check.pa:g}: " + ", ".join(f"{p:.3f} (n={n})" for n, p in probability.items())
-    return Judgement(text, HOLDS if all(abs(p - check.pa) <= 1e-6 for p in probability.values()) else FAILS)
+    band = (check.pa - EQ5_TOLERANCE, check.pa + EQ5_TOLERANCE)
+    text = f"exact (no sampling, no interval), at Pa = {check.pa:g}: " + ", ".join(
+        f"{verdicts.shown(p, band)} (n={n})" for n, p in probability.items())
+    return Judgement(text, HOLDS if all(abs(p - check.pa) <= EQ5_TOLERANCE for p in probability.values()) else FAILS)
 
 
 #: How the rule texts name the interval shown beside a verdict decided on several.
 _WORST = ("shown beside the verdict: the worst interval (one on the other side if any, else an undecided one, "
           "else the one nearest its threshold)")
+#: How the rule texts name the multiplicity correction of a rule that reads several intervals.
+_BONFERRONI = (f"the intervals are {_percent(CONFIDENCE)} family-wise (Bonferroni: each at 1 − "
+               f"{1 - CONFIDENCE:g}/m for the m intervals the rule reads)")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(1, "Black-box attacks need distortions far larger than the certified radius.",
@@ -790,24 +963,27 @@ CLAIMS: tuple[Claim, ...] = (
           "cannot appear); otherwise, for each smoothed classifier and each attack that did not converge, median "
           "verified distortion / median certified radius: holds if every interval is above "
           f"{DISTORTION_OVER_RADIUS}, does not hold if one is below, else undecided (a median radius of 0 gives no "
-          f"ratio: left out); {_WORST}",
+          f"ratio: left out); {_BONFERRONI}; {_WORST}",
           judge_certificate_ratio),
     Claim(2, "Fewer Monte Carlo samples n give larger distortions, for every attack.",
           "SurFree, σ = 0.05: 41 → 37 → 34 for n = 10, 50, 100", "fig5_attacks",
           "per attack, median paired difference of distortion at the smallest n minus the largest (smoothed "
           "standard model, pooled over σ and P_a): holds if every interval is above 0, does not hold if one is "
-          f"below, else undecided; {_WORST}, of the attacks", judge_fewer_samples),
+          f"below, else undecided; {_BONFERRONI}; {_WORST}, of the attacks", judge_fewer_samples),
     Claim(3, "RayS is the attack least affected by smoothing.",
           "RayS ≈ 15 with RS against 13.4 without; HSJA ≈ 47 against 17.4", "fig5_attacks",
           "per attack, factor = median distortion with RS (smoothed standard model, pooled) / without; RayS's factor "
-          "minus the smallest other: holds if the interval is below 0, does not hold if above, else undecided",
-          judge_rays_least_affected),
+          f"minus the smallest other: holds if its {_percent(CONFIDENCE)} interval is below 0, does not hold if "
+          "above, else undecided", judge_rays_least_affected),
     Claim(4, "A larger σ costs accuracy without adding robustness.",
           "σ = 0.15 costs 12% accuracy (σ = 0.05: 3%); HSJA ≈ 36 against ≈ 48", "fig5_attacks",
-          "largest against smallest σ: accuracy difference (Clopper-Pearson) below 0 at every n and P_a, and per "
-          f"attack the ratio of median distortions (pooled over n, P_a) below {MAX_GAIN:g}: holds if every interval "
-          f"is on its side, does not hold if one is on the other side, else undecided; {_WORST}, the distortion ratios "
-          "first", judge_larger_sigma),
+          "largest against smallest σ. Premise, \"costs accuracy\": at every n the larger σ is less accurate on the "
+          f"same images (exact one-sided McNemar test, p < {SIGNIFICANCE:g}; the accuracy of g_{{σ,n}} does not "
+          "depend on P_a); without it the claim is undecided (no significant cost) or not testable (a significant "
+          "gain), whatever the distortions. With it, per P_a and attack, the ratio of median distortions (pooled "
+          f"over n) below {MAX_GAIN:g}; the verdict at a P_a holds if all its intervals are below, does not hold if "
+          "one is above, else undecided; the claim holds if it holds at every P_a, does not hold if it fails at "
+          f"one, else undecided; {_BONFERRONI}; {_WORST}", judge_larger_sigma),
     Claim(5, "Noise training (RandTrain) with RS behaves like the standard model with RS at the large σ, "
              "and against RayS it is less robust than the undefended model.",
           "accuracy 0.64 vs 0.62; RayS ≈ 11 against 13.4 undefended", "fig5_attacks",
@@ -815,40 +991,42 @@ CLAIMS: tuple[Claim, ...] = (
           f"(Clopper-Pearson) within ±{SAME_ACCURACY:g}, ratio of median distortions within "
           f"{1 - SAME_DISTORTION:g}-{1 + SAME_DISTORTION:g} for the attacks other than RayS, and for RayS the "
           "median paired difference RandTrain − undefended below 0: holds if every interval is inside, does not "
-          f"hold if one is wholly outside, else undecided; {_WORST}, the distortion ratios first, then RayS's "
-          "difference, then the accuracies", judge_randtrain),
+          f"hold if one is wholly outside, else undecided; {_BONFERRONI}; {_WORST}, the distortion ratios first, "
+          "then RayS's difference, then the accuracies", judge_randtrain),
     Claim(6, "The level P_a matters little, and mostly for small n.",
           "80% against 50%: slightly larger distortions, mostly at n = 10", "fig5_attacks",
-          "per n, median distortion at the largest P_a / at the smallest (pooled over σ, attacks) below "
-          f"{PA_EFFECT:g}, and the ratio at the smallest n minus the largest other above 0: holds if every "
-          f"interval is on its side, does not hold if one is on the other side, else undecided; {_WORST}, the ratios "
-          "per n first", judge_pa),
-    Claim(7, "Smoothing pushes the boundary beyond the base classifier's, and the transition from 0 to 1 of "
+          "per n, median distortion at the largest P_a / at the smallest (pooled over σ, attacks) inside "
+          f"1/{PA_EFFECT:g}-{PA_EFFECT:g} (either sign is little; the sign is said beside), and the size "
+          "|log ratio| at the smallest n minus the largest at another n above 0: holds if every interval is on "
+          f"its side, does not hold if one is wholly on the other side, else undecided; {_BONFERRONI}; {_WORST}, "
+          "the ratios per n first", judge_pa),
+    Claim(7, "Smoothing pushes the boundary well beyond the base classifier's, and the transition from 0 to 1 of "
              "P[g_{σ,n}(x) ≠ y] is wider for small n.",
           "boundary of g_σ crossed about 4.0 past x_a on ImageNet", "fig1_adversarial_probability",
-          f"at every σ scanned, sign test of crossings beyond x_a p < {SIGNIFICANCE:g}: holds; of crossings before "
-          "x_a: does not hold; neither: undecided; and the transition from the smallest to the largest P_a (recorded "
-          "medians, no interval) wider at the smallest n: holds, else does not hold; the claim holds if every part "
-          "holds, does not hold if one fails, else undecided; shown beside the verdict, no interval deciding it: the "
-          "median crossing past x_a at the chapter's σ, in units of σ, with its order-statistic interval (distribution-"
-          "free, the dual of a sign test)", judge_boundary_push),
+          f"at every σ scanned, the median crossing past x_a, in units of σ, above {MIN_PUSH:g} σ (larger than "
+          "the shift the vote alone gives the level P_a = 0.8 past a flat boundary, eq. 6: 0.45 σ at n = 5); and "
+          "the median per-image paired difference of the width of the transition from the smallest to the "
+          "largest P_a, smallest n minus largest, above 0 (a crossing or transition outside the scanned range "
+          "kept at ±inf): order-statistic intervals (exact, the dual of the sign test); holds if every interval "
+          f"is on its side, does not hold if one is on the other side, else undecided; {_BONFERRONI}; {_WORST}",
+          judge_boundary_push),
     Claim(8, "Smoothing disturbs the binary search; its spread shrinks as n grows.",
           "peak 0.13 (n = 10), 0.21 (n = 50), 0.28 (n = 100)", "fig3_binary_search",
-          "mean over segments of the paired difference of spread at the smallest n minus the largest (bootstrap "
-          "over segments): holds if the interval is above 0, does not hold if below, else undecided",
-          judge_bisection_spread),
+          "median over segments of the paired difference of spread at the smallest n minus the largest, with its "
+          f"exact {_percent(CONFIDENCE)} order-statistic interval (the dual of the sign test over segments): holds "
+          "if the interval is above 0, does not hold if below, else undecided", judge_bisection_spread),
     Claim(9, "Normal vectors estimated at the boundary with and without smoothing correlate well when the "
              "estimation noise exceeds σ; HSJA sometimes crashes when every probe gets the same label.",
           "stated, no number", "normal_vectors",
           f"mean cosine between the estimates with and without RS above {WELL_CORRELATED:g} at every probe radius "
           "above σ, and rate of HSJA steps with one label on every probe (Clopper-Pearson) above 0: holds if both; "
           f"a cosine interval below {WELL_CORRELATED:g}: does not hold; else undecided (no one-label step seen "
-          f"does not refute \"sometimes\"); {_WORST}, the cosines first", judge_normal_agreement),
+          f"does not refute \"sometimes\"); {_BONFERRONI}; {_WORST}, the cosines first", judge_normal_agreement),
     Claim(10, "Smoothing at the small σ beats adversarial training in practice against HSJA and SurFree.",
           "HSJA ≈ 47 vs 22.8; SurFree ≈ 34-41 vs 21.2 (accuracy 0.73 vs 0.56)", "fig5_attacks",
           "per attack, median paired difference of distortion against RS at the smallest σ (pooled over n, P_a) "
           "minus against AdvTrain: holds if both intervals are above 0, does not hold if one is below, else "
-          f"undecided; {_WORST}, of the attacks", judge_rs_beats_advtrain),
+          f"undecided; {_BONFERRONI}; {_WORST}, of the attacks", judge_rs_beats_advtrain),
     Claim(11, "Eq. (5) gives the threshold on π_0(x_a) above which a vote is adversarial with probability "
               "P_a.", "eq. (5), with ñ = 1 + ⌊n/2⌋, for every n", "theory",
           "exact computation (no sampling): the probability at the printed threshold equals P_a for every n "
@@ -869,65 +1047,60 @@ def _adaptive(grid: AdaptiveGrid, number: int) -> _Protocol | Judgement:
 
 
 def _scaled_setting(grid: AdaptiveGrid, number: int) -> tuple[_Protocol, int, list[int]] | Judgement:
-    """Claims 12 and 13 read repeat-and-vote with k times the budget against fresh input noise: the verified
-    distortions, the largest such k and the n of the record, or the not-testable judgement."""
+    """Claims 12 and 13 read :data:`WRAPPED` with repeat-and-vote at k times the budget against fresh input
+    noise: the verified distortions, the largest such k and the n of the record, or the not-testable
+    judgement."""
     fig = _adaptive(grid, number)
     if isinstance(fig, Judgement):
         return fig
-    k = max((c.repeats for c in grid.configurations if c.budget_factor > 1 and c.jitter == 0
-             and c.noise == "input" and c.seeding == "fresh"), default=None)
+    k = max((c.repeats for c in grid.configurations if c.attack == WRAPPED and c.budget_factor > 1
+             and c.jitter == 0 and c.noise == "input" and c.seeding == "fresh"), default=None)
     ns = fig.levels("n", **_FRESH)
     if k is None or len(ns) < 2:
-        return Judgement("no repeat-and-vote attacker with k times the budget, or one n only", NOT_TESTABLE)
+        return Judgement(f"no {WRAPPED} with repeat-and-vote at k times the budget, or one n only", NOT_TESTABLE)
     return fig, k, ns
 
 
-def _listing(kind: str, parts: Sequence[_Part]) -> str:
-    """``kind: <which> <interval>; ...`` for the measured text."""
-    return f"{kind}: " + "; ".join(f"{p.which} {p.interval}" for p in parts)
-
-
 def judge_adaptive_fewer_samples(grid: AdaptiveGrid) -> Judgement:
-    """Beyond the paper, claim 12: against repeat-and-vote with k times the budget (the largest k), fewer
-    samples n still give larger verified distortions.
+    """Beyond the paper, claim 12: against HSJA (:data:`WRAPPED`) repeating each query k times with k times
+    the budget (the largest k), fewer samples n still give larger verified distortions.
 
-    Per attack so wrapped, the per-image paired differences between the smallest and the largest n, pooled over
-    sigma (input noise, fresh); statistic: their median. Holds when every interval is above 0, does not hold
-    when one is below 0, undecided otherwise; not testable without such attackers or with one n.
+    The per-image paired differences between the smallest and the largest n, pooled over sigma (input noise,
+    fresh); statistic: their median. Holds when its interval is above 0, does not hold when below,
+    undecided otherwise; not testable without that attacker or with one n.
     """
     setting = _scaled_setting(grid, 12)
     if isinstance(setting, Judgement):
         return setting
     fig, k, ns = setting
-    kind, parts = f"median paired difference n={ns[0]} − n={ns[-1]}, ×{k} with {k}× budget", []
-    for attack in fig.levels("attack", repeats=k, budget_factor=k, jitter=0.0, **_FRESH):
-        small, large = fig.pairs({"n": (ns[0], ns[-1])}, _ADAPTIVE_KEY, attack=attack, repeats=k, budget_factor=k,
-                                 jitter=0.0, **_FRESH)
-        parts.append(_part(kind, attack, fig.interval(_median_difference, small, large), 0))
-    return _judged(_listing(kind + " (pooled over σ)", parts), parts, "no attacker at both n")
+    kind = f"median paired difference n={ns[0]} − n={ns[-1]}, ×{k} with {k}× budget"
+    pair = fig.pairs({"n": (ns[0], ns[-1])}, _ADAPTIVE_KEY, attack=WRAPPED, repeats=k, budget_factor=k, jitter=0.0,
+                     **_FRESH)
+    if not pair[0]:
+        return Judgement(f"no {WRAPPED} ×{k} at both n", NOT_TESTABLE)
+    parts = _run([fig.test(kind, WRAPPED, _median_difference, pair, 0)])
+    return _decided(f"{_listing(kind + ' (pooled over σ)', parts)}; {fig.sample()}", parts)
 
 
 def judge_cost_multiplier(grid: AdaptiveGrid) -> Judgement:
-    """Beyond the paper, claim 13: few samples only multiply the attacker's cost. With k repeats and k times
-    the budget (the largest k), the attack on the smallest n reaches a verified distortion no larger than the
+    """Beyond the paper, claim 13: few samples only multiply HSJA's (:data:`WRAPPED`) cost. With k repeats and
+    k times the budget (the largest k), it reaches on the smallest n a verified distortion no larger than the
     plain attack on the largest n.
 
-    Per attack with both, statistic: the pooled median (over images and sigma) of the first over that of the
-    second. Holds when every interval is below 1 + SAME_DISTORTION, does not hold when one is above it,
-    undecided otherwise.
+    Statistic: the pooled median (over images and sigma) of the first over that of the second. Holds when the
+    interval is below 1 + SAME_DISTORTION, does not hold when above, undecided otherwise.
     """
     setting = _scaled_setting(grid, 13)
     if isinstance(setting, Judgement):
         return setting
     fig, k, ns = setting
-    kind, parts = f"median ×{k} with {k}× budget at n={ns[0]} / median plain at n={ns[-1]}", []
-    for attack in fig.levels("attack", repeats=k, budget_factor=k, jitter=0.0, **_FRESH):
-        repeated = fig.columns(attack=attack, repeats=k, budget_factor=k, jitter=0.0, n=ns[0], **_FRESH)
-        plain = fig.columns(attack=attack, repeats=1, n=ns[-1], **_FRESH)
-        if repeated and plain:
-            parts.append(_part(kind, attack, fig.interval(_median_ratio, repeated, plain), 1 + SAME_DISTORTION,
-                               above=False))
-    return _judged(_listing(kind + " (pooled over σ)", parts), parts, "no attack run both ways")
+    kind = f"median ×{k} with {k}× budget at n={ns[0]} / median plain at n={ns[-1]}"
+    repeated = fig.columns(attack=WRAPPED, repeats=k, budget_factor=k, jitter=0.0, n=ns[0], **_FRESH)
+    plain = fig.columns(attack=WRAPPED, repeats=1, n=ns[-1], **_FRESH)
+    if not repeated or not plain:
+        return Judgement(f"{WRAPPED} not run both ways", NOT_TESTABLE)
+    parts = _run([fig.test(kind, WRAPPED, _median_ratio, (repeated, plain), 1 + SAME_DISTORTION, above=False)])
+    return _decided(f"{_listing(kind + ' (pooled over σ)', parts)}; {fig.sample()}", parts)
 
 
 def judge_equal_budget_repeats(grid: AdaptiveGrid) -> Judgement:
@@ -935,8 +1108,8 @@ def judge_equal_budget_repeats(grid: AdaptiveGrid) -> Judgement:
     verified distortions (it spends k queries on one answer).
 
     Per attack and k, the per-image paired differences repeat-and-vote − plain at the smallest n, pooled over
-    sigma (input noise, fresh); statistic: their median. Holds when every interval is above 0, does not hold
-    when one is below 0, undecided otherwise.
+    sigma (input noise, fresh); statistic: their median. Holds when every interval (Bonferroni over them) is
+    above 0, does not hold when one is below 0, undecided otherwise.
     """
     fig = _adaptive(grid, 14)
     if isinstance(fig, Judgement):
@@ -944,16 +1117,18 @@ def judge_equal_budget_repeats(grid: AdaptiveGrid) -> Judgement:
     ns = fig.levels("n", **_FRESH)
     if not ns:
         return Judgement("no input-noise defence", NOT_TESTABLE)
-    kind, parts = f"median paired difference repeat-and-vote − plain at n={ns[0]}, equal budget", []
+    kind, tests = f"median paired difference repeat-and-vote − plain at n={ns[0]}, equal budget", []
     for k in fig.levels("repeats", budget_factor=1, **_FRESH):
         if k == 1:
             continue
         for attack in fig.levels("attack", repeats=k, budget_factor=1, **_FRESH):
-            repeated, plain = fig.pairs({"repeats": (k, 1)}, _ADAPTIVE_KEY, attack=attack, budget_factor=1, n=ns[0],
-                                        **_FRESH)
-            if repeated:
-                parts.append(_part(kind, f"{attack} ×{k}", fig.interval(_median_difference, repeated, plain), 0))
-    return _judged(_listing(kind + " (pooled over σ)", parts), parts, "no repeat-and-vote attacker at equal budget")
+            pair = fig.pairs({"repeats": (k, 1)}, _ADAPTIVE_KEY, attack=attack, budget_factor=1, n=ns[0], **_FRESH)
+            if pair[0]:
+                tests.append(fig.test(kind, f"{attack} ×{k}", _median_difference, pair, 0))
+    if not tests:
+        return Judgement("no repeat-and-vote attacker at equal budget", NOT_TESTABLE)
+    parts = _run(tests)
+    return _decided(f"{_listing(kind + ' (pooled over σ)', parts)}; {fig.sample()}", parts)
 
 
 def judge_popskipjump(grid: AdaptiveGrid) -> Judgement:
@@ -961,42 +1136,47 @@ def judge_popskipjump(grid: AdaptiveGrid) -> Judgement:
     g_{sigma,n}, at the same budget.
 
     Per n, the per-image paired differences PopSkipJump − HSJA (plain, input noise, fresh), pooled over sigma;
-    statistic: their median. Holds when every interval is below 0, does not hold when one is above 0,
-    undecided otherwise.
+    statistic: their median. Holds when every interval (Bonferroni over the n) is below 0, does not hold when
+    one is above 0, undecided otherwise.
     """
     fig = _adaptive(grid, 15)
     if isinstance(fig, Judgement):
         return fig
-    kind, parts = "median paired difference PopSkipJump − HSJA", []
+    kind, tests = "median paired difference PopSkipJump − HSJA", []
     for n in fig.levels("n", **_FRESH):
-        psj, hsja = fig.pairs({"attack": ("PopSkipJump", "HSJA")}, _ADAPTIVE_KEY, repeats=1, n=n, **_FRESH)
-        if psj:
-            parts.append(_part(kind, f"n={n}", fig.interval(_median_difference, psj, hsja), 0, above=False))
-    return _judged(_listing(kind + " (pooled over σ)", parts), parts, "PopSkipJump and HSJA not both run")
+        pair = fig.pairs({"attack": ("PopSkipJump", "HSJA")}, _ADAPTIVE_KEY, repeats=1, n=n, **_FRESH)
+        if pair[0]:
+            tests.append(fig.test(kind, f"n={n}", _median_difference, pair, 0, above=False))
+    if not tests:
+        return Judgement("PopSkipJump and HSJA not both run", NOT_TESTABLE)
+    parts = _run(tests)
+    return _decided(f"{_listing(kind + ' (pooled over σ)', parts)}; {fig.sample()}", parts)
 
 
 def judge_jittered_repeats(grid: AdaptiveGrid) -> Judgement:
-    """Beyond the paper, claim 16: against a defence that seeds its noise from a hash of the input, jittered
-    repeats with k times the budget give smaller verified distortions than the plain attack.
+    """Beyond the paper, claim 16: against a defence that seeds its noise from a hash of the input, HSJA
+    (:data:`WRAPPED`) with jittered repeats and k times the budget gives smaller verified distortions than the
+    plain HSJA.
 
-    Per attack and k, the per-image paired differences jittered repeats − plain (input-hash seeding), pooled
-    over sigma and n; statistic: their median. Holds when every interval is below 0, does not hold when one is
-    above 0, undecided otherwise.
+    Per k, the per-image paired differences jittered repeats − plain (input-hash seeding), pooled over sigma
+    and n; statistic: their median. Holds when every interval (Bonferroni over the k) is below 0, does not hold
+    when one is above 0, undecided otherwise.
     """
     fig = _adaptive(grid, 16)
     if isinstance(fig, Judgement):
         return fig
     hashed = {"noise": "input", "seeding": "input-hash"}
-    kind, parts = "median paired difference jittered repeats − plain, input-hash seeding", []
-    for c in dict.fromkeys((c.attack, c.repeats, c.jitter) for c in grid.configurations
-                           if c.seeding == "input-hash" and c.jitter > 0):
-        attack, k, jitter = c
-        jittered, plain = fig.pairs({"repeats": (k, 1), "budget_factor": (k, 1), "jitter": (jitter, 0.0)},
-                                    _ADAPTIVE_KEY, attack=attack, **hashed)
-        if jittered:
-            parts.append(_part(kind, f"{attack} ×{k}", fig.interval(_median_difference, jittered, plain), 0,
-                               above=False))
-    return _judged(_listing(kind + " (pooled over σ, n)", parts), parts, "no jittered repeats against input-hash seeding")
+    kind, tests = f"median paired difference {WRAPPED} jittered repeats − plain, input-hash seeding", []
+    for k, jitter in dict.fromkeys((c.repeats, c.jitter) for c in grid.configurations
+                                   if c.attack == WRAPPED and c.seeding == "input-hash" and c.jitter > 0):
+        pair = fig.pairs({"repeats": (k, 1), "budget_factor": (k, 1), "jitter": (jitter, 0.0)}, _ADAPTIVE_KEY,
+                         attack=WRAPPED, **hashed)
+        if pair[0]:
+            tests.append(fig.test(kind, f"×{k}", _median_difference, pair, 0, above=False))
+    if not tests:
+        return Judgement(f"no {WRAPPED} with jittered repeats against input-hash seeding", NOT_TESTABLE)
+    parts = _run(tests)
+    return _decided(f"{_listing(kind + ' (pooled over σ, n)', parts)}; {fig.sample()}", parts)
 
 
 def judge_hidden_noise(grid: AdaptiveGrid) -> Judgement:
@@ -1004,67 +1184,71 @@ def judge_hidden_noise(grid: AdaptiveGrid) -> Judgement:
     gives larger verified distortions than input noise.
 
     Per law, the per-image paired differences hidden − input noise (plain attacks, fresh noise), pooled over
-    the attacks, sigma and n; statistic: their median. Holds when every interval is above 0, does not hold when
-    one is below 0, undecided otherwise. The clean accuracies are listed beside (the calibration matched them
-    on other test images).
+    the attacks, sigma and n; statistic: their median. Holds when every interval (Bonferroni over the laws) is
+    above 0, does not hold when one is below 0, undecided otherwise. The clean accuracies are listed beside
+    (the calibration matched them on other test images).
     """
     fig = _adaptive(grid, 17)
     if isinstance(fig, Judgement):
         return fig
-    kind, parts, accuracies = "median paired difference hidden − input noise", [], []
+    kind, tests, accuracies = "median paired difference hidden − input noise", [], []
     for noise in fig.levels("noise"):
         if noise == "input":
             continue
         hidden, plain = fig.pairs({"noise": (noise, "input")}, _ADAPTIVE_KEY, repeats=1, seeding="fresh")
         if hidden:
-            parts.append(_part(kind, noise, fig.interval(_median_difference, hidden, plain), 0))
+            tests.append(fig.test(kind, noise, _median_difference, (hidden, plain), 0))
             defences = dict.fromkeys((a.sigma, a.n, a.correct / a.tested, b.correct / b.tested)
                                      for a, b in ((grid.configurations[j], grid.configurations[k])
                                                   for j, k in zip(hidden, plain, strict=True)))
             accuracies.append(f"{noise}: " + ", ".join(f"σ={sigma:g} n={n} {hid:.3f} vs {inp:.3f}"
                                                        for sigma, n, hid, inp in defences))
-    measured = _listing(kind + " (pooled over attacks, σ, n)", parts)
-    return _judged(f"{measured}; clean accuracy hidden vs input: {'; '.join(accuracies)}" if parts else measured,
-                   parts, "no hidden-noise defence")
+    if not tests:
+        return Judgement("no hidden-noise defence", NOT_TESTABLE)
+    parts = _run(tests)
+    return _decided(f"{_listing(kind + ' (pooled over attacks, σ, n)', parts)}; clean accuracy hidden vs input: "
+                    f"{'; '.join(accuracies)}; {fig.sample()}", parts)
 
 
 #: The claims beyond the paper, measured by the adaptive-attacks chapter (attackers that adapt to the
 #: randomness, noise inside the network); their ``paper`` field holds what the literature reports.
 BEYOND: tuple[Claim, ...] = (
-    Claim(12, "Against an attacker who repeats each query k times with k times the budget, fewer samples n still "
+    Claim(12, f"Against {WRAPPED} repeating each query k times with k times the budget, fewer samples n still "
               "give larger distortions.",
           "the paper's advice (fewer n defend better) was measured against attacks as they are", "adaptive_attacks",
-          "per attack wrapped with the largest k at k× budget, median paired difference of verified distortion at "
-          "the smallest n minus the largest (input noise, pooled over σ): holds if every interval is above 0, does "
-          f"not hold if one is below, else undecided; {_WORST}", judge_adaptive_fewer_samples),
-    Claim(13, "Few samples only multiply the attacker's cost: with k repeats and k times the budget, the attack on "
-              "the smallest n does as well as the plain attack on the largest n.",
+          f"{WRAPPED} wrapped with the largest k at k× budget, median paired difference of verified distortion at "
+          "the smallest n minus the largest (input noise, pooled over σ): holds if its "
+          f"{_percent(CONFIDENCE)} interval is above 0, does not hold if below, else undecided",
+          judge_adaptive_fewer_samples),
+    Claim(13, f"Few samples only multiply {WRAPPED}'s cost: with k repeats and k times the budget, it does as well "
+              "on the smallest n as the plain attack on the largest n.",
           "Qin et al. (NeurIPS 2021): the defence's effect depends on its noise against the attacker's",
           "adaptive_attacks",
-          "per attack, median verified distortion with the largest k at k× budget on the smallest n over the plain "
-          f"attack's on the largest n (pooled over σ): holds if every interval is below {1 + SAME_DISTORTION:g}, "
-          f"does not hold if one is above, else undecided; {_WORST}", judge_cost_multiplier),
+          f"median verified distortion of {WRAPPED} with the largest k at k× budget on the smallest n over the plain "
+          f"{WRAPPED}'s on the largest n (pooled over σ): holds if its {_percent(CONFIDENCE)} interval is below "
+          f"{1 + SAME_DISTORTION:g}, does not hold if above, else undecided", judge_cost_multiplier),
     Claim(14, "At the same total budget, repeating each query gives the attacker larger distortions.",
           "a k-repeat spends k queries on one answer", "adaptive_attacks",
           "per attack and k, median paired difference repeat-and-vote − plain at the smallest n (input noise, "
-          f"pooled over σ): holds if every interval is above 0, does not hold if one is below, else undecided; {_WORST}",
-          judge_equal_budget_repeats),
+          f"pooled over σ): holds if every interval is above 0, does not hold if one is below, else undecided; "
+          f"{_BONFERRONI}; {_WORST}", judge_equal_budget_repeats),
     Claim(15, "PopSkipJump needs smaller distortions than HSJA against g_{σ,n} at the same budget.",
           "Simon-Gabriel et al. (ICML 2021): randomized defences give almost no extra robustness against it",
           "adaptive_attacks",
           "per n, median paired difference PopSkipJump − HSJA (input noise, pooled over σ): holds if every "
-          f"interval is below 0, does not hold if one is above, else undecided; {_WORST}", judge_popskipjump),
-    Claim(16, "Seeding the noise from a hash of the input does not stop an attacker who repeats at jittered "
-              "points: with k times the budget, the distortion is smaller than the plain attack's.",
+          f"interval is below 0, does not hold if one is above, else undecided; {_BONFERRONI}; {_WORST}",
+          judge_popskipjump),
+    Claim(16, f"Seeding the noise from a hash of the input does not stop {WRAPPED} repeating at jittered points: "
+              f"with k times the budget, its distortion is smaller than the plain {WRAPPED}'s.",
           "Gao et al. (NeurIPS 2022) on the limits of stochastic pre-processing", "adaptive_attacks",
-          "per attack and k, median paired difference jittered repeats (k× budget) − plain against input-hash "
-          f"seeding (pooled over σ, n): holds if every interval is below 0, does not hold if one is above, else "
-          f"undecided; {_WORST}", judge_jittered_repeats),
+          f"per k, median paired difference {WRAPPED} with jittered repeats (k× budget) − plain {WRAPPED} against "
+          "input-hash seeding (pooled over σ, n): holds if every interval is below 0, does not hold if one is "
+          f"above, else undecided; {_BONFERRONI}; {_WORST}", judge_jittered_repeats),
     Claim(17, "Noise after the first layer, at the clean accuracy of input noise, gives larger distortions than "
               "input noise.",
           "Pinot et al. (NeurIPS 2019): noise injection in the network gives robustness", "adaptive_attacks",
           "per law, median paired difference hidden − input noise (plain attacks, pooled over attacks, σ, n): holds "
-          f"if every interval is above 0, does not hold if one is below, else undecided; {_WORST}",
+          f"if every interval is above 0, does not hold if one is below, else undecided; {_BONFERRONI}; {_WORST}",
           judge_hidden_noise),
 )
 
@@ -1343,8 +1527,9 @@ def across_dimension(profiles: Sequence[str]) -> pd.DataFrame:
     ``undefended``: per attack, the median black-box distortion on the undefended model over the median
     white-box minimal one (:func:`undefended_over_minimal`); ``certificate``: per attack, claim 1's ratio of
     the median verified distortion to the median certified radius on its worst smoothed classifier (the
-    rule's worst interval among :func:`certificate_ratios`, converged attacks included); ``push``: the
-    median crossing of the boundary of g_sigma past x_a in units of sigma (:func:`push_in_sigma`).
+    worst of :func:`certificate_ratios`, converged attacks included); ``push``: the median crossing of the
+    boundary of g_sigma past x_a at the chapter's main sigma, in units of sigma (:func:`push_in_sigma`).
+    Every interval is a pointwise 95% one (the judges read them Bonferroni-corrected).
 
     Parameters
     ----------
@@ -1357,7 +1542,7 @@ def across_dimension(profiles: Sequence[str]) -> pd.DataFrame:
     pandas.DataFrame
         One row per point: ``panel`` (a key of :data:`PANELS`), ``profile``, ``dataset``, ``d`` (its input
         dimension), ``series`` (the attack; for ``push``, the noise level), ``estimate``, ``lower``,
-        ``upper`` (the 95% interval).
+        ``upper`` (the pointwise 95% interval).
     """
     rows = []
 
@@ -1379,8 +1564,8 @@ def across_dimension(profiles: Sequence[str]) -> pd.DataFrame:
             for attack, parts in by_attack.items():
                 point("certificate", profile, grid.dataset, attack, _worst(parts).interval)
         push = measurements.load("fig1_adversarial_probability", profile)
-        if push is not None and (interval := push_in_sigma(push)) is not None:
-            point("push", profile, push.dataset, f"σ = {push.sigma:g}", interval)
+        if push is not None:
+            point("push", profile, push.dataset, f"σ = {push.sigma:g}", push_in_sigma(push))
     return pd.DataFrame(rows, columns=["panel", "profile", "dataset", "d", "series", "estimate", "lower", "upper"])
 
 

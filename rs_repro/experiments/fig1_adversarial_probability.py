@@ -51,7 +51,7 @@ from ..models import load_model, model_spec
 from ..paper import FIG1_READINGS
 from ..prose import counted
 from ..runtime import compute_threads
-from ..smoothing import Smooth
+from ..smoothing import Smooth, top_class
 
 #: Largest number of input values (points x repeats x pixels) :func:`scan` gives one call of Smooth.counts.
 SCAN_BLOCK_FLOATS = 2**22
@@ -204,7 +204,7 @@ def scan(smooth: Smooth, x_a: torch.Tensor, u: torch.Tensor, label: int, ts: Seq
 
     Notes
     -----
-    A vote is the most frequent class of its n draws, ties going to the smallest class index (the rule of
+    A vote is the most frequent class of its n draws, ties broken at random from ``generator`` (the rule of
     :meth:`rs_repro.smoothing.Smooth.vote`); it is wrong when that class is not ``label``.
     """
     require(len(ts) >= 2 and all(isinstance(t, numbers.Real) and math.isfinite(t) for t in ts)
@@ -235,7 +235,7 @@ def scan(smooth: Smooth, x_a: torch.Tensor, u: torch.Tensor, label: int, ts: Seq
         for n in ns:
             per_vote = n // group
             voted = counts[: groups // per_vote * per_vote].view(-1, per_vote, counts.shape[1]).sum(1)
-            wrong = int((voted.argmax(1) != label).sum())
+            wrong = int((top_class(voted.to(generator.device), generator).cpu() != label).sum())
             votes.append({"t": float(t), "n": int(n), "votes": len(voted), "wrong": wrong})
     votes_table = pd.DataFrame(votes)
     lower, upper = theory.clopper_pearson(votes_table.wrong.to_numpy(), votes_table.votes.to_numpy(), alpha)
@@ -544,30 +544,44 @@ def results(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> Re
                    crossing_summary(located))
 
 
-def _finite_or_none(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
+def _censored_crossing(profile: pd.DataFrame) -> float:
+    """:func:`crossing`, with a crossing outside the scanned range placed on its side: -inf when another class
+    already leads at the first point of the ray, inf when the label leads at every point."""
+    found = crossing(profile)
+    if not math.isnan(found):
+        return found
+    return -math.inf if profile.p_other.iloc[0] >= profile.p_label.iloc[0] else math.inf
+
+
+def _width(low: float, high: float) -> float | None:
+    """The width of a transition first reaching its lower level at ``low`` and its upper one at ``high`` (NaN:
+    censored, :func:`first_reach`): None without ``low``, inf without ``high`` only (it lies past the scan)."""
+    if math.isnan(low):
+        return None
+    return math.inf if math.isnan(high) else float(high - low)
 
 
 def summarize(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> BoundaryPush:
     """The record the claims chapter reads (claim 7: RS pushes the boundary; the transition of
-    P[g_{sigma,n} != y] from 0 to 1 is wider for small n), from the tables of :func:`units`.
+    P[g_{sigma,n} != y] from 0 to 1 is wider for small n), image by image, from the tables of :func:`units`.
 
     Distances are l2, in [0, 1] pixel units, along the ray past the white-box x_a (t = 0); the crossing at
     the main noise level comes first in ``crossings``, then those of ``sweep_sigmas`` in increasing order.
     """
     res = results(tables, values)
     ns, pas, sigma = values["ns"], values["pas"], values["sigma"]
-    rows = {float(row.sigma): row for row in res.by_sigma.itertuples()}
-    crossings = [Crossing(sigma=level, median=_finite_or_none(row.median),
-                          median_sigma=_finite_or_none(row.median_sigma), beyond=int(row.beyond),
-                          images=int(row.images), censored=int(row.censored), p_beyond=_finite_or_none(row.p_beyond))
-                 for level, row in sorted(rows.items(), key=lambda item: (item[0] != sigma, item[0]))]
+    count = len(res.attacked)
+    distances = {float(sigma): [_censored_crossing(part) for _, part in res.profile.groupby("unit", sort=True)]}
+    for level in sorted(values["sweep_sigmas"]):
+        distances.setdefault(float(level), [_censored_crossing(tables[f"sweep-sigma{level:g}-image{k}"])
+                                            for k in range(count)])
+    reach = res.at_pa.set_index(["unit", "n", "pa"]).distance
+    low, high = float(min(pas)), float(max(pas))
     return BoundaryPush(
         dataset=values["dataset"], sigma=float(sigma), ns=[int(n) for n in ns], pas=[float(p) for p in pas],
-        num_images=len(res.attacked), attack_distance_median=float(res.attacked.distance.median()),
-        crossing_distance=[_finite_or_none(c) for c in res.crossings],
-        distance_at_pa={int(n): {float(pa): _finite_or_none(res.medians[n, pa]) for pa in pas} for n in ns},
-        crossings=crossings)
+        num_images=count, attack_distance_median=float(res.attacked.distance.median()),
+        widths={int(n): [_width(reach[k, n, low], reach[k, n, high]) for k in range(count)] for n in ns},
+        crossings=[Crossing(sigma=level, distances=found) for level, found in distances.items()])
 
 
 def _sign(p_value: float) -> str:
