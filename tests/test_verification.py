@@ -3,13 +3,15 @@ classifier inside the pixel box."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from linear import Linear, images_at
 from scipy import optimize, stats
 
-from rs_repro.attacks import push_candidates, push_to_level
+from rs_repro.attacks import push_candidates, push_to_level, verification
 from rs_repro.attacks.verification import box_path, saturation
 from rs_repro.smoothing import Smooth
 
@@ -160,3 +162,41 @@ def test_bad_arguments_name_the_parameter(name, value, message):
     with pytest.raises(ValueError, match="x_adv"):
         push_to_level(Smooth(model, 2, SIGMA), x, x + 2.0, torch.zeros(1, dtype=torch.long), n=11, pa=0.8,
                       votes=10, seed=0)
+
+
+@pytest.mark.parametrize("n, votes, needed", [(11, 32, 20), (10, 256, 150), (1, 40, 40)])
+def test_a_curtailed_test_has_the_law_of_the_full_count(n, votes, needed):
+    """At a point of known level L, the test that stops once settled passes with P[Bin(votes, L) >= needed],
+    exactly the law of counting every vote, and never draws more than ``votes``."""
+    from rs_repro.attacks.verification import _settled
+    from rs_repro.seeds import generator
+
+    model = Linear(seed=7)
+    x = images_at(model, [-0.02])  # 0.02 past the hyperplane: a micro-decision is wrong with Phi(0.08)
+    level = _level(0.02, n)
+    smooth, label, trials = Smooth(model, 2, SIGMA), torch.zeros(1, dtype=torch.long), 600
+    outcomes = [_settled(smooth, x, label, n, votes, needed, 10_000, generator(0, "curtailed", k)) for k in range(trials)]
+    passed = np.mean([o[0] for o in outcomes])
+    exact = stats.binom.sf(needed - 1, votes, level)
+    assert abs(passed - exact) <= 4 * np.sqrt(exact * (1 - exact) / trials) + 1e-9
+    assert max(o[2] for o in outcomes) <= votes and all((o[1] >= needed) == o[0] for o in outcomes)
+    # far from the level the answer is settled after the first chunk
+    x_o = images_at(model, [0.5])
+    far = _settled(smooth, x_o, label, n, votes, needed, 10_000, generator(0, "far"))
+    size = max(verification.VOTE_CHUNK, math.ceil(verification.CHUNK_ROWS / n))  # votes per chunk
+    assert far[:2] == (False, 0) and (far[2] < votes or size >= votes)
+
+
+def test_a_candidate_that_cannot_beat_the_one_before_spends_nothing():
+    model = Linear(seed=6)
+    x_o = images_at(model, [0.4])
+    near, far = images_at(model, [0.2]), images_at(model, [-0.6])  # far starts 1.0 from x_o
+    found = push_candidates(Smooth(model, 2, SIGMA), x_o, {"near": near, "far": far}, torch.zeros(1, dtype=torch.long),
+                            n=11, pa=0.5, votes=32, seed=0)
+    assert found.source.tolist() == ["near"] and found.best.l2[0] < 1.0
+    assert found.each["far"].forward_passes[0] == 0 and not found.each["far"].confirmed[0]
+    assert found.best.forward_passes[0] == found.each["near"].forward_passes[0] > 0
+    # the cap of push_to_level itself: nothing confirmed below a distortion the path cannot confirm under
+    capped = push_to_level(Smooth(model, 2, SIGMA), x_o, near, torch.zeros(1, dtype=torch.long), n=11, pa=0.5,
+                           votes=32, seed=0, max_l2=np.array([0.3]))
+    assert not capped.confirmed[0] and np.isinf(capped.l2[0])

@@ -83,15 +83,19 @@ class Pushed:
         Whether a point was confirmed: the one-sided Clopper-Pearson lower bound ``lower`` of
         P[g_{sigma,n}(x) != y] from ``votes`` fresh votes is at least P_a.
     p, lower : numpy.ndarray, shape [B]
-        At the last point tested (the confirmed one, or the last that failed): the fraction of wrong votes and
-        the one-sided lower bound at confidence 1 - ``alpha`` (the share of the image's alpha that attempt
-        spent; nan where no point was tested: the path never reached the level).
+        At the last point tested (the confirmed one, or the last that failed): the fraction of wrong votes
+        among those drawn, and the one-sided lower bound at confidence 1 - ``alpha`` that the test established
+        (confirmed: the bound of the count that settled it, at least P_a; failed: the largest bound it could
+        still have reached, below P_a); nan where no point was tested (the path never reached the level, or
+        the cap ``max_l2`` came first).
     votes : int
-        Fresh votes behind each confirmation.
+        The size of each confirmation test (``confirm_votes``); a test stops drawing once it is settled.
     alpha : numpy.ndarray, shape [B]
         The alpha of the test behind ``lower``.
     attempts : numpy.ndarray of int, shape [B]
         Confirmations tried (0 where the search never reached the level inside the box).
+    forward_passes : numpy.ndarray of int, shape [B]
+        Base-model forward passes spent on the image: every vote drawn, n each, search and confirmations.
     """
 
     x: torch.Tensor
@@ -104,6 +108,14 @@ class Pushed:
     votes: int
     alpha: np.ndarray
     attempts: np.ndarray
+    forward_passes: np.ndarray
+
+
+#: Votes a test draws at a time, at least: it stops as soon as its outcome is settled (:func:`_settled`).
+VOTE_CHUNK = 16
+#: Noisy inputs a test's chunk of votes holds at least (n per vote): with few micro-decisions per vote, larger
+#: chunks keep each forward pass from being mostly overhead.
+CHUNK_ROWS = 1024
 
 
 def box_path(x_o: torch.Tensor, delta: torch.Tensor, t: float) -> torch.Tensor:
@@ -127,6 +139,51 @@ def _wrong_votes(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, vot
     in ``ys`` [B] (int64 [B])."""
     labels = smooth.vote(xs.repeat_interleave(votes, dim=0), n, batch_size, generator=generator)
     return (labels.view(len(xs), votes).cpu() != ys.cpu().view(-1, 1)).sum(1).numpy()
+
+
+def _settled(smooth: Smooth, x: torch.Tensor, label: torch.Tensor, n: int, votes: int, needed: int,
+             batch_size: int, generator: torch.Generator) -> tuple[bool, int, int]:
+    """Whether at least ``needed`` of ``votes`` fresh votes at ``x`` [1, C, H, W] are not ``label`` [1].
+
+    The votes are drawn in chunks (:data:`VOTE_CHUNK` votes, or :data:`CHUNK_ROWS` / n if more), and drawing
+    stops as soon as the answer is settled (``needed`` wrong votes reached, or no longer reachable with the
+    votes left): a curtailed test, whose answer is that of counting all ``votes`` votes, so its law is the
+    binomial tail P[Bin(votes, L) >= needed] at the level L of ``x``. Returns the answer, the wrong votes and
+    the votes drawn.
+    """
+    wrong = drawn = 0
+    size = max(VOTE_CHUNK, math.ceil(CHUNK_ROWS / n))
+    while wrong < needed <= wrong + votes - drawn:
+        chunk = min(size, votes - drawn)
+        wrong += int(_wrong_votes(smooth, x, label, n, chunk, batch_size, generator)[0])
+        drawn += chunk
+    return wrong >= needed, wrong, drawn
+
+
+def _needed(votes: int, alpha: float, pa: float) -> int:
+    """The fewest wrong votes of ``votes`` whose one-sided (1 - alpha) Clopper-Pearson lower bound is at least
+    ``pa`` (``votes + 1`` when none is)."""
+    counts = np.arange(votes + 1)
+    reach = np.asarray(theory.clopper_pearson(counts, np.full_like(counts, votes), 2 * alpha)[0]) >= pa
+    return int(np.argmax(reach)) if reach.any() else votes + 1
+
+
+def _factor_at_distance(origin: torch.Tensor, delta: torch.Tensor, distance: float, end: float) -> float:
+    """The factor t in [1, ``end``] where the box-projected path is ``distance`` away from ``origin`` in l2 (it
+    only grows with t): 1 when it is already that far at t = 1, ``end`` when it never is; bisected to 1e-9
+    relative."""
+    def far(t: float) -> float:
+        return float((box_path(origin, delta, t) - origin).double().norm())
+
+    if far(1.0) >= distance:
+        return 1.0
+    if far(end) < distance:
+        return end
+    low, high = 1.0, end
+    while high - low > 1e-9 * high:
+        middle = (low + high) / 2
+        low, high = (low, middle) if far(middle) >= distance else (middle, high)
+    return low
 
 
 def _smallest_factor(adversarial: Callable[[float], bool], *, end: float, tolerance: float) -> float:
@@ -153,7 +210,8 @@ def _one_sided_lower(wrong: int, votes: int, alpha: float) -> float:
 
 def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, *, n: int, pa: float,
                   votes: int, seed: int, alpha: float = 0.05, tolerance: float = 0.01, max_t: float = 1024.0,
-                  batch_size: int = 10_000, confirm_votes: int | None = None, attempts: int = 8) -> Pushed:
+                  batch_size: int = 10_000, confirm_votes: int | None = None, attempts: int = 8,
+                  max_l2: np.ndarray | None = None) -> Pushed:
     """A confirmed adversarial example of level P_a (eq. 4) on the box-projected path from x_o through x_adv.
 
     ICASSP 2022, eq. (4): x is an adversarial example of level P_a for the majority vote g_{sigma,n} when
@@ -176,6 +234,10 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
        the returned point is confirmed although its level is below P_a is at most ``alpha`` (a union bound
        over the attempts). An image whose attempts all fail, or whose point stops moving, is a failure: no
        point outside the box and no unconfirmed point is ever returned as adversarial.
+
+    Every test (a decision of the search, a confirmation) draws its votes in chunks and stops once its answer
+    is settled (:func:`_settled`): the same answer as counting all of them, at a fraction of the forward
+    passes.
 
     Parameters
     ----------
@@ -206,6 +268,9 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
         Fresh votes per confirmation; default ``4 * votes``.
     attempts : int
         Most confirmations tried per image (>= 1).
+    max_l2 : numpy.ndarray, shape [B], optional
+        Per image, a distortion not worth reaching (another candidate's, :func:`push_candidates`): the path is
+        searched only below it, and an image whose level is not confirmed below it counts as not confirmed.
 
     Returns
     -------
@@ -225,24 +290,33 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
     batch_size = checks.integer("batch_size", batch_size, 1)
     confirm_votes = checks.integer("confirm_votes", 4 * votes if confirm_votes is None else confirm_votes, 1)
     attempts = checks.integer("attempts", attempts, 1)
+    caps = np.full(len(x_o), np.inf) if max_l2 is None else np.asarray(max_l2, dtype=np.float64)
+    checks.require(caps.shape == (len(x_o),), "max_l2", caps.shape, f"one distortion per image, shape ({len(x_o)},)")
     # The search aims at the level where the first confirmation passes about half the time: P_a plus the
     # one-sided margin of ``confirm_votes`` votes at its alpha (never at or above 1).
     aim = min(pa + scipy.stats.norm.isf(alpha / 2) * math.sqrt(pa * (1 - pa) / confirm_votes), (1 + pa) / 2)
     batch = len(x_o)
     t = np.full(batch, np.inf)
     p, lower, spent = np.full(batch, np.nan), np.full(batch, np.nan), np.full(batch, np.nan)
-    tried = np.zeros(batch, dtype=np.int64)
+    tried, drawn = np.zeros(batch, dtype=np.int64), np.zeros(batch, dtype=np.int64)
     points = x_adv.clone()
+    search_needed = math.ceil(aim * votes)
     for k in range(batch):
         gen = generator(seed, "push-to-level", k, device=x_o.device)
         origin, delta = x_o[k:k + 1], x_adv[k:k + 1] - x_o[k:k + 1]
 
-        def wrong_at(factor: float, count: int, origin: torch.Tensor = origin, delta: torch.Tensor = delta,
-                     label: torch.Tensor = y[k:k + 1], gen: torch.Generator = gen) -> int:
-            return int(_wrong_votes(smooth, box_path(origin, delta, factor), label, n, count, batch_size, gen)[0])
+        def test(factor: float, count: int, needed: int, k: int = k, origin: torch.Tensor = origin,
+                 delta: torch.Tensor = delta, gen: torch.Generator = gen) -> tuple[bool, int, int]:
+            answer = _settled(smooth, box_path(origin, delta, factor), y[k:k + 1], n, count, needed, batch_size, gen)
+            drawn[k] += answer[2]
+            return answer
 
         end = min(max_t, max(1.0, saturation(origin, delta)))
-        crossing = _smallest_factor(lambda factor: wrong_at(factor, votes) >= aim * votes, end=end,
+        if np.isfinite(caps[k]):
+            end = _factor_at_distance(origin, delta, caps[k], end)
+            if end == 1.0 and float((x_adv[k] - x_o[k]).double().norm()) >= caps[k]:
+                continue  # the candidate starts at or beyond the cap: nothing to gain
+        crossing = _smallest_factor(lambda factor: test(factor, votes, search_needed)[0], end=end,
                                     tolerance=tolerance)
         factor = crossing
         for j in range(attempts if np.isfinite(crossing) else 0):
@@ -251,10 +325,13 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
                 if moved <= factor:
                     break
                 factor = moved
-            wrong = wrong_at(factor, confirm_votes)
-            tried[k], spent[k], p[k] = j + 1, alpha * 2.0 ** -(j + 1), wrong / confirm_votes
-            lower[k] = _one_sided_lower(wrong, confirm_votes, spent[k])
-            if lower[k] >= pa:
+            spent[k] = alpha * 2.0 ** -(j + 1)
+            needed = _needed(confirm_votes, spent[k], pa)
+            passed, wrong, used = test(factor, confirm_votes, needed)
+            reached = needed if passed else wrong + confirm_votes - used
+            tried[k], p[k] = j + 1, wrong / max(used, 1)
+            lower[k] = _one_sided_lower(min(reached, confirm_votes), confirm_votes, spent[k])
+            if passed:
                 t[k] = factor
                 points[k] = box_path(origin, delta, factor)[0]
                 break
@@ -263,7 +340,7 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
     l2 = np.where(confirmed, perturbation.norm(dim=1).cpu().numpy(), np.inf)
     linf = np.where(confirmed, perturbation.abs().amax(dim=1).cpu().numpy(), np.inf)
     return Pushed(x=points, t=t, l2=l2, linf=linf, confirmed=confirmed, p=p, lower=lower, votes=confirm_votes,
-                  alpha=spent, attempts=tried)
+                  alpha=spent, attempts=tried, forward_passes=drawn * n)
 
 
 @dataclass(frozen=True)
@@ -294,7 +371,9 @@ def push_candidates(smooth: Smooth, x_o: torch.Tensor, candidates: Mapping[str, 
     (which may be a lucky vote next to x_o) and its own last iterate (where it believes the boundary is).
     Each candidate is pushed and confirmed with its own fresh votes at confidence 1 - alpha / C (C
     candidates), so the point kept, whichever candidate it came from, is confirmed at confidence 1 - alpha
-    (a union bound over the candidates).
+    (a union bound over the candidates). A candidate is searched only below the smallest distortion the
+    candidates before it confirmed (``max_l2`` of :func:`push_to_level`; the distortion only grows along a
+    path), which changes no image's kept point and spares the votes of a candidate that cannot win.
 
     Parameters
     ----------
@@ -313,14 +392,18 @@ def push_candidates(smooth: Smooth, x_o: torch.Tensor, candidates: Mapping[str, 
     Returns
     -------
     Candidates
-        The point kept per image (each test's ``alpha`` is a share of ``alpha / C``), its source, and every
-        candidate's own result.
+        The point kept per image (each test's ``alpha`` is a share of ``alpha / C``; ``forward_passes`` those
+        of every candidate), its source, and every candidate's own result (searched below the caps above).
     """
     checks.require(len(candidates) >= 1, "candidates", dict(candidates), "at least one named candidate")
     alpha = checks.real("alpha", alpha, 0, 1)
     names = list(candidates)
-    each = {name: push_to_level(smooth, x_o, candidates[name], y, seed=derive_seed(seed, name),
-                                alpha=alpha / len(names), **options) for name in names}
+    each: dict[str, Pushed] = {}
+    cap = np.full(len(x_o), np.inf)
+    for name in names:
+        each[name] = push_to_level(smooth, x_o, candidates[name], y, seed=derive_seed(seed, name),
+                                   alpha=alpha / len(names), max_l2=cap, **options)
+        cap = np.minimum(cap, each[name].l2)
     results = list(each.values())
     l2 = np.stack([r.l2 for r in results])  # [C, B]
     best = np.argmin(l2, axis=0)  # the first candidate on ties and where every one is inf
@@ -333,6 +416,6 @@ def push_candidates(smooth: Smooth, x_o: torch.Tensor, candidates: Mapping[str, 
 
     pushed = Pushed(x=x, t=field("t"), l2=field("l2"), linf=field("linf"), confirmed=field("confirmed"),
                     p=field("p"), lower=field("lower"), votes=results[0].votes, alpha=field("alpha"),
-                    attempts=field("attempts"))
+                    attempts=field("attempts"), forward_passes=sum(r.forward_passes for r in results))
     return Candidates(best=pushed, source=np.where(pushed.confirmed, np.asarray(names, dtype=object)[best], ""),
                       each=each)

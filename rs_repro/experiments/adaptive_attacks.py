@@ -207,7 +207,7 @@ def attack_rows(defence: Defence, attacker: Attacker, model: nn.Module, num_clas
     -------
     pandas.DataFrame
         One row per image: ``unit, idx, label, defence, attacker, success, l2, queries, forward_passes,
-        level_at_reported, verified_l2, t, source``.
+        level_at_reported, verified_l2, t, source, confirm_forward_passes``.
     """
     device = next(model.parameters()).device
     block = torch.as_tensor(list(positions))
@@ -230,7 +230,7 @@ def attack_rows(defence: Defence, attacker: Attacker, model: nn.Module, num_clas
                          "l2": result.l2.numpy(), "queries": result.queries.numpy(),
                          "forward_passes": result.forward_passes.numpy(), "level_at_reported": reported,
                          "verified_l2": confirmed["verified_l2"], "t": confirmed["t"],
-                         "source": confirmed["source"]})
+                         "source": confirmed["source"], "confirm_forward_passes": confirmed["confirm_forward_passes"]})
 
 
 def attack_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[int], positions: list[int],

@@ -189,8 +189,10 @@ def confirm_rows(smooth: Smooth, x_o: torch.Tensor, labels: torch.Tensor, result
         ``verified_l2, verified_linf, t`` of the point kept (inf where the image failed), ``source`` (the
         candidate kept, "" on a failure), ``at_level`` (the best query itself confirmed at t = 1),
         ``verified_level, confirm_lower, confirm_attempts`` (the kept test's fraction of wrong votes, its
-        one-sided lower bound and the confirmations tried), and per candidate its confirmed distortion
-        (``query_confirmed_l2``, ``final_confirmed_l2``, inf where it failed or the attack has no iterate).
+        one-sided lower bound and the confirmations tried), ``confirm_forward_passes`` (every vote drawn for
+        every candidate, n forward passes each), and per candidate its confirmed distortion
+        (``query_confirmed_l2``; ``final_confirmed_l2``, inf where it failed, could not beat the best query's,
+        or the attack has no iterate).
     """
     candidates = {CANDIDATES[0]: result.x_adv.to(x_o.device)}
     if result.x_final is not None:
@@ -201,7 +203,8 @@ def confirm_rows(smooth: Smooth, x_o: torch.Tensor, labels: torch.Tensor, result
     final = found.each.get(CANDIDATES[1])
     return {"verified_l2": best.l2, "verified_linf": best.linf, "t": best.t, "source": found.source.astype(str),
             "at_level": query.confirmed & (query.t == 1.0), "verified_level": best.p, "confirm_lower": best.lower,
-            "confirm_attempts": best.attempts, "query_confirmed_l2": query.l2,
+            "confirm_attempts": best.attempts, "confirm_forward_passes": best.forward_passes,
+            "query_confirmed_l2": query.l2,
             "final_confirmed_l2": np.full(len(x_o), np.inf) if final is None else final.l2}
 
 
@@ -245,7 +248,8 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
         l2 = result.l2.numpy()
         verified = {"verified_l2": l2, "verified_linf": result.linf.numpy(), "t": np.where(success, 1.0, np.inf),
                     "source": np.where(success, CANDIDATES[0], ""), "at_level": success, "verified_level": level,
-                    "confirm_lower": level, "confirm_attempts": success.astype(np.int64), "query_confirmed_l2": l2,
+                    "confirm_lower": level, "confirm_attempts": success.astype(np.int64),
+                    "confirm_forward_passes": np.zeros(len(block), dtype=np.int64), "query_confirmed_l2": l2,
                     "final_confirmed_l2": np.full(len(block), np.inf)}
     else:
         smooth = Smooth(model, num_classes, target.sigma)
