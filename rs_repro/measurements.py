@@ -331,7 +331,7 @@ class AdaptiveGrid:
     max_queries : int
         The base query budget per image.
     level : float
-        The level P_a of eq. (4) every verified distortion reaches.
+        The level P_a of eq. (4) at which every adversarial example is confirmed.
     votes : int
         Fresh votes behind each decision of the verification.
     alpha : float

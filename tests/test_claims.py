@@ -140,7 +140,7 @@ def test_the_headline_is_the_interval_that_decides():
     # claim 1: the lowest ratio decides; its 30 intervals are each at 1 - 0.05 / 30 (Bonferroni)
     judged = claims.judge_certificate_ratio(grid)
     assert str(judged.headline) == "81.3 [77.1, 83.1]" and judged.headline.confidence == pytest.approx(1 - 0.05 / 30)
-    assert judged.statistic == "median verified distortion / median certified radius (RayS randtrain σ=0.5 n=10 Pa=0.5)"
+    assert judged.statistic == "median confirmed distortion / median certified radius (RayS randtrain σ=0.5 n=10 Pa=0.5)"
     # does not hold: a failing interval
     gain = claims.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (s == 0.5))))
     assert gain.verdict == claims.FAILS and gain.statistic.startswith("median distortion ratio σ=0.5 / σ=0.25 (")

@@ -123,7 +123,7 @@ def test_scatter_legend_explains_colour_size_and_shape():
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels == ["undefended", "RS $\\sigma$=0.35", "RS $\\sigma$=0.45", "RandTrain/RS $\\sigma$=0.5",
                       "AdvTrain", "$n$ = 10", "$n$ = 50", "$n$ = 100", "$P_a$ = 0.8", "$P_a$ = 0.5",
-                      "no smoothing", "reported (paper's protocol)", "verified, eq. (4)"]
+                      "no smoothing", "reported (paper's protocol)", "confirmed, eq. (4)"]
     handles = legend.legend_handles
     sizes = [h.get_markersize() for h in handles[5:8]]
     assert sizes == sorted(sizes) and len(set(sizes)) == 3

@@ -456,7 +456,7 @@ REPEAT_SIZES = {1: 36, 3: 60, 9: 100}
 
 
 def plot_cost(summary: pd.DataFrame) -> plt.Figure:
-    """Median verified distortion against the attacker's cost, input noise with fresh noise, one column per
+    """Median confirmed distortion against the attacker's cost, input noise with fresh noise, one column per
     attack.
 
     Top row: against the mean queries per image; bottom row: against the mean base-model forward passes per
@@ -500,7 +500,7 @@ def plot_cost(summary: pd.DataFrame) -> plt.Figure:
 
 
 def plot_defences(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
-    """The defence variants side by side: median verified distortion against n, one panel per attack of
+    """The defence variants side by side: median confirmed distortion against n, one panel per attack of
     ``attacks``, one line per defence family (input noise, input-hash seeding, each hidden law) and sigma (the
     larger sigma lighter) for the plain attack; against input-hash seeding, the jittered repeats at the largest
     k (and k times the budget) are dashed."""

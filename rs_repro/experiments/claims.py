@@ -21,7 +21,7 @@ in this profile* (the record lacks what the rule needs, or, for claim 1, the att
 parameter (the levels of sigma, n and P_a, the attacks) is read from the record, and every measured text
 gives the confidence, the number of images and of failures; no printed number is rounded across the
 threshold it is read against (:func:`rs_repro.verdicts.shown`). The Fig. 5 claims 2-6 and 10 are judged on
-the verified distortions (eq. 4 confirmed with fresh votes, :func:`rs_repro.attacks.verification.push_to_level`)
+the confirmed distortions (eq. 4 confirmed with fresh votes, :func:`rs_repro.attacks.verification.push_to_level`)
 and, beside, on the paper's protocol (the distortions the attacks reported under the ceil(n P_a) rule).
 
 Across profiles (digits d = 64, Fashion-MNIST d = 784, ImageNet d = 150,528), :func:`across_profiles` lays
@@ -115,7 +115,7 @@ class Judgement:
         :data:`~rs_repro.verdicts.HOLDS`, :data:`~rs_repro.verdicts.FAILS`,
         :data:`~rs_repro.verdicts.UNDECIDED` or :data:`NOT_TESTABLE`.
     protocol : Judgement or None
-        The same rule on the paper's protocol (the reported distortions instead of the verified ones), for
+        The same rule on the paper's protocol (the reported distortions instead of the confirmed ones), for
         the Fig. 5 claims 2-6 and 10; ``None`` elsewhere.
     headline : Interval or None
         The statistic the verdict was decided on, with its interval (at the rule's Bonferroni confidence when
@@ -449,7 +449,7 @@ def _accuracy_difference(first: AttackConfiguration, second: AttackConfiguration
 
 
 def _on_both_protocols(grid: AttackGrid, number: int, rule: Callable[[_Protocol], Judgement]) -> Judgement:
-    """``rule`` on the verified distortions, with the paper's protocol (the reported ones) beside."""
+    """``rule`` on the confirmed distortions, with the paper's protocol (the reported ones) beside."""
     few = _too_few(len(grid.images), "images")
     if few is not None:
         return dataclasses.replace(few, protocol=few)
@@ -486,11 +486,11 @@ def undefended_over_minimal(grid: AttackGrid) -> dict[str, Interval]:
 
 
 #: What claim 1 compares to the paper's factor.
-_OVER_RADIUS = "median verified distortion / median certified radius"
+_OVER_RADIUS = "median confirmed distortion / median certified radius"
 
 
 def _certificate_ratio(fig: _Protocol, column: int, *, confidence: float = CONFIDENCE) -> Interval:
-    """Claim 1's statistic on configuration ``column`` of ``fig`` (verified distortions), with its bootstrap
+    """Claim 1's statistic on configuration ``column`` of ``fig`` (confirmed distortions), with its bootstrap
     interval at ``confidence``."""
     fig.read.add(column)
     rows = np.column_stack([fig.distortion[:, column], fig.grid.configurations[column].radius])
@@ -499,7 +499,7 @@ def _certificate_ratio(fig: _Protocol, column: int, *, confidence: float = CONFI
 
 
 def certificate_ratios(grid: AttackGrid) -> list[tuple[AttackConfiguration, Interval | None]]:
-    """Claim 1's statistic on every smoothed configuration: the median verified distortion over the median
+    """Claim 1's statistic on every smoothed configuration: the median confirmed distortion over the median
     certified radius of the same images, with its (pointwise) 95% bootstrap interval over the images from
     claim 1's seed.
 
@@ -526,7 +526,7 @@ def judge_certificate_ratio(grid: AttackGrid) -> Judgement:
     :data:`CONVERGED` times the median white-box minimal distortion on the same images
     (:func:`undefended_over_minimal`): the attacks have converged, so the attack inefficiency behind the
     paper's factor cannot appear. Otherwise, for each smoothed configuration of the attacks that did not
-    converge, the ratio of the median verified distortion to the median certified radius of the same images,
+    converge, the ratio of the median confirmed distortion to the median certified radius of the same images,
     with its bootstrap interval, Bonferroni-corrected over the configurations: holds if every interval is
     above 30, does not hold if one is below, undecided otherwise; the headline is the worst of them. A
     configuration whose median radius is 0 (CERTIFY abstains on half of the images or more) has no ratio
@@ -591,7 +591,7 @@ def judge_fewer_samples(grid: AttackGrid) -> Judgement:
     Per attack, on the smoothed standard model, the per-image paired differences between the smallest and
     the largest n, pooled over the (sigma, P_a) pairs; statistic: their median. Holds when every attack's
     interval (Bonferroni over the attacks) is above 0, does not hold when one is below 0, undecided
-    otherwise. On the verified distortions, with the paper's protocol beside.
+    otherwise. On the confirmed distortions, with the paper's protocol beside.
     """
     return _on_both_protocols(grid, 2, _fewer_samples)
 
@@ -961,7 +961,7 @@ CLAIMS: tuple[Claim, ...] = (
           f"not testable if every attack's median distortion on the undefended model is within ×{CONVERGED:g} of "
           "the white-box minimal one (the attacks converged, so the attack inefficiency behind the paper's factor "
           "cannot appear); otherwise, for each smoothed classifier and each attack that did not converge, median "
-          "verified distortion / median certified radius: holds if every interval is above "
+          "confirmed distortion / median certified radius: holds if every interval is above "
           f"{DISTORTION_OVER_RADIUS}, does not hold if one is below, else undecided (a median radius of 0 gives no "
           f"ratio: left out); {_BONFERRONI}; {_WORST}",
           judge_certificate_ratio),
@@ -1041,14 +1041,14 @@ _FRESH = {"noise": "input", "seeding": "fresh"}
 
 
 def _adaptive(grid: AdaptiveGrid, number: int) -> _Protocol | Judgement:
-    """The verified distortions of ``grid`` for claim ``number``, or the not-testable judgement with fewer
+    """The confirmed distortions of ``grid`` for claim ``number``, or the not-testable judgement with fewer
     than 2 images."""
     return _too_few(len(grid.images), "images") or _Protocol.of(grid, "verified_l2", number)
 
 
 def _scaled_setting(grid: AdaptiveGrid, number: int) -> tuple[_Protocol, int, list[int]] | Judgement:
     """Claims 12 and 13 read :data:`WRAPPED` with repeat-and-vote at k times the budget against fresh input
-    noise: the verified distortions, the largest such k and the n of the record, or the not-testable
+    noise: the confirmed distortions, the largest such k and the n of the record, or the not-testable
     judgement."""
     fig = _adaptive(grid, number)
     if isinstance(fig, Judgement):
@@ -1063,7 +1063,7 @@ def _scaled_setting(grid: AdaptiveGrid, number: int) -> tuple[_Protocol, int, li
 
 def judge_adaptive_fewer_samples(grid: AdaptiveGrid) -> Judgement:
     """Beyond the paper, claim 12: against HSJA (:data:`WRAPPED`) repeating each query k times with k times
-    the budget (the largest k), fewer samples n still give larger verified distortions.
+    the budget (the largest k), fewer samples n still give larger confirmed distortions.
 
     The per-image paired differences between the smallest and the largest n, pooled over sigma (input noise,
     fresh); statistic: their median. Holds when its interval is above 0, does not hold when below,
@@ -1084,7 +1084,7 @@ def judge_adaptive_fewer_samples(grid: AdaptiveGrid) -> Judgement:
 
 def judge_cost_multiplier(grid: AdaptiveGrid) -> Judgement:
     """Beyond the paper, claim 13: few samples only multiply HSJA's (:data:`WRAPPED`) cost. With k repeats and
-    k times the budget (the largest k), it reaches on the smallest n a verified distortion no larger than the
+    k times the budget (the largest k), it reaches on the smallest n a confirmed distortion no larger than the
     plain attack on the largest n.
 
     Statistic: the pooled median (over images and sigma) of the first over that of the second. Holds when the
@@ -1105,7 +1105,7 @@ def judge_cost_multiplier(grid: AdaptiveGrid) -> Judgement:
 
 def judge_equal_budget_repeats(grid: AdaptiveGrid) -> Judgement:
     """Beyond the paper, claim 14: at the same total budget, repeating each query gives the attacker larger
-    verified distortions (it spends k queries on one answer).
+    confirmed distortions (it spends k queries on one answer).
 
     Per attack and k, the per-image paired differences repeat-and-vote − plain at the smallest n, pooled over
     sigma (input noise, fresh); statistic: their median. Holds when every interval (Bonferroni over them) is
@@ -1132,7 +1132,7 @@ def judge_equal_budget_repeats(grid: AdaptiveGrid) -> Judgement:
 
 
 def judge_popskipjump(grid: AdaptiveGrid) -> Judgement:
-    """Beyond the paper, claim 15: PopSkipJump needs smaller verified distortions than HSJA against
+    """Beyond the paper, claim 15: PopSkipJump needs smaller confirmed distortions than HSJA against
     g_{sigma,n}, at the same budget.
 
     Per n, the per-image paired differences PopSkipJump − HSJA (plain, input noise, fresh), pooled over sigma;
@@ -1155,7 +1155,7 @@ def judge_popskipjump(grid: AdaptiveGrid) -> Judgement:
 
 def judge_jittered_repeats(grid: AdaptiveGrid) -> Judgement:
     """Beyond the paper, claim 16: against a defence that seeds its noise from a hash of the input, HSJA
-    (:data:`WRAPPED`) with jittered repeats and k times the budget gives smaller verified distortions than the
+    (:data:`WRAPPED`) with jittered repeats and k times the budget gives smaller confirmed distortions than the
     plain HSJA.
 
     Per k, the per-image paired differences jittered repeats − plain (input-hash seeding), pooled over sigma
@@ -1181,7 +1181,7 @@ def judge_jittered_repeats(grid: AdaptiveGrid) -> Judgement:
 
 def judge_hidden_noise(grid: AdaptiveGrid) -> Judgement:
     """Beyond the paper, claim 17: noise after the first layer, at the clean accuracy of the input noise,
-    gives larger verified distortions than input noise.
+    gives larger confirmed distortions than input noise.
 
     Per law, the per-image paired differences hidden − input noise (plain attacks, fresh noise), pooled over
     the attacks, sigma and n; statistic: their median. Holds when every interval (Bonferroni over the laws) is
@@ -1216,7 +1216,7 @@ BEYOND: tuple[Claim, ...] = (
     Claim(12, f"Against {WRAPPED} repeating each query k times with k times the budget, fewer samples n still "
               "give larger distortions.",
           "the paper's advice (fewer n defend better) was measured against attacks as they are", "adaptive_attacks",
-          f"{WRAPPED} wrapped with the largest k at k× budget, median paired difference of verified distortion at "
+          f"{WRAPPED} wrapped with the largest k at k× budget, median paired difference of confirmed distortion at "
           "the smallest n minus the largest (input noise, pooled over σ): holds if its "
           f"{_percent(CONFIDENCE)} interval is above 0, does not hold if below, else undecided",
           judge_adaptive_fewer_samples),
@@ -1224,7 +1224,7 @@ BEYOND: tuple[Claim, ...] = (
               "on the smallest n as the plain attack on the largest n.",
           "Qin et al. (NeurIPS 2021): the defence's effect depends on its noise against the attacker's",
           "adaptive_attacks",
-          f"median verified distortion of {WRAPPED} with the largest k at k× budget on the smallest n over the plain "
+          f"median confirmed distortion of {WRAPPED} with the largest k at k× budget on the smallest n over the plain "
           f"{WRAPPED}'s on the largest n (pooled over σ): holds if its {_percent(CONFIDENCE)} interval is below "
           f"{1 + SAME_DISTORTION:g}, does not hold if above, else undecided", judge_cost_multiplier),
     Claim(14, "At the same total budget, repeating each query gives the attacker larger distortions.",
@@ -1514,7 +1514,7 @@ def dimension_sentence(table: pd.DataFrame) -> str:
 PANELS = {
     "undefended": ("undefended model:\nblack-box / white-box minimal distortion", "median ratio", "linear",
                    (1.0, "white-box minimal")),
-    "certificate": ("smoothed classifiers, the worst per attack:\nverified distortion / certified radius",
+    "certificate": ("smoothed classifiers, the worst per attack:\nconfirmed distortion / certified radius",
                     "median ratio", "log", (float(DISTORTION_OVER_RADIUS), "the paper's factor")),
     "push": ("boundary of $g_\\sigma$ past the white-box $x_a$\n(each profile's main σ)",
              "median crossing, in units of σ", "linear", (0.0, "$x_a$")),
@@ -1526,7 +1526,7 @@ def across_dimension(profiles: Sequence[str]) -> pd.DataFrame:
 
     ``undefended``: per attack, the median black-box distortion on the undefended model over the median
     white-box minimal one (:func:`undefended_over_minimal`); ``certificate``: per attack, claim 1's ratio of
-    the median verified distortion to the median certified radius on its worst smoothed classifier (the
+    the median confirmed distortion to the median certified radius on its worst smoothed classifier (the
     worst of :func:`certificate_ratios`, converged attacks included); ``push``: the median crossing of the
     boundary of g_sigma past x_a at the chapter's main sigma, in units of sigma (:func:`push_in_sigma`).
     Every interval is a pointwise 95% one (the judges read them Bonferroni-corrected).

@@ -8,10 +8,12 @@ queries and forward passes, and its best distortion at several budgets (from the
 
 Two protocols on the same images. The paper's: a query is adversarial when ceil(n P_a) of its n
 micro-decisions are wrong, and the distortion is the best accepted query's. Under smoothing that point may be
-a lucky vote, so each one is also pushed outward along the attack's direction until eq. (4) is verified with
-fresh votes (:func:`rs_repro.attacks.verification.push_to_level`): the verified distortion. No image is left out of
-either; an attack that found no verified point on an image has distortion ``inf`` there. The wrong-vote rate
-at each clean image x_o tells how often x_o itself would be accepted.
+a lucky vote, so the attack's points (its best accepted query, its own last iterate) are pushed along their
+box-projected paths until eq. (4) is confirmed by a one-sided test with fresh votes (:func:`confirm_rows`,
+:func:`rs_repro.attacks.verification.push_candidates`): the confirmed distortion, of an image inside [0, 1]^d.
+No image is left out of either; an attack that found no confirmed adversarial example on an image failed there
+(distortion ``inf``, in every statistic). The wrong-vote rate at each clean image x_o tells how often x_o
+itself would be accepted.
 
 The work is a list of units (:mod:`rs_repro.engine`): one per classifier and attack and chunk of images
 (:func:`attack_units`), one per classifier for its clean accuracy (:func:`accuracy_units`), one per smoothed
@@ -508,7 +510,7 @@ class Results:
     summary : pandas.DataFrame
         :func:`summarize` of ``runs``.
     ratios : pandas.DataFrame
-        Per attack and smoothed classifier, the median verified distortion over the median and over the
+        Per attack and smoothed classifier, the median confirmed distortion over the median and over the
         largest certified radius of the same images (:func:`certificate_ratios`).
     certified : dict
         (model name, sigma) to the CERTIFY rows of the attacked images.
@@ -550,7 +552,7 @@ def results(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> Re
 
 
 def certificate_ratios(summary: pd.DataFrame, certified: Mapping[tuple[str, float], pd.DataFrame]) -> pd.DataFrame:
-    """Per attack and smoothed classifier of ``summary`` (:func:`summarize`), the median verified distortion
+    """Per attack and smoothed classifier of ``summary`` (:func:`summarize`), the median confirmed distortion
     over the median and the largest CERTIFY radius of the same images (``certified`` as in :class:`Results`).
 
     Returns
@@ -799,8 +801,8 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
     matplotlib.figure.Figure
         Colour: classifier family (and sigma); marker size: n; marker shape: P_a, squares without smoothing.
         Under smoothing a hollow marker is the reported distortion (the paper's protocol), a filled one the
-        verified distortion (eq. 4), joined by a thin line; without smoothing the two coincide (filled). An
-        infinite median (no verified point on most images) is not drawn. The legend explains all of it.
+        confirmed distortion (eq. 4), joined by a thin line; without smoothing the two coincide (filled). An
+        infinite median (at least half of the images failed) is not drawn. The legend explains all of it.
     """
     smoothed = summary.dropna(subset=["sigma"])
     sigmas = sorted(smoothed.loc[smoothed.model == "standard", "sigma"].unique())
@@ -843,7 +845,7 @@ def plot_scatter(summary: pd.DataFrame, attacks: Sequence[str]) -> plt.Figure:
     handles += [key("no smoothing", marker=UNSMOOTHED_MARKER, markersize=8, **grey),
                 key("reported (paper's protocol)", marker="o", markersize=8, markerfacecolor="none",
                     markeredgecolor="0.45"),
-                key("verified, eq. (4)", marker="o", markersize=8, **grey)]
+                key("confirmed, eq. (4)", marker="o", markersize=8, **grey)]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False,
                labelspacing=1.0)
     fig.tight_layout()
