@@ -323,3 +323,15 @@ def test_unused_first_layer_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"must call its first affine layer 'unused'"):
         noisy.counts(torch.rand(1, 1, 8, 8), 3)
     assert not noisy._layer._forward_hooks
+
+
+@pytest.mark.parametrize("law, reference", [("gaussian", "norm"), ("laplace", "laplace")])
+def test_noise_has_its_law_and_standard_deviation(law: str, reference: str) -> None:
+    """The drawn noise against scipy's own distribution (Kolmogorov-Smirnov), standard deviation ``scale``."""
+    model, _ = linear_model(seed=1)
+    scale = 0.7
+    noisy = HiddenNoise(model, 2, scale, law=law)
+    draws = noisy._noise(torch.empty(200_000), torch.Generator().manual_seed(3)).double().numpy()
+    frozen = scipy.stats.norm(scale=scale) if reference == "norm" else scipy.stats.laplace(scale=scale / np.sqrt(2))
+    assert scipy.stats.kstest(draws, frozen.cdf).pvalue > 0.001
+    assert np.isfinite(draws).all() and abs(draws.std() - scale) < 0.01

@@ -111,9 +111,9 @@ class Pushed:
     forward_passes: np.ndarray
 
 
-#: Votes a test draws at a time, at least: it stops as soon as its outcome is settled (:func:`_settled`).
+#: The fewest votes a test draws at a time. A test stops drawing as soon as its outcome is settled.
 VOTE_CHUNK = 16
-#: Noisy inputs a test's chunk of votes holds at least (n per vote): with few micro-decisions per vote, larger
+#: The fewest noisy inputs (n per vote) in a test's chunk of votes. With few micro-decisions per vote, larger
 #: chunks keep each forward pass from being mostly overhead.
 CHUNK_ROWS = 1024
 
@@ -236,7 +236,7 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
        point outside the box and no unconfirmed point is ever returned as adversarial.
 
     Every test (a decision of the search, a confirmation) draws its votes in chunks and stops once its answer
-    is settled (:func:`_settled`): the same answer as counting all of them, at a fraction of the forward
+    is settled (a curtailed test): the same answer as counting all of them, at a fraction of the forward
     passes.
 
     Parameters
