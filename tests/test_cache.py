@@ -156,7 +156,8 @@ def test_a_parameter_recomputes_exactly_the_units_that_receive_it(smoke_values):
 def _attack_keys() -> dict[str, str]:
     units = fig5_attacks.attack_units(dataset="digits", data_dir=None, index=[0, 1], targets=[fig5_attacks.Target("standard")],
                                       attacks=sorted(fig5_attacks.ATTACKS), models={"standard": models.model_spec()},
-                                      max_queries=10, budgets=[10], chunk=2, verify_repeats=1, votes=1, seed=0)
+                                      max_queries=10, budgets=[10], chunk=2, verify_repeats=1, votes=1, confirm_votes=4,
+                                      alpha=0.05, seed=0)
     return {unit.arguments["attack"]: unit.key() for unit in units}
 
 

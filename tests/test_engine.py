@@ -29,7 +29,8 @@ def _grid() -> list[engine.Unit]:
     """A small Fig. 5 grid: 4 classifiers x 3 attacks x 2 chunks of 2 images, 40 queries each."""
     targets = ex.grid([0.35], [10], [0.5], 0.5, [10])
     return ex.attack_units(**WHERE, index=[0, 3, 5, 8], targets=targets, attacks=sorted(ex.ATTACKS), models=SPECS,
-                           max_queries=40, budgets=[20, 40], chunk=2, verify_repeats=5, votes=5, seed=0)
+                           max_queries=40, budgets=[20, 40], chunk=2, verify_repeats=5, votes=5, confirm_votes=20,
+                           alpha=0.05, seed=0)
 
 
 def test_unit_refuses_bad_ids_and_functions():
@@ -55,7 +56,8 @@ def test_attack_units_read_only_their_own_attack():
     json.dumps([u.arguments for u in units])  # what a worker receives is plain JSON
     with pytest.raises(ValueError, match="attack='PGD' is not accepted"):
         ex.attack_units(**WHERE, index=[0], targets=[ex.Target("standard")], attacks=["PGD"], models=SPECS,
-                        max_queries=10, budgets=[10], chunk=1, verify_repeats=1, votes=1, seed=0)
+                        max_queries=10, budgets=[10], chunk=1, verify_repeats=1, votes=1, confirm_votes=4, alpha=0.05,
+                        seed=0)
 
 
 def test_run_stores_each_unit_and_computes_only_what_is_missing(tmp_path, monkeypatch):
