@@ -170,13 +170,10 @@ def _needed(votes: int, alpha: float, pa: float) -> int:
 
 def _factor_at_distance(origin: torch.Tensor, delta: torch.Tensor, distance: float, end: float) -> float:
     """The factor t in [1, ``end``] where the box-projected path is ``distance`` away from ``origin`` in l2 (it
-    only grows with t): 1 when it is already that far at t = 1, ``end`` when it never is; bisected to 1e-9
-    relative."""
+    only grows with t; at t = 1 it is nearer): ``end`` when it never is that far; bisected to 1e-9 relative."""
     def far(t: float) -> float:
         return float((box_path(origin, delta, t) - origin).double().norm())
 
-    if far(1.0) >= distance:
-        return 1.0
     if far(end) < distance:
         return end
     low, high = 1.0, end
@@ -311,11 +308,11 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
             drawn[k] += answer[2]
             return answer
 
+        if float(delta.double().norm()) >= caps[k]:
+            continue  # the candidate starts at or beyond the cap: nothing to gain
         end = min(max_t, max(1.0, saturation(origin, delta)))
         if np.isfinite(caps[k]):
             end = _factor_at_distance(origin, delta, caps[k], end)
-            if end == 1.0 and float((x_adv[k] - x_o[k]).double().norm()) >= caps[k]:
-                continue  # the candidate starts at or beyond the cap: nothing to gain
         crossing = _smallest_factor(lambda factor: test(factor, votes, search_needed)[0], end=end,
                                     tolerance=tolerance)
         factor = crossing
