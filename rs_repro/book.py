@@ -11,6 +11,8 @@ the previous page in place and names the failing cell. See DESIGN.md, "Flow of o
 from __future__ import annotations
 
 import ast
+import contextlib
+import fcntl
 import hashlib
 import importlib
 import importlib.util
@@ -18,11 +20,12 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from . import cache, checks, engine, measurements, paths, progress, publish, runtime
+from . import cache, checks, engine, measurements, paths, plots, progress, publish, runtime
 
 #: The parameter sets every chapter has, ``book/params/<profile>/<stem>.yml`` (the README's table says what each
 #: runs and what it costs).
@@ -215,7 +218,8 @@ def _provenance_cell(record: dict[str, Any]) -> nbformat.NotebookNode:
         ":::{admonition} Provenance of this page\n:class: note dropdown\n\n"
         f"- commit: `{record['commit'] or 'not a git checkout'}`{' (uncommitted changes)' if record['dirty'] else ''}\n"
         f"- profile: `{record['profile']}`; wall time: {record['wall_s']:.1f} s; "
-        f"cache: {hits['hits']} hit(s), {hits['misses']} miss(es)\n"
+        f"cache: {hits['hits']} hit(s), {hits['misses']} miss(es)"
+        f"{', ' + str(hits['damaged']) + ' damaged entry(ies) discarded' if hits.get('damaged') else ''}\n"
         f"- versions: {versions}\n"
         f"- re-run: `{record['command']}`\n\n"
         f"| parameter | value |\n|---|---|\n{rows}\n:::\n"
@@ -277,11 +281,15 @@ def chapter_values(stem: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _engine(workers: int | None, scheduler: str | None) -> tuple[int | None, str | None]:
-    """:func:`rs_repro.engine.engine_options`, its errors as :class:`ChapterError` (before anything runs)."""
+    """:func:`rs_repro.engine.engine_options` and :func:`rs_repro.engine.check_scheduler`, their errors as
+    :class:`ChapterError` (before anything runs)."""
     try:
-        return engine.engine_options(workers, scheduler)
+        workers, scheduler = engine.engine_options(workers, scheduler)
+        if scheduler:
+            engine.check_scheduler(scheduler)
     except ValueError as exc:
         raise ChapterError(str(exc)) from exc
+    return workers, scheduler
 
 
 def _shown(path: Path) -> str:
@@ -325,20 +333,78 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     Raises
     ------
     ChapterError
-        On an unknown parameter or profile, a wrong type, or a failing cell (the previous page is kept).
-    """
-    import jupytext
-    import papermill
-    from traitlets.config import Config
+        On an unknown parameter or profile, a wrong type, a run of the same chapter already under way, or
+        a failing cell (the previous page and figures are kept).
 
+    Notes
+    -----
+    Each run has its own folder ``build/runs/<stem>/<UTC time>-<suffix>/`` (staged and executed
+    notebook, cache log, progress events, figures, provenance); a failed or interrupted run keeps it and
+    says where, and the :data:`KEPT_RUNS` newest finished runs keep theirs. A run holds the chapter's lock
+    while it executes, so two runs of one chapter never write the same page, figures or measurements. The
+    figures are written to the run's folder and moved to their own folder only once the page is
+    published.
+    """
     workers, scheduler = _engine(workers, scheduler)
     overrides = validate(stem, dict(overrides or {}))
     values = resolve_device({**profile_values(stem, profile), **overrides})
     check_chapter(stem, values)
     chapters_dir = chapters_dir or paths.CHAPTERS
-    run_dir = paths.RUNS / stem
-    run_dir.mkdir(parents=True, exist_ok=True)
-    chapters_dir.mkdir(parents=True, exist_ok=True)
+    with _chapter_lock(stem), tempfile.TemporaryDirectory(prefix="rs-repro-kernel-") as sockets:
+        run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-", time.gmtime()),
+                                        dir=paths.RUNS / stem))
+        chapters_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            page = _execute(stem, profile, values, overrides, run_dir, chapters_dir, Path(sockets),
+                            timeout=timeout, workers=workers, scheduler=scheduler)
+        except BaseException:
+            print(f"[rs-repro] {stem}: the run's files are kept in {run_dir}", file=sys.stderr, flush=True)
+            raise
+        _prune_runs(stem)
+        return page
+
+
+#: How many finished runs of a chapter keep their folder under ``build/runs/<stem>/``.
+KEPT_RUNS = 3
+
+
+@contextlib.contextmanager
+def _chapter_lock(stem: str) -> Iterator[None]:
+    """Hold ``build/runs/<stem>/lock`` for the run: a second run of the chapter, which would write the same
+    page, figures and measurements, is refused while the first one runs."""
+    folder = paths.RUNS / stem
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise ChapterError(f"chapter {stem!r} is already being run ({lock.read().strip() or 'by another process'}); "
+                               "wait for that run to finish or stop it") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"by process {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+
+
+def _prune_runs(stem: str) -> None:
+    """Remove all but the :data:`KEPT_RUNS` newest run folders of ``stem`` (their names sort by time)."""
+    runs = sorted(p for p in (paths.RUNS / stem).iterdir() if p.is_dir())
+    for old in runs[:-KEPT_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[str, Any], run_dir: Path,
+             chapters_dir: Path, sockets: Path, *, timeout: int, workers: int | None,
+             scheduler: str | None) -> Path:
+    """Execute the chapter in ``run_dir``; publish its page and then its figures (:func:`run_chapter`)."""
+    import jupytext
+    import papermill
+    from traitlets.config import Config
 
     staging = run_dir / "input.ipynb"
     nb = read_notebook(stem)
@@ -346,14 +412,15 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     jupytext.write(nb, staging, fmt="ipynb")
     executed = run_dir / "executed.ipynb"
     log = run_dir / "cache-log.jsonl"
-    log.unlink(missing_ok=True)
     events = run_dir / "progress.jsonl"
+    figures = run_dir / "figures"
     # The kernel must draw with IPython's inline backend: under MPLBACKEND=Agg (the Makefile's, for the
     # tests) a glued figure would carry only its text/plain repr and the page would show no image.
     # The malloc thresholds keep the forward passes' activations in the process (rs_repro.runtime).
     # The chapter's progress bars report to `events`, shown in this terminal (rs_repro.progress).
+    # Its figures are written to `figures` and moved to their folder once the page is published.
     kernel_env = {cache.RUN_LOG_ENV: str(log), measurements.PROFILE_ENV: profile,
-                  progress.PROGRESS_ENV: str(events),
+                  progress.PROGRESS_ENV: str(events), plots.FIGURES_ENV: str(figures),
                   paths.CHAPTERS_ENV: str(chapters_dir.resolve()),
                   "MPLBACKEND": "module://matplotlib_inline.backend_inline", **runtime.malloc_env(),
                   engine.WORKERS_ENV: str(workers or ""), engine.SCHEDULER_ENV: scheduler or ""}
@@ -367,15 +434,14 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     try:
         # The kernel talks to us over IPC sockets in a private temporary folder: over TCP, ipykernel warns
         # in the terminal that the channel is unencrypted, and IPC socket files would land in the cwd.
-        with tempfile.TemporaryDirectory(prefix="rs-repro-kernel-") as sockets, \
-                progress.ChapterProgress(stem, nb, events) as shown:
-            transport = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}})
+        with progress.ChapterProgress(stem, nb, events) as shown:
+            transport = Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
             papermill.execute_notebook(staging, executed, parameters=values, kernel_name=KERNEL,
                                        cwd=str(paths.ROOT), progress_bar=False, execution_timeout=timeout,
                                        on_cell_start=shown.cell_start, config=transport)
     except papermill.PapermillExecutionError as exc:
-        raise ChapterError(f"chapter {stem!r} failed at {_failing_cell(executed, stem)}; the previous page is kept; "
-                           f"the failed notebook is {executed}") from exc
+        raise ChapterError(f"chapter {stem!r} failed at {_failing_cell(executed, stem)}; the previous page and "
+                           f"figures are kept; the failed notebook is {executed}") from exc
     finally:
         for name, before in env_before.items():
             if before is None:
@@ -389,7 +455,9 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
         "stem": stem, "profile": profile, "parameters": values, "overrides": overrides,
         "digest": chapter_digest(stem, values), "commit": publish.git("rev-parse", "HEAD"),
         "dirty": bool(publish.git("status", "--porcelain")), "versions": publish.versions(), "wall_s": wall_s,
-        "cache": {"hits": sum(e["hit"] for e in lookups), "misses": sum(not e["hit"] for e in lookups)},
+        "cache": {"hits": sum(bool(e.get("hit")) for e in lookups),
+                  "misses": sum(e.get("hit") is False for e in lookups),
+                  "damaged": sum("damaged" in e for e in lookups)},
         "command": rerun_command(stem, profile, overrides), "finished": time.time(),
     }
     out = nbformat.read(executed, as_version=4)
@@ -407,7 +475,9 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     out.metadata.setdefault("papermill", {}).update(input_path=_shown(notebook_path(stem)), output_path=_shown(target))
     (run_dir / "provenance.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
 
-    return paths.atomic_write(target, lambda tmp: nbformat.write(out, tmp))
+    paths.atomic_write(target, lambda tmp: nbformat.write(out, tmp))
+    plots.move_staged(figures)
+    return target
 
 
 def page_digest(stem: str, chapters_dir: Path | None = None) -> str | None:

@@ -12,7 +12,9 @@ Examples
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from types import FrameType
 
 from . import book, provision, publish
 
@@ -64,9 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as an interrupt, so that the kernel is shut down and its temporary folder removed."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rs-repro`` console script; returns the exit status."""
+    """Entry point of the ``rs-repro`` console script; returns the exit status.
+
+    An error a user can fix (a bad parameter or archive, missing data, a file that cannot be written) is
+    one line on standard error and exit status 2; an interrupt (Ctrl-C, or SIGTERM) shuts the kernel and
+    the local cluster down, keeps every finished work unit in the cache and exits with 130.
+    """
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         if args.command == "run":
             overrides = book.parse_overrides(args.stem, [tuple(p) for p in args.parameter])
@@ -106,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     except (book.ChapterError, provision.MissingData, publish.ArchiveError) as exc:
         print(f"rs-repro: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only build folder, a full disk: name the file
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"rs-repro: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rs-repro: interrupted; the finished work units are kept in the cache and a re-run computes only "
+              "the others", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -93,9 +93,13 @@ class Unit:
             object.__setattr__(self, "code", (module,))
 
     def key(self) -> str:
-        """Hex key of the unit's result: its function, its arguments and the code it reads."""
-        payload = cache.canonical_json({"function": self.function, "arguments": dict(self.arguments),
-                                        "code": cache.code_digest(self.code), "threads": COMPUTE_THREADS})
+        """Hex key of the unit's result: its function, its arguments, the code it reads and the content of
+        the files it reads (:func:`input_digests`)."""
+        fields = {"function": self.function, "arguments": dict(self.arguments),
+                  "code": cache.code_digest(self.code), "threads": COMPUTE_THREADS}
+        if inputs := input_digests(self.arguments):
+            fields["inputs"] = inputs
+        payload = cache.canonical_json(fields)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def compute(self) -> pd.DataFrame:
@@ -106,6 +110,89 @@ class Unit:
             raise TypeError(f"unit {self.id!r}: {self.function} must return a pandas.DataFrame, got "
                             f"{type(table).__name__}")
         return table
+
+
+#: Arguments (at any depth of a unit's arguments) that name a file or folder the unit reads: a weights file,
+#: or the folder of a dataset's files.
+INPUT_ARGUMENTS = ("weights", "data_dir")
+
+
+def _is_input(name: str) -> bool:
+    return name in INPUT_ARGUMENTS or name.endswith("_weights")
+
+
+def _default_data(dataset: Any) -> Path | None:
+    """The folder of this machine a dataset is read from when its ``data_dir`` is empty: Debian's
+    Fashion-MNIST; ``None`` for the datasets that come with an installed package (digits, the ImageNet
+    samples)."""
+    from .data import DEBIAN_FASHION_MNIST
+
+    return {"fashion-mnist": DEBIAN_FASHION_MNIST}.get(dataset) if isinstance(dataset, str) else None
+
+
+def input_digests(arguments: Any) -> dict[str, str]:
+    """The content digest of every file a unit with ``arguments`` reads, by its path.
+
+    A file is named by an argument :data:`INPUT_ARGUMENTS` (or ending in ``_weights``) at any depth of the
+    arguments, with a local path as its value (``pretrained:<name>`` weights come with an installed package,
+    whose version the provenance records); a dataset whose ``data_dir`` is empty and that is read from a
+    folder of this machine (Debian's Fashion-MNIST) names that folder. A folder counts by every file under it
+    (:func:`file_digest`). So a checkpoint or a data file replaced under the same path changes the key.
+
+    Returns
+    -------
+    dict
+        Path to sha256 hex digest; empty for a unit that reads no file (the keys of such units do not
+        change).
+    """
+    found: dict[str, str] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for name, item in value.items():
+                if (_is_input(str(name)) and isinstance(item, str) and item
+                        and not item.startswith("pretrained:")):
+                    found[item] = file_digest(Path(item))
+                else:
+                    walk(item)
+            folder = _default_data(value.get("dataset")) if not value.get("data_dir") else None
+            if folder is not None and folder.is_dir():
+                found[str(folder)] = file_digest(folder)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(arguments)
+    return found
+
+
+_digests: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (their relative names and digests, sorted).
+
+    Remembered in this process by the file's inode, size, modification and change times, so the many units
+    of a chapter hash a file once; a file replaced or rewritten is hashed again. A path that does not exist
+    gets the digest ``missing`` (the unit then fails with the loader's own error).
+    """
+    if path.is_dir():
+        h = hashlib.sha256()
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{item.relative_to(path).as_posix()}\0{file_digest(item)}\0".encode())
+        return h.hexdigest()
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    stamp = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if stamp not in _digests:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        _digests[stamp] = h.hexdigest()
+    return _digests[stamp]
 
 
 class UnitError(RuntimeError):
@@ -145,32 +232,78 @@ def _describe(error: BaseException) -> str:
 
 
 _clients: dict[tuple[int | None, str | None], Any] = {}
+#: Seconds a Dask scheduler named by the user has to answer before the run is refused.
+CONNECT_TIMEOUT_S = 5
+
+
+def max_workers() -> int:
+    """The most local worker processes a run may start: four per CPU core, and no more than the open-file
+    limit allows (a worker and its nanny hold about 32 descriptors of this process)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    by_files = soft // 32 if soft != resource.RLIM_INFINITY else 1 << 20
+    return max(1, min(4 * (os.cpu_count() or 1), by_files))
+
+
+def _stop_http(dask_worker: Any) -> None:
+    """Close a worker's HTTP server (run on each worker of a local cluster)."""
+    dask_worker.http_server.stop()
 
 
 def client(workers: int | None = None, scheduler: str | None = None) -> Any:
     """The Dask client of this process for ``workers`` local processes or the cluster at ``scheduler``.
 
-    A local cluster is started on first use (single-threaded workers, no dashboard, a unit whose worker
-    dies is tried once more) and closed when the process exits.
+    A local cluster is started on first use and closed when the process exits: single-threaded workers, a
+    unit whose worker dies is tried once more, and nothing another user of the machine can reach. Its
+    scheduler, nannies and workers listen on 127.0.0.1 only, over TLS with a certificate made for this run
+    (:meth:`distributed.security.Security.temporary`), so a process without it can neither submit tasks
+    nor read results; their HTTP servers (dashboard, metrics) serve no route and are closed once started.
+    A scheduler named by the user must answer within :data:`CONNECT_TIMEOUT_S` seconds; its security is
+    the user's Dask configuration (``distributed.comm.tls``).
     """
     import dask
     from distributed import Client, LocalCluster
+    from distributed.security import Security
 
     if (workers, scheduler) in _clients:
         return _clients[workers, scheduler]
     if scheduler:
-        new = Client(scheduler)
+        new = _connect(scheduler)
     else:
+        security = Security.temporary()
         with dask.config.set({"distributed.scheduler.allowed-failures": TRIES - 1,
-                              "distributed.worker.daemon": False}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=50,
+                              "distributed.worker.daemon": False,
+                              "distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   protocol="tls://", security=security, dashboard_address=None,
+                                   silence_logs=50,
                                    env={"OMP_NUM_THREADS": str(COMPUTE_THREADS),
                                         "MKL_NUM_THREADS": str(COMPUTE_THREADS), **malloc_env()})
-        new = Client(cluster)
+        cluster.scheduler.http_server.stop()
+        new = Client(cluster, security=security)
+        new.run(_stop_http)
         atexit.register(_close, new)
     _clients[workers, scheduler] = new
     return new
+
+
+def _connect(scheduler: str) -> Any:
+    """A client of the Dask scheduler at ``scheduler``; ``ValueError`` naming it unless it answers within
+    :data:`CONNECT_TIMEOUT_S` seconds."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise ValueError(f"scheduler={scheduler!r} is not accepted; expected the address of a Dask scheduler "
+                         f"that answers within {CONNECT_TIMEOUT_S} s ({type(exc).__name__}: {exc})") from exc
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Refuse (``ValueError`` naming the address) a Dask scheduler that does not answer within
+    :data:`CONNECT_TIMEOUT_S` seconds; the connection made to check it is closed."""
+    _connect(scheduler).close()
 
 
 def _close(dask_client: Any) -> None:
@@ -181,15 +314,21 @@ def _close(dask_client: Any) -> None:
 
 
 def engine_options(workers: int | None = None, scheduler: str | None = None) -> tuple[int | None, str | None]:
-    """The engine asked for: the arguments, else the runner's environment variables, else in-process."""
+    """The engine asked for: the arguments, else the runner's environment variables, else in-process.
+
+    Raises ``ValueError`` naming the value for a number of workers that is not a whole number from 0 to
+    :func:`max_workers`.
+    """
     scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
     if workers is None and os.environ.get(WORKERS_ENV):
         text = os.environ[WORKERS_ENV]
         if not text.isdigit():
             raise ValueError(f"{WORKERS_ENV}={text!r} is not accepted; expected a whole number of workers")
         workers = int(text)
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-        raise ValueError(f"workers={workers!r} is not accepted; expected 0 (in this process) or more")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or not 0 <= workers <= max_workers()):
+        raise ValueError(f"workers={workers!r} is not accepted; expected 0 (in this process) to {max_workers()} "
+                         f"(four per CPU core of this machine, within its open-file limit)")
     return (workers or None), scheduler
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -29,21 +31,54 @@ def set_style() -> None:
     })
 
 
+#: Name of the environment variable naming the folder where a chapter run stages its figures (set by the
+#: chapter runner, which moves them to their folder once the page is published).
+FIGURES_ENV = "RS_REPRO_FIGURES"
+#: In a staging folder, the list of staged figures and the paths they go to, one JSON object a line.
+STAGED = "staged.jsonl"
+
+
 def save_figure(fig: plt.Figure, stem: str, figures_dir: str | Path, suffix: str = "") -> list[Path]:
     """Save ``fig`` as ``<figures_dir>/<stem>[-suffix].pdf`` and ``.png`` and return both paths.
 
     The PDF carries no creation date, so the same figure gives the same bytes (with
-    ``SOURCE_DATE_EPOCH`` set, as the Makefile does).
+    ``SOURCE_DATE_EPOCH`` set, as the Makefile does). Under the chapter runner (``RS_REPRO_FIGURES``
+    set), the files are written to the run's staging folder and reach these paths only when the page is
+    published (:func:`move_staged`): a failed run leaves the previous figures in place.
     """
-    folder = Path(figures_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     base = f"{stem}-{suffix}" if suffix else stem
-    written = []
-    for ext, metadata in (("pdf", {"CreationDate": None, "ModDate": None}), ("png", {"Software": None})):
-        path = folder / f"{base}.{ext}"
-        fig.savefig(path, metadata=metadata)
-        written.append(path)
-    return written
+    targets = [Path(figures_dir) / f"{base}.{ext}" for ext in ("pdf", "png")]
+    staging = os.environ.get(FIGURES_ENV)
+    folder = Path(staging) if staging else Path(figures_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for target, metadata in zip(targets, ({"CreationDate": None, "ModDate": None}, {"Software": None}),
+                                strict=True):
+        fig.savefig(folder / target.name, metadata=metadata)
+        if staging:
+            with open(folder / STAGED, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"file": target.name, "target": str(target.resolve())}) + "\n")
+    return targets
+
+
+def move_staged(folder: Path) -> list[Path]:
+    """Move the figures a chapter run staged in ``folder`` (:func:`save_figure`) to their own folder.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The paths the figures now have, in the order they were saved (none when nothing was staged).
+    """
+    listing = folder / STAGED
+    if not listing.exists():
+        return []
+    moved = []
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        target = Path(entry["target"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        paths.atomic_write(target, lambda tmp, source=folder / entry["file"]: shutil.copyfile(source, tmp))
+        moved.append(target)
+    return moved
 
 
 def figure_links(written: list[Path]) -> Markdown:

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from rs_repro import book, cli, paths, runtime
+from rs_repro import book, cli, engine, paths, runtime
 
 STEMS = book.chapters()
 
@@ -43,7 +43,8 @@ def test_every_profile_has_exactly_the_declared_keys_and_passes_the_chapter_rule
     path = paths.PARAMS / profile / f"{stem}.yml"  # every chapter has every profile (DESIGN.md)
     values = yaml.safe_load(path.read_text())
     assert set(values) == set(book.parameters(stem))
-    book.check_chapter(stem, book.profile_values(stem, profile))  # types, then the chapter's own rules
+    if profile != "paper":  # its data, weights and GPU are this machine's: tests/test_refused_inputs.py
+        book.check_chapter(stem, book.profile_values(stem, profile))  # types, then the chapter's own rules
 
 
 def test_unknown_key_lists_valid_parameters():
@@ -87,7 +88,13 @@ def test_cli_misspelt_key_fails_before_running(capsys, tmp_path, monkeypatch):
 def test_cli_bad_engine_fails_before_running(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
     assert cli.main(["run", "theory", "--profile", "smoke", "--workers", "-2"]) == 2
-    assert "workers=-2 is not accepted; expected 0 (in this process) or more" in capsys.readouterr().err
+    assert "workers=-2 is not accepted; expected 0 (in this process) to " in capsys.readouterr().err
+    assert cli.main(["run", "theory", "--profile", "smoke", "--workers", "100000"]) == 2
+    assert f"workers=100000 is not accepted; expected 0 (in this process) to {engine.max_workers()} " \
+        in capsys.readouterr().err
+    assert cli.main(["run", "theory", "--profile", "smoke", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "scheduler='tcp://127.0.0.1:1' is not accepted; expected the address of a Dask scheduler that answers " \
+        f"within {engine.CONNECT_TIMEOUT_S} s" in capsys.readouterr().err
     monkeypatch.setenv("RS_REPRO_WORKERS", "two")
     assert cli.main(["book", "--profile", "smoke"]) == 2
     assert "RS_REPRO_WORKERS='two' is not accepted" in capsys.readouterr().err
@@ -114,7 +121,7 @@ def test_failed_run_keeps_previous_page_and_names_cell(sandbox):
     record = nbformat.read(page, as_version=4).metadata["rs_repro"]
     assert record["parameters"] == {"seed": 0, "fail": False, "label": "second"}
     assert record["command"] == "make chapter CH=tiny PROFILE=smoke P='-p label second'"
-    with pytest.raises(book.ChapterError, match=r"code cell 3 of tiny.md \(starting 'if fail:'\): RuntimeError: boom on purpose; the previous page is kept"):
+    with pytest.raises(book.ChapterError, match=r"code cell 3 of tiny.md \(starting 'if fail:'\): RuntimeError: boom on purpose; the previous page and figures are kept"):
         book.run_chapter("tiny", "smoke", {"fail": True}, chapters_dir=chapters)
     assert page.read_text() == text
     assert sorted(p.name for p in chapters.iterdir()) == ["tiny.ipynb"]
