@@ -163,7 +163,12 @@ def profile_values(stem: str, profile: str) -> dict[str, Any]:
     path = paths.PARAMS / profile / f"{stem}.yml"
     if not path.exists():
         raise ChapterError(f"chapter {stem!r} has no {profile!r} profile: {path} is missing")
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ChapterError(f"{path} cannot be read as YAML: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ChapterError(f"{path} holds a {type(values).__name__}; expected a mapping of parameter names to values")
     declared = parameters(stem)
     missing = sorted(set(declared) - set(values))
     if missing:
@@ -515,13 +520,16 @@ def make_book(profile: str = "default", *, force: bool = False, timeout: int = 3
     """Execute every chapter whose source, parameters or package code changed, then build the HTML.
 
     When any chapter runs, the summary chapter (``claims``, last in the table of contents) runs after
-    it, since it reads the measurements the other chapters record. ``workers`` and ``scheduler`` choose
-    where the work units run, as in :func:`run_chapter`.
+    it, since it reads the measurements the other chapters record. Every chapter to run is checked
+    (:func:`check_chapter`) before the first one starts. ``workers`` and ``scheduler`` choose where the
+    work units run, as in :func:`run_chapter`.
     """
     workers, scheduler = _engine(workers, scheduler)
     todo = chapters() if force else stale(profile)
     if todo and SUMMARY_CHAPTER in chapters() and SUMMARY_CHAPTER not in todo:
         todo.append(SUMMARY_CHAPTER)  # it reads what the others recorded: refresh it after them
+    for stem in todo:  # every chapter's parameters checked before the first one runs
+        check_chapter(stem, resolve_device(profile_values(stem, profile)))
     for stem in todo:
         print(f"[rs-repro] running chapter {stem} ({profile})", flush=True)
         run_chapter(stem, profile, timeout=timeout, workers=workers, scheduler=scheduler)

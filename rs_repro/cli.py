@@ -109,11 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[rs-repro] {args.profile}: {publish.export(args.profile, args.archive)}")
         elif args.command == "import":
             manifest = publish.import_archive(args.archive, replace=args.replace)
-            where = manifest["exported"]
-            print(f"[rs-repro] {manifest['profile']}: {len(manifest['files'])} files computed on "
-                  f"{where['machine']['host']} ({where['machine']['accelerator']}) at commit "
-                  f"{where['commit'][:10] or 'unknown'}, exported {where['time']}; now run "
-                  "`make chapter CH=claims` to show its column")
+            print(f"[rs-repro] {publish.summary(manifest)}")
         elif args.command == "list":
             print("\n".join(book.chapters()))
     except (book.ChapterError, provision.MissingData, publish.ArchiveError) as exc:

@@ -29,13 +29,17 @@ import torch
 
 from . import checks, paths
 
-__all__ = ["DATASETS", "FOOLBOX_REQUIREMENT", "IMAGENET_DATASETS", "IMAGENET_SAMPLES", "Dataset",
-           "input_shape", "load_dataset", "num_classes", "read_idx", "subset_indices"]
+__all__ = ["DATASETS", "FILE_DATASETS", "FOOLBOX_REQUIREMENT", "IMAGENET_DATASETS", "IMAGENET_SAMPLES",
+           "TEST_SIZES", "Dataset", "count_test_images", "input_shape", "load_dataset", "num_classes",
+           "read_idx", "subset_indices"]
 
 #: The dataset names :func:`load_dataset` accepts.
 DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "imagenet", "imagenet-samples")
 #: The datasets of ImageNet images (3 x 224 x 224, the 1000 ILSVRC2012 classes), never trained on here.
 IMAGENET_DATASETS = ("imagenet", "imagenet-samples")
+#: The datasets read from files under a ``data_dir``; the others (the embedded digits, the images of the
+#: foolbox wheel) read no folder, and a ``data_dir`` given for them is refused.
+FILE_DATASETS = ("fashion-mnist", "mnist", "cifar10", "imagenet")
 _SHAPES = {"digits": (1, 8, 8), "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32),
            "imagenet": (3, 224, 224), "imagenet-samples": (3, 224, 224)}
 _CLASSES = {"digits": 10, "fashion-mnist": 10, "mnist": 10, "cifar10": 10, "imagenet": 1000,
@@ -49,6 +53,10 @@ _SAMPLE_NAME = re.compile(r"imagenet_(\d+)_(\d+)\.jpg")
 #: Seed of the fixed stratified train/test split of scikit-learn's digits (25 % of each class is test).
 DIGITS_SPLIT_SEED = 20220523
 DIGITS_TEST_FRACTION = 0.25
+#: Number of images in the test split of each dataset whose size is fixed (ImageNet's is its folder's, and
+#: a Fashion-MNIST ``data_dir`` may hold another count: :func:`count_test_images` reads it from the files).
+TEST_SIZES = {"digits": 450, "fashion-mnist": 10_000, "mnist": 10_000, "cifar10": 10_000,
+              "imagenet-samples": IMAGENET_SAMPLES}
 #: Where the Debian package ``dataset-fashion-mnist`` installs the four ``*-ubyte.gz`` files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 #: Ground-truth files looked up in a flat ImageNet folder when ``ground_truth`` is not given.
@@ -147,31 +155,70 @@ def _digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x[keep], y[keep]
 
 
-def _fashion_mnist(split: str, data_dir: Path, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    prefix = "train" if split == "train" else "t10k"
-    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    folders = [data_dir, data_dir / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
+def _fashion_folders(data_dir: Path | None) -> list[Path]:
+    """Where the Fashion-MNIST idx files are looked for: ``data_dir`` and its ``FashionMNIST/raw`` when it is
+    given, nothing else; without it ``build/data``, its ``FashionMNIST/raw``, then Debian's folder."""
+    root = data_dir if data_dir is not None else paths.BUILD / "data"
+    folders = [root, root / "FashionMNIST" / "raw"]
+    return folders if data_dir is not None else [*folders, DEBIAN_FASHION_MNIST]
 
+
+def _fashion_stems(split: str) -> tuple[str, str]:
+    prefix = "train" if split == "train" else "t10k"
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def _find_fashion(split: str, folders: list[Path]) -> list[Path] | None:
+    """The images and labels files of ``split`` in the first of ``folders`` holding both, raw or ``.gz``."""
     def find(folder: Path) -> list[Path] | None:
-        found = [next((p for p in (folder / s, folder / f"{s}.gz") if p.is_file()), None) for s in stems]
+        found = [next((p for p in (folder / s, folder / f"{s}.gz") if p.is_file()), None)
+                 for s in _fashion_stems(split)]
         return None if None in found else found  # type: ignore[return-value]
 
-    files = next((f for f in map(find, folders) if f is not None), None)
+    return next((f for f in map(find, folders) if f is not None), None)
+
+
+def _fashion_missing(split: str, data_dir: Path | None, folders: list[Path]) -> FileNotFoundError:
+    images, labels = _fashion_stems(split)
+    where = (f"Fashion-MNIST {split} files {images}[.gz] and {labels}[.gz] not found in "
+             f"{', '.join(map(str, folders))}")
+    if data_dir is None:
+        return FileNotFoundError(f"{where}; install the Debian package dataset-fashion-mnist, pass "
+                                 "data_dir=<folder with the idx files>, or download=True")
+    return FileNotFoundError(f"{where}; {DEBIAN_FASHION_MNIST} (the Debian package dataset-fashion-mnist) is "
+                             "read only when no data_dir is given: put the files in "
+                             f"data_dir={str(data_dir)!r}, pass another data_dir=<folder with the idx "
+                             "files>, or download=True")
+
+
+def _fashion_mnist(split: str, data_dir: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    folders = _fashion_folders(data_dir)
+    files = _find_fashion(split, folders)
     if files is None and download:
         from torchvision.datasets import FashionMNIST
 
-        FashionMNIST(str(data_dir), train=split == "train", download=True)
-        files = find(folders[1])
+        FashionMNIST(str(folders[0]), train=split == "train", download=True)
+        files = _find_fashion(split, folders[1:2])
     if files is None:
-        raise FileNotFoundError(
-            f"Fashion-MNIST {split} files {stems[0]}[.gz] and {stems[1]}[.gz] not found in "
-            f"{', '.join(map(str, folders))}; install the Debian package dataset-fashion-mnist, pass "
-            "data_dir=<folder with the idx files>, or download=True")
+        raise _fashion_missing(split, data_dir, folders)
     images, labels = read_idx(files[0], 3), read_idx(files[1], 1)
     if images.shape[1:] != (28, 28) or len(images) != len(labels) or bool((labels > 9).any()):
         raise ValueError(f"inconsistent Fashion-MNIST files {files[0]} (shape {tuple(images.shape)}) and "
                          f"{files[1]} (shape {tuple(labels.shape)}); expected [N, 28, 28], [N] labels 0..9")
     return images.unsqueeze(1).float() / 255.0, labels.long()
+
+
+def _idx_length(path: Path) -> int:
+    """The number of items an idx file's header declares, read without its data."""
+    try:
+        with (gzip.open(path) if path.suffix == ".gz" else path.open("rb")) as f:
+            head = f.read(8)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"cannot read idx file {path}: {e}") from e
+    if len(head) < 8 or head[:3] != bytes((0, 0, 0x08)):
+        raise ValueError(f"corrupt idx file {path}: expected an idx header of unsigned bytes, got "
+                         f"{head[:4].hex() or 'an empty file'}")
+    return int.from_bytes(head[4:8], "big")
 
 
 def _torchvision(name: str, split: str, data_dir: Path, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,6 +338,54 @@ def _decode_imagenet(path: Path) -> torch.Tensor:
     return F.pil_to_tensor(img).float() / 255.0
 
 
+def _data_dir(name: str, data_dir: str | Path | None, download: bool) -> Path | None:
+    """``data_dir`` as a folder (None when not given): refused for a dataset that reads no folder, and when it
+    does not exist (unless ``download`` is to create it)."""
+    if data_dir is None or str(data_dir) == "":
+        return None
+    if name not in FILE_DATASETS:
+        raise ValueError(f"data_dir={str(data_dir)!r} is not accepted for {name}; expected None ({name} "
+                         "reads no folder)")
+    folder = Path(data_dir)
+    if not folder.is_dir() and not download:
+        raise FileNotFoundError(f"data_dir={str(data_dir)!r} is not an existing folder; pass the folder that "
+                                f"holds the {name} files, or None for the dataset's default place")
+    return folder
+
+
+def count_test_images(name: str, data_dir: str | Path | None = None) -> int:
+    """Number of images in the test split of dataset ``name``, as :func:`load_dataset` ``(name, "test",
+    data_dir=data_dir)`` would load it, found without decoding any image.
+
+    :data:`TEST_SIZES` for the datasets of a fixed size; Fashion-MNIST's from the header of the labels file
+    the loader would read (10,000 when none is found without a ``data_dir``: its Debian package is installed
+    before a chapter runs, :mod:`rs_repro.provision`); ImageNet's from its folder (``data_dir``, required).
+
+    Raises
+    ------
+    ValueError
+        Unknown name, a ``data_dir`` for a dataset that reads no folder, a corrupt labels file.
+    FileNotFoundError
+        ``data_dir`` is not an existing folder, or lacks the files (for ImageNet: images and their labels).
+    """
+    checks.choice("name", name, DATASETS)
+    folder = _data_dir(name, data_dir, download=False)
+    if name == "imagenet":
+        if folder is None:
+            raise ValueError("data_dir=None is not accepted for imagenet; pass data_dir=<the ILSVRC2012 "
+                             "validation folder>")
+        with warnings.catch_warnings():  # the labels are not used here: the loader warns about them
+            warnings.simplefilter("ignore", UserWarning)
+            return len(_imagenet_files(folder, None)[0])
+    if name == "fashion-mnist":
+        folders = _fashion_folders(folder)
+        files = _find_fashion("test", folders)
+        if files is None and folder is not None:
+            raise _fashion_missing("test", folder, folders)
+        return _idx_length(files[1]) if files is not None else TEST_SIZES[name]
+    return TEST_SIZES[name]
+
+
 def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = None, download: bool = False,
                  n: int | None = None, seed: int = 0, *, ground_truth: str | Path | None = None) -> Dataset:
     """Load a split of dataset ``name`` as tensors in [0, 1], optionally a seeded random subset of it.
@@ -304,9 +399,11 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
         validation images), ``imagenet-samples`` only ``"test"`` (its 20 validation images). ``digits`` is
         split once, stratified, 25 % test (seed ``DIGITS_SPLIT_SEED``).
     data_dir : str or Path, optional
-        Fashion-MNIST: folder of the idx files (directly or in ``FashionMNIST/raw``), then
-        ``DEBIAN_FASHION_MNIST`` is tried. MNIST, CIFAR-10: torchvision root. Default for these
-        three: ``build/data``. ImageNet (required): either one subfolder per wnid (labels = index in the
+        Fashion-MNIST: folder of the idx files (directly or in ``FashionMNIST/raw``), read from there
+        only; when None, ``build/data`` then ``DEBIAN_FASHION_MNIST`` are tried. MNIST, CIFAR-10:
+        torchvision root. Default for these three: ``build/data``. A folder given must exist (unless
+        ``download`` creates it); the datasets that read no folder (``digits``, ``imagenet-samples``)
+        refuse one. ImageNet (required): either one subfolder per wnid (labels = index in the
         sorted folder names, as ImageFolder) or a flat folder of images with a ground-truth file.
         ``imagenet-samples``: must be None, the images are read from the installed foolbox package
         (:data:`FOOLBOX_REQUIREMENT`, its ``data`` folder), whose file names give the labels
@@ -340,9 +437,10 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
     ------
     ValueError
         Unknown name, bad split, n out of range, corrupt file or image, unlabelled ImageNet image,
-        ``data_dir`` or ``download`` given for ``imagenet-samples``.
+        ``data_dir`` given for ``digits`` or ``imagenet-samples``, ``download`` for ``imagenet-samples``.
     FileNotFoundError
-        Missing folder or file: the message says where it looked and how to provide the data.
+        Missing folder (a ``data_dir`` that does not exist) or file: the message says where it looked
+        and how to provide the data.
     ModuleNotFoundError
         ``imagenet-samples`` without foolbox installed: the message names :data:`FOOLBOX_REQUIREMENT` and
         how to install it.
@@ -384,12 +482,12 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
         chosen = bar(index.tolist(), desc="decoding ImageNet")
         x = torch.stack([_decode_imagenet(files[i]) for i in chosen])
         return Dataset(x, torch.tensor(labels, dtype=torch.int64)[index], index)
-    root = Path(data_dir) if data_dir is not None else paths.BUILD / "data"
+    folder = _data_dir(name, data_dir, download)
     if name == "digits":
         x, y = _digits(split)
     elif name == "fashion-mnist":
-        x, y = _fashion_mnist(split, root, download)
+        x, y = _fashion_mnist(split, folder, download)
     else:
-        x, y = _torchvision(name, split, root, download)
+        x, y = _torchvision(name, split, folder if folder is not None else paths.BUILD / "data", download)
     index = torch.arange(len(y)) if n is None else subset_indices(len(y), n, seed)
     return Dataset(x[index].contiguous(), y[index], index)

@@ -112,8 +112,8 @@ class Unit:
         return table
 
 
-#: Arguments (at any depth of a unit's arguments) that name a file or folder the unit reads: a weights file,
-#: or the folder of a dataset's files.
+#: The names of the arguments (at any depth of a unit's arguments) that hold a file or folder the unit reads,
+#: a weights file or the folder of a dataset's files.
 INPUT_ARGUMENTS = ("weights", "data_dir")
 
 
@@ -257,7 +257,7 @@ def client(workers: int | None = None, scheduler: str | None = None) -> Any:
     A local cluster is started on first use and closed when the process exits: single-threaded workers, a
     unit whose worker dies is tried once more, and nothing another user of the machine can reach. Its
     scheduler, nannies and workers listen on 127.0.0.1 only, over TLS with a certificate made for this run
-    (:meth:`distributed.security.Security.temporary`), so a process without it can neither submit tasks
+    (``distributed.security.Security.temporary()``), so a process without it can neither submit tasks
     nor read results; their HTTP servers (dashboard, metrics) serve no route and are closed once started.
     A scheduler named by the user must answer within :data:`CONNECT_TIMEOUT_S` seconds; its security is
     the user's Dask configuration (``distributed.comm.tls``).

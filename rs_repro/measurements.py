@@ -402,16 +402,19 @@ def record(stem: str, values: Any) -> Path:
 
 
 def _decode(kind: Any, value: Any, where: str) -> Any:
-    """``value`` read from JSON as the type ``kind`` (dataclasses, lists, dicts with numeric keys, optionals)."""
+    """``value`` read from JSON as the type ``kind`` (dataclasses, lists, dicts with numeric keys, optionals);
+    ValueError naming the field ``where`` if it has another shape."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _decode(inner, value, where)
+    if (dataclasses.is_dataclass(kind) or origin is dict) and not isinstance(value, dict):
+        raise ValueError(f"{where}={_cut(value)} is not accepted; expected an object")
+    if origin is list and not isinstance(value, list):
+        raise ValueError(f"{where}={_cut(value)} is not accepted; expected a list")
     if dataclasses.is_dataclass(kind):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} is not a {kind.__name__} record: {value!r}")
         hints = typing.get_type_hints(kind)
         names = {f.name for f in dataclasses.fields(kind)}
         if set(value) != names:
@@ -421,19 +424,43 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
         return [_decode(args[0], item, f"{where}[{k}]") for k, item in enumerate(value)]
     if origin is dict:
         key_type, item_type = args
-        return {key_type(k): _decode(item_type, item, f"{where}[{k}]") for k, item in value.items()}
+        try:
+            keys = [key_type(k) for k in value]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"{where} has a key that is not a {key_type.__name__} ({exc})") from exc
+        return {key: _decode(item_type, item, f"{where}[{k}]")
+                for key, (k, item) in zip(keys, value.items(), strict=True)}
     if kind is float:
+        if not isinstance(value, int | float):
+            raise ValueError(f"{where}={_cut(value)} is not accepted; expected a number")
         return float(value)
     if kind in (int, str) and not isinstance(value, kind):
-        raise ValueError(f"{where}={value!r} is not a {kind.__name__}")
+        raise ValueError(f"{where}={_cut(value)} is not a {kind.__name__}")
     return value
+
+
+def _cut(value: Any) -> str:
+    """``repr(value)``, cut to 60 characters, for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read(target: Path) -> dict[str, Any]:
+    """The JSON object in measurement file ``target``; ValueError naming the file if it cannot be read."""
+    try:
+        payload = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise ValueError(f"measurement file {target} cannot be read: {exc}") from exc
+    if type(payload) is not dict or type(payload.get("values")) is not dict:
+        raise ValueError(f"measurement file {target} is not accepted; expected a JSON object with its 'values'")
+    return payload
 
 
 def load(stem: str, profile: str | None = None) -> Any | None:
     """The record chapter ``stem`` wrote under ``profile`` (its :data:`SCHEMA` type), or ``None`` if none.
 
-    With ``profile=None`` the most recently written record of any profile is returned. A file of another
-    shape (an older build) raises ``ValueError`` naming the field.
+    With ``profile=None`` the most recently written record of any profile is returned. A file that cannot be
+    read, or of another shape (an older build), raises ``ValueError`` naming the file and the field.
     """
     _schema(stem)
     if profile is not None:
@@ -442,19 +469,33 @@ def load(stem: str, profile: str | None = None) -> Any | None:
         candidates = sorted(path(stem).parent.glob("*.json"), key=lambda p: p.stat().st_mtime)[-1:]
     if not candidates or not candidates[0].exists():
         return None
-    return decode(stem, json.loads(candidates[0].read_text(encoding="utf-8")))
+    payload = _read(candidates[0])
+    try:
+        return decode(stem, payload)
+    except ValueError as exc:
+        raise ValueError(f"measurement file {candidates[0]}: {exc}") from exc
 
 
 def decode(stem: str, payload: Mapping[str, Any]) -> Any:
     """The record of chapter ``stem`` in ``payload``, a measurement file's JSON (ValueError naming the field
     that does not fit its :data:`SCHEMA` type)."""
+    if not isinstance(payload, Mapping) or "values" not in payload:
+        raise ValueError(f"{stem} measurements are not accepted; expected a JSON object with 'values'")
     return _decode(_schema(stem), payload["values"], f"{stem} measurements")
 
 
 def provenance(stem: str, profile: str) -> dict[str, Any] | None:
     """Where and when chapter ``stem``'s record of ``profile`` was computed (:func:`rs_repro.publish.stamp`
-    as :func:`record` wrote it), or None without a record (or for a record written before stamps)."""
+    as :func:`record` wrote it, checked by :func:`rs_repro.publish.check_stamp`), or None without a record
+    (or for a record written before stamps). ValueError naming the file if it cannot be read or its stamp
+    has another shape."""
+    from .publish import check_stamp
+
     target = path(stem, profile)
     if not target.exists():
         return None
-    return json.loads(target.read_text(encoding="utf-8")).get("provenance")
+    stamp = _read(target).get("provenance")
+    try:
+        return None if stamp is None else check_stamp(stamp, "provenance")
+    except ValueError as exc:
+        raise ValueError(f"measurement file {target}: {exc}") from exc

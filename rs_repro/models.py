@@ -69,6 +69,7 @@ __all__ = [
     "pgd_l2",
     "pretrained",
     "trained_model",
+    "weights_problem",
 ]
 
 #: ImageNet channel statistics used by torchvision, Cohen et al. and the robustness library.
@@ -630,6 +631,41 @@ def _convert(sd: dict[str, torch.Tensor]) -> tuple[str, dict[str, torch.Tensor],
     return "torchvision", sd, {}
 
 
+def _read_torch_file(path: Path, trust_pickle: bool = False) -> object:
+    """``torch.load(path)`` on CPU (``weights_only`` unless ``trust_pickle``); a ValueError says why not."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?:\. |\n|$)", str(e))
+        reason = found.group(1) if found else str(e).splitlines()[0]
+        raise ValueError(f"{path} cannot be read with torch.load(weights_only=True): {reason}. Not a torch "
+                         "file, or a checkpoint that pickles other Python objects: if it comes from a trusted "
+                         "source pass trust_pickle=True, or re-save its state dict") from e
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable torch file: {type(e).__name__}: {e}") from e
+
+
+def weights_problem(path: str | Path) -> str | None:
+    """What keeps ``path`` from being a weights file, or None: it does not exist, is not a file, or
+    ``torch.load(path, map_location="cpu", weights_only=True)`` cannot read it as a state dict (a mapping of
+    parameter names to tensors, or a checkpoint dict holding one under ``state_dict`` or ``model``).
+
+    The check that a chapter's rules make before anything runs (:func:`rs_repro.checks.weights_rule`); whether
+    the keys fit the architecture is checked when the model is built (:func:`load_imagenet_model`). Nothing
+    but tensors and plain containers is unpickled, so a file that would run code is refused.
+    """
+    path = Path(path)
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_file():
+        return f"{path} is not a file"
+    try:
+        _unwrap(_read_torch_file(path), path)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def load_imagenet_model(path: str | Path, arch: str = "resnet50", *, trust_pickle: bool = False) -> nn.Module:
     """An ImageNet classifier from a local weights file, with the ImageNet normalisation as first layer.
 
@@ -675,17 +711,7 @@ def load_imagenet_model(path: str | Path, arch: str = "resnet50", *, trust_pickl
     if not path.is_file():
         raise FileNotFoundError(f"ImageNet weights file {str(path)!r} not found (nothing is downloaded; pass "
                                 "the path of a local torchvision, locuslab/smoothing or robustness file)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?:\. |\n|$)", str(e))
-        reason = found.group(1) if found else str(e).splitlines()[0]
-        raise ValueError(f"{path} cannot be read with torch.load(weights_only=True): {reason}. Not a torch "
-                         "file, or a checkpoint that pickles other Python objects: if it comes from a trusted "
-                         "source pass trust_pickle=True, or re-save its state dict") from e
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable torch file: {type(e).__name__}: {e}") from e
-    sd, outer = _unwrap(obj, path)
+    sd, outer = _unwrap(_read_torch_file(path, trust_pickle), path)
     fmt, sd, extras = _convert(sd)
     if fmt == "torchvision" and "arch" in outer:  # Cohen et al. without the NormalizeLayer prefix
         fmt = "cohen"

@@ -2,10 +2,12 @@
 
 Fashion-MNIST (the ``fashion`` profile, d = 784) comes from Debian's ``dataset-fashion-mnist``, which puts
 its idx files in ``/usr/share/datasets/fashion-mnist``. Before a chapter runs, ``rs-repro run`` and
-``rs-repro book`` call :func:`ensure`: a chapter whose dataset cannot be loaded from its ``data_dir`` or
-from the package's folder gets the package installed, as root or through passwordless ``sudo``; where
-neither is possible, or the installation fails, a :class:`MissingData` error names the package and the
-chapter's ``data_dir`` parameter. Nothing is downloaded from anywhere but the machine's Debian mirror.
+``rs-repro book`` call :func:`ensure`. A chapter that names no ``data_dir`` and whose dataset is missing from
+its default place and from the package's folder gets that dataset's package installed, as root or through
+passwordless ``sudo``; where neither is possible, or the installation fails, a :class:`MissingData` error
+names the package and the chapter's ``data_dir`` parameter. A chapter that names a ``data_dir`` reads that
+folder only: nothing is installed for it, and a folder that does not exist or lacks the files is a
+:class:`MissingData` error naming it. Nothing is downloaded from anywhere but the machine's Debian mirror.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def _as_root(run: Runner) -> list[str] | None:
 
 
 def loadable(dataset: str, data_dir: str | Path | None) -> bool:
-    """Whether :func:`rs_repro.data.load_dataset` finds the test split of ``dataset`` (False only when its
-    files are missing; a corrupt file still raises)."""
+    """Whether :func:`rs_repro.data.load_dataset` finds the test split of ``dataset`` in ``data_dir`` (or,
+    when it is empty, in the dataset's default places): False only when its files are missing; a corrupt
+    file still raises."""
     try:
         data.load_dataset(dataset, "test", data_dir=data_dir or None)
     except FileNotFoundError:
@@ -64,7 +67,8 @@ def ensure(values: Mapping[str, Any], *, run: Runner | None = None) -> str | Non
     ----------
     values : mapping
         The chapter's parameter values; only ``dataset`` and ``data_dir`` are read (a chapter without a
-        ``dataset`` needs nothing).
+        ``dataset`` needs nothing). The package of ``dataset`` alone is installed, and only when
+        ``data_dir`` is empty.
     run : callable, optional
         Runs a command and returns its exit status; ``subprocess`` by default (tests pass a fake).
 
@@ -77,12 +81,26 @@ def ensure(values: Mapping[str, Any], *, run: Runner | None = None) -> str | Non
     ------
     MissingData
         The files are missing and the package cannot be installed here (not root, no passwordless sudo, no
-        apt-get, or apt-get failed); the message names the package and the ``data_dir`` parameter.
+        apt-get, or apt-get failed); the message names the package and the ``data_dir`` parameter. Or
+        ``data_dir`` is given and is not a folder, or lacks the dataset's files: the message names it, and
+        nothing is installed.
     """
     run = run or _run
     dataset = values.get("dataset")
     package = DEBIAN_PACKAGES.get(str(dataset))
-    if package is None or loadable(dataset, values.get("data_dir")):
+    data_dir = str(values.get("data_dir") or "")
+    if package is None:
+        return None
+    if data_dir:
+        if not Path(data_dir).is_dir():
+            raise MissingData(f"data_dir={data_dir!r} is not an existing folder; expected the folder of the "
+                              f"{dataset} files, or '' for Debian's {package}")
+        if not loadable(dataset, data_dir):
+            raise MissingData(f"dataset {dataset!r} not found in data_dir={data_dir!r}, and nothing is "
+                              "installed for a data_dir: put the dataset's files there, or set data_dir to "
+                              f"'' to read Debian's {package} (sudo apt-get install {package})")
+        return None
+    if loadable(dataset, None):
         return None
     advice = (f"install the Debian package {package} (sudo apt-get install {package}), or set the parameter "
               f"data_dir (now {values.get('data_dir')!r}) to a folder with the dataset's files")
@@ -93,6 +111,6 @@ def ensure(values: Mapping[str, Any], *, run: Runner | None = None) -> str | Non
     print(f"[rs-repro] installing Debian's {package} for dataset {dataset!r}", flush=True)
     if run([*prefix, "apt-get", "update", "-q"]) or run([*prefix, "apt-get", "install", "-y", "-q", package]):
         raise MissingData(f"apt-get could not install {package} (its messages above): {advice}")
-    if not loadable(dataset, values.get("data_dir")):
+    if not loadable(dataset, None):
         raise MissingData(f"{package} is installed but dataset {dataset!r} is still not found: {advice}")
     return package

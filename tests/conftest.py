@@ -178,3 +178,25 @@ def synthetic_fashion(tmp_path_factory) -> Path:
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", x)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", y)
     return folder
+
+
+@pytest.fixture
+def standins(tmp_path, monkeypatch) -> dict[str, str]:
+    """Stand-ins for the local paths ``/data/val`` and ``/data/rn50.pth`` of the ImageNet profiles (the names mapped to them), and two CUDA devices: an
+    ImageNet folder of 200 images (empty files: the rules count them, never decode them) with their labels, and
+    a weights file holding a state dict (the rules read it with ``torch.load(weights_only=True)``)."""
+    folder = tmp_path / "val"
+    folder.mkdir()
+    names = [f"ILSVRC2012_val_{k:08d}.JPEG" for k in range(1, 201)]
+    for name in names:
+        (folder / name).touch()
+    (folder / "val.txt").write_text("".join(f"{name} {k % 1000}\n" for k, name in enumerate(names)))
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "rn50.pth")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    return {"/data/val": str(folder), "/data/rn50.pth": str(tmp_path / "rn50.pth")}
+
+
+def here(change: dict, standins: dict[str, str]) -> dict:
+    """``change`` with the local paths ``/data/val`` and ``/data/rn50.pth`` replaced by their stand-ins on this machine."""
+    return {k: standins.get(v, v) if isinstance(v, str) else v for k, v in change.items()}

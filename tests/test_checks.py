@@ -116,7 +116,10 @@ def test_rule_checker_names_the_parameter_and_its_value():
     ("imagenet", "", False), ("imagenet", "/data/rn50.pth", True), ("imagenet", "pretrained:efficientnet-lite0", True),
     ("imagenet-samples", "pretrained:efficientnet-lite0", True), ("imagenet-samples", "pretrained:resnet-9000", False),
 ])
-def test_weights_rule_trained_here_or_a_checkpoint(dataset, weights, fits):
+def test_weights_rule_trained_here_or_a_checkpoint(dataset, weights, fits, tmp_path):
+    if weights == "/data/rn50.pth":  # a weights file, here: a state dict that torch.load(weights_only=True) reads
+        weights = str(tmp_path / "rn50.pth")
+        torch.save({"fc.weight": torch.zeros(2, 2)}, weights)
     ok, accepted = checks.weights_rule(dataset, weights)
     assert ok is fits
     expected = "whose standard model is trained here" if dataset in ("digits", "fashion-mnist") else \

@@ -191,9 +191,12 @@ def test_fashion_mnist_missing(tmp_path: Path, no_debian: None) -> None:
 
 
 @pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason="no package dataset-fashion-mnist")
-def test_fashion_mnist_debian(tmp_path: Path) -> None:
-    train = load_dataset("fashion-mnist", "train", data_dir=tmp_path)  # empty data_dir: falls back to Debian
-    test = load_dataset("fashion-mnist", "test", data_dir=tmp_path)
+def test_fashion_mnist_debian(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data.paths, "BUILD", tmp_path / "build")  # nothing in the default place: Debian's folder
+    train = load_dataset("fashion-mnist", "train")
+    test = load_dataset("fashion-mnist", "test")
+    with pytest.raises(FileNotFoundError, match=r"read only when no data_dir is given"):
+        load_dataset("fashion-mnist", "test", data_dir=tmp_path)  # a data_dir is the only place read
     assert train.x.shape == (60000, 1, 28, 28) and test.x.shape == (10000, 1, 28, 28)
     assert torch.equal(torch.bincount(test.y), torch.full((10,), 1000))
     assert 0.0 <= float(test.x.min()) and float(test.x.max()) == 1.0

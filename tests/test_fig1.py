@@ -238,7 +238,7 @@ def _values(**changes):
 @pytest.mark.parametrize(("changes", "message"), [
     ({"sweep_sigmas": [0.05, 0.35]},
      "sweep_sigmas=[0.05, 0.35] is not accepted; expected noise levels other than the main sigma = 0.35"),
-    ({"sweep_sigmas": [0.05, 0.05]}, "sweep_sigmas=[0.05, 0.05] is not accepted; expected distinct noise levels"),
+    ({"sweep_sigmas": [0.05, 0.05]}, "sweep_sigmas=[0.05, 0.05] is not accepted; expected a non-empty list of distinct noise levels"),
     ({"panel_image": 3}, "panel_image=3 is not accepted; expected a position in [0, num_images) = [0, 3)"),
     ({"panel_image": -1}, "panel_image=-1 is not accepted"),
     ({"pool": 52}, "pool=52 is not accepted; expected an integer >= max(ns) = 50 and a multiple of gcd(ns) = 5"),
@@ -286,9 +286,17 @@ def test_units_have_stable_distinct_ids_and_the_arguments_that_change_numbers():
     assert by_id["scan-image0"].key() != ex.units({**values, "batch_size": 7})[1].key()
 
 
-def test_units_refuse_a_panel_image_the_correct_candidates_do_not_reach():
-    with pytest.raises(ValueError, match=r"only [0-2] of the candidates are correctly classified; panel_image=2"):
-        ex.units(_values(num_candidates=2, panel_image=2))
+def test_units_refuse_a_panel_image_the_correct_candidates_do_not_reach(monkeypatch):
+    with pytest.raises(ValueError, match=r"num_images=3 is not accepted; expected an integer from 1 to 2"):
+        _values(num_candidates=2, panel_image=2)  # more images than candidates: refused before anything runs
+    # fewer correctly classified candidates than the panel needs: found once the model has classified them
+    monkeypatch.setattr(ex, "correct_images", lambda model, x, y, count: torch.arange(2))
+    ex._chosen.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"only 2 of the candidates are correctly classified; panel_image=2"):
+            ex.units(_values(num_candidates=3, panel_image=2))
+    finally:
+        ex._chosen.cache_clear()
 
 
 def test_a_unit_gives_the_same_table_twice_and_after_the_attack_is_recomputed():

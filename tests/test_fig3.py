@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import here
 from torch import nn
 
 from rs_repro import book, data, engine, measurements, paths
@@ -109,17 +110,18 @@ IMAGENET = {"dataset": "imagenet", "data_dir": "/data/val", "standard_weights": 
     ({"batch_size": 0}, "batch_size"),
     ({"device": "gpu"}, "device"),
 ])
-def test_check_parameters_rejects_each_bad_combination(values, change, name):
+def test_check_parameters_rejects_each_bad_combination(values, standins, change, name):
     ex.check_parameters(values)
+    change = here(change, standins)
     with pytest.raises(ValueError, match=f"^{name}=.* is not accepted; expected"):
         ex.check_parameters({**values, **change})
     with pytest.raises(book.ChapterError, match=f"chapter 'fig3_binary_search': {name}="):
         book.check_chapter(STEM, {**values, **change})
 
 
-def test_imagenet_settings_pass_the_checks(values):
-    for weights in ("/data/rn50.pth", "pretrained:efficientnet-lite0"):
-        ex.check_parameters({**values, **IMAGENET, "standard_weights": weights, "device": "cuda:1"})
+def test_imagenet_settings_pass_the_checks(values, standins):
+    for weights in (standins["/data/rn50.pth"], "pretrained:efficientnet-lite0"):
+        ex.check_parameters({**values, **here(IMAGENET, standins), "standard_weights": weights, "device": "cuda:1"})
     ex.check_parameters({**values, "dataset": "imagenet-samples", "standard_weights": "pretrained:efficientnet-lite0"})
 
 

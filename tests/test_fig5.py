@@ -248,10 +248,33 @@ def test_acceptance_of_the_clean_image_is_the_binomial_tail():
     assert table.within_budget.tolist() == pytest.approx([1 - (1 - a) ** 7, 0.0])
 
 
-def test_models_without_a_checkpoint_are_absent_where_none_is_trained():
+def paper_here(tmp_path, monkeypatch) -> dict:
+    """The paper profile's values with its local files replaced by stand-ins on this machine: an ImageNet folder of
+    its pool's 200 images (empty files: the rules count them, never decode them) with their labels, weights files
+    holding a state dict (the rules read them with ``torch.load(weights_only=True)``), and a CUDA device."""
     from rs_repro import book
 
     values = book.profile_values("fig5_attacks", "paper")
+    folder = tmp_path / "val"
+    folder.mkdir()
+    names = [f"ILSVRC2012_val_{k:08d}.JPEG" for k in range(1, values["pool"] + 1)]
+    for name in names:
+        (folder / name).touch()
+    (folder / "val.txt").write_text("".join(f"{name} {k}\n" for k, name in enumerate(names)))
+    values["data_dir"] = str(folder)
+    for model in ("standard", "randtrain", "advtrain"):
+        torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / f"{model}.pth")
+        values[f"{model}_weights"] = str(tmp_path / f"{model}.pth")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    return values
+
+
+def test_models_without_a_checkpoint_are_absent_where_none_is_trained(tmp_path, monkeypatch):
+    from rs_repro import book
+
+    values = paper_here(tmp_path, monkeypatch)
+    ex.check_parameters(values)
     assert set(ex.model_specs(values)) == {"standard", "randtrain", "advtrain"} and not ex.absent_models(values)
     values.update(randtrain_weights="", advtrain_weights="")
     ex.check_parameters(values)

@@ -11,6 +11,7 @@ import nbformat
 import pandas as pd
 import pytest
 import torch
+from conftest import here
 from linear import Linear, images_at
 
 from rs_repro import book, data, engine, measurements, paths, seeds
@@ -133,17 +134,18 @@ IMAGENET = {"dataset": "imagenet", "data_dir": "/data/val", "standard_weights": 
     ({"batch_size": 0}, "batch_size"),
     ({"device": "gpu"}, "device"),
 ])
-def test_check_parameters_rejects_each_bad_value(values, change, name):
+def test_check_parameters_rejects_each_bad_value(values, standins, change, name):
     ex.check_parameters(values)
+    change = here(change, standins)
     with pytest.raises(ValueError, match=f"^{name}=.* is not accepted; expected"):
         ex.check_parameters({**values, **change})
     with pytest.raises(book.ChapterError, match=f"chapter 'normal_vectors': {name}="):
         book.check_chapter(STEM, {**values, **change})
 
 
-def test_imagenet_settings_pass_the_checks(values):
-    for weights in ("/data/rn50.pth", "pretrained:efficientnet-lite0"):
-        ex.check_parameters({**values, **IMAGENET, "standard_weights": weights, "device": "cuda:1"})
+def test_imagenet_settings_pass_the_checks(values, standins):
+    for weights in (standins["/data/rn50.pth"], "pretrained:efficientnet-lite0"):
+        ex.check_parameters({**values, **here(IMAGENET, standins), "standard_weights": weights, "device": "cuda:1"})
     ex.check_parameters({**values, "dataset": "imagenet-samples", "standard_weights": "pretrained:efficientnet-lite0"})
 
 

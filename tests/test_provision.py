@@ -82,10 +82,10 @@ def test_no_way_to_install_names_the_package_and_data_dir(debian, monkeypatch, s
     monkeypatch.setattr(provision.shutil, "which", lambda name: None if name == "apt-get" and not apt_get
                         else f"/usr/bin/{name}")
     with pytest.raises(provision.MissingData) as err:
-        provision.ensure({"dataset": "fashion-mnist", "data_dir": "/nowhere"}, run=FakeApt(debian, fail, sudo))
+        provision.ensure({"dataset": "fashion-mnist", "data_dir": ""}, run=FakeApt(debian, fail, sudo))
     message = str(err.value)
     assert why in message
-    assert "sudo apt-get install dataset-fashion-mnist" in message and "data_dir (now '/nowhere')" in message
+    assert "sudo apt-get install dataset-fashion-mnist" in message and "data_dir (now '')" in message
     assert not debian.exists()
 
 

@@ -140,8 +140,8 @@ def test_a_record_of_another_shape_is_refused(machine, monkeypatch, tmp_path):
     def manifest_too(name, data):  # keep the manifest consistent so the record itself is what fails
         if name == publish.MANIFEST:
             manifest = json.loads(data)
-            manifest["files"]["measurements/theory.json"] = publish._sha256(older("measurements/theory.json",
-                                                                                  theory)[1])
+            edited = older("measurements/theory.json", theory)[1]
+            manifest["files"]["measurements/theory.json"] = {"sha256": publish._sha256(edited), "size": len(edited)}
             return name, json.dumps(manifest).encode()
         return older(name, data)
 

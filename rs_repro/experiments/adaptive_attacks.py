@@ -39,7 +39,7 @@ from torch import nn
 from .. import data, seeds
 from ..attacks.oracle import AttackResult, smoothed_oracle
 from ..attacks.verification import verify
-from ..checks import DEVICES, is_device, rule_checker, weights_rule
+from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
 from ..engine import Unit
 from ..hidden_noise import LAWS, HiddenNoise, match_accuracy
 from ..measurements import AdaptiveConfiguration, AdaptiveGrid
@@ -64,9 +64,17 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
     fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
     need(fits, "standard_weights", accepted)
-    need(is_device(values["device"]), "device", DEVICES)
-    for name in ("num_images", "max_queries", "chunk", "verify_repeats", "votes", "confirm_votes",
-                 "calibration_images", "calibration_draws", "batch_size"):
+    size = dataset_size(values)
+    fits, accepted = device_rule(values["device"])
+    need(fits, "device", accepted)
+    fits, accepted = count_rule(values["pool"], size, f"test images of {values['dataset']}",
+                                zero="the whole test split")
+    need(fits, "pool", accepted)
+    for name in ("num_images", "calibration_images"):
+        fits, accepted = count_rule(values[name], values["pool"] or size, "test images in the pool")
+        need(fits, name, accepted)
+    for name in ("max_queries", "chunk", "verify_repeats", "votes", "confirm_votes", "calibration_draws",
+                 "batch_size"):
         need(values[name] >= 1, name, "at least 1")
     need(0 < values["alpha"] < 1, "alpha", "a level in (0, 1)")
     need(bool(values["sigmas"]) and all(s > 0 for s in values["sigmas"]), "sigmas", "noise levels > 0")

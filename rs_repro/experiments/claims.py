@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data, measurements, publish, verdicts
+from ..markup import markdown_cell, markdown_code
 from ..measurements import (
     AdaptiveGrid,
     AttackConfiguration,
@@ -65,6 +66,8 @@ from ..verdicts import FAILS, HOLDS, UNDECIDED, Interval
 NOT_TESTABLE = "not testable in this profile"
 #: The verdict when no chapter recorded the claim's measurements under the profile.
 NOT_MEASURED = "not measured in this profile"
+#: The verdict in every cell of a profile whose records cannot be read (the table across profiles).
+DAMAGED = "damaged record"
 
 #: The family-wise confidence of the intervals a rule reads. With several, each is at the Bonferroni
 #: confidence that gives them this one together (:func:`rs_repro.verdicts.bonferroni`).
@@ -1312,13 +1315,17 @@ def _bold(verdict: str) -> str:
 def scorecard_markdown(card: pd.DataFrame, source: str = "paper's number", protocols: bool = True) -> str:
     """The scorecard as a Markdown table for the page, decided verdicts in bold, the paper's protocol in its
     own column (unless ``protocols`` is false: the claims beyond the paper have none) and chapters linked
-    (``card`` as :func:`scorecard` returns it; ``source`` names what the text in brackets after each claim is)."""
+    (``card`` as :func:`scorecard` returns it; ``source`` names what the text in brackets after each claim is).
+    The measured texts, which name what the records name (attacks, models, datasets), are shown as plain text
+    (:func:`rs_repro.markup.markdown_cell`)."""
     lines = [f"| # | claim ({source}) | measured here | verdict |" + (" paper's protocol |" if protocols else "")
              + " rule | chapter |", "|---|---|---|---|" + ("---|" if protocols else "") + "---|---|"]
     for row in card.itertuples():
         chapter = f"[{CHAPTER_TITLES.get(row.chapter, row.chapter)}]({row.chapter}.ipynb)"
-        protocol = "—" if row.protocol is None else f"{_bold(row.protocol)}: {row.protocol_measured}"
-        lines.append(f"| {row.claim} | {row.statement} ({row.paper}) | {row.measured} | {_bold(row.verdict)} | "
+        protocol = ("—" if row.protocol is None else
+                    f"{_bold(row.protocol)}: {markdown_cell(row.protocol_measured)}")
+        lines.append(f"| {row.claim} | {row.statement} ({row.paper}) | {markdown_cell(row.measured)} | "
+                     f"{_bold(row.verdict)} | "
                      + (f"{protocol} | " if protocols else "") + f"{row.rule} | {chapter} |")
     return "\n".join(lines)
 
@@ -1361,17 +1368,28 @@ def across_profiles(profiles: Sequence[str], claims: Sequence[Claim] = CLAIMS) -
     -------
     pandas.DataFrame
         One row per claim and profile: ``claim, profile, dimensions, verdict, headline, statistic, protocol,
-        protocol_headline`` (``dimensions``: the tuple of :func:`profile_dimensions`; ``headline`` and
+        protocol_headline, damage`` (``dimensions``: the tuple of :func:`profile_dimensions`; ``headline`` and
         ``statistic`` as in :class:`Judgement`; ``protocol`` and ``protocol_headline``: the verdict and
         headline on the paper's protocol, ``None`` where the claim has none), :data:`NOT_MEASURED` where that
-        profile recorded nothing for the claim.
+        profile recorded nothing for the claim. A profile with a record that cannot be read (ValueError from
+        :func:`rs_repro.measurements.load`, naming the file) has :data:`DAMAGED` in every row, no dimension,
+        and the error in ``damage`` (``None`` elsewhere); the other profiles are unaffected.
     """
-    dimensions = {profile: tuple(profile_dimensions(profile)) for profile in profiles}
+    dimensions, cards, damage = {}, {}, {}
+    for profile in profiles:
+        try:
+            dimensions[profile] = tuple(profile_dimensions(profile))
+            cards[profile] = scorecard(profile, claims)
+        except ValueError as exc:
+            dimensions[profile], damage[profile] = (), str(exc)
+            cards[profile] = pd.DataFrame({"claim": [c.number for c in claims], "verdict": DAMAGED, "headline": None,
+                                           "statistic": None, "protocol": None, "protocol_headline": None})
     ordered = sorted(profiles, key=lambda profile: _dimension_order(dimensions[profile]))
-    cards = [scorecard(profile, claims).assign(profile=profile, dimensions=[dimensions[profile]] * len(claims))
-             for profile in ordered]
-    columns = ["claim", "profile", "dimensions", "verdict", "headline", "statistic", "protocol", "protocol_headline"]
-    return pd.concat(cards, ignore_index=True)[columns] if cards else pd.DataFrame(columns=columns)
+    columns = ["claim", "profile", "dimensions", "verdict", "headline", "statistic", "protocol", "protocol_headline",
+               "damage"]
+    parts = [cards[profile].assign(profile=profile, dimensions=[dimensions[profile]] * len(claims),
+                                   damage=damage.get(profile)) for profile in ordered]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
 def _cell(verdict: str, headline: Interval | None) -> str:
@@ -1380,28 +1398,43 @@ def _cell(verdict: str, headline: Interval | None) -> str:
 
 
 def _profile_header(profile: str, dimensions: Sequence[int]) -> str:
-    """A profile's column title with its input dimensions, e.g. ``default (d = 64)``."""
-    return f"{profile} (d = {', '.join(f'{d:,}' for d in dimensions)})" if dimensions else profile
+    """A profile's column title with its input dimensions, e.g. ``default (d = 64)`` (the name as plain text)."""
+    name = markdown_cell(profile)
+    return f"{name} (d = {', '.join(f'{d:,}' for d in dimensions)})" if dimensions else name
+
+
+def _damage(table: pd.DataFrame) -> dict[str, str]:
+    """The profiles of an :func:`across_profiles` table whose records cannot be read, with the error."""
+    if "damage" not in table:
+        return {}
+    return {r.profile: r.damage for r in table.itertuples() if isinstance(r.damage, str)}
 
 
 def across_markdown(table: pd.DataFrame) -> str:
     """:func:`across_profiles` as a Markdown table, one column per profile in the table's order with its input
     dimension, each cell the verdict (bold when decided) with its headline interval, and the paper's protocol
-    in brackets."""
+    in brackets. A damaged profile's column says so in every cell, and a paragraph after the table names the
+    file and the error (as plain text, :func:`rs_repro.markup.markdown_cell`)."""
     profiles = dict(zip(table.profile, table.dimensions, strict=True))
+    damaged = _damage(table)
     cell = {(r.claim, r.profile): _cell(r.verdict, r.headline)
             + ("" if r.protocol is None else f" (paper's protocol: {_cell(r.protocol, r.protocol_headline)})")
             for r in table.itertuples()}
-    lines = ["| # | " + " | ".join(_profile_header(p, d) for p, d in profiles.items()) + " |",
+    lines = ["| # | " + " | ".join(_profile_header(p, d) + (" (damaged)" if p in damaged else "")
+                                   for p, d in profiles.items()) + " |",
              "|---|" + "---|" * len(profiles)]
     lines += [f"| {claim} | " + " | ".join(cell[claim, p] for p in profiles) + " |"
               for claim in dict.fromkeys(table.claim)]
+    lines += [f"\nThe column {markdown_cell(p)} is damaged, its verdicts are not shown: {markdown_cell(error)}"
+              for p, error in damaged.items()]
     return "\n".join(lines)
 
 
 def _listed(values: Sequence[str], partial: bool) -> str:
-    """The distinct ``values`` in order, ``unrecorded`` if none; ``partial``: some records had no stamp."""
-    return (", ".join(dict.fromkeys(values)) or "unrecorded") + (" (and unrecorded)" if partial else "")
+    """The distinct ``values`` in order as plain text, ``unrecorded`` if none; ``partial``: some records had no
+    stamp."""
+    shown = ", ".join(markdown_cell(v) for v in dict.fromkeys(values))
+    return (shown or "unrecorded") + (" (and unrecorded)" if partial else "")
 
 
 def provenance_markdown(profiles: Sequence[str]) -> str:
@@ -1409,13 +1442,20 @@ def provenance_markdown(profiles: Sequence[str]) -> str:
     hosts, accelerators and commits its records name (:func:`rs_repro.measurements.provenance`), the time of
     its first and last record, and the archive it was imported from (:func:`rs_repro.publish.imported`).
 
-    A record written before records carried their provenance counts as ``unrecorded``.
+    A record written before records carried their provenance counts as ``unrecorded``; a profile whose records
+    or manifest cannot be read has one row saying so, with the file and the error. Every string read from the
+    records or the manifest is shown as plain text (:func:`rs_repro.markup.markdown_cell`).
     """
     lines = ["| profile | computed on | accelerator | commit | when (UTC) | brought back from |",
              "|---|---|---|---|---|---|"]
     for profile in profiles:
-        stamps = [measurements.provenance(stem, profile) for stem in measurements.SCHEMA
-                  if measurements.path(stem, profile).exists()]
+        try:
+            stamps = [measurements.provenance(stem, profile) for stem in measurements.SCHEMA
+                      if measurements.path(stem, profile).exists()]
+            source = publish.imported(profile)
+        except ValueError as exc:
+            lines.append(f"| {markdown_cell(profile)} | {DAMAGED}: {markdown_cell(exc)} | — | — | — | — |")
+            continue
         known = [s for s in stamps if s]
         listed = partial(_listed, partial=bool(known) and len(known) < len(stamps))
 
@@ -1423,11 +1463,10 @@ def provenance_markdown(profiles: Sequence[str]) -> str:
                    for s in known]
         times = sorted(s["time"].replace("+00:00", "") for s in known)
         when = "unrecorded" if not times else times[0] if times[0] == times[-1] else f"{times[0]} to {times[-1]}"
-        source = publish.imported(profile)
-        origin = f"`{source['archive']}`" if source else "computed in this build"
-        lines.append(f"| {profile} | {listed([s['machine']['host'] for s in known])} | "
-                     f"{listed([s['machine']['accelerator'] for s in known])} | {listed(commits)} | {when} | "
-                     f"{origin} |")
+        origin = markdown_code(source.get("archive", "an archive")) if source else "computed in this build"
+        lines.append(f"| {markdown_cell(profile)} | {listed([s['machine']['host'] for s in known])} | "
+                     f"{listed([s['machine']['accelerator'] for s in known])} | {listed(commits)} | "
+                     f"{markdown_cell(when)} | {origin} |")
     return "\n".join(lines)
 
 
@@ -1469,9 +1508,11 @@ def dimension_sentence(table: pd.DataFrame) -> str:
     """
     dimensions = dict(zip(table.profile, table.dimensions, strict=True))
     known = {profile: d[0] for profile, d in dimensions.items() if len(d) == 1}
-    left_out = [profile for profile in dimensions if profile not in known]
-    skipped = (f" (profile {', '.join(left_out)} left out: its records name no single dataset)"
-               if left_out else "")
+    damaged = _damage(table)
+    left_out = [profile for profile in dimensions if profile not in known and profile not in damaged]
+    skipped = "".join(f" (profile {', '.join(names)} left out: {why})" for names, why in
+                      ((left_out, "its records name no single dataset"), (list(damaged), "damaged records"))
+                      if names)
     distinct = sorted(set(known.values()))
     if len(distinct) < 2:
         measured = (f"Only one input dimension was measured (d = {distinct[0]:,}, profile {', '.join(known)})"
@@ -1535,7 +1576,7 @@ def across_dimension(profiles: Sequence[str]) -> pd.DataFrame:
     ----------
     profiles : sequence of str
         The profiles; one that did not record a chapter (or recorded fewer than 2 Fig. 5 images) has no
-        point in its panels.
+        point in its panels, nor one with a record that cannot be read (:func:`across_profiles` shows it).
 
     Returns
     -------
@@ -1552,7 +1593,12 @@ def across_dimension(profiles: Sequence[str]) -> pd.DataFrame:
                      "lower": interval.lower, "upper": interval.upper})
 
     for profile in profiles:
+        try:
+            profile_dimensions(profile)  # every record readable, every dataset known
+        except ValueError:  # a damaged record: the table across profiles shows it
+            continue
         grid = measurements.load("fig5_attacks", profile)
+        push = measurements.load("fig1_adversarial_probability", profile)
         if grid is not None and len(grid.images) >= 2:
             for attack, interval in undefended_over_minimal(grid).items():
                 point("undefended", profile, grid.dataset, attack, interval)
@@ -1563,7 +1609,6 @@ def across_dimension(profiles: Sequence[str]) -> pd.DataFrame:
                                                                     DISTORTION_OVER_RADIUS))
             for attack, parts in by_attack.items():
                 point("certificate", profile, grid.dataset, attack, _worst(parts).interval)
-        push = measurements.load("fig1_adversarial_probability", profile)
         if push is not None:
             point("push", profile, push.dataset, f"σ = {push.sigma:g}", push_in_sigma(push))
     return pd.DataFrame(rows, columns=["panel", "profile", "dataset", "d", "series", "estimate", "lower", "upper"])

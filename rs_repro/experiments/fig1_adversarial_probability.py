@@ -44,7 +44,7 @@ from torch import nn
 
 from .. import data, seeds, theory
 from ..attacks.minimal import MinimalAdversarial, minimal_l2
-from ..checks import DEVICES, integer, is_device, real, require, rule_checker, weights_rule
+from ..checks import count_rule, dataset_size, device_rule, integer, real, require, rule_checker, weights_rule
 from ..engine import Unit
 from ..measurements import BoundaryPush, Crossing
 from ..models import load_model, model_spec
@@ -63,11 +63,15 @@ _MODULE = __name__
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS, "dataset", f"one of {list(data.DATASETS)}")
+    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
     fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
     need(fits, "standard_weights", accepted)
-    need(values["num_candidates"] >= 0, "num_candidates", "0 (the whole test split) or more")
-    need(values["num_images"] >= 1, "num_images", "at least 1")
+    size = dataset_size(values)
+    fits, accepted = count_rule(values["num_candidates"], size, f"test images of {values['dataset']}",
+                                zero="the whole test split")
+    need(fits, "num_candidates", accepted)
+    fits, accepted = count_rule(values["num_images"], values["num_candidates"] or size, "candidate test images")
+    need(fits, "num_images", accepted)
     need(0 <= values["panel_image"] < values["num_images"], "panel_image",
          f"a position in [0, num_images) = [0, {values['num_images']})")
     need(values["sigma"] > 0, "sigma", "a noise level > 0")
@@ -84,14 +88,16 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(values["sweep_pool"] >= 1, "sweep_pool", "at least 1")
     need(0 < values["alpha"] < 1, "alpha", "a level in the open interval (0, 1)")
     sweep = values["sweep_sigmas"]
-    need(all(s > 0 for s in sweep) and len(set(sweep)) == len(sweep), "sweep_sigmas", "distinct noise levels > 0")
+    need(bool(sweep) and all(s > 0 for s in sweep) and len(set(sweep)) == len(sweep), "sweep_sigmas",
+         "a non-empty list of distinct noise levels > 0 (the page compares the crossing across them)")
     need(values["sigma"] not in sweep, "sweep_sigmas",
          f"noise levels other than the main sigma = {values['sigma']:g} (it is measured by the main scan)")
     need(values["sweep_span"] > 0, "sweep_span", "a span > 0")
     need(values["attack_steps"] >= 1, "attack_steps", "at least 1")
     need(values["attack_init_norm"] > 0, "attack_init_norm", "a norm > 0")
     need(values["batch_size"] >= 1, "batch_size", "at least 1")
-    need(is_device(values["device"]), "device", DEVICES)
+    fits, accepted = device_rule(values["device"])
+    need(fits, "device", accepted)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from matplotlib.patches import Patch
 from torch import nn
 
 from .. import checks, data, seeds
-from ..checks import DEVICES, is_device, rule_checker, weights_rule
+from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
 from ..engine import Unit
 from ..models import load_model, model_spec
 from ..smoothing import Smooth
@@ -52,19 +52,19 @@ REPLICATES = 2
 
 
 def check_parameters(values: Mapping[str, Any]) -> None:
-    """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything.
-
-    Whether ``image`` lies in the test split is checked where the split is loaded (:func:`centre_unit`).
-    """
+    """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
     fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
     need(fits, "standard_weights", accepted)
-    need(values["num_images"] >= 0, "num_images", "0 (the whole test split) or more")
-    subset = values["num_images"]
-    need(values["image"] >= 0 and (subset == 0 or values["image"] < subset), "image",
-         f"a position in the subset of num_images={subset} test images (0 <= image < {subset})" if subset
-         else "a position in the test split (image >= 0)")
+    size = dataset_size(values)
+    fits, accepted = count_rule(values["num_images"], size, f"test images of {values['dataset']}",
+                                zero="the whole test split")
+    need(fits, "num_images", accepted)
+    subset = values["num_images"] or size
+    need(0 <= values["image"] < subset, "image",
+         f"a position in the subset of num_images={subset} test images (0 <= image < {subset})"
+         if values["num_images"] else f"a position in the test split of {size} images (0 <= image < {size})")
     need(math.isfinite(values["sigma"]) and values["sigma"] > 0, "sigma", "a noise level > 0")
     ns = values["ns"]
     need(bool(ns) and all(n >= 1 for n in ns) and len(set(ns)) == len(ns), "ns",
@@ -72,7 +72,8 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(values["resolution"] >= 2, "resolution", "at least 2 grid points per axis")
     need(math.isfinite(values["extent"]) and values["extent"] > 0, "extent", "a finite half-width > 0 (l2 units)")
     need(values["batch_size"] >= 1, "batch_size", "at least 1")
-    need(is_device(values["device"]), "device", DEVICES)
+    fits, accepted = device_rule(values["device"])
+    need(fits, "device", accepted)
 
 
 def units(values: Mapping[str, Any]) -> list[Unit]:

@@ -32,7 +32,7 @@ from torch import nn
 from .. import data, seeds
 from ..attacks.bisection import bisect_segment
 from ..attacks.oracle import Oracle, smoothed_oracle
-from ..checks import DEVICES, is_device, rule_checker, weights_rule
+from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
 from ..engine import Unit
 from ..measurements import BisectionSpread
 from ..models import load_model, model_spec
@@ -46,12 +46,14 @@ BASE_STEPS = 50
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
+    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
     dataset, weights = values["dataset"], values["standard_weights"]
-    need(dataset in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
     fits, accepted = weights_rule(dataset, weights)
     need(fits, "standard_weights", accepted)
-    need(values["num_candidates"] == 0 or values["num_candidates"] >= 2, "num_candidates",
-         "0 (the whole test split) or at least 2 images (a segment needs two)")
+    size = dataset_size(values)
+    need(values["num_candidates"] == 0 or 2 <= values["num_candidates"] <= size, "num_candidates",
+         f"0 (the whole test split) or 2 to {size} images, the size of the {dataset} test split (a segment "
+         "needs two)")
     need(dataset != "imagenet" or values["num_candidates"] >= 2, "num_candidates",
          "a subset of at least 2 images for dataset 'imagenet' (the whole validation split takes 30 GB)")
     need(np.isfinite(values["sigma"]) and values["sigma"] > 0, "sigma", "a noise level > 0")
@@ -59,10 +61,14 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(bool(ns) and all(n >= 1 for n in ns) and len(set(ns)) == len(ns), "ns",
          "a non-empty list of distinct sample counts >= 1")
     need(values["repeats"] >= 2, "repeats", "at least 2 searches (a spread needs two)")
-    for name in ("steps", "num_segments", "profile_samples", "bins", "batch_size"):
+    for name in ("steps", "profile_samples", "bins", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
+    fits, accepted = count_rule(values["num_segments"], values["num_candidates"] or size,
+                                "candidate test images (a segment starts at one)")
+    need(fits, "num_segments", accepted)
     need(values["profile_points"] >= 2, "profile_points", "at least 2 points on the segment")
-    need(is_device(values["device"]), "device", DEVICES)
+    fits, accepted = device_rule(values["device"])
+    need(fits, "device", accepted)
 
 
 def candidate_images(dataset: str, data_dir: str | None, num_candidates: int, seed: int) -> data.Dataset:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .. import data, seeds, theory
-from ..checks import DEVICES, is_device, rule_checker, weights_rule
+from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
 from ..engine import Unit
 from ..models import ARCHITECTURES, accuracy, load_model, model_spec
 from ..paper import fig4_readings
@@ -160,9 +160,13 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
-    need(fits, "standard_weights", accepted)
-    need(values["num_images"] >= 0, "num_images", "0 (the whole test split) or more")
+    for model in ("standard", "randtrain"):
+        fits, accepted = weights_rule(values["dataset"], values[f"{model}_weights"], model)
+        need(fits, f"{model}_weights", accepted)
+    size = dataset_size(values)
+    fits, accepted = count_rule(values["num_images"], size, f"test images of {values['dataset']}",
+                                zero="the whole test split")
+    need(fits, "num_images", accepted)
     need(len(values["sigmas"]) in (0, 2) and len(set(values["sigmas"])) == len(values["sigmas"])
          and all(s > 0 for s in values["sigmas"]), "sigmas", "[] (chosen from the sweep) or two distinct noises > 0")
     need(len(values["accuracy_costs"]) == 2 and all(0 <= c < 1 for c in values["accuracy_costs"]),
@@ -173,7 +177,8 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(0 < values["alpha"] < 1, "alpha", "a failure probability in (0, 1)")
     for name in ("sweep_n", "n0", "n", "batch_size"):
         need(values[name] >= 1, name, "at least 1")
-    need(is_device(values["device"]), "device", DEVICES)
+    fits, accepted = device_rule(values["device"])
+    need(fits, "device", accepted)
 
 
 #: Images per CERTIFY unit.

@@ -41,7 +41,7 @@ from torch import nn
 from .. import data, seeds, theory
 from ..attacks.oracle import AttackResult, Oracle, smoothed_oracle
 from ..attacks.verification import push_candidates, verify
-from ..checks import DEVICES, is_device, rule_checker, weights_rule
+from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
 from ..engine import Unit
 from ..measurements import AttackConfiguration, AttackGrid
 from ..models import ARCHITECTURES, load_model, model_spec
@@ -59,19 +59,28 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
-    need(fits, "standard_weights", accepted)
-    need(is_device(values["device"]), "device", DEVICES)
-    need(values["num_images"] >= 1, "num_images", "at least 1")
+    for model in ("standard", "randtrain", "advtrain"):
+        fits, accepted = weights_rule(values["dataset"], values[f"{model}_weights"], model)
+        need(fits, f"{model}_weights", accepted)
+    size = dataset_size(values)
+    fits, accepted = device_rule(values["device"])
+    need(fits, "device", accepted)
+    fits, accepted = count_rule(values["pool"], size, f"test images of {values['dataset']}",
+                                zero="the whole test split")
+    need(fits, "pool", accepted)
+    fits, accepted = count_rule(values["num_images"], values["pool"] or size, "test images in the pool")
+    need(fits, "num_images", accepted)
     need(values["max_queries"] >= 1, "max_queries", "at least 1")
     budgets = values["budgets"]
     need(bool(budgets) and budgets == sorted(set(budgets)) and budgets[0] >= 1 and budgets[-1] == values["max_queries"],
          "budgets", f"increasing positive budgets ending at max_queries={values['max_queries']}")
     need(bool(values["attacks"]) and set(values["attacks"]) <= set(ATTACKS), "attacks",
          f"a non-empty list of {sorted(ATTACKS)}")
-    need(all(s > 0 for s in values["sigmas"]), "sigmas", "noise levels > 0")
-    need(bool(values["ns"]) and all(n >= 1 for n in values["ns"]), "ns", "sample counts >= 1")
-    need(all(n >= 1 for n in values["randtrain_ns"]), "randtrain_ns", "sample counts >= 1")
+    need(bool(values["sigmas"]) and all(s > 0 for s in values["sigmas"]), "sigmas",
+         "a non-empty list of noise levels > 0")
+    need(bool(values["ns"]) and all(n >= 1 for n in values["ns"]), "ns", "a non-empty list of sample counts >= 1")
+    need(bool(values["randtrain_ns"]) and all(n >= 1 for n in values["randtrain_ns"]), "randtrain_ns",
+         "a non-empty list of sample counts >= 1")
     need(bool(values["pas"]) and all(0 < p <= 1 for p in values["pas"]), "pas", "levels in (0, 1]")
     need(values["randtrain_sigma"] > 0, "randtrain_sigma", "a noise level > 0")
     need(values["advtrain_epsilon"] > 0, "advtrain_epsilon", "a radius > 0")

@@ -52,7 +52,7 @@ from ..attacks.bisection import bisect
 from ..attacks.hsja import hsja, normal_estimate
 from ..attacks.minimal import minimal_l2
 from ..attacks.oracle import Oracle, smoothed_oracle
-from ..checks import DEVICES, is_device, rule_checker, weights_rule
+from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
 from ..engine import Unit
 from ..measurements import NormalAgreement
 from ..models import load_model, model_spec
@@ -82,16 +82,20 @@ ATTACK_FAILED = "white-box attack failed"
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
+    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
     dataset, weights = values["dataset"], values["standard_weights"]
-    need(dataset in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
     fits, accepted = weights_rule(dataset, weights)
     need(fits, "standard_weights", accepted)
-    need(values["num_candidates"] >= 0, "num_candidates", "0 (the whole test split) or more")
+    size = dataset_size(values)
+    fits, accepted = count_rule(values["num_candidates"], size, f"test images of {dataset}",
+                                zero="the whole test split")
+    need(fits, "num_candidates", accepted)
     need(dataset != "imagenet" or values["num_candidates"] >= 1, "num_candidates",
          "a subset of at least 1 image for dataset 'imagenet' (the whole validation split takes 30 GB)")
     need(math.isfinite(values["sigma"]) and values["sigma"] > 0, "sigma", "a noise level > 0")
     need(values["n"] >= 1, "n", "at least 1 micro-decision per probe")
-    need(values["num_images"] >= 1, "num_images", "at least 1")
+    fits, accepted = count_rule(values["num_images"], values["num_candidates"] or size, "candidate test images")
+    need(fits, "num_images", accepted)
     ratios = values["ratios"]
     need(bool(ratios) and all(math.isfinite(r) and r > 0 for r in ratios)
          and all(a < b for a, b in itertools.pairwise(ratios)), "ratios",
@@ -102,7 +106,8 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need(math.isfinite(values["scan_step"]) and values["scan_step"] > 0, "scan_step", "a grid step > 0 (in sigma)")
     need(math.isfinite(values["scan_past"]) and values["scan_past"] >= 0, "scan_past",
          "a distance >= 0 past x_a (in sigma)")
-    need(is_device(values["device"]), "device", DEVICES)
+    fits, accepted = device_rule(values["device"])
+    need(fits, "device", accepted)
 
 
 # ---------------------------------------------------------------------------------------------------
