@@ -347,8 +347,8 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     notebook, cache log, progress events, figures, provenance); a failed or interrupted run keeps it and
     says where, and the :data:`KEPT_RUNS` newest finished runs keep theirs. A run holds the chapter's lock
     while it executes, so two runs of one chapter never write the same page, figures or measurements. The
-    figures are written to the run's folder and moved to their own folder only once the page is
-    published.
+    figures and the chapter's measurement record are written to the run's folder and moved into place only
+    once the page is published.
     """
     workers, scheduler = _engine(workers, scheduler)
     overrides = validate(stem, dict(overrides or {}))
@@ -418,14 +418,16 @@ def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[st
     executed = run_dir / "executed.ipynb"
     log = run_dir / "cache-log.jsonl"
     events = run_dir / "progress.jsonl"
-    figures = run_dir / "figures"
+    figures, records = run_dir / "figures", run_dir / "measurements"
     # The kernel must draw with IPython's inline backend: under MPLBACKEND=Agg (the Makefile's, for the
     # tests) a glued figure would carry only its text/plain repr and the page would show no image.
     # The malloc thresholds keep the forward passes' activations in the process (rs_repro.runtime).
     # The chapter's progress bars report to `events`, shown in this terminal (rs_repro.progress).
-    # Its figures are written to `figures` and moved to their folder once the page is published.
+    # Its figures and its record are written to `figures` and `records`, and moved into place once the page
+    # is published.
     kernel_env = {cache.RUN_LOG_ENV: str(log), measurements.PROFILE_ENV: profile,
                   progress.PROGRESS_ENV: str(events), plots.FIGURES_ENV: str(figures),
+                  measurements.STAGING_ENV: str(records),
                   paths.CHAPTERS_ENV: str(chapters_dir.resolve()),
                   "MPLBACKEND": "module://matplotlib_inline.backend_inline", **runtime.malloc_env(),
                   engine.WORKERS_ENV: str(workers or ""), engine.SCHEDULER_ENV: scheduler or ""}
@@ -482,6 +484,7 @@ def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[st
 
     paths.atomic_write(target, lambda tmp: nbformat.write(out, tmp))
     plots.move_staged(figures)
+    measurements.move_staged(records, profile)
     return target
 
 

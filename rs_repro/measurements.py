@@ -379,12 +379,24 @@ def _schema(stem: str) -> type:
     return SCHEMA[stem]
 
 
+#: Name of the environment variable naming the folder where a chapter run stages its record (set by the
+#: chapter runner, which moves it into place once the page is published, :func:`move_staged`).
+STAGING_ENV = "RS_REPRO_MEASUREMENTS"
+
+
 def record(stem: str, values: Any) -> Path:
     """Write ``values``, the :data:`SCHEMA` record of chapter ``stem``, atomically.
 
     The file is that of the profile the chapter runs under (:data:`PROFILE_ENV`; :data:`NO_PROFILE` outside
     the chapter runner) and carries the profile, the time it was written and the provenance of the run
-    (:func:`rs_repro.publish.stamp`: commit, machine, versions), which :func:`provenance` reads back.
+    (:func:`rs_repro.publish.stamp`: commit, machine, versions), which :func:`provenance` reads back. Under
+    the chapter runner (:data:`STAGING_ENV` set) it is written to the run's folder and reaches
+    :func:`path` only when the page is published: a failed run changes no record the claims chapter reads.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
     """
     from .publish import stamp
 
@@ -393,12 +405,30 @@ def record(stem: str, values: Any) -> Path:
         raise ValueError(f"values of type {type(values).__name__} are not accepted for {stem!r}; "
                          f"expected a {kind.__name__}")
     profile = os.environ.get(PROFILE_ENV) or None
-    target = path(stem, profile)
+    staging = os.environ.get(STAGING_ENV)
+    target = Path(staging) / f"{stem}.json" if staging else path(stem, profile)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"stem": stem, "profile": profile, "created": time.time(), "provenance": stamp(),
                "values": dataclasses.asdict(values)}
     text = json.dumps(payload, indent=1, default=float)
     return paths.atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def move_staged(folder: Path, profile: str) -> list[Path]:
+    """Move the records a chapter run under ``profile`` staged in ``folder`` (:func:`record`) into place.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written (:func:`path`), none when the run recorded nothing.
+    """
+    moved = []
+    for staged in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        _schema(staged.stem)  # a chapter that records measurements
+        target = path(staged.stem, profile)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        moved.append(paths.atomic_write(target, lambda tmp, source=staged: tmp.write_bytes(source.read_bytes())))
+    return moved
 
 
 def _decode(kind: Any, value: Any, where: str) -> Any:

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from conftest import HEADER
 
-from rs_repro import book, cache, cli, engine, paths
+from rs_repro import book, cache, cli, engine, measurements, paths
 
 TABLE = pd.DataFrame({"image": [0, 1, 2], "l2": [0.1425, 1 / 3, float("inf")], "at_level": [False, True, False]})
 
@@ -118,7 +118,7 @@ def test_a_file_replaced_under_the_same_path_changes_the_key(tmp_path):
 
 
 FIGURED = HEADER + """
-# A chapter that draws a figure and can fail after drawing it
+# A chapter that draws a figure, records a measurement and can fail after both
 
 ```{code-cell} ipython3
 :tags: [parameters]
@@ -139,6 +139,8 @@ if marker:
 fig, ax = plt.subplots()
 ax.plot([0, 1], [0, 1], color=colour)
 save_figure(fig, "figured", figures_dir)
+from rs_repro import measurements
+measurements.record("theory", measurements.ThresholdCheck(pa=len(colour) / 10, probability_at_threshold={1: 0.5}))
 time.sleep(hold)
 ```
 
@@ -150,7 +152,8 @@ if fail:
 
 
 @pytest.fixture
-def figured(sandbox):
+def figured(sandbox, monkeypatch):
+    monkeypatch.setattr(paths, "BUILD", sandbox / "build")
     (sandbox / "notebooks" / "figured.md").write_text(FIGURED)
     (sandbox / "params" / "smoke" / "figured.yml").write_text(
         f"fail: false\ncolour: red\nfigures_dir: {sandbox / 'figures'}\nhold: 0.0\nmarker: ''\n")
@@ -162,11 +165,13 @@ def test_a_failed_run_keeps_the_previous_figures_and_each_run_has_its_folder(fig
     chapters, figure = figured / "chapters", figured / "figures" / "figured.png"
     page = book.run_chapter("figured", "smoke", chapters_dir=chapters)
     before, shown = figure.read_bytes(), page.read_text()
+    assert measurements.load("theory", "smoke").pa == 0.3  # "red"
     with pytest.raises(book.ChapterError, match="boom after the figure; the previous page and figures are kept"):
         book.run_chapter("figured", "smoke", {"fail": True, "colour": "blue"}, chapters_dir=chapters)
     assert figure.read_bytes() == before and page.read_text() == shown
+    assert measurements.load("theory", "smoke").pa == 0.3  # the failed run's record was not moved into place
     book.run_chapter("figured", "smoke", {"colour": "blue"}, chapters_dir=chapters)
-    assert figure.read_bytes() != before
+    assert figure.read_bytes() != before and measurements.load("theory", "smoke").pa == 0.4
     runs = sorted(p for p in (paths.RUNS / "figured").iterdir() if p.is_dir())
     assert len(runs) == 3 and all((run / "executed.ipynb").exists() for run in runs)  # no run shares a folder
 
