@@ -33,11 +33,8 @@ from typing import Any
 import nbformat
 import yaml
 
-from . import cache, checks, engine, measurements, paths, plots, progress, publish, runtime
+from . import cache, checks, engine, measurements, paths, plots, progress, provenance, runtime
 
-#: The parameter sets every chapter has, ``book/params/<profile>/<stem>.yml`` (the README's table says what each
-#: runs and what it costs).
-PROFILES = ("smoke", "default", "fashion", "imagenet", "paper")
 KERNEL = "python3"
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
 
@@ -158,8 +155,8 @@ def _describe(declared: dict[str, Parameter]) -> str:
 
 def profile_values(stem: str, profile: str) -> dict[str, Any]:
     """The parameter set ``book/params/<profile>/<stem>.yml``, checked against the notebook."""
-    if profile not in PROFILES:
-        raise ChapterError(f"unknown profile {profile!r}; profiles are: {', '.join(PROFILES)}")
+    if profile not in paths.PROFILES:
+        raise ChapterError(f"unknown profile {profile!r}; profiles are: {', '.join(paths.PROFILES)}")
     path = paths.PARAMS / profile / f"{stem}.yml"
     if not path.exists():
         raise ChapterError(f"chapter {stem!r} has no {profile!r} profile: {path} is missing")
@@ -317,7 +314,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     stem
         Chapter stem, e.g. ``"theory"``.
     profile
-        One of :data:`PROFILES`: the base parameter set (a ``device`` of ``auto`` is resolved here,
+        One of :data:`paths.PROFILES`: the base parameter set (a ``device`` of ``auto`` is resolved here,
         :func:`resolve_device`).
     overrides
         Values replacing the profile's; every key must be a declared parameter.
@@ -460,8 +457,8 @@ def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[st
     lookups = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     record = {
         "stem": stem, "profile": profile, "parameters": values, "overrides": overrides,
-        "digest": chapter_digest(stem, values), "commit": publish.git("rev-parse", "HEAD"),
-        "dirty": bool(publish.git("status", "--porcelain")), "versions": publish.versions(), "wall_s": wall_s,
+        "digest": chapter_digest(stem, values), "commit": provenance.git("rev-parse", "HEAD"),
+        "dirty": bool(provenance.git("status", "--porcelain")), "versions": provenance.versions(), "wall_s": wall_s,
         "cache": {"hits": sum(bool(e.get("hit")) for e in lookups),
                   "misses": sum(e.get("hit") is False for e in lookups),
                   "damaged": sum("damaged" in e for e in lookups)},

@@ -16,7 +16,7 @@ import signal
 import sys
 from types import FrameType
 
-from . import book, provision, publish
+from . import book, paths, provision, publish
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="execute one chapter, publish its page, rebuild the book")
     run.add_argument("stem", help="chapter stem, e.g. theory")
-    run.add_argument("--profile", default="default", choices=book.PROFILES)
+    run.add_argument("--profile", default="default", choices=paths.PROFILES)
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                      help="override one parameter (repeatable); lists as YAML, e.g. '[10, 50]'")
     run.add_argument("--no-build", action="store_true", help="do not rebuild the HTML book afterwards")
@@ -42,18 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     _engine_arguments(run)
 
     whole = sub.add_parser("book", help="execute every stale chapter, then build the HTML book")
-    whole.add_argument("--profile", default="default", choices=book.PROFILES)
+    whole.add_argument("--profile", default="default", choices=paths.PROFILES)
     whole.add_argument("--force", action="store_true", help="execute every chapter, stale or not")
     whole.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
     _engine_arguments(whole)
 
     params = sub.add_parser("params", help="list a chapter's parameters with their types and profile values")
     params.add_argument("stem")
-    params.add_argument("--profile", default="default", choices=book.PROFILES)
+    params.add_argument("--profile", default="default", choices=paths.PROFILES)
 
     out = sub.add_parser("export", help="pack a profile's measurements, pages, figures and tables with their "
                                         "provenance, for the machine that builds the book")
-    out.add_argument("--profile", required=True, choices=book.PROFILES)
+    out.add_argument("--profile", required=True, choices=paths.PROFILES)
     out.add_argument("archive", help="the .tar.gz to write")
 
     into = sub.add_parser("import", help="bring back an archive of rs-repro export (its profile's column of "

@@ -93,10 +93,10 @@ class HiddenNoise(Smooth):
 
     Notes
     -----
-    Only ``_counts`` differs from :class:`~rs_repro.smoothing.Smooth`: each of the n copies of each input
-    is given to the base model without noise, and a forward hook on the noisy layer, registered for the
-    duration of the call and removed afterwards, adds to the layer's output a noise tensor of its shape drawn
-    from the call's generator (so each row, thus each copy, gets its own noise). The base model alone stays
+    Only :meth:`~rs_repro.smoothing.Smooth.counts_unchecked` differs from :class:`~rs_repro.smoothing.Smooth`:
+    each of the n copies of each input is given to the base model without noise, and a forward hook on the
+    noisy layer, registered for the duration of the call and removed afterwards, adds to the layer's output a
+    noise tensor of its shape drawn from the call's generator (so each row, thus each copy, gets its own noise). The base model alone stays
     deterministic and carries no hook between calls. Given the same generator state, inputs and
     ``batch_size``, the counts are identical.
 
@@ -155,7 +155,7 @@ class HiddenNoise(Smooth):
 
     # -- Monte Carlo vote counts ----------------------------------------------------------------------
 
-    def _counts(self, xs: torch.Tensor, n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+    def counts_unchecked(self, xs: torch.Tensor, n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
         """:meth:`~rs_repro.smoothing.Smooth.counts` without validation, the noise at the first affine layer.
 
         The B * n copies are the rows of a virtual [B * n, d] matrix (row r is image r // n) cut into

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+from . import provenance as stamping
+from .provenance import check_stamp
 
 #: Set by the chapter runner (:func:`rs_repro.book.run_chapter`) while a chapter executes.
 PROFILE_ENV = "RS_REPRO_PROFILE"
@@ -389,7 +391,7 @@ def record(stem: str, values: Any) -> Path:
 
     The file is that of the profile the chapter runs under (:data:`PROFILE_ENV`; :data:`NO_PROFILE` outside
     the chapter runner) and carries the profile, the time it was written and the provenance of the run
-    (:func:`rs_repro.publish.stamp`: commit, machine, versions), which :func:`provenance` reads back. Under
+    (:func:`rs_repro.provenance.stamp`: commit, machine, versions), which :func:`provenance` reads back. Under
     the chapter runner (:data:`STAGING_ENV` set) it is written to the run's folder and reaches
     :func:`path` only when the page is published: a failed run changes no record the claims chapter reads.
 
@@ -398,8 +400,6 @@ def record(stem: str, values: Any) -> Path:
     pathlib.Path
         The file written.
     """
-    from .publish import stamp
-
     kind = _schema(stem)
     if type(values) is not kind:
         raise ValueError(f"values of type {type(values).__name__} are not accepted for {stem!r}; "
@@ -408,7 +408,7 @@ def record(stem: str, values: Any) -> Path:
     staging = os.environ.get(STAGING_ENV)
     target = Path(staging) / f"{stem}.json" if staging else path(stem, profile)
     target.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"stem": stem, "profile": profile, "created": time.time(), "provenance": stamp(),
+    payload = {"stem": stem, "profile": profile, "created": time.time(), "provenance": stamping.stamp(),
                "values": dataclasses.asdict(values)}
     text = json.dumps(payload, indent=1, default=float)
     return paths.atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -515,12 +515,10 @@ def decode(stem: str, payload: Mapping[str, Any]) -> Any:
 
 
 def provenance(stem: str, profile: str) -> dict[str, Any] | None:
-    """Where and when chapter ``stem``'s record of ``profile`` was computed (:func:`rs_repro.publish.stamp`
-    as :func:`record` wrote it, checked by :func:`rs_repro.publish.check_stamp`), or None without a record
+    """Where and when chapter ``stem``'s record of ``profile`` was computed (:func:`rs_repro.provenance.stamp`
+    as :func:`record` wrote it, checked by :func:`rs_repro.provenance.check_stamp`), or None without a record
     (or for a record written before stamps). ValueError naming the file if it cannot be read or its stamp
     has another shape."""
-    from .publish import check_stamp
-
     target = path(stem, profile)
     if not target.exists():
         return None

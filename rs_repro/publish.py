@@ -23,28 +23,21 @@ control characters (:func:`check_stamp`); every file is written inside the build
 from __future__ import annotations
 
 import contextlib
-import datetime
 import gzip
 import hashlib
 import io
 import json
 import os
-import platform
 import re
-import subprocess
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from . import paths
-from .markup import CONTROL, plain
-
-#: The packages whose versions a :func:`stamp` records.
-VERSIONED = ("rs_repro", "torch", "torchvision", "numpy", "scipy", "matplotlib", "papermill", "jupytext",
-             "jupyter-book")
+from . import measurements, paths, provenance
+from .markup import plain
+from .provenance import check_stamp, checked_keys, shown
 
 #: The name of the manifest inside an archive and in ``build/published/<profile>/``.
 MANIFEST = "manifest.json"
@@ -63,8 +56,6 @@ MAX_MANIFEST = 4 * 2**20
 MAX_MEMBERS = 10_000
 #: Members are read and hashed this many bytes at a time.
 CHUNK = 2**20
-#: The longest string accepted in a manifest or a stamp.
-MAX_TEXT = 200
 
 #: A file or folder name inside an archive, of a closed alphabet, not starting with a dot.
 _NAME = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}"
@@ -76,45 +67,6 @@ LAYOUT = re.compile(rf"measurements/(?P<record>{_NAME})\.json|pages/{_NAME}\.ipy
 
 class ArchiveError(ValueError):
     """An archive that cannot be exported or imported; the message names the file and what is wrong."""
-
-
-def git(*args: str) -> str:
-    """The output of ``git <args>`` in the repository, stripped; ``''`` outside a git checkout."""
-    try:
-        out = subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return out.stdout.strip()
-
-
-def versions() -> dict[str, str]:
-    """Python's version and those of the installed :data:`VERSIONED` packages."""
-    found = {"python": platform.python_version()}
-    for name in VERSIONED:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
-    return found
-
-
-def machine() -> dict[str, Any]:
-    """What computed a result: host name, operating system, processor, CPU cores and accelerator
-    (the first CUDA device's name, ``'none'`` without one)."""
-    accelerator = "none"
-    with contextlib.suppress(Exception):  # torch may be absent or its CUDA runtime broken: say none
-        import torch
-
-        if torch.cuda.is_available():
-            accelerator = f"{torch.cuda.get_device_name(0)} (x{torch.cuda.device_count()})"
-    return {"host": platform.node(), "system": platform.platform(), "processor": platform.machine(),
-            "cores": os.cpu_count() or 0, "accelerator": accelerator}
-
-
-def stamp() -> dict[str, Any]:
-    """The provenance of a result written now: ``commit``, ``dirty`` (uncommitted changes), ``machine``
-    (:func:`machine`), ``versions`` (:func:`versions`) and ``time`` (UTC, ISO 8601, to the second)."""
-    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
-            "machine": machine(), "versions": versions(), "time": now.isoformat()}
 
 
 def published_dir(profile: str) -> Path:
@@ -137,22 +89,14 @@ def imported(profile: str) -> dict[str, Any] | None:
     return manifest
 
 
-def _shown(value: object) -> str:
-    """``repr(value)``, cut to 60 characters, for an error message."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def check_profile(name: object) -> str:
-    """``name`` if it is one of the book's profiles (:data:`rs_repro.book.PROFILES`), else ValueError.
+    """``name`` if it is one of the book's profiles (:data:`rs_repro.paths.PROFILES`), else ValueError.
 
     A profile names folders (``build/published/<profile>/``, the records' ``<profile>.json``): only a known
     one is accepted from an archive or a results folder.
     """
-    from .book import PROFILES
-
-    if not isinstance(name, str) or name not in PROFILES:
-        raise ValueError(f"profile={_shown(name)} is not accepted; expected one of: {', '.join(PROFILES)}")
+    if not isinstance(name, str) or name not in paths.PROFILES:
+        raise ValueError(f"profile={shown(name)} is not accepted; expected one of: {', '.join(paths.PROFILES)}")
     return name
 
 
@@ -181,58 +125,6 @@ def inside(path: str | Path, roots: Iterable[str | Path]) -> Path:
     return resolved
 
 
-def _text(value: object, where: str) -> str:
-    """``value`` if it is a string of at most :data:`MAX_TEXT` characters without control characters."""
-    if not isinstance(value, str) or len(value) > MAX_TEXT or CONTROL.search(value):
-        raise ValueError(f"{where}={_shown(value)} is not accepted; expected a string of at most {MAX_TEXT} "
-                         "characters without control characters")
-    return value
-
-
-def _keys(value: object, where: str, required: set[str], optional: frozenset[str] = frozenset()) -> dict:
-    """``value`` if it is a dict with every key of ``required`` and no key outside ``required | optional``."""
-    if not isinstance(value, dict) or not required <= set(value) <= required | optional:
-        raise ValueError(f"{where}={_shown(value)} is not accepted; expected an object with keys "
-                         f"{sorted(required)}" + (f" (and optionally {sorted(optional)})" if optional else ""))
-    return value
-
-
-def check_stamp(value: object, where: str = "stamp") -> dict[str, Any]:
-    """``value`` if it has the shape of a :func:`stamp`, else ValueError naming the field ``where.<key>``.
-
-    ``commit`` is a lower-case hexadecimal string of at most 40 digits (``''`` outside a git checkout);
-    ``dirty`` a bool; ``machine`` holds ``host`` and ``accelerator`` (and optionally ``system``,
-    ``processor``: strings, ``cores``: a non-negative int); ``versions`` maps names to versions; ``time`` is
-    an ISO 8601 time. Every string has at most :data:`MAX_TEXT` characters and no control character.
-    """
-    stamp = _keys(value, where, {"commit", "dirty", "machine", "versions", "time"})
-    if not isinstance(stamp["commit"], str) or not re.fullmatch(r"[0-9a-f]{0,40}", stamp["commit"]):
-        raise ValueError(f"{where}.commit={_shown(stamp['commit'])} is not accepted; expected a git commit "
-                         "(at most 40 hexadecimal digits) or ''")
-    if type(stamp["dirty"]) is not bool:
-        raise ValueError(f"{where}.dirty={_shown(stamp['dirty'])} is not accepted; expected true or false")
-    host = _keys(stamp["machine"], f"{where}.machine", {"host", "accelerator"},
-                 frozenset({"system", "processor", "cores"}))
-    for key in ("host", "accelerator", "system", "processor"):
-        if key in host:
-            _text(host[key], f"{where}.machine.{key}")
-    cores = host.get("cores", 0)
-    if type(cores) is not int or cores < 0:
-        raise ValueError(f"{where}.machine.cores={_shown(cores)} is not accepted; expected a non-negative int")
-    found = stamp["versions"]
-    if not isinstance(found, dict) or len(found) > 100:
-        raise ValueError(f"{where}.versions={_shown(found)} is not accepted; expected an object of at most 100 "
-                         "names and versions")
-    for name, version in found.items():
-        _text(version, f"{where}.versions.{_text(name, f'{where}.versions key')}")
-    try:
-        datetime.datetime.fromisoformat(_text(stamp["time"], f"{where}.time"))
-    except ValueError as exc:
-        raise ValueError(f"{where}.time={_shown(stamp['time'])} is not accepted; expected an ISO 8601 time") \
-            from exc
-    return stamp
-
-
 def check_manifest(value: object) -> dict[str, Any]:
     """``value`` if it is the manifest of an archive of this :data:`FORMAT`, else ValueError naming the field.
 
@@ -243,23 +135,23 @@ def check_manifest(value: object) -> dict[str, Any]:
     if isinstance(value, dict) and value.get("format") != FORMAT and value.get("format") in range(1, FORMAT):
         raise ValueError(f"format={value['format']!r} is not accepted; expected {FORMAT}: re-export the profile "
                          "with this version of rs-repro (rs-repro export)")
-    manifest = _keys(value, "manifest", {"format", "profile", "exported", "files"})
+    manifest = checked_keys(value, "manifest", {"format", "profile", "exported", "files"})
     if manifest["format"] != FORMAT:
-        raise ValueError(f"format={_shown(manifest['format'])} is not accepted; expected {FORMAT}")
+        raise ValueError(f"format={shown(manifest['format'])} is not accepted; expected {FORMAT}")
     check_profile(manifest["profile"])
     check_stamp(manifest["exported"], "exported")
     files = manifest["files"]
     if not isinstance(files, dict) or len(files) > MAX_MEMBERS:
-        raise ValueError(f"files={_shown(files)} is not accepted; expected an object of at most {MAX_MEMBERS} "
+        raise ValueError(f"files={shown(files)} is not accepted; expected an object of at most {MAX_MEMBERS} "
                          "members")
     for name, entry in files.items():
         _member_name(name)
-        _keys(entry, f"files[{name!r}]", {"sha256", "size"})
+        checked_keys(entry, f"files[{name!r}]", {"sha256", "size"})
         if not isinstance(entry["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
-            raise ValueError(f"files[{name!r}].sha256={_shown(entry['sha256'])} is not accepted; expected 64 "
+            raise ValueError(f"files[{name!r}].sha256={shown(entry['sha256'])} is not accepted; expected 64 "
                              "hexadecimal digits")
         if type(entry["size"]) is not int or not 0 <= entry["size"] <= MAX_MEMBER:
-            raise ValueError(f"files[{name!r}].size={_shown(entry['size'])} is not accepted; expected an int "
+            raise ValueError(f"files[{name!r}].size={shown(entry['size'])} is not accepted; expected an int "
                              f"from 0 to {MAX_MEMBER}")
     return manifest
 
@@ -267,11 +159,9 @@ def check_manifest(value: object) -> dict[str, Any]:
 def _member_name(name: str) -> str:
     """``name`` if it is a member name of :data:`LAYOUT` (a record of a chapter of
     :data:`rs_repro.measurements.SCHEMA`), else ValueError."""
-    from . import measurements
-
     found = LAYOUT.fullmatch(name)
     if found is None or (found["record"] is not None and found["record"] not in measurements.SCHEMA):
-        raise ValueError(f"member={_shown(name)} is not accepted; expected measurements/<chapter>.json, "
+        raise ValueError(f"member={shown(name)} is not accepted; expected measurements/<chapter>.json, "
                          "pages/<stem>.ipynb, figures/<name> or tables/<stem>/<name>, names of letters, digits, "
                          "'.', '_' and '-'")
     return name
@@ -293,8 +183,6 @@ def _sha256(data: bytes) -> str:
 
 def _members(profile: str) -> dict[str, Path]:
     """The files of ``profile`` to export, by their name in the archive."""
-    from . import measurements
-
     members = {f"measurements/{stem}.json": measurements.path(stem, profile) for stem in measurements.SCHEMA
                if measurements.path(stem, profile).exists()}
     for page in sorted(paths.CHAPTERS.glob("*.ipynb")):
@@ -353,7 +241,7 @@ def export(profile: str, archive: str | Path) -> Path:
     if large or sum(map(len, contents.values())) > MAX_TOTAL:
         raise ArchiveError(f"cannot export {profile!r}: {', '.join(large) or 'its files'} exceed what an import "
                            f"accepts ({MAX_MEMBER} bytes a file, {MAX_TOTAL} in all)")
-    manifest = {"format": FORMAT, "profile": profile, "exported": stamp(),
+    manifest = {"format": FORMAT, "profile": profile, "exported": provenance.stamp(),
                 "files": {name: {"sha256": _sha256(data), "size": len(data)} for name, data in contents.items()}}
     contents[MANIFEST] = json.dumps(manifest, indent=1).encode()
     archive = Path(archive)
@@ -413,7 +301,7 @@ def _headers(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
     for info in tar:
         name = PurePosixPath(info.name)
         if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or name.is_absolute() or ".." in name.parts:
-            raise ValueError(f"it holds {_shown(info.name)}, which is not a plain relative file")
+            raise ValueError(f"it holds {shown(info.name)}, which is not a plain relative file")
         if info.name != MANIFEST:
             _member_name(info.name)
         if info.name in members:
@@ -493,16 +381,14 @@ def _read(archive: Path, keep: Callable[[str], bool], target: Callable[[str], Pa
 def _record(archive: Path, name: str, data: bytes, profile: str) -> None:
     """Check the record ``name`` of ``archive``: its chapter's :data:`rs_repro.measurements.SCHEMA` type,
     under ``profile``, with a :func:`check_stamp` provenance (or none)."""
-    from . import measurements
-
     stem = PurePosixPath(name).stem
     try:
         payload = json.loads(data)
-        _keys(payload, name, {"stem", "profile", "created", "values"}, frozenset({"provenance"}))
+        checked_keys(payload, name, {"stem", "profile", "created", "values"}, frozenset({"provenance"}))
         if payload["stem"] != stem or payload["profile"] != profile:
             raise ValueError(f"{name} is not {stem}'s record of {profile!r}")
         if type(payload["created"]) not in (int, float):
-            raise ValueError(f"{name}.created={_shown(payload['created'])} is not accepted; expected a time")
+            raise ValueError(f"{name}.created={shown(payload['created'])} is not accepted; expected a time")
         if payload.get("provenance") is not None:
             check_stamp(payload["provenance"], f"{name}.provenance")
         measurements.decode(stem, payload)
@@ -540,8 +426,6 @@ def import_archive(archive: str | Path, *, replace: bool = False) -> dict[str, A
         manifest's, a manifest or a stamp of another shape (:func:`check_manifest`), a record that
         :mod:`rs_repro.measurements` cannot read, or local measurements of the profile without ``replace``.
     """
-    from . import measurements
-
     archive = Path(archive)
 
     def record(name: str) -> bool:

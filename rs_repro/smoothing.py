@@ -175,8 +175,10 @@ class Smooth:
 
     # -- randomness ---------------------------------------------------------------------------------
 
-    def _generator(self, device: torch.device, generator: torch.Generator | None) -> torch.Generator:
-        """The user's generator (checked to be on ``device``) or this object's own one for ``device``."""
+    def noise_generator(self, device: torch.device, generator: torch.Generator | None = None) -> torch.Generator:
+        """The generator the noise on ``device`` is drawn from: ``generator`` (checked to be a generator on
+        ``device``) or, when it is None, this object's own one for ``device`` (seeded with :attr:`seed` on
+        first use). What :meth:`counts_unchecked` takes."""
         key = _device_key(device)
         if generator is not None:
             if not isinstance(generator, torch.Generator):
@@ -227,11 +229,14 @@ class Smooth:
         xs = checks.images("xs", xs, 4, "[B, C, H, W]")
         n = checks.integer("n", n, 1)
         batch_size = checks.integer("batch_size", batch_size, 1)
-        gen = self._generator(xs.device, generator)
-        return self._counts(xs, n, batch_size, gen)
+        gen = self.noise_generator(xs.device, generator)
+        return self.counts_unchecked(xs, n, batch_size, gen)
 
-    def _counts(self, xs: torch.Tensor, n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
-        """:meth:`counts` without validation.
+    def counts_unchecked(self, xs: torch.Tensor, n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+        """:meth:`counts` without its checks, for callers that checked the inputs themselves (the query oracle
+        of :func:`rs_repro.attacks.oracle.smoothed_oracle` checks each query's shape, and scanning every query
+        for NaN would cost a few percent of a query at n = 1). ``gen`` comes from :meth:`noise_generator`;
+        the counts are those :meth:`counts` returns with the same generator.
 
         The B * n noisy inputs are the rows of a virtual [B * n, d] matrix (row r is a copy of image r // n)
         cut into consecutive chunks of ``batch_size`` rows. Per chunk: fill a buffer with sigma * N
@@ -324,8 +329,8 @@ class Smooth:
         xs = checks.images("xs", xs, 4, "[B, C, H, W]")
         n = checks.integer("n", n, 1)
         batch_size = checks.integer("batch_size", batch_size, 1)
-        gen = self._generator(xs.device, generator)
-        return top_class(self._counts(xs, n, batch_size, gen), gen)
+        gen = self.noise_generator(xs.device, generator)
+        return top_class(self.counts_unchecked(xs, n, batch_size, gen), gen)
 
     # -- Cohen et al. PREDICT -----------------------------------------------------------------------
 
@@ -373,7 +378,7 @@ class Smooth:
         n = checks.integer("n", n, 1)
         alpha = checks.real("alpha", alpha, 0, 1)
         batch_size = checks.integer("batch_size", batch_size, 1)
-        gen = self._generator(x.device, generator)
+        gen = self.noise_generator(x.device, generator)
         best_p = 2.0 ** (1 - n)  # binomtest(n, n, 0.5).pvalue, exact (underflows to 0.0 for huge n)
         if best_p > alpha:
             warnings.warn(
@@ -382,7 +387,7 @@ class Smooth:
                 AlwaysAbstainWarning,
                 stacklevel=2,
             )
-        counts = self._counts(x.unsqueeze(0), n, batch_size, gen)[0].cpu().numpy()
+        counts = self.counts_unchecked(x.unsqueeze(0), n, batch_size, gen)[0].cpu().numpy()
         top, second = _top2(counts)
         c1, c2 = int(counts[top]), int(counts[second])
         p_value = scipy.stats.binomtest(c1, c1 + c2, 0.5).pvalue
@@ -464,10 +469,10 @@ class Smooth:
         n = checks.integer("n", n, 1)
         alpha = checks.real("alpha", alpha, 0, 1)
         batch_size = checks.integer("batch_size", batch_size, 1)
-        gen = self._generator(xs.device, generator)
-        selection = self._counts(xs, n0, batch_size, gen)
+        gen = self.noise_generator(xs.device, generator)
+        selection = self.counts_unchecked(xs, n0, batch_size, gen)
         c_a = selection.argmax(dim=1)  # smallest class index on ties
-        estimation = self._counts(xs, n, batch_size, gen)
+        estimation = self.counts_unchecked(xs, n, batch_size, gen)
         n_a = estimation.gather(1, c_a.unsqueeze(1)).squeeze(1).cpu().numpy()
         # One-sided (1 - alpha) Clopper-Pearson bound = lower end of the two-sided 1 - 2 alpha interval.
         p_lower = np.asarray(theory.clopper_pearson(n_a, np.full_like(n_a, n), 2 * alpha)[0])

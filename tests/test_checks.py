@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rs_repro import checks
+from rs_repro.experiments import common
 
 
 def test_require_and_rejected_name_parameter_value_and_accepted():
@@ -120,7 +121,7 @@ def test_weights_rule_trained_here_or_a_checkpoint(dataset, weights, fits, tmp_p
     if weights == "/data/rn50.pth":  # a weights file, here: a state dict that torch.load(weights_only=True) reads
         weights = str(tmp_path / "rn50.pth")
         torch.save({"fc.weight": torch.zeros(2, 2)}, weights)
-    ok, accepted = checks.weights_rule(dataset, weights)
+    ok, accepted = common.weights_rule(dataset, weights)
     assert ok is fits
     expected = "whose standard model is trained here" if dataset in ("digits", "fashion-mnist") else \
         "pretrained:efficientnet-lite0 for dataset"

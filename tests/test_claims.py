@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rs_repro import measurements, paths, verdicts
+from rs_repro import measurements, paths, provenance, publish, verdicts
 from rs_repro.experiments import claims
 from rs_repro.measurements import (
     AdaptiveConfiguration,
@@ -689,8 +689,6 @@ def test_the_figure_across_dimension_plots_the_judges_statistics(tmp_path, monke
 
 
 def test_provenance_table_says_where_and_when_each_column_was_computed(tmp_path, monkeypatch):
-    from rs_repro import publish
-
     monkeypatch.setattr(paths, "BUILD", tmp_path)
     stamps = iter([{"commit": "0123456789abcdef", "dirty": False, "time": "2026-12-01T10:00:00+00:00",
                     "machine": {"host": "laptop", "accelerator": "none"}, "versions": {}},
@@ -698,7 +696,7 @@ def test_provenance_table_says_where_and_when_each_column_was_computed(tmp_path,
                     "machine": {"host": "laptop", "accelerator": "none"}, "versions": {}},
                    {"commit": "fedcba9876543210", "dirty": False, "time": "2026-12-02T08:00:00+00:00",
                     "machine": {"host": "gpu-1", "accelerator": "NVIDIA H200 (x1)"}, "versions": {}}])
-    monkeypatch.setattr(publish, "stamp", lambda: next(stamps))
+    monkeypatch.setattr(provenance, "stamp", lambda: next(stamps))
     for profile, stem in (("default", "fig3_binary_search"), ("default", "theory"), ("imagenet", "fig3_binary_search")):
         monkeypatch.setenv(measurements.PROFILE_ENV, profile)
         record = _spread([0.3], [0.1]) if stem != "theory" else ThresholdCheck(0.8, {5: 0.8})

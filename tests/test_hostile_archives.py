@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from rs_repro import markup, measurements, paths, publish
+from rs_repro import markup, measurements, paths, provenance, publish
 from rs_repro.experiments import claims
 from rs_repro.measurements import BisectionSpread, ThresholdCheck
 
@@ -39,7 +39,7 @@ def laptop(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(paths, "ROOT", root)
     monkeypatch.setattr(paths, "BUILD", root / "build")
     monkeypatch.setattr(paths, "CHAPTERS", root / "book" / "chapters")
-    monkeypatch.setattr(publish, "stamp", lambda: json.loads(json.dumps(STAMP)))
+    monkeypatch.setattr(provenance, "stamp", lambda: json.loads(json.dumps(STAMP)))
     monkeypatch.delenv(measurements.PROFILE_ENV, raising=False)
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / ".bashrc").write_text("untouched\n")
@@ -435,7 +435,7 @@ def test_a_corrupt_measurement_file_names_itself(laptop, text):
 
 
 def test_a_local_stamp_of_another_shape_names_its_file(laptop, monkeypatch):
-    monkeypatch.setattr(publish, "stamp", lambda: _stamp_with(("machine", "host"), ["x"]))
+    monkeypatch.setattr(provenance, "stamp", lambda: _stamp_with(("machine", "host"), ["x"]))
     monkeypatch.setenv(measurements.PROFILE_ENV, "smoke")
     target = measurements.record("theory", THEORY)
     with pytest.raises(ValueError, match=re.escape(f"measurement file {target}: provenance.machine.host=")):

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rs_repro import cli, measurements, paths, publish
+from rs_repro import cli, measurements, paths, provenance, publish
 from rs_repro.measurements import BisectionSpread, ThresholdCheck
 
 SPREAD = BisectionSpread("imagenet-samples", 0, 0.05, {10: 0.3, 50: 0.2}, {10: [0.3], 50: [0.2]})
@@ -37,7 +37,7 @@ def _page(stem: str, profile: str, parameters: dict) -> None:
 
 def _gpu_run(monkeypatch) -> None:
     """What a GPU machine's ``make book PROFILE=imagenet`` leaves: records, pages, figures, Fig. 4's logs."""
-    monkeypatch.setattr(publish, "machine", lambda: {"host": "gpu-1", "accelerator": "NVIDIA H200 (x1)"})
+    monkeypatch.setattr(provenance, "machine", lambda: {"host": "gpu-1", "accelerator": "NVIDIA H200 (x1)"})
     monkeypatch.setenv(measurements.PROFILE_ENV, "imagenet")
     measurements.record("fig3_binary_search", SPREAD)
     measurements.record("theory", ThresholdCheck(0.8, {5: 0.8}))

@@ -110,8 +110,8 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
     reserve = 2 + math.ceil(math.log2(1 / theta))  # queries kept for the step and the bisection
 
     running = ~oracle.is_adversarial(x, torch.arange(len(x)))  # already misclassified: done at l2 = 0
-    xb, running = _initialise(oracle, x, running, gen, init_tries, tol=min(theta, 1e-3))
-    dist = _norms(xb - x)  # float64 [B], CPU
+    xb, running = boundary_start(oracle, x, running, gen, init_tries, tol=min(theta, 1e-3))
+    dist = row_norms(xb - x)  # float64 [B], CPU
     steps = torch.zeros(len(x), dtype=torch.int64)
     one_label = torch.zeros(len(x), dtype=torch.int64)
     for t in range(1, num_iterations + 1):
@@ -131,17 +131,17 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
             b = b.clone()
             b[k.to(dev)] = _project(oracle, x0[k.to(dev)], step[k.to(dev)], rows[k], theta)
         xb[rows.to(dev)] = b
-        dist[rows] = _norms(b - x0)
+        dist[rows] = row_norms(b - x0)
     return oracle.result(x_final=xb, diagnostics={"gradient_steps": steps, "one_label_steps": one_label})
 
 
-def _norms(z: torch.Tensor) -> torch.Tensor:
-    """Per-row l2 norms of ``z`` [m, ...], float64 [m] on the CPU."""
+def row_norms(z: torch.Tensor) -> torch.Tensor:
+    """Per-row l2 norms of ``z`` [m, ...], float64 [m] on the CPU (also PopSkipJump's)."""
     return z.flatten(1).double().norm(dim=1).cpu()
 
 
-def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``values`` [m] as [m, 1, 1, 1] on the device and dtype of ``like``."""
+def per_row(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``values`` [m] as [m, 1, 1, 1] on the device and dtype of ``like``, to scale the rows of ``like``."""
     return values.to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
@@ -149,7 +149,7 @@ def _segment(x_in: torch.Tensor, x_out: torch.Tensor) -> Callable[[torch.Tensor,
     """The path ``t -> (1 - t) x_in + t x_out`` for :func:`bisect` (rows index the m segments)."""
     def point(rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         r = rows.to(x_in.device)
-        t = _view(t, x_in)
+        t = per_row(t, x_in)
         return (1 - t) * x_in[r] + t * x_out[r]
     return point
 
@@ -161,9 +161,10 @@ def _project(oracle: Oracle, x0: torch.Tensor, x_adv: torch.Tensor, images: torc
     return bisect(oracle, images, _segment(x0, x_adv), torch.zeros(m), torch.ones(m), tol=tol).x
 
 
-def _initialise(oracle: Oracle, x: torch.Tensor, running: torch.Tensor, gen: torch.Generator, tries: int,
+def boundary_start(oracle: Oracle, x: torch.Tensor, running: torch.Tensor, gen: torch.Generator, tries: int,
                 tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded uniform noise until adversarial (``tries`` rounds at most), then bisection towards x.
+    """HSJA's (and PopSkipJump's) starting points: seeded uniform noise until adversarial (``tries`` rounds
+    at most, drawn from ``gen`` for the ``running`` images), then bisection towards x to tolerance ``tol``.
 
     Returns the boundary points [B, C, H, W] (x where none was found) and which images go on, bool [B].
     """
@@ -228,8 +229,8 @@ def normal_estimate(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probe
         own = owner[start:start + oracle.batch_size]
         own_d = own.to(b.device)
         u = torch.randn((len(own), *b.shape[1:]), generator=gen, device=b.device, dtype=b.dtype)
-        u /= _view(u.flatten(1).norm(dim=1).clamp_min(_TINY), u)
-        radius = _view(delta[own].clamp_min(_TINY), b)
+        u /= per_row(u.flatten(1).norm(dim=1).clamp_min(_TINY), u)
+        radius = per_row(delta[own].clamp_min(_TINY), b)
         points = (b[own_d] + radius * u).clamp(0, 1)
         u = (points - b[own_d]) / radius  # the probe actually made, after clipping
         adversarial, counted = oracle.query(points, images[own])
@@ -246,10 +247,10 @@ def normal_estimate(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probe
     count = count.clamp_min(1)
     mean_p = sum_p / count
     baseline = torch.where(mean_p.abs() == 1, 0.0, mean_p)  # all signs equal: HSJA uses mean(phi u)
-    grad = ((sums[0] - _view(baseline, sums[1]) * sums[1]) / _view(count, sums[1])).view_as(b)
-    zero = (_norms(grad) <= _TINY).to(b.device)
+    grad = ((sums[0] - per_row(baseline, sums[1]) * sums[1]) / per_row(count, sums[1])).view_as(b)
+    zero = (row_norms(grad) <= _TINY).to(b.device)
     grad[zero] = fallback[zero]
-    return grad / _view(_norms(grad).clamp_min(_TINY), grad), mean_p.abs() == 1
+    return grad / per_row(row_norms(grad).clamp_min(_TINY), grad), mean_p.abs() == 1
 
 
 def _geometric_step(oracle: Oracle, b: torch.Tensor, v: torch.Tensor, eps: torch.Tensor, images: torch.Tensor,
@@ -266,7 +267,7 @@ def _geometric_step(oracle: Oracle, b: torch.Tensor, v: torch.Tensor, eps: torch
         if len(rows) == 0:
             break
         r = rows.to(b.device)
-        candidates = (b[r] + _view(eps[rows], b) * v[r]).clamp(0, 1)
+        candidates = (b[r] + per_row(eps[rows], b) * v[r]).clamp(0, 1)
         adversarial = oracle.is_adversarial(candidates, images[rows])
         step[r[adversarial.to(b.device)]] = candidates[adversarial.to(b.device)]
         found[rows] = adversarial

@@ -364,7 +364,8 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
     ----------
     smooth : rs_repro.smoothing.Smooth
         The smoothed classifier: its base classifier, sigma and, without ``generator``, its own generators
-        (any subclass that draws its noise in ``_counts``, e.g. :class:`rs_repro.hidden_noise.HiddenNoise`).
+        (any subclass that draws its noise in :meth:`~rs_repro.smoothing.Smooth.counts_unchecked`, e.g.
+        :class:`rs_repro.hidden_noise.HiddenNoise`).
     n : int
         Micro-decisions per query (>= 1).
     pa : float, optional
@@ -396,16 +397,14 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
     needed = None if pa is None else int(theory.votes_needed(n, pa))
 
     def decide_with(xs: torch.Tensor, ys: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        # Smooth.counts without its checks: the oracle checked the rows' shape, and counts() would scan every
-        # query for NaN (a few percent of a query at n = 1 on the digits model; attacks make thousands).
-        tally = smooth._counts(xs, n, batch_size, gen)
+        tally = smooth.counts_unchecked(xs, n, batch_size, gen)
         if needed is None:
             return top_class(tally, gen) != ys  # g_{sigma,n}: ties at random, from the noise's generator
         return n - tally.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
 
     def decide(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         if noise == "fresh":
-            return decide_with(xs, ys, smooth._generator(xs.device, generator))
+            return decide_with(xs, ys, smooth.noise_generator(xs.device, generator))
         return torch.cat([decide_with(row, label, _input_generator(row, noise_key))
                           for row, label in zip(xs.split(1), ys.split(1), strict=True)])
 

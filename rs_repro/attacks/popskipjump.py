@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 
 from .. import checks
-from .hsja import _initialise, _norms, _view, normal_estimate
+from .hsja import boundary_start, normal_estimate, per_row, row_norms
 from .oracle import AttackResult, Oracle
 
 #: Inverse temperatures s of the sigmoid (in units of 1 / segment length), log-spaced from 10^-1 to 10^2 as
@@ -136,9 +136,9 @@ def popskipjump(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, 
                  "rejected_searches")}
 
     running = ~oracle.is_adversarial(x, torch.arange(batch))  # already misclassified: done at l2 = 0
-    noise, running = _initialise(oracle, x, running, gen, init_tries, tol=1.0)  # tol 1: the noise itself
+    noise, running = boundary_start(oracle, x, running, gen, init_tries, tol=1.0)  # tol 1: the noise itself
     xb = noise.clone()  # where the first search is rejected, the noise (answered adversarial) stands
-    length = _norms(noise - x)  # L: length of each image's last accepted segment, float64 [B], CPU
+    length = row_norms(noise - x)  # L: length of each image's last accepted segment, float64 [B], CPU
     slope = torch.full((batch,), 10.0 ** _LOG10_SLOPES[1], dtype=torch.float64)  # last s, deterministic prior
     reserve = torch.zeros(batch, dtype=torch.int64)
     rows = running.nonzero().squeeze(1)
@@ -157,7 +157,7 @@ def popskipjump(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, 
         counters["gradient_steps"][rows] += 1
         counters["one_label_steps"][rows] += agree.long()
         counters["gradient_probes"][rows] += probes
-        step = (b + _view(_norms(b - x0) / math.sqrt(t), b) * v).clamp(0, 1)
+        step = (b + per_row(row_norms(b - x0) / math.sqrt(t), b) * v).clamp(0, 1)
         far = (step + (step - x0) / 2).clamp(0, 1)  # the opposite movement
         _search(oracle, x, far, rows, grid, search, xb, length, slope, reserve, counters)
     return oracle.result(x_final=xb, diagnostics=counters)
@@ -301,7 +301,7 @@ def pop_bin_search(oracle: Oracle, x0: torch.Tensor, far: torch.Tensor, images: 
         gain = -(mean_p * mean_p.log() + (1 - mean_p) * (-mean_p).log1p()) - post @ grid.entropy  # [rows, nx]
         count = (max_queries - queries[rows]).clamp(max=min(1 + r // 2, batch))
         owner, position = _spread(gain >= _NEAR_BEST * gain.amax(dim=1, keepdim=True), count)
-        u = _view(grid.positions[position], x0)
+        u = per_row(grid.positions[position], x0)
         o = rows[owner].to(x0.device)
         adversarial, counted = oracle.query((1 - u) * x0[o] + u * far[o], images[rows[owner]])
         fresh = torch.zeros((2, len(rows), nx), dtype=torch.float64)  # this round's answers per position
@@ -322,7 +322,7 @@ def pop_bin_search(oracle: Oracle, x0: torch.Tensor, far: torch.Tensor, images: 
     below = (centre.cumsum(dim=1) < 0.5).sum(dim=1) + 1  # smallest j with P(t < j / G) >= 1/2
     beyond = torch.arange(nx).view(1, -1) >= below.view(-1, 1)
     accepted = (answers[1] * beyond).sum(1) > (answers[0] * beyond).sum(1)
-    u = _view(grid.positions[below], x0)
+    u = per_row(grid.positions[below], x0)
     return BinSearch(x=(1 - u) * x0 + u * far, accepted=accepted, slope=grid.slopes[log_post.argmax(dim=1) % ns],
                      queries=queries)
 
@@ -349,7 +349,7 @@ def _search(oracle: Oracle, x: torch.Tensor, far: torch.Tensor, rows: torch.Tens
     found = pop_bin_search(oracle, x[r], far, rows, grid, **search)
     keep = found.accepted.nonzero().squeeze(1)
     xb[r[keep.to(x.device)]] = found.x[keep.to(x.device)]
-    length[rows[keep]] = _norms(far - x[r])[keep]
+    length[rows[keep]] = row_norms(far - x[r])[keep]
     slope[rows[keep]] = found.slope[keep]
     reserve[rows] = found.queries
     counters["bin_searches"][rows] += 1

@@ -39,7 +39,7 @@ from torch import nn
 from .. import data, seeds
 from ..attacks.oracle import AttackResult, smoothed_oracle
 from ..attacks.verification import verify
-from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
+from ..checks import rule_checker
 from ..engine import Unit
 from ..hidden_noise import LAWS, HiddenNoise, match_accuracy
 from ..measurements import AdaptiveConfiguration, AdaptiveGrid
@@ -47,6 +47,7 @@ from ..models import load_model, model_spec
 from ..plots import PALETTE
 from ..smoothing import Smooth
 from .claims import BEYOND
+from .common import count_rule, data_and_models
 from .fig5_attacks import ATTACKS as PAPER_ATTACKS
 from .fig5_attacks import _images, attacked_images, confirm_rows, test_pool
 
@@ -61,12 +62,7 @@ _MODULE = __name__
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
-    need(fits, "standard_weights", accepted)
-    size = dataset_size(values)
-    fits, accepted = device_rule(values["device"])
-    need(fits, "device", accepted)
+    size = data_and_models(values, device=True)
     fits, accepted = count_rule(values["pool"], size, f"test images of {values['dataset']}",
                                 zero="the whole test split")
     need(fits, "pool", accepted)

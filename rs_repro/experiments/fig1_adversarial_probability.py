@@ -44,7 +44,7 @@ from torch import nn
 
 from .. import data, seeds, theory
 from ..attacks.minimal import MinimalAdversarial, minimal_l2
-from ..checks import count_rule, dataset_size, device_rule, integer, real, require, rule_checker, weights_rule
+from ..checks import device_rule, integer, real, require, rule_checker
 from ..engine import Unit
 from ..measurements import BoundaryPush, Crossing
 from ..models import load_model, model_spec
@@ -52,6 +52,7 @@ from ..paper import FIG1_READINGS
 from ..prose import counted
 from ..runtime import compute_threads
 from ..smoothing import Smooth, top_class
+from .common import count_rule, data_and_models
 
 #: Largest number of input values (points x repeats x pixels) :func:`scan` gives one call of Smooth.counts.
 SCAN_BLOCK_FLOATS = 2**22
@@ -63,10 +64,7 @@ _MODULE = __name__
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
-    need(fits, "standard_weights", accepted)
-    size = dataset_size(values)
+    size = data_and_models(values)
     fits, accepted = count_rule(values["num_candidates"], size, f"test images of {values['dataset']}",
                                 zero="the whole test split")
     need(fits, "num_candidates", accepted)

@@ -41,10 +41,11 @@ from matplotlib.patches import Patch
 from torch import nn
 
 from .. import checks, data, seeds
-from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
+from ..checks import device_rule, rule_checker
 from ..engine import Unit
 from ..models import load_model, model_spec
 from ..smoothing import Smooth
+from .common import count_rule, data_and_models
 
 _MODULE = __name__
 #: Independent votes of g_{sigma,n} per grid point and n (``replicate`` 0 and 1).
@@ -54,10 +55,7 @@ REPLICATES = 2
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    fits, accepted = weights_rule(values["dataset"], values["standard_weights"])
-    need(fits, "standard_weights", accepted)
-    size = dataset_size(values)
+    size = data_and_models(values)
     fits, accepted = count_rule(values["num_images"], size, f"test images of {values['dataset']}",
                                 zero="the whole test split")
     need(fits, "num_images", accepted)

@@ -32,11 +32,12 @@ from torch import nn
 from .. import data, seeds
 from ..attacks.bisection import bisect_segment
 from ..attacks.oracle import Oracle, smoothed_oracle
-from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
+from ..checks import device_rule, rule_checker
 from ..engine import Unit
 from ..measurements import BisectionSpread
 from ..models import load_model, model_spec
 from ..smoothing import Smooth
+from .common import count_rule, data_and_models
 
 _MODULE = __name__
 #: Bisection steps that locate the boundary of the base classifier f on a segment (a deterministic search).
@@ -46,11 +47,8 @@ BASE_STEPS = 50
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    dataset, weights = values["dataset"], values["standard_weights"]
-    fits, accepted = weights_rule(dataset, weights)
-    need(fits, "standard_weights", accepted)
-    size = dataset_size(values)
+    size = data_and_models(values)
+    dataset = values["dataset"]
     need(values["num_candidates"] == 0 or 2 <= values["num_candidates"] <= size, "num_candidates",
          f"0 (the whole test split) or 2 to {size} images, the size of the {dataset} test split (a segment "
          "needs two)")

@@ -26,11 +26,12 @@ import torch
 from torch import nn
 
 from .. import data, seeds, theory
-from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
+from ..checks import device_rule, rule_checker
 from ..engine import Unit
 from ..models import ARCHITECTURES, accuracy, load_model, model_spec
 from ..paper import fig4_readings
 from ..smoothing import ABSTAIN, Smooth, top_class
+from .common import count_rule, data_and_models
 
 _MODULE = __name__
 
@@ -159,11 +160,7 @@ def certified_tables(units: Sequence[Unit], done: Mapping[str, pd.DataFrame]) ->
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    for model in ("standard", "randtrain"):
-        fits, accepted = weights_rule(values["dataset"], values[f"{model}_weights"], model)
-        need(fits, f"{model}_weights", accepted)
-    size = dataset_size(values)
+    size = data_and_models(values, ("standard", "randtrain"))
     fits, accepted = count_rule(values["num_images"], size, f"test images of {values['dataset']}",
                                 zero="the whole test split")
     need(fits, "num_images", accepted)

@@ -41,13 +41,14 @@ from torch import nn
 from .. import data, seeds, theory
 from ..attacks.oracle import AttackResult, Oracle, smoothed_oracle
 from ..attacks.verification import push_candidates, verify
-from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
+from ..checks import rule_checker
 from ..engine import Unit
 from ..measurements import AttackConfiguration, AttackGrid
 from ..models import ARCHITECTURES, load_model, model_spec
 from ..paper import DISTORTION_OVER_RADIUS, fig5_readings
 from ..plots import PALETTE
 from ..smoothing import Smooth
+from .common import count_rule, data_and_models
 
 #: The module and function of each attack of the paper, by the names its Fig. 5 uses.
 ATTACKS: dict[str, str] = {"HSJA": "rs_repro.attacks.hsja:hsja", "SurFree": "rs_repro.attacks.surfree:surfree",
@@ -58,13 +59,7 @@ _MODULE = __name__
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    for model in ("standard", "randtrain", "advtrain"):
-        fits, accepted = weights_rule(values["dataset"], values[f"{model}_weights"], model)
-        need(fits, f"{model}_weights", accepted)
-    size = dataset_size(values)
-    fits, accepted = device_rule(values["device"])
-    need(fits, "device", accepted)
+    size = data_and_models(values, ("standard", "randtrain", "advtrain"), device=True)
     fits, accepted = count_rule(values["pool"], size, f"test images of {values['dataset']}",
                                 zero="the whole test split")
     need(fits, "pool", accepted)

@@ -52,7 +52,7 @@ from ..attacks.bisection import bisect
 from ..attacks.hsja import hsja, normal_estimate
 from ..attacks.minimal import minimal_l2
 from ..attacks.oracle import Oracle, smoothed_oracle
-from ..checks import count_rule, dataset_size, device_rule, rule_checker, weights_rule
+from ..checks import device_rule, rule_checker
 from ..engine import Unit
 from ..measurements import NormalAgreement
 from ..models import load_model, model_spec
@@ -60,6 +60,7 @@ from ..prose import counted
 from ..runtime import compute_threads
 from ..smoothing import Smooth
 from ..verdicts import Interval, bootstrap
+from .common import count_rule, data_and_models
 from .fig1_adversarial_probability import correct_images
 
 #: The chapter's name, which is the cache namespace and the first label of every seed.
@@ -82,11 +83,8 @@ ATTACK_FAILED = "white-box attack failed"
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    need(values["dataset"] in data.DATASETS, "dataset", f"one of {', '.join(data.DATASETS)}")
-    dataset, weights = values["dataset"], values["standard_weights"]
-    fits, accepted = weights_rule(dataset, weights)
-    need(fits, "standard_weights", accepted)
-    size = dataset_size(values)
+    size = data_and_models(values)
+    dataset = values["dataset"]
     fits, accepted = count_rule(values["num_candidates"], size, f"test images of {dataset}",
                                 zero="the whole test split")
     need(fits, "num_candidates", accepted)
