@@ -33,7 +33,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from . import cache, checks, engine, measurements, paths, plots, progress, provenance, runtime
+from . import cache, checks, context, engine, measurements, paths, plots, progress, provenance, runtime
 
 KERNEL = "python3"
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
@@ -324,8 +324,8 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
         Where the executed page goes, ``book/chapters`` by default.
     workers, scheduler
         Where the chapter's work units run (:mod:`rs_repro.engine`): ``workers`` local Dask worker
-        processes, or the Dask cluster at ``scheduler``; in the kernel's process by default (or as
-        ``RS_REPRO_WORKERS`` / ``RS_REPRO_SCHEDULER`` say).
+        processes, or the Dask cluster at ``scheduler``; in the kernel's process by default (or on the
+        cluster ``RS_REPRO_SCHEDULER`` names).
 
     Returns
     -------
@@ -419,15 +419,14 @@ def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[st
     # The kernel must draw with IPython's inline backend: under MPLBACKEND=Agg (the Makefile's, for the
     # tests) a glued figure would carry only its text/plain repr and the page would show no image.
     # The malloc thresholds keep the forward passes' activations in the process (rs_repro.runtime).
-    # The chapter's progress bars report to `events`, shown in this terminal (rs_repro.progress).
-    # Its figures and its record are written to `figures` and `records`, and moved into place once the page
-    # is published.
-    kernel_env = {cache.RUN_LOG_ENV: str(log), measurements.PROFILE_ENV: profile,
-                  progress.PROGRESS_ENV: str(events), plots.FIGURES_ENV: str(figures),
-                  measurements.STAGING_ENV: str(records),
-                  paths.CHAPTERS_ENV: str(chapters_dir.resolve()),
-                  "MPLBACKEND": "module://matplotlib_inline.backend_inline", **runtime.malloc_env(),
-                  engine.WORKERS_ENV: str(workers or ""), engine.SCHEDULER_ENV: scheduler or ""}
+    # Everything else the kernel needs to know of this run is its context (rs_repro.context): the chapter's
+    # progress bars report to `events`, shown in this terminal (rs_repro.progress); its figures and its
+    # record are written to `figures` and `records`, and moved into place once the page is published.
+    run = context.RunContext(profile=profile, run_log=str(log), progress=str(events), figures=str(figures),
+                             records=str(records), chapters=str(chapters_dir.resolve()), workers=workers,
+                             scheduler=scheduler)
+    kernel_env = {**run.environment(), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                  **runtime.malloc_env()}
     env_before = {name: os.environ.get(name) for name in kernel_env}
     os.environ.update(kernel_env)
     # The parameters were validated above; papermill's own parser misreads annotated defaults such as

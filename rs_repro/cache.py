@@ -6,7 +6,7 @@ stored as ``build/cache/<stem>/<unit id>-<key>.csv`` beside a ``.json`` manifest
 reads (:func:`code_digest`): the modules of the computation and every module of the package they import,
 read as code (docstrings and comments do not count). A change of either recomputes, so nothing stale is ever read
 back, and an edit elsewhere (a figure's style, the paper's readings, the prose) recomputes nothing. Every
-hit and miss is appended to the run log named by ``RS_REPRO_RUN_LOG`` when the chapter runner sets it,
+hit and miss is appended to the run log of the chapter run (:attr:`rs_repro.context.RunContext.run_log`),
 which is how the provenance box counts cache hits.
 """
 
@@ -16,7 +16,6 @@ import ast
 import hashlib
 import importlib.util
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -26,10 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths
-
-RUN_LOG_ENV = "RS_REPRO_RUN_LOG"
-
+from . import context, paths
 
 #: Modules that run chapters but compute no result; editing them changes no page (:func:`source_digest`).
 PIPELINE_MODULES = ("book.py", "cli.py")
@@ -155,8 +151,8 @@ def canonical_json(obj: Any) -> str:
 
 
 def log_lookup(event: dict[str, Any]) -> None:
-    """Append one hit or miss to the chapter runner's run log (``RS_REPRO_RUN_LOG``), if it set one."""
-    target = os.environ.get(RUN_LOG_ENV)
+    """Append one hit or miss to the run log of the chapter run (:func:`rs_repro.context.current`), if any."""
+    target = context.current().run_log
     if target:
         with open(target, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event) + "\n")

@@ -43,15 +43,12 @@ from typing import Any
 
 import pandas as pd
 
-from . import cache, paths
+from . import cache, context, paths
 from .progress import bar
 from .runtime import COMPUTE_THREADS, compute_threads, malloc_env
 
-#: Environment variable holding the address of the Dask scheduler to run units on (set by the user, or by
-#: the chapter runner in the kernel).
+#: Environment variable a user may set to the address of the Dask scheduler to run units on.
 SCHEDULER_ENV = "RS_REPRO_SCHEDULER"
-#: Environment variable holding the number of local Dask worker processes to start (set by the runner).
-WORKERS_ENV = "RS_REPRO_WORKERS"
 #: How many times Dask tries a unit in all (the first try and one retry).
 TRIES = 2
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
@@ -314,17 +311,15 @@ def _close(dask_client: Any) -> None:
 
 
 def engine_options(workers: int | None = None, scheduler: str | None = None) -> tuple[int | None, str | None]:
-    """The engine asked for: the arguments, else the runner's environment variables, else in-process.
+    """The engine asked for: the arguments, else the chapter run's context (:func:`rs_repro.context.current`),
+    else the user's ``RS_REPRO_SCHEDULER``, else in-process.
 
     Raises ``ValueError`` naming the value for a number of workers that is not a whole number from 0 to
     :func:`max_workers`.
     """
-    scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
-    if workers is None and os.environ.get(WORKERS_ENV):
-        text = os.environ[WORKERS_ENV]
-        if not text.isdigit():
-            raise ValueError(f"{WORKERS_ENV}={text!r} is not accepted; expected a whole number of workers")
-        workers = int(text)
+    run = context.current()
+    scheduler = scheduler or run.scheduler or os.environ.get(SCHEDULER_ENV) or None
+    workers = run.workers if workers is None else workers
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or not 0 <= workers <= max_workers()):
         raise ValueError(f"workers={workers!r} is not accepted; expected 0 (in this process) to {max_workers()} "

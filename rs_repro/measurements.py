@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 import types
 import typing
@@ -24,12 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import context, paths
 from . import provenance as stamping
 from .provenance import check_stamp
-
-#: Set by the chapter runner (:func:`rs_repro.book.run_chapter`) while a chapter executes.
-PROFILE_ENV = "RS_REPRO_PROFILE"
 
 
 @dataclass(frozen=True)
@@ -381,19 +377,15 @@ def _schema(stem: str) -> type:
     return SCHEMA[stem]
 
 
-#: Name of the environment variable naming the folder where a chapter run stages its record (set by the
-#: chapter runner, which moves it into place once the page is published, :func:`move_staged`).
-STAGING_ENV = "RS_REPRO_MEASUREMENTS"
-
-
 def record(stem: str, values: Any) -> Path:
     """Write ``values``, the :data:`SCHEMA` record of chapter ``stem``, atomically.
 
-    The file is that of the profile the chapter runs under (:data:`PROFILE_ENV`; :data:`NO_PROFILE` outside
-    the chapter runner) and carries the profile, the time it was written and the provenance of the run
-    (:func:`rs_repro.provenance.stamp`: commit, machine, versions), which :func:`provenance` reads back. Under
-    the chapter runner (:data:`STAGING_ENV` set) it is written to the run's folder and reaches
-    :func:`path` only when the page is published: a failed run changes no record the claims chapter reads.
+    The file is that of the profile the chapter runs under (:attr:`rs_repro.context.RunContext.profile`;
+    :data:`NO_PROFILE` outside the chapter runner) and carries the profile, the time it was written and the
+    provenance of the run (:func:`rs_repro.provenance.stamp`: commit, machine, versions), which
+    :func:`provenance` reads back. Under the chapter runner it is written to the run's folder
+    (:attr:`rs_repro.context.RunContext.records`) and reaches :func:`path` only when the page is published:
+    a failed run changes no record the claims chapter reads.
 
     Returns
     -------
@@ -404,8 +396,8 @@ def record(stem: str, values: Any) -> Path:
     if type(values) is not kind:
         raise ValueError(f"values of type {type(values).__name__} are not accepted for {stem!r}; "
                          f"expected a {kind.__name__}")
-    profile = os.environ.get(PROFILE_ENV) or None
-    staging = os.environ.get(STAGING_ENV)
+    run = context.current()
+    profile, staging = run.profile, run.records
     target = Path(staging) / f"{stem}.json" if staging else path(stem, profile)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"stem": stem, "profile": profile, "created": time.time(), "provenance": stamping.stamp(),

@@ -48,9 +48,6 @@ PACKAGE = ROOT / "rs_repro"
 #: The parameter sets every chapter has, ``book/params/<profile>/<stem>.yml`` (the README's table says what each
 #: runs and what it costs); a profile also names the folders of its results.
 PROFILES = ("smoke", "default", "fashion", "imagenet", "paper")
-#: Name of the environment variable holding the folder a chapter's page is published to, set by the chapter
-#: runner while the chapter executes.
-CHAPTERS_ENV = "RS_REPRO_CHAPTERS"
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:

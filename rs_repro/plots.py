@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown
 
-from . import paths
+from . import context, paths
 
 #: Colour per model family, the same in every chapter.
 PALETTE = sns.color_palette("colorblind")
@@ -31,9 +31,6 @@ def set_style() -> None:
     })
 
 
-#: Name of the environment variable naming the folder where a chapter run stages its figures (set by the
-#: chapter runner, which moves them to their folder once the page is published).
-FIGURES_ENV = "RS_REPRO_FIGURES"
 #: In a staging folder, the list of staged figures and the paths they go to, one JSON object a line.
 STAGED = "staged.jsonl"
 
@@ -42,13 +39,13 @@ def save_figure(fig: plt.Figure, stem: str, figures_dir: str | Path, suffix: str
     """Save ``fig`` as ``<figures_dir>/<stem>[-suffix].pdf`` and ``.png`` and return both paths.
 
     The PDF carries no creation date, so the same figure gives the same bytes (with
-    ``SOURCE_DATE_EPOCH`` set, as the Makefile does). Under the chapter runner (``RS_REPRO_FIGURES``
-    set), the files are written to the run's staging folder and reach these paths only when the page is
+    ``SOURCE_DATE_EPOCH`` set, as the Makefile does). Under the chapter runner, the files are written to the
+    run's staging folder (:attr:`rs_repro.context.RunContext.figures`) and reach these paths only when the page is
     published (:func:`move_staged`): a failed run leaves the previous figures in place.
     """
     base = f"{stem}-{suffix}" if suffix else stem
     targets = [Path(figures_dir) / f"{base}.{ext}" for ext in ("pdf", "png")]
-    staging = os.environ.get(FIGURES_ENV)
+    staging = context.current().figures
     folder = Path(staging) if staging else Path(figures_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for target, metadata in zip(targets, ({"CreationDate": None, "ModDate": None}, {"Software": None}),
@@ -101,7 +98,7 @@ def figure_links(written: list[Path]) -> Markdown:
     IPython.display.Markdown
         ``Download this figure: [PDF](<relative path>) · [PNG](<relative path>)``.
     """
-    page_dir = Path(os.environ.get(paths.CHAPTERS_ENV, paths.CHAPTERS))
+    page_dir = Path(context.current().chapters or paths.CHAPTERS)
     links = [f"[{p.suffix[1:].upper()}]({Path(os.path.relpath(Path(p).resolve(), page_dir.resolve())).as_posix()})"
              for p in written]
     return Markdown("Download this figure: " + " · ".join(links))

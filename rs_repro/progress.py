@@ -1,8 +1,8 @@
 """Progress of a running chapter, shown in the terminal of ``make book`` / ``make chapter``.
 
 A chapter executes in a Jupyter kernel whose output goes to the page, not to the user's terminal. The
-chapter's loops report through :func:`bar`: inside a chapter kernel (the runner sets ``RS_REPRO_PROGRESS``
-to a file) each bar appends its state to that file as JSON lines and prints nothing on the page; anywhere
+chapter's loops report through :func:`bar`: inside a chapter kernel (the runner names a file,
+:attr:`rs_repro.context.RunContext.progress`) each bar appends its state to that file as JSON lines and prints nothing on the page; anywhere
 else (a user's own notebook or script) :func:`bar` is a plain ``tqdm`` bar.
 
 In the runner, :class:`ChapterProgress` follows that file and the cell being executed (papermill's
@@ -31,8 +31,8 @@ from typing import IO, Any, Self
 
 import nbformat
 
-#: Name of the environment variable holding the file a chapter kernel's bars report to.
-PROGRESS_ENV = "RS_REPRO_PROGRESS"
+from . import context
+
 #: A bar writes its state at most this often (seconds), and always when it opens and closes.
 WRITE_EVERY_S = 0.25
 
@@ -104,7 +104,7 @@ def bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str
     tqdm.tqdm or a bar reporting to the chapter runner
         Both iterate, count with ``update(k)``, close with ``close()`` and work as context managers.
     """
-    target = os.environ.get(PROGRESS_ENV)
+    target = context.current().progress
     if target:
         return _ReportedBar(iterable, total, desc, Path(target))
     from tqdm import tqdm
@@ -140,7 +140,7 @@ class ChapterProgress:
     nb
         The notebook being executed (its code cells are counted, its headings name the sections).
     events
-        The file the kernel's bars report to (the runner passes it as ``RS_REPRO_PROGRESS``); emptied here.
+        The file the kernel's bars report to (the runner names it in the kernel's context); emptied here.
     stream
         Where the lines go, ``sys.stderr`` by default.
     interval

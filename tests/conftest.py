@@ -14,7 +14,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from rs_repro import book, data, models, paths
+from rs_repro import book, context, data, models, paths
 
 
 @pytest.fixture(scope="session")
@@ -200,3 +200,9 @@ def standins(tmp_path, monkeypatch) -> dict[str, str]:
 def here(change: dict, standins: dict[str, str]) -> dict:
     """``change`` with the local paths ``/data/val`` and ``/data/rn50.pth`` replaced by their stand-ins on this machine."""
     return {k: standins.get(v, v) if isinstance(v, str) else v for k, v in change.items()}
+
+
+def in_run(monkeypatch: pytest.MonkeyPatch, **fields) -> None:
+    """Make this test's process look like a chapter kernel whose run context has ``fields``
+    (:class:`rs_repro.context.RunContext`)."""
+    monkeypatch.setenv(context.CONTEXT_ENV, context.RunContext(**fields).environment()[context.CONTEXT_ENV])

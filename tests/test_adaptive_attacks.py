@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import in_run
 from torch import nn
 
 from rs_repro import book
@@ -161,7 +162,7 @@ def test_the_beyond_scorecard_reads_the_chapters_record(tmp_path, monkeypatch):
     from rs_repro import measurements, paths
 
     monkeypatch.setattr(paths, "BUILD", tmp_path)
-    monkeypatch.setenv(measurements.PROFILE_ENV, "smoke")
+    in_run(monkeypatch, profile="smoke")
     measurements.record("adaptive_attacks", _record(np.random.default_rng(0)))
     assert measurements.load("adaptive_attacks", "smoke") == _record(np.random.default_rng(0))
     card = claims.scorecard("smoke", claims.BEYOND)

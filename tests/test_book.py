@@ -95,9 +95,13 @@ def test_cli_bad_engine_fails_before_running(capsys, tmp_path, monkeypatch):
     assert cli.main(["run", "theory", "--profile", "smoke", "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "scheduler='tcp://127.0.0.1:1' is not accepted; expected the address of a Dask scheduler that answers " \
         f"within {engine.CONNECT_TIMEOUT_S} s" in capsys.readouterr().err
-    monkeypatch.setenv("RS_REPRO_WORKERS", "two")
+    monkeypatch.setenv("RS_REPRO_CONTEXT", '{"workers": "two"}')
     assert cli.main(["book", "--profile", "smoke"]) == 2
-    assert "RS_REPRO_WORKERS='two' is not accepted" in capsys.readouterr().err
+    assert "RS_REPRO_CONTEXT: workers='two' is not accepted" in capsys.readouterr().err
+    monkeypatch.setenv("RS_REPRO_CONTEXT", '{"colour": "red"}')
+    assert cli.main(["book", "--profile", "smoke"]) == 2
+    assert "RS_REPRO_CONTEXT='{\"colour\": \"red\"}' is not accepted; expected the JSON of a RunContext" \
+        in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
     with pytest.raises(SystemExit):
         cli.main(["run", "theory", "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"])  # one or the other

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import in_run
 
 from rs_repro import book, cache, engine, models, paths, seeds
 from rs_repro.experiments import fig5_attacks
@@ -18,7 +19,7 @@ from rs_repro.experiments import fig5_attacks
 def test_entries_round_trip_exactly_and_count_only_when_complete(tmp_path, monkeypatch):
     table = pd.DataFrame({"x": [0.1, 1 / 3, 448 / 450], "y": [1, 2, 3]})
     log = tmp_path / "log.jsonl"
-    monkeypatch.setenv(cache.RUN_LOG_ENV, str(log))
+    in_run(monkeypatch, run_log=str(log))
     entry = tmp_path / "t" / "unit-0123.csv"
     assert cache.read_entry("t", "unit", "0123", entry) is None
     entry.parent.mkdir()
@@ -120,7 +121,7 @@ def test_presentation_docstrings_plots_and_prose_recompute_no_unit(scratch_packa
 def test_a_unit_is_a_hit_after_a_presentation_edit_and_a_miss_after_a_code_edit(scratch_package, tmp_path,
                                                                               monkeypatch):
     log = tmp_path / "log.jsonl"
-    monkeypatch.setenv(cache.RUN_LOG_ENV, str(log))
+    in_run(monkeypatch, run_log=str(log))
     (unit,) = fig5_attacks.accuracy_units(dataset="digits", data_dir=None, targets=[fig5_attacks.Target("standard")],
                                           models={"standard": models.model_spec()}, seed=0)
 

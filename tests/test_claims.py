@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import in_run
 
 from rs_repro import measurements, paths, provenance, publish, verdicts
 from rs_repro.experiments import claims
@@ -513,7 +514,7 @@ def test_records_round_trip_as_their_types(tmp_path, monkeypatch):
 
 def test_scorecard_reads_only_the_asked_profile(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "BUILD", tmp_path)
-    monkeypatch.setenv(measurements.PROFILE_ENV, "smoke")
+    in_run(monkeypatch, profile="smoke")
     measurements.record("fig3_binary_search", _spread(WIDE, NARROW))
     # a Fig. 5 record with failures (inf) goes through JSON and is judged the same
     grid = _grid(failures=[(0, lambda a, m, s, n, p: n == 10)])
@@ -561,7 +562,7 @@ def test_each_profile_keeps_its_own_measurements_and_the_table_across_them(tmp_p
     monkeypatch.setattr(paths, "BUILD", tmp_path)
     above = [0.5 + 0.01 * k for k in range(8)]
     for profile, large, dataset in (("smoke", NARROW, "digits"), ("fashion", above, "fashion-mnist")):
-        monkeypatch.setenv(measurements.PROFILE_ENV, profile)
+        in_run(monkeypatch, profile=profile)
         measurements.record("fig3_binary_search", _spread(WIDE, large, dataset))
     assert measurements.recorded_profiles() == ["fashion", "smoke"]
     assert measurements.load("fig3_binary_search", "smoke").per_segment[100] == NARROW
@@ -618,7 +619,7 @@ def _record_profiles(tmp_path, monkeypatch):
                            _push(dataset="fashion-mnist", distances=[0.05 * k for k in range(1, 21)])),
                "imagenet": (None, _push(dataset="imagenet-samples", distances=[0.5 + 0.1 * k for k in range(20)]))}
     for profile, (grid, push) in records.items():
-        monkeypatch.setenv(measurements.PROFILE_ENV, profile)
+        in_run(monkeypatch, profile=profile)
         if grid is not None:
             measurements.record("fig5_attacks", grid)
         measurements.record("fig1_adversarial_probability", push)
@@ -698,7 +699,7 @@ def test_provenance_table_says_where_and_when_each_column_was_computed(tmp_path,
                     "machine": {"host": "gpu-1", "accelerator": "NVIDIA H200 (x1)"}, "versions": {}}])
     monkeypatch.setattr(provenance, "stamp", lambda: next(stamps))
     for profile, stem in (("default", "fig3_binary_search"), ("default", "theory"), ("imagenet", "fig3_binary_search")):
-        monkeypatch.setenv(measurements.PROFILE_ENV, profile)
+        in_run(monkeypatch, profile=profile)
         record = _spread([0.3], [0.1]) if stem != "theory" else ThresholdCheck(0.8, {5: 0.8})
         measurements.record(stem, record)
     publish.published_dir("imagenet").mkdir(parents=True)

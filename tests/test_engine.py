@@ -9,6 +9,7 @@ import threading
 
 import pandas as pd
 import pytest
+from conftest import in_run
 
 from rs_repro import cache, engine, runtime
 from rs_repro.experiments import fig4_certification as certification
@@ -62,7 +63,7 @@ def test_attack_units_read_only_their_own_attack():
 
 def test_run_stores_each_unit_and_computes_only_what_is_missing(tmp_path, monkeypatch):
     log = tmp_path / "log.jsonl"
-    monkeypatch.setenv(cache.RUN_LOG_ENV, str(log))
+    in_run(monkeypatch, run_log=str(log))
     units = _accuracy_units()
     first = engine.run("fig5_attacks", units[:1], root=tmp_path)
     both = engine.run("fig5_attacks", units, root=tmp_path)

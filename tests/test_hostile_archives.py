@@ -14,9 +14,10 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from conftest import in_run
 from markdown_it import MarkdownIt
 
-from rs_repro import markup, measurements, paths, provenance, publish
+from rs_repro import context, markup, measurements, paths, provenance, publish
 from rs_repro.experiments import claims
 from rs_repro.measurements import BisectionSpread, ThresholdCheck
 
@@ -40,7 +41,7 @@ def laptop(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(paths, "BUILD", root / "build")
     monkeypatch.setattr(paths, "CHAPTERS", root / "book" / "chapters")
     monkeypatch.setattr(provenance, "stamp", lambda: json.loads(json.dumps(STAMP)))
-    monkeypatch.delenv(measurements.PROFILE_ENV, raising=False)
+    monkeypatch.delenv(context.CONTEXT_ENV, raising=False)
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / ".bashrc").write_text("untouched\n")
     return paths.BUILD
@@ -114,7 +115,7 @@ def test_a_crafted_archive_of_the_right_shape_is_imported(laptop, tmp_path):
 
 
 def test_export_then_import_round_trip_and_the_summary_line(laptop, tmp_path, monkeypatch):
-    monkeypatch.setenv(measurements.PROFILE_ENV, "imagenet")
+    in_run(monkeypatch, profile="imagenet")
     measurements.record("fig3_binary_search", SPREAD)
     archive = publish.export("imagenet", tmp_path / "imagenet.tar.gz")
     monkeypatch.setattr(paths, "BUILD", tmp_path / "other" / "build")
@@ -399,9 +400,9 @@ def test_a_bad_record_is_refused(laptop, tmp_path, record, match):
 
 
 def test_a_local_measurement_is_not_replaced_without_asking(laptop, tmp_path, monkeypatch):
-    monkeypatch.setenv(measurements.PROFILE_ENV, "imagenet")
+    in_run(monkeypatch, profile="imagenet")
     measurements.record("theory", ThresholdCheck(0.9, {5: 0.9}))
-    monkeypatch.delenv(measurements.PROFILE_ENV)
+    monkeypatch.delenv(context.CONTEXT_ENV, raising=False)
     _refused(_archive(tmp_path / "local.tar.gz"), r"computed on this machine too \(theory\)", tmp_path)
 
 
@@ -410,9 +411,9 @@ def test_a_local_measurement_is_not_replaced_without_asking(laptop, tmp_path, mo
 def _two_profiles(monkeypatch) -> Path:
     """A good fig3 record under smoke, and under fashion one whose file is then damaged; the damaged path."""
     for profile in ("smoke", "fashion"):
-        monkeypatch.setenv(measurements.PROFILE_ENV, profile)
+        in_run(monkeypatch, profile=profile)
         measurements.record("fig3_binary_search", SPREAD)
-    monkeypatch.delenv(measurements.PROFILE_ENV)
+    monkeypatch.delenv(context.CONTEXT_ENV, raising=False)
     damaged = measurements.path("fig3_binary_search", "fashion")
     damaged.write_text('{"stem": "fig3_binary_search", "values": {"dataset": "digits", "seed": [0')
     return damaged
@@ -436,7 +437,7 @@ def test_a_corrupt_measurement_file_names_itself(laptop, text):
 
 def test_a_local_stamp_of_another_shape_names_its_file(laptop, monkeypatch):
     monkeypatch.setattr(provenance, "stamp", lambda: _stamp_with(("machine", "host"), ["x"]))
-    monkeypatch.setenv(measurements.PROFILE_ENV, "smoke")
+    in_run(monkeypatch, profile="smoke")
     target = measurements.record("theory", THEORY)
     with pytest.raises(ValueError, match=re.escape(f"measurement file {target}: provenance.machine.host=")):
         measurements.provenance("theory", "smoke")
@@ -466,7 +467,7 @@ def test_a_damaged_profile_is_one_broken_column(laptop, monkeypatch):
 
 
 def test_a_record_naming_markup_is_shown_as_text(laptop, monkeypatch):
-    monkeypatch.setenv(measurements.PROFILE_ENV, "smoke")
+    in_run(monkeypatch, profile="smoke")
     measurements.record("fig3_binary_search", SPREAD)
     card = claims.scorecard("smoke")
     card.loc[card.claim == 8, "measured"] = HOSTILE

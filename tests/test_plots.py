@@ -9,8 +9,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import nbformat
 import pytest
+from conftest import in_run
 
-from rs_repro import book, paths
+from rs_repro import book, context, paths
 from rs_repro.plots import figure_links, save_figure
 
 
@@ -36,14 +37,14 @@ def test_save_figure_writes_pdf_then_png(written, tmp_path):
 
 def test_links_are_relative_to_the_page_folder_the_runner_names(written, tmp_path, monkeypatch):
     page_dir = tmp_path / "book" / "chapters"
-    monkeypatch.setenv(paths.CHAPTERS_ENV, str(page_dir))
+    in_run(monkeypatch, chapters=str(page_dir))
     text = figure_links(written).data
     assert text == "Download this figure: [PDF](../../figures/page-demo.pdf) · [PNG](../../figures/page-demo.png)"
     assert [(page_dir / t).resolve() for t in _targets(text)] == [p.resolve() for p in written]
 
 
 def test_links_default_to_the_book_chapters_folder(written, monkeypatch):
-    monkeypatch.delenv(paths.CHAPTERS_ENV, raising=False)
+    monkeypatch.delenv(context.CONTEXT_ENV, raising=False)
     targets = _targets(figure_links(written).data)
     assert [(paths.CHAPTERS / t).resolve() for t in targets] == [p.resolve() for p in written]
     assert all(not Path(t).is_absolute() for t in targets)
@@ -61,7 +62,7 @@ def test_links_become_download_references_in_a_strict_build(written, tmp_path, m
     (root / "book" / "intro.md").write_text("# Intro\n\nA page with a figure follows.\n")
     page_dir = root / "book" / "chapters"
     page_dir.mkdir()
-    monkeypatch.setenv(paths.CHAPTERS_ENV, str(page_dir))
+    in_run(monkeypatch, chapters=str(page_dir))
     cell = nbformat.v4.new_code_cell("display(figure_links(written))", outputs=[
         nbformat.v4.new_output("display_data", data={"text/markdown": figure_links(written).data,
                                                        "text/plain": "<Markdown>"})])

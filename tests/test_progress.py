@@ -7,10 +7,10 @@ import json
 
 import nbformat
 import pytest
-from conftest import HEADER
+from conftest import HEADER, in_run
 from tqdm import tqdm
 
-from rs_repro import book, progress
+from rs_repro import book, context, progress
 
 
 class Terminal(io.StringIO):
@@ -33,13 +33,13 @@ def test_clock_and_bar_description():
 
 
 def test_bar_is_tqdm_outside_a_chapter(monkeypatch):
-    monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
+    monkeypatch.delenv(context.CONTEXT_ENV, raising=False)
     assert isinstance(progress.bar(range(3), desc="x"), tqdm)
 
 
 def test_bar_reports_to_the_runner_and_prints_nothing(monkeypatch, tmp_path, capsys):
     events = tmp_path / "events.jsonl"
-    monkeypatch.setenv(progress.PROGRESS_ENV, str(events))
+    in_run(monkeypatch, progress=str(events))
     monkeypatch.setattr(progress, "WRITE_EVERY_S", 0.0)
     assert list(progress.bar(range(3), desc="images")) == [0, 1, 2]
     with progress.bar(total=5, desc="units") as counted:

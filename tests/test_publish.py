@@ -9,8 +9,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import in_run
 
-from rs_repro import cli, measurements, paths, provenance, publish
+from rs_repro import cli, context, measurements, paths, provenance, publish
 from rs_repro.measurements import BisectionSpread, ThresholdCheck
 
 SPREAD = BisectionSpread("imagenet-samples", 0, 0.05, {10: 0.3, 50: 0.2}, {10: [0.3], 50: [0.2]})
@@ -38,7 +39,7 @@ def _page(stem: str, profile: str, parameters: dict) -> None:
 def _gpu_run(monkeypatch) -> None:
     """What a GPU machine's ``make book PROFILE=imagenet`` leaves: records, pages, figures, Fig. 4's logs."""
     monkeypatch.setattr(provenance, "machine", lambda: {"host": "gpu-1", "accelerator": "NVIDIA H200 (x1)"})
-    monkeypatch.setenv(measurements.PROFILE_ENV, "imagenet")
+    in_run(monkeypatch, profile="imagenet")
     measurements.record("fig3_binary_search", SPREAD)
     measurements.record("theory", ThresholdCheck(0.8, {5: 0.8}))
     _page("fig3_binary_search", "imagenet", {"figures_dir": "figures", "dataset": "imagenet-samples"})
@@ -64,7 +65,7 @@ def test_export_then_import_brings_back_the_profile_with_its_provenance(machine,
                      "measurements/fig3_binary_search.json", "measurements/theory.json",
                      "pages/fig3_binary_search.ipynb", "pages/fig4_certification.ipynb",
                      "tables/fig4_certification/imagenet-samples-standard-sigma0.05.tsv"]
-    monkeypatch.delenv(measurements.PROFILE_ENV)
+    monkeypatch.delenv(context.CONTEXT_ENV, raising=False)
     machine("laptop")  # another machine: nothing recorded under imagenet
     assert measurements.load("fig3_binary_search", "imagenet") is None and publish.imported("imagenet") is None
     manifest = publish.import_archive(archive)
@@ -119,7 +120,7 @@ def test_a_damaged_archive_is_refused_before_anything_is_written(machine, monkey
     machine("gpu")
     _gpu_run(monkeypatch)
     archive = _rewrite(publish.export("imagenet", tmp_path / "imagenet.tar.gz"), edit)
-    monkeypatch.delenv(measurements.PROFILE_ENV)
+    monkeypatch.delenv(context.CONTEXT_ENV, raising=False)
     machine("laptop")
     with pytest.raises(ValueError, match=match):
         publish.import_archive(archive)
@@ -149,7 +150,7 @@ def test_a_record_of_another_shape_is_refused(machine, monkeypatch, tmp_path):
     with tarfile.open(archive) as tar:
         theory = tar.extractfile("measurements/theory.json").read()
     edited = _rewrite(archive, manifest_too)
-    monkeypatch.delenv(measurements.PROFILE_ENV)
+    monkeypatch.delenv(context.CONTEXT_ENV, raising=False)
     machine("laptop")
     with pytest.raises(ValueError, match="theory measurements has fields"):
         publish.import_archive(edited)
@@ -162,7 +163,7 @@ def test_cli_export_and_import(machine, monkeypatch, tmp_path, capsys):
     _gpu_run(monkeypatch)
     archive = tmp_path / "out" / "imagenet.tar.gz"
     assert cli.main(["export", "--profile", "imagenet", str(archive)]) == 0
-    monkeypatch.delenv(measurements.PROFILE_ENV)
+    monkeypatch.delenv(context.CONTEXT_ENV, raising=False)
     machine("laptop")
     assert cli.main(["import", str(archive)]) == 0
     out = capsys.readouterr().out

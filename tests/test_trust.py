@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import HEADER
+from conftest import HEADER, in_run
 
 from rs_repro import book, cache, cli, engine, measurements, paths
 
@@ -69,7 +69,7 @@ def _same_rows_other_number(entry: Path) -> None:
                                     _foreign_manifest, _old_manifest, _same_rows_other_number])
 def test_a_damaged_cache_entry_is_discarded_not_served(tmp_path, monkeypatch, capsys, damage):
     log = tmp_path / "log.jsonl"
-    monkeypatch.setenv(cache.RUN_LOG_ENV, str(log))
+    in_run(monkeypatch, run_log=str(log))
     entry = _stored(tmp_path)
     assert cache.read_entry("t", "unit", "0123abcd", entry).equals(TABLE)
     damage(entry)
