@@ -5,7 +5,7 @@ One chapter is one MyST notebook ``book/notebooks/<stem>.md`` with exactly one c
 (``book/params/<profile>/<stem>.yml``), applies the overrides, checks every key and type against that
 cell (nothing runs on an unknown key or a wrong type), executes the notebook with papermill, appends a
 provenance box, and moves the result atomically to ``book/chapters/<stem>.ipynb``. A failed run leaves
-the previous page in place and names the failing cell. See DESIGN.md, "Flow of one chapter".
+the previous page in place and names the failing cell. See ``docs/architecture.md``, "Flow of one chapter".
 """
 
 from __future__ import annotations

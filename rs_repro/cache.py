@@ -1,4 +1,4 @@
-"""Content-addressed cache of computed tables (DESIGN.md, "Engine and cache").
+"""Content-addressed cache of computed tables (``docs/architecture.md``, "The cache rule").
 
 A chapter's results are the tidy :class:`pandas.DataFrame` tables of its work units (:mod:`rs_repro.engine`),
 stored as ``build/cache/<stem>/<unit id>-<key>.csv`` beside a ``.json`` manifest (:func:`store`,

@@ -1,7 +1,7 @@
 """Argument checks shared by the package: an error names the parameter, its value and what is accepted.
 
 Every validator raises ``ValueError("<name> must be <accepted>, got <value>")``, whatever is wrong with the
-value, its type included: a bad parameter is a ``ValueError`` in this project (``DESIGN.md``,
+value, its type included: a bad parameter is a ``ValueError`` in this project (``docs/architecture.md``,
 conventions), a non-tensor given where a tensor is expected being the one ``TypeError``. The validators
 that convert return the value as the type they accept (``int``, ``float``). :func:`rule_checker` states
 the rules across the parameters of a chapter.

@@ -4,10 +4,10 @@ Maho, Furon, Le Merrer, *Randomized Smoothing under Attack: How Good is it in Pr
 attack 200 random images of the ILSVRC2012 validation set (50,000 images), d = 3 x 224 x 224.
 ``load_dataset("imagenet", data_dir=..., n=200)`` draws such a subset and decodes only those files, with
 the usual resize-256 / centre-crop-224 (the paper does not state its preprocessing). The small datasets
-serve the ``smoke`` and ``default`` profiles (``DESIGN.md``). ``imagenet-samples`` holds the 20 ImageNet
+serve the ``smoke`` and ``default`` profiles (the README's table of profiles). ``imagenet-samples`` holds the 20 ImageNet
 validation images that the foolbox 3.3.4 wheel ships (``foolbox/data/imagenet_<k>_<label>.jpg``), read
 from the installed package with the same preprocessing: real ImageNet images at d = 150,528 without
-the ILSVRC2012 archive, for the ``imagenet`` profile (``DESIGN.md``, profiles).
+the ILSVRC2012 archive, for the ``imagenet`` profile (the README's table of profiles).
 
 Images are float32 [N, C, H, W] in [0, 1], not normalised (normalisation is the model's first layer).
 Subsets come from an explicit :class:`torch.Generator` (:func:`subset_indices`); ``Dataset.index`` records

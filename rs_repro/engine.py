@@ -1,6 +1,6 @@
 """The engine: a chapter's work as independent units, run in this process or on a Dask cluster.
 
-DESIGN.md, "Engine and cache". A :class:`Unit` names a package function and the JSON-serialisable keyword
+``docs/architecture.md``, "The cache rule". A :class:`Unit` names a package function and the JSON-serialisable keyword
 arguments it is called with; it returns a table. Its cache key hashes the function, the arguments and the
 code the function reads (:func:`rs_repro.cache.code_digest`), so a unit is recomputed exactly when something
 it depends on changed. :func:`run` reads the finished units from the cache, computes the others, and stores

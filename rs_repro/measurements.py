@@ -1,4 +1,4 @@
-"""The numbers a chapter measured, kept for the claims chapter (DESIGN.md, "Flow of one chapter").
+"""The numbers a chapter measured, kept for the claims chapter (``docs/architecture.md``, "Flow of one chapter").
 
 Each chapter's ``summarize`` returns the few numbers that decide the paper's claims as one of the typed
 records below (its :data:`SCHEMA` entry), and the notebook stores it with :func:`record`. The record is

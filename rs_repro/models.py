@@ -16,7 +16,7 @@ Madry et al. 2018). This module provides
 
 Nothing is ever downloaded.
 
-Conventions (``DESIGN.md``): inputs are images in [0, 1]; every model starts with a :class:`Normalize`
+Conventions (``docs/architecture.md``): inputs are images in [0, 1]; every model starts with a :class:`Normalize`
 layer, so that the Gaussian noise of RS and RandTrain and the l2 distortions of attacks live in [0, 1]
 pixel space (as in Cohen et al.'s code). All random draws (initialisation, minibatch order, training noise,
 PGD starts) come from generators seeded by :func:`rs_repro.seeds.derive_seed` of the recorded ``seed``; the

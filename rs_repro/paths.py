@@ -1,4 +1,4 @@
-"""Where things live: the repository root and the generated folders (DESIGN.md, layout).
+"""Where things live: the repository root and the generated folders (``docs/architecture.md``, "Layers").
 
 The API page shows these folders without their values, which are paths of the machine that built it.
 """

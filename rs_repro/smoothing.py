@@ -19,7 +19,7 @@ It is not computable; in practice it is replaced by
   the one-sided (1 - alpha) Clopper-Pearson lower bound of pA from n fresh draws, see
   :meth:`Smooth.certify` and :meth:`Smooth.certify_batch`.
 
-Conventions (``DESIGN.md``): the Gaussian noise is added in [0, 1] pixel space, normalisation being the base
+Conventions (``docs/architecture.md``): the Gaussian noise is added in [0, 1] pixel space, normalisation being the base
 model's first layer, and noisy inputs are never clipped. Every random draw comes from an explicit
 :class:`torch.Generator`. Votes break ties at random (:func:`top_class`): with n = 10, a vote on a two-class
 boundary is a tie with probability P[Bin(10, 1/2) = 5] = 0.246, and a fixed rule (the first maximum) would

@@ -1,7 +1,7 @@
 """Verdicts with their uncertainty: seeded bootstrap and exact binomial intervals, and the rules that read them.
 
-DESIGN.md, "Verdicts": a claim of the paper (Maho, Furon, Le Merrer, ICASSP 2022) is judged on per-image
-quantities (for a comparison, the per-image paired differences of two configurations attacked on the same
+``docs/architecture.md``, "Measurements and verdicts": a claim of the paper (Maho, Furon, Le Merrer, ICASSP
+2022) is judged on per-image quantities (for a comparison, the per-image paired differences of two configurations attacked on the same
 images), through a 95% interval of the statistic the claim is about, and the verdict is read off the
 interval against the claim's threshold: it *holds* when the whole interval lies on the claim's side, *does
 not hold* when it lies on the other side, and is *undecided* when it contains the threshold. Resampling

@@ -40,7 +40,7 @@ def test_source_header_and_parameters_cell(stem):
 @pytest.mark.parametrize("stem", STEMS)
 @pytest.mark.parametrize("profile", paths.PROFILES)
 def test_every_profile_has_exactly_the_declared_keys_and_passes_the_chapter_rules(stem, profile):
-    path = paths.PARAMS / profile / f"{stem}.yml"  # every chapter has every profile (DESIGN.md)
+    path = paths.PARAMS / profile / f"{stem}.yml"  # every chapter has every profile (docs/architecture.md)
     values = yaml.safe_load(path.read_text())
     assert set(values) == set(book.parameters(stem))
     if profile != "paper":  # its data, weights and GPU are this machine's: tests/test_refused_inputs.py

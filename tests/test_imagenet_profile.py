@@ -1,4 +1,4 @@
-"""The ``imagenet`` profile (DESIGN.md, Profiles): the 20 ImageNet validation images of the foolbox wheel and the
+"""The ``imagenet`` profile (the README's table of profiles): the 20 ImageNet validation images of the foolbox wheel and the
 pretrained EfficientNet-Lite0, the paper's sigma, n, P_a and budgets, ``device: auto``.
 
 Its regime in every chapter (the chapter rules are checked for every profile in tests/test_book.py); ``auto`` resolves to the device of the machine; and every chapter

@@ -1,1 +1,1 @@
-"""One module per chapter: compute functions returning tidy tables (DESIGN.md)."""
+"""One module per chapter: compute functions returning tidy tables (``docs/architecture.md``, "Layers")."""

@@ -6,7 +6,7 @@ words. Every claim is decided by a *judge*: a function of the typed record one c
 decided on. Nothing is measured again here: a chapter that did not run under the profile asked for leaves its
 claims "not measured in this profile".
 
-A judge works on the per-image values of its record (DESIGN.md, "Measurements and verdicts"): medians over
+A judge works on the per-image values of its record (``docs/architecture.md``, "Measurements and verdicts"): medians over
 images and medians of per-image paired differences, where a failure (an attack that found no adversarial
 example) is censored at inf, kept and never dropped, so a median is finite only where fewer than half fail.
 Their intervals are bootstrap intervals (:func:`rs_repro.verdicts.bootstrap`) that resample the images
