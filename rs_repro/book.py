@@ -314,7 +314,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     stem
         Chapter stem, e.g. ``"theory"``.
     profile
-        One of :data:`paths.PROFILES`: the base parameter set (a ``device`` of ``auto`` is resolved here,
+        One of :data:`rs_repro.paths.PROFILES`: the base parameter set (a ``device`` of ``auto`` is resolved here,
         :func:`resolve_device`).
     overrides
         Values replacing the profile's; every key must be a declared parameter.

@@ -4,11 +4,11 @@ A profile run elsewhere, e.g. ``make book PROFILE=imagenet`` on a GPU machine, i
 :func:`export` (``rs-repro export --profile imagenet results-imagenet.tar.gz``): the measurements every
 chapter recorded under the profile (:mod:`rs_repro.measurements`), its executed pages (tables and figures
 inline, with their provenance box), its figure files and the tables it wrote under ``build/results``, and a
-manifest with the SHA-256 and size of every file and :func:`stamp` of the exporting machine.
+manifest with the SHA-256 and size of every file and :func:`rs_repro.provenance.stamp` of the exporting machine.
 :func:`import_archive` (``rs-repro import results-imagenet.tar.gz``) checks the archive and puts the
 measurements where the claims chapter reads them, so that its table across profiles shows the profile's column
 on a machine that never ran it; the rest goes to ``build/published/<profile>/``. Every measurement file
-carries the :func:`stamp` of the run that wrote it (commit, machine, versions, time), which the claims chapter
+carries the :func:`rs_repro.provenance.stamp` of the run that wrote it (commit, machine, versions, time), which the claims chapter
 shows beside its column.
 
 An archive comes from elsewhere and is checked before anything of it is used (issue 21, "trust boundaries"):
@@ -16,7 +16,7 @@ its profile is one of the book's profiles (:func:`check_profile`); every member 
 :func:`export` writes, is a plain file, and has the size and SHA-256 its manifest declares, each size capped
 (:data:`MAX_MEMBER`, :data:`MAX_TOTAL`) and checked on the tar headers before any member is read, then read
 in chunks; every string of the manifest and of the records' stamps has its type and a bounded length without
-control characters (:func:`check_stamp`); every file is written inside the build folder only
+control characters (:func:`rs_repro.provenance.check_stamp`); every file is written inside the build folder only
 (:func:`inside`). The claims chapter escapes what it shows of them (:mod:`rs_repro.markup`).
 """
 
@@ -128,7 +128,7 @@ def inside(path: str | Path, roots: Iterable[str | Path]) -> Path:
 def check_manifest(value: object) -> dict[str, Any]:
     """``value`` if it is the manifest of an archive of this :data:`FORMAT`, else ValueError naming the field.
 
-    A manifest holds ``format``, ``profile`` (:func:`check_profile`), ``exported`` (:func:`check_stamp`) and
+    A manifest holds ``format``, ``profile`` (:func:`check_profile`), ``exported`` (:func:`rs_repro.provenance.check_stamp`) and
     ``files``: for every member, its ``sha256`` (64 hexadecimal digits) and ``size`` (bytes, at most
     :data:`MAX_MEMBER`).
     """
@@ -380,7 +380,7 @@ def _read(archive: Path, keep: Callable[[str], bool], target: Callable[[str], Pa
 
 def _record(archive: Path, name: str, data: bytes, profile: str) -> None:
     """Check the record ``name`` of ``archive``: its chapter's :data:`rs_repro.measurements.SCHEMA` type,
-    under ``profile``, with a :func:`check_stamp` provenance (or none)."""
+    under ``profile``, with a :func:`rs_repro.provenance.check_stamp` provenance (or none)."""
     stem = PurePosixPath(name).stem
     try:
         payload = json.loads(data)
@@ -416,7 +416,7 @@ def import_archive(archive: str | Path, *, replace: bool = False) -> dict[str, A
     Returns
     -------
     dict
-        The archive's manifest (``profile``, ``exported``: the exporting machine's :func:`stamp`, ``files``)
+        The archive's manifest (``profile``, ``exported``: the exporting machine's :func:`rs_repro.provenance.stamp`, ``files``)
         and ``archive``, the archive's file name; :func:`summary` says it in one line.
 
     Raises

@@ -177,7 +177,7 @@ class Smooth:
 
     def noise_generator(self, device: torch.device, generator: torch.Generator | None = None) -> torch.Generator:
         """The generator the noise on ``device`` is drawn from: ``generator`` (checked to be a generator on
-        ``device``) or, when it is None, this object's own one for ``device`` (seeded with :attr:`seed` on
+        ``device``) or, when it is None, this object's own one for ``device`` (seeded with ``seed`` on
         first use). What :meth:`counts_unchecked` takes."""
         key = _device_key(device)
         if generator is not None:
