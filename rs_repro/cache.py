@@ -6,7 +6,7 @@ stored as ``build/cache/<stem>/<unit id>-<key>.csv`` beside a ``.json`` manifest
 reads (:func:`code_digest`): the modules of the computation and every module of the package they import,
 read as code (docstrings and comments do not count). A change of either recomputes, so nothing stale is ever read
 back, and an edit elsewhere (a figure's style, the paper's readings, the prose) recomputes nothing. Every
-hit and miss is appended to the run log of the chapter run (:attr:`rs_repro.context.RunContext.run_log`),
+hit and miss is appended to the run log of the chapter run (``run_log`` of :class:`rs_repro.context.RunContext`),
 which is how the provenance box counts cache hits.
 """
 

@@ -380,11 +380,11 @@ def _schema(stem: str) -> type:
 def record(stem: str, values: Any) -> Path:
     """Write ``values``, the :data:`SCHEMA` record of chapter ``stem``, atomically.
 
-    The file is that of the profile the chapter runs under (:attr:`rs_repro.context.RunContext.profile`;
+    The file is that of the profile the chapter runs under (``profile`` of :class:`rs_repro.context.RunContext`;
     :data:`NO_PROFILE` outside the chapter runner) and carries the profile, the time it was written and the
     provenance of the run (:func:`rs_repro.provenance.stamp`: commit, machine, versions), which
     :func:`provenance` reads back. Under the chapter runner it is written to the run's folder
-    (:attr:`rs_repro.context.RunContext.records`) and reaches :func:`path` only when the page is published:
+    (``records`` of :class:`rs_repro.context.RunContext`) and reaches :func:`path` only when the page is published:
     a failed run changes no record the claims chapter reads.
 
     Returns

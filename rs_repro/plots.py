@@ -40,7 +40,7 @@ def save_figure(fig: plt.Figure, stem: str, figures_dir: str | Path, suffix: str
 
     The PDF carries no creation date, so the same figure gives the same bytes (with
     ``SOURCE_DATE_EPOCH`` set, as the Makefile does). Under the chapter runner, the files are written to the
-    run's staging folder (:attr:`rs_repro.context.RunContext.figures`) and reach these paths only when the page is
+    run's staging folder (``figures`` of :class:`rs_repro.context.RunContext`) and reach these paths only when the page is
     published (:func:`move_staged`): a failed run leaves the previous figures in place.
     """
     base = f"{stem}-{suffix}" if suffix else stem
