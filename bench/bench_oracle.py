@@ -8,7 +8,7 @@ the CPU a third of the floor for the digits model), the part of a query no bookk
 Target: at n = 10, at least half the floor's queries per second. Best of ``--repeats``, interleaved.
 
 All are measured twice in one run: with glibc's default malloc, then with the thresholds the book's kernels
-use (:mod:`rs_repro.runtime`), which keep the forward passes' freed activations in the process.
+use (:mod:`rs_repro.pipeline.runtime`), which keep the forward passes' freed activations in the process.
 
 Run as ``.venv/bin/python bench/bench_oracle.py [--images 100 --calls 50 --repeats 9 --threads 2]``.
 """
@@ -21,9 +21,10 @@ from collections.abc import Callable
 import torch
 from bench_vote import best_times
 
-from rs_repro import data, runtime
+from rs_repro import data
 from rs_repro.attacks import smoothed_oracle
 from rs_repro.models import trained_model
+from rs_repro.pipeline import runtime
 from rs_repro.smoothing import Smooth
 
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     test = data.load_dataset("digits", "test", n=args.images, seed=0)
     rows = test.x + 0.05 * torch.randn(test.x.shape, generator=torch.Generator().manual_seed(1))
     queries = args.images * args.calls
-    settings = {"glibc defaults": None, "book kernels (rs_repro.runtime)": runtime.keep_freed_memory}
+    settings = {"glibc defaults": None, "book kernels (rs_repro.pipeline.runtime)": runtime.keep_freed_memory}
     results = {}
     for setting, apply in settings.items():
         if apply is not None and not apply():

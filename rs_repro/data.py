@@ -27,7 +27,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import checks, paths
+from rs_repro import checks
+from rs_repro.pipeline import paths
 
 __all__ = ["DATASETS", "FILE_DATASETS", "FOOLBOX_REQUIREMENT", "IMAGENET_DATASETS", "IMAGENET_SAMPLES",
            "TEST_SIZES", "Dataset", "count_test_images", "input_shape", "load_dataset", "num_classes",
@@ -359,7 +360,7 @@ def count_test_images(name: str, data_dir: str | Path | None = None) -> int:
 
     :data:`TEST_SIZES` for the datasets of a fixed size; Fashion-MNIST's from the header of the labels file
     the loader would read (10,000 when none is found without a ``data_dir``: its Debian package is installed
-    before a chapter runs, :mod:`rs_repro.provision`); ImageNet's from its folder (``data_dir``, required).
+    before a chapter runs, :mod:`rs_repro.pipeline.provision`); ImageNet's from its folder (``data_dir``, required).
 
     Raises
     ------
@@ -477,7 +478,7 @@ def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = N
                              "validation folder> (wnid subfolders, or flat JPEGs with a ground-truth file)")
         files, labels = _imagenet_files(Path(data_dir), ground_truth)
         index = torch.arange(len(files)) if n is None else subset_indices(len(files), n, seed)
-        from .progress import bar
+        from rs_repro.pipeline.progress import bar
 
         chosen = bar(index.tolist(), desc="decoding ImageNet")
         x = torch.stack([_decode_imagenet(files[i]) for i in chosen])

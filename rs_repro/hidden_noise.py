@@ -36,8 +36,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from . import checks, seeds
-from .smoothing import Smooth
+from rs_repro import checks, seeds
+from rs_repro.smoothing import Smooth
 
 __all__ = ["LAWS", "HiddenNoise", "match_accuracy"]
 

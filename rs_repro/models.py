@@ -40,10 +40,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import checks, data, paths
-from .cache import code_digest
-from .runtime import COMPUTE_THREADS, compute_threads
-from .seeds import derive_seed
+from rs_repro import checks, data
+from rs_repro.pipeline import paths
+from rs_repro.pipeline.cache import code_digest
+from rs_repro.pipeline.runtime import COMPUTE_THREADS, compute_threads
+from rs_repro.seeds import derive_seed
 
 __all__ = [
     "ARCHITECTURES",
@@ -363,7 +364,7 @@ TRAIN_CONFIGS: dict[str, TrainConfig] = {
     "cifar10": TrainConfig(epochs=15, batch_size=128, lr=1e-3),
 }
 
-#: The code a trained model depends on, whose imports :func:`rs_repro.cache.code_digest` follows. A change of
+#: The code a trained model depends on, whose imports :func:`rs_repro.pipeline.cache.code_digest` follows. A change of
 #: it retrains; a docstring or an edit elsewhere does not.
 TRAINING_CODE = ("rs_repro.models", "rs_repro.data")
 
@@ -396,7 +397,7 @@ def _check_recipe(dataset: object, recipe: object, sigma: object, epsilon: objec
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: str, sigma: float, epsilon: float,
            config: TrainConfig, generator: torch.Generator, progress: bool) -> None:
     """Train ``model`` in place on images ``x`` [N, C, H, W] in [0, 1] and labels ``y`` [N]."""
-    from . import progress as progress_bars
+    from rs_repro.pipeline import progress as progress_bars
 
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = len(x)
@@ -463,7 +464,7 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
     cache_dir : Path, optional
         Folder of the cached models, ``build/models`` by default.
     progress : bool
-        Show a progress bar over epochs (:func:`rs_repro.progress.bar`: on a terminal, or in the terminal
+        Show a progress bar over epochs (:func:`rs_repro.pipeline.progress.bar`: on a terminal, or in the terminal
         running the chapter).
 
     Returns
@@ -499,7 +500,7 @@ def trained_model(dataset: str, recipe: str = "standard", *, sigma: float = 0.0,
     train_seed = derive_seed(seed, "models.train", dataset, recipe, sigma, epsilon)
     start = time.perf_counter()
     model.train()
-    with compute_threads():  # the same weights whatever process trains them (rs_repro.runtime)
+    with compute_threads():  # the same weights whatever process trains them (rs_repro.pipeline.runtime)
         _train(model, train.x, train.y, recipe, sigma, epsilon, config, torch.Generator().manual_seed(train_seed),
                progress)
     train_seconds = time.perf_counter() - start

@@ -11,7 +11,7 @@ import hashlib
 
 import torch
 
-from . import checks
+from rs_repro import checks
 
 #: torch's CPU generator keeps only the low 32 bits of a seed, so derived seeds stay below 2**32.
 SEED_SPACE = 2**32

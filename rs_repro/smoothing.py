@@ -41,7 +41,7 @@ import numpy as np
 import scipy.stats
 import torch
 
-from . import checks, theory
+from rs_repro import checks, theory
 
 __all__ = ["ABSTAIN", "AlwaysAbstainWarning", "Smooth", "top_class"]
 

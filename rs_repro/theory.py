@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import integrate, special, stats
 
-from . import checks
+from rs_repro import checks
 
 __all__ = [
     "accelerated_acceptance",

@@ -14,7 +14,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from rs_repro import book, context, data, models, paths
+from rs_repro import data, models
+from rs_repro.pipeline import book, context, paths
 
 
 @pytest.fixture(scope="session")
@@ -204,5 +205,5 @@ def here(change: dict, standins: dict[str, str]) -> dict:
 
 def in_run(monkeypatch: pytest.MonkeyPatch, **fields) -> None:
     """Make this test's process look like a chapter kernel whose run context has ``fields``
-    (:class:`rs_repro.context.RunContext`)."""
+    (:class:`rs_repro.pipeline.context.RunContext`)."""
     monkeypatch.setenv(context.CONTEXT_ENV, context.RunContext(**fields).environment()[context.CONTEXT_ENV])

@@ -11,11 +11,11 @@ import torch
 from conftest import in_run
 from torch import nn
 
-from rs_repro import book
 from rs_repro.experiments import adaptive_attacks as ex
 from rs_repro.experiments import claims
-from rs_repro.measurements import AdaptiveConfiguration, AdaptiveGrid
-from rs_repro.verdicts import FAILS, HOLDS
+from rs_repro.pipeline import book
+from rs_repro.report.measurements import AdaptiveConfiguration, AdaptiveGrid
+from rs_repro.report.verdicts import FAILS, HOLDS
 
 SMOKE = book.profile_values("adaptive_attacks", "smoke")
 
@@ -159,7 +159,8 @@ def test_the_judges_say_what_a_record_lacks():
 
 
 def test_the_beyond_scorecard_reads_the_chapters_record(tmp_path, monkeypatch):
-    from rs_repro import measurements, paths
+    from rs_repro.pipeline import paths
+    from rs_repro.report import measurements
 
     monkeypatch.setattr(paths, "BUILD", tmp_path)
     in_run(monkeypatch, profile="smoke")

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from rs_repro import book, cli, engine, paths, runtime
+from rs_repro.pipeline import book, cli, engine, paths, runtime
 
 STEMS = book.chapters()
 

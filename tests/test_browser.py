@@ -41,7 +41,7 @@ import yaml
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from rs_repro import book, paths
+from rs_repro.pipeline import book, paths
 
 CHROME_ENV = "RS_REPRO_CHROME"
 DRIVER_ENV = "RS_REPRO_CHROMEDRIVER"

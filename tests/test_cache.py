@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from conftest import in_run
 
-from rs_repro import book, cache, engine, models, paths, seeds
+from rs_repro import models, seeds
 from rs_repro.experiments import fig5_attacks
+from rs_repro.pipeline import book, cache, engine, paths
 
 
 def test_entries_round_trip_exactly_and_count_only_when_complete(tmp_path, monkeypatch):
@@ -99,8 +100,8 @@ def smoke_values() -> dict[str, dict]:
 def test_presentation_docstrings_plots_and_prose_recompute_no_unit(scratch_package, smoke_values, tmp_path,
                                                                    monkeypatch):
     before, keys = _digests(), _unit_keys(smoke_values)
-    for module in ("plots.py", "paper.py", "prose.py", "progress.py", "measurements.py", "book.py",
-                   "experiments/claims.py"):
+    for module in ("report/plots.py", "report/paper.py", "report/prose.py", "pipeline/progress.py",
+                   "report/measurements.py", "pipeline/book.py", "experiments/claims.py"):
         (scratch_package / module).write_text((scratch_package / module).read_text() + "\nEDITED = 1\n")
     _edit(scratch_package / "smoothing.py", '"""', '"""An edited docstring. ')
     _edit(scratch_package / "attacks" / "hsja.py", "\n", "\n# an edited comment\n")
@@ -130,7 +131,7 @@ def test_a_unit_is_a_hit_after_a_presentation_edit_and_a_miss_after_a_code_edit(
         return [not json.loads(line)["hit"] for line in log.read_text().splitlines()]
 
     assert computed() == [True]
-    (scratch_package / "plots.py").write_text((scratch_package / "plots.py").read_text() + "\nEDITED = 1\n")
+    (scratch_package / "report" / "plots.py").write_text((scratch_package / "report" / "plots.py").read_text() + "\nEDITED = 1\n")
     assert computed() == [True, False]
     (scratch_package / "seeds.py").write_text((scratch_package / "seeds.py").read_text() + "\nEDITED = 1\n")
     assert computed() == [True, False, True]

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from conftest import in_run
 
-from rs_repro import measurements, paths, provenance, publish, verdicts
 from rs_repro.experiments import claims
-from rs_repro.measurements import (
+from rs_repro.pipeline import paths, provenance, publish
+from rs_repro.report import measurements, verdicts
+from rs_repro.report.measurements import (
     AdaptiveConfiguration,
     AdaptiveGrid,
     AttackConfiguration,
@@ -532,7 +533,7 @@ def test_scorecard_reads_only_the_asked_profile(tmp_path, monkeypatch):
 
 
 def test_make_book_refreshes_claims_after_any_chapter(monkeypatch):
-    from rs_repro import book
+    from rs_repro.pipeline import book
 
     ran = []
     engines = []

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from conftest import in_run
 
-from rs_repro import cache, engine, runtime
 from rs_repro.experiments import fig4_certification as certification
 from rs_repro.experiments import fig5_attacks as ex
 from rs_repro.models import model_spec
+from rs_repro.pipeline import cache, engine, runtime
 
 SPECS = {"standard": model_spec("standard"), "randtrain": model_spec("randtrain", sigma=0.5),
          "advtrain": model_spec("advtrain", epsilon=1.0)}
@@ -36,7 +36,7 @@ def _grid() -> list[engine.Unit]:
 
 def test_unit_refuses_bad_ids_and_functions():
     with pytest.raises(ValueError, match="id='a/b' is not accepted"):
-        engine.Unit("a/b", "rs_repro.engine:compute_unit")
+        engine.Unit("a/b", "rs_repro.pipeline.engine:compute_unit")
     with pytest.raises(ValueError, match="function='os:getcwd' is not accepted"):
         engine.Unit("a", "os:getcwd")
     unit = engine.Unit("a", "rs_repro.experiments.fig5_attacks:accuracy_unit", {"seed": 1})
@@ -94,7 +94,7 @@ def _same(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
 
 def _smoke_grid() -> list[engine.Unit]:
     """Every unit of the smoke Fig. 5: clean accuracies, 7 classifiers x 3 attacks on 4 images, CERTIFY."""
-    from rs_repro import book
+    from rs_repro.pipeline import book
 
     return ex.units(book.profile_values("fig5_attacks", "smoke"))
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from rs_repro import book, data, measurements, paths
+from rs_repro import data
+from rs_repro.pipeline import book, paths
+from rs_repro.report import measurements
 
 STEMS = book.chapters()
 

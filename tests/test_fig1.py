@@ -20,9 +20,11 @@ import torch
 from linear import Linear, images_at
 from scipy import optimize, stats
 
-from rs_repro import book, engine, measurements, paths, seeds
+from rs_repro import seeds
 from rs_repro.attacks import MinimalAdversarial, minimal_l2
 from rs_repro.experiments import fig1_adversarial_probability as ex
+from rs_repro.pipeline import book, engine, paths
+from rs_repro.report import measurements
 from rs_repro.smoothing import Smooth
 
 DISTANCES = [0.1, 0.3, 0.5, 1.0]

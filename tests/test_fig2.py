@@ -13,8 +13,8 @@ import torch
 from linear import Linear
 from scipy import stats
 
-from rs_repro import book, engine
 from rs_repro.experiments import fig2_slices as ex
+from rs_repro.pipeline import book, engine
 
 STEM = "fig2_slices"
 SHAPE = (1, 8, 8)

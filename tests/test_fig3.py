@@ -15,9 +15,11 @@ import torch
 from conftest import here
 from torch import nn
 
-from rs_repro import book, data, engine, measurements, paths
+from rs_repro import data
 from rs_repro.experiments import fig3_binary_search as ex
 from rs_repro.models import load_model, model_spec
+from rs_repro.pipeline import book, engine, paths
+from rs_repro.report import measurements
 from rs_repro.smoothing import Smooth
 
 STEM = "fig3_binary_search"

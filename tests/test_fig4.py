@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rs_repro import book, paths
 from rs_repro.experiments import fig4_certification as ex
+from rs_repro.pipeline import book, paths
 
 
 def test_choose_sigmas_picks_the_closest_cost():
@@ -56,8 +56,9 @@ def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet,
 
 
 def test_sweep_units_give_the_rows_of_one_sweep(tmp_path):
-    from rs_repro import data, engine
+    from rs_repro import data
     from rs_repro.models import load_model, model_spec
+    from rs_repro.pipeline import engine
 
     spec = model_spec("standard")
     where = {"dataset": "digits", "data_dir": None, "subset": 30, "subset_seed": 1, "batch_size": 64, "seed": 2}
@@ -70,8 +71,8 @@ def test_sweep_units_give_the_rows_of_one_sweep(tmp_path):
 
 
 def test_certify_units_cover_every_image_once_and_join_in_order(tmp_path):
-    from rs_repro import engine
     from rs_repro.models import model_spec
+    from rs_repro.pipeline import engine
 
     units = ex.certify_units(dataset="digits", data_dir=None, subset=7, subset_seed=0, images=list(range(7)), chunk=3,
                              model=model_spec("standard"), name="standard", sigma=0.25, n0=5, n=20, alpha=0.01,
@@ -92,7 +93,7 @@ def test_bad_values_stop_the_chapter(tmp_path, monkeypatch):
 
 
 def test_two_stages_choose_the_sigmas_then_certify_every_image(tmp_path):
-    from rs_repro import engine
+    from rs_repro.pipeline import engine
 
     values = book.profile_values("fig4_certification", "smoke")
     values.update(num_images=12, sweep_sigmas=[0.1, 0.5, 1.5], sweep_n=20, n0=5, n=20, batch_size=64)

@@ -152,7 +152,7 @@ def test_scatter_legend_explains_colour_size_and_shape():
     ("chunk", 0, "chunk=0 is not accepted; expected at least 1"),
 ])
 def test_bad_parameters_stop_the_chapter_before_it_runs(tmp_path, monkeypatch, key, value, message):
-    from rs_repro import book, paths
+    from rs_repro.pipeline import book, paths
 
     monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
     with pytest.raises(book.ChapterError, match=re.escape(f"chapter 'fig5_attacks': {message}")):
@@ -161,7 +161,7 @@ def test_bad_parameters_stop_the_chapter_before_it_runs(tmp_path, monkeypatch, k
 
 
 def _small(**changes):
-    from rs_repro import book
+    from rs_repro.pipeline import book
 
     values = book.profile_values("fig5_attacks", "smoke")
     values.update(num_images=3, max_queries=20, budgets=[10, 20], attacks=["RayS", "HSJA"], sigmas=[0.35], ns=[10],
@@ -189,7 +189,8 @@ def test_units_cover_the_grid_with_stable_distinct_ids():
 
 
 def test_results_record_and_page_from_the_units(tmp_path, monkeypatch):
-    from rs_repro import engine, measurements, paths
+    from rs_repro.pipeline import engine, paths
+    from rs_repro.report import measurements
 
     values = _small()
     res = ex.results(engine.run("fig5_attacks", ex.units(values), root=tmp_path / "cache"), values)
@@ -252,7 +253,7 @@ def paper_here(tmp_path, monkeypatch) -> dict:
     """The paper profile's values with its local files replaced by stand-ins on this machine: an ImageNet folder of
     its pool's 200 images (empty files: the rules count them, never decode them) with their labels, weights files
     holding a state dict (the rules read them with ``torch.load(weights_only=True)``), and a CUDA device."""
-    from rs_repro import book
+    from rs_repro.pipeline import book
 
     values = book.profile_values("fig5_attacks", "paper")
     folder = tmp_path / "val"
@@ -271,7 +272,7 @@ def paper_here(tmp_path, monkeypatch) -> dict:
 
 
 def test_models_without_a_checkpoint_are_absent_where_none_is_trained(tmp_path, monkeypatch):
-    from rs_repro import book
+    from rs_repro.pipeline import book
 
     values = paper_here(tmp_path, monkeypatch)
     ex.check_parameters(values)

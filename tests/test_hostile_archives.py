@@ -17,9 +17,10 @@ import pytest
 from conftest import in_run
 from markdown_it import MarkdownIt
 
-from rs_repro import context, markup, measurements, paths, provenance, publish
 from rs_repro.experiments import claims
-from rs_repro.measurements import BisectionSpread, ThresholdCheck
+from rs_repro.pipeline import context, paths, provenance, publish
+from rs_repro.report import markup, measurements
+from rs_repro.report.measurements import BisectionSpread, ThresholdCheck
 
 SPREAD = BisectionSpread("digits", 0, 0.25, {10: 0.3, 100: 0.1}, {10: [0.3, 0.31, 0.29], 100: [0.1, 0.11, 0.09]})
 THEORY = ThresholdCheck(0.8, {5: 0.8})
@@ -54,7 +55,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _record(stem: str = "theory", profile: str = "imagenet", provenance: object = None, values: object = None) -> bytes:
-    """A measurement file as :func:`rs_repro.measurements.record` writes it."""
+    """A measurement file as :func:`rs_repro.report.measurements.record` writes it."""
     values = dataclasses.asdict(THEORY) if values is None else values
     return json.dumps({"stem": stem, "profile": profile, "created": 1.0,
                        "provenance": STAMP if provenance is None else provenance, "values": values}).encode()

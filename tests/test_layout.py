@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 
-from rs_repro import paths
+from rs_repro.pipeline import paths
 
 
 def _imports() -> dict[str, set[str]]:
@@ -57,5 +57,5 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_module_imports_a_module_that_imports_it_back():
     graph = _imports()
-    assert {"rs_repro.provenance", "rs_repro.experiments.common", "rs_repro.attacks.hsja"} <= set(graph)
+    assert {"rs_repro.pipeline.provenance", "rs_repro.experiments.common", "rs_repro.attacks.hsja"} <= set(graph)
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))

@@ -14,10 +14,12 @@ import torch
 from conftest import here
 from linear import Linear, images_at
 
-from rs_repro import book, data, engine, measurements, paths, seeds
+from rs_repro import data, seeds
 from rs_repro.attacks.oracle import Oracle, smoothed_oracle
 from rs_repro.experiments import normal_vectors as ex
 from rs_repro.models import load_model, model_spec
+from rs_repro.pipeline import book, engine, paths
+from rs_repro.report import measurements
 from rs_repro.smoothing import Smooth
 
 STEM = "normal_vectors"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from test_browser import CHROME_ENV, DRIVER_ENV, INSTALL
 
-from rs_repro import paths
+from rs_repro.pipeline import paths
 
 
 def _pyproject() -> dict:
@@ -39,7 +39,7 @@ def test_book_stack_is_jupyter_book_1():
 
 
 def test_console_script_and_ci_entry_point():
-    assert _pyproject()["project"]["scripts"]["rs-repro"] == "rs_repro.cli:main"
+    assert _pyproject()["project"]["scripts"]["rs-repro"] == "rs_repro.pipeline.cli:main"
     ci = (paths.ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
 

@@ -11,8 +11,8 @@ import nbformat
 import pytest
 from conftest import in_run
 
-from rs_repro import book, context, paths
-from rs_repro.plots import figure_links, save_figure
+from rs_repro.pipeline import book, context, paths
+from rs_repro.report.plots import figure_links, save_figure
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The progress of a running chapter in the user's terminal (rs_repro.progress, rs_repro.book)."""
+"""The progress of a running chapter in the user's terminal (rs_repro.pipeline.progress, rs_repro.pipeline.book)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from conftest import HEADER, in_run
 from tqdm import tqdm
 
-from rs_repro import book, context, progress
+from rs_repro.pipeline import book, context, progress
 
 
 class Terminal(io.StringIO):
@@ -101,7 +101,7 @@ seed: int = 0  # seed
 
 ```{code-cell} ipython3
 import time
-from rs_repro.progress import bar
+from rs_repro.pipeline.progress import bar
 for _ in bar(range(4), desc="steps"):
     time.sleep(0.3)
 print("finished")

@@ -1,11 +1,11 @@
-"""Counts in generated sentences (rs_repro.prose)."""
+"""Counts in generated sentences (rs_repro.report.prose)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rs_repro.prose import agree, counted
+from rs_repro.report.prose import agree, counted
 
 
 def test_counted_and_agree():

@@ -1,4 +1,4 @@
-"""rs_repro.provision: a profile's dataset installed from Debian's package when missing, else a clear error."""
+"""rs_repro.pipeline.provision: a profile's dataset installed from Debian's package when missing, else a clear error."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import write_idx
 
-from rs_repro import cli, data, provision
+from rs_repro import data
+from rs_repro.pipeline import cli, provision
 
 
 class FakeApt:

@@ -1,4 +1,4 @@
-"""rs_repro.publish: a profile computed on one machine, exported, imported on another, with its provenance."""
+"""rs_repro.pipeline.publish: a profile computed on one machine, exported, imported on another, with its provenance."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import nbformat
 import pytest
 from conftest import in_run
 
-from rs_repro import cli, context, measurements, paths, provenance, publish
-from rs_repro.measurements import BisectionSpread, ThresholdCheck
+from rs_repro.pipeline import cli, context, paths, provenance, publish
+from rs_repro.report import measurements
+from rs_repro.report.measurements import BisectionSpread, ThresholdCheck
 
 SPREAD = BisectionSpread("imagenet-samples", 0, 0.05, {10: 0.3, 50: 0.2}, {10: [0.3], 50: [0.2]})
 

@@ -4,8 +4,8 @@ A ``data_dir`` that does not exist, or that a dataset would ignore; a device thi
 files that are missing or that ``torch.load(weights_only=True)`` cannot read as a state dict (a pickle that would
 run code among them); checkpoints named where the models are trained here; empty grids, non-positive counts,
 negative pools, and image counts or positions beyond the test split or the pool they are drawn from. Each is a
-:class:`rs_repro.book.ChapterError` from :func:`rs_repro.book.check_chapter`, which the runner calls before
-papermill starts; the Debian package is installed only when ``data_dir`` is empty (:mod:`rs_repro.provision`).
+:class:`rs_repro.pipeline.book.ChapterError` from :func:`rs_repro.pipeline.book.check_chapter`, which the runner calls before
+papermill starts; the Debian package is installed only when ``data_dir`` is empty (:mod:`rs_repro.pipeline.provision`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pytest
 import torch
 from conftest import write_idx
 
-from rs_repro import book, checks, cli, data, models, paths, provision
+from rs_repro import checks, data, models
+from rs_repro.pipeline import book, cli, paths, provision
 
 STEMS = book.chapters()
 #: The chapters whose parameters name a dataset (every one but the theory and the claims).
@@ -76,7 +77,7 @@ BEYOND_THE_POOL = [
 
 
 def refused(stem: str, values: dict, name: str) -> str:
-    """The message of the :class:`rs_repro.book.ChapterError` that ``values`` raise, checked to name ``name``
+    """The message of the :class:`rs_repro.pipeline.book.ChapterError` that ``values`` raise, checked to name ``name``
     with its value and what is accepted."""
     with pytest.raises(book.ChapterError) as err:
         book.check_chapter(stem, values)
@@ -255,7 +256,7 @@ def test_the_loader_refuses_a_folder_for_the_digits():
 
 
 class NoApt:
-    """A ``run`` for :func:`rs_repro.provision.ensure` that records the commands it was asked to run."""
+    """A ``run`` for :func:`rs_repro.pipeline.provision.ensure` that records the commands it was asked to run."""
 
     def __init__(self) -> None:
         self.commands: list[list[str]] = []

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from rs_repro import runtime
+from rs_repro.pipeline import runtime
 
 # Allocates and touches 16 MiB, frees it, and prints how much of it the process still holds (from statm).
 PROBE = """
 import os, sys
-from rs_repro import runtime
+from rs_repro.pipeline import runtime
 if sys.argv[1] == "keep":
     assert runtime.keep_freed_memory()
 page = os.sysconf("SC_PAGE_SIZE")

@@ -12,8 +12,10 @@ import pytest
 import torch
 from scipy import stats
 
-from rs_repro import book, engine, measurements, paths, seeds, theory
+from rs_repro import seeds, theory
 from rs_repro.experiments import theory as ex
+from rs_repro.pipeline import book, engine, paths
+from rs_repro.report import measurements
 
 #: Small values of every parameter: each unit runs in well under a second.
 TINY = {"seed": 0, "sigmas": [0.05, 0.25], "alpha": 0.001, "certify_n": 1000, "dims": [8, 32],

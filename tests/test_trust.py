@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from conftest import HEADER, in_run
 
-from rs_repro import book, cache, cli, engine, measurements, paths
+from rs_repro.pipeline import book, cache, cli, engine, paths
+from rs_repro.report import measurements
 
 TABLE = pd.DataFrame({"image": [0, 1, 2], "l2": [0.1425, 1 / 3, float("inf")], "at_level": [False, True, False]})
 
@@ -133,13 +134,13 @@ marker: str = ""  # a file the kernel writes its process id to, once started
 ```{code-cell} ipython3
 import os, time
 import matplotlib.pyplot as plt
-from rs_repro.plots import save_figure
+from rs_repro.report.plots import save_figure
 if marker:
     open(marker, "w").write(str(os.getpid()))
 fig, ax = plt.subplots()
 ax.plot([0, 1], [0, 1], color=colour)
 save_figure(fig, "figured", figures_dir)
-from rs_repro import measurements
+from rs_repro.report import measurements
 measurements.record("theory", measurements.ThresholdCheck(pa=len(colour) / 10, probability_at_threshold={1: 0.5}))
 time.sleep(hold)
 ```
@@ -230,7 +231,7 @@ def test_sigterm_shuts_the_kernel_down_and_removes_its_folder(figured, tmp_path)
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from rs_repro import cli, paths
+        from rs_repro.pipeline import cli, paths
         paths.NOTEBOOKS, paths.PARAMS, paths.RUNS = (Path({str(figured / 'notebooks')!r}),
                                                      Path({str(figured / 'params')!r}), Path({str(paths.RUNS)!r}))
         sys.exit(cli.main(["run", "figured", "--profile", "smoke", "--no-build", "-p", "hold", "120",

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rs_repro import theory, verdicts
+from rs_repro import theory
+from rs_repro.report import verdicts
 
 
 def _coverage(draw, truth, statistic=None, trials=300, k=40) -> float:
@@ -240,7 +241,7 @@ def test_a_median_is_finite_only_where_fewer_than_half_fail():
 
 
 def test_images_to_decide_scales_the_half_width_toward_the_threshold():
-    from rs_repro.verdicts import Interval, images_to_decide
+    from rs_repro.report.verdicts import Interval, images_to_decide
 
     # half-width 0.4 toward 0, effect 0.3: 20 * (0.4 / 0.3)**2 = 35.6 images
     assert images_to_decide(Interval(0.3, -0.1, 0.7, 0.95, 20, thresholds=(0.0,))) == 36

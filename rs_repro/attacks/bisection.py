@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .oracle import Oracle
+from rs_repro.attacks.oracle import Oracle
 
 
 @dataclass

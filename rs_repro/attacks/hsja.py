@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 import torch
 
-from .. import checks
-from .bisection import bisect
-from .oracle import AttackResult, Oracle
+from rs_repro import checks
+from rs_repro.attacks.bisection import bisect
+from rs_repro.attacks.oracle import AttackResult, Oracle
 
 _TINY = 1e-12
 

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import checks
-from .bisection import bisect_segment
-from .oracle import Oracle
+from rs_repro import checks
+from rs_repro.attacks.bisection import bisect_segment
+from rs_repro.attacks.oracle import Oracle
 
 __all__ = ["MinimalAdversarial", "minimal_l2"]
 

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import checks, seeds, theory
-from ..smoothing import Smooth, top_class
+from rs_repro import checks, seeds, theory
+from rs_repro.smoothing import Smooth, top_class
 
 #: The signature of a decision rule, ``decide(xs, ys) -> bool [m]`` (is each row of ``xs`` [m, C, H, W] adversarial for label ``ys`` [m]?).
 Decision = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 import torch
 
-from .. import checks
-from .hsja import boundary_start, normal_estimate, per_row, row_norms
-from .oracle import AttackResult, Oracle
+from rs_repro import checks
+from rs_repro.attacks.hsja import boundary_start, normal_estimate, per_row, row_norms
+from rs_repro.attacks.oracle import AttackResult, Oracle
 
 #: Inverse temperatures s of the sigmoid (in units of 1 / segment length), log-spaced from 10^-1 to 10^2 as
 #: in the authors' ``infomax.py``.

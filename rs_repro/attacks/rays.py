@@ -23,8 +23,8 @@ from collections.abc import Iterator
 
 import torch
 
-from ..seeds import generator
-from .oracle import AttackResult, Oracle
+from rs_repro.attacks.oracle import AttackResult, Oracle
+from rs_repro.seeds import generator
 
 
 def _blocks(dim: int) -> Iterator[tuple[int, int]]:

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import checks
-from ..seeds import generator
-from .bisection import bisect
-from .oracle import AttackResult, Oracle
+from rs_repro import checks
+from rs_repro.attacks.bisection import bisect
+from rs_repro.attacks.oracle import AttackResult, Oracle
+from rs_repro.seeds import generator
 
 #: Largest theta_max in degrees (at 90 degrees the circle point is x itself).
 THETA_CAP = 89.0

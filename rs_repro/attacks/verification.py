@@ -23,9 +23,9 @@ import numpy as np
 import scipy.stats
 import torch
 
-from .. import checks, theory
-from ..seeds import derive_seed, generator
-from ..smoothing import Smooth
+from rs_repro import checks, theory
+from rs_repro.seeds import derive_seed, generator
+from rs_repro.smoothing import Smooth
 
 __all__ = ["Candidates", "Pushed", "box_path", "push_candidates", "push_to_level", "saturation", "verify"]
 

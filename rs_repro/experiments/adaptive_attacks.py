@@ -17,7 +17,7 @@ is confirmed (eq. 4 at the chapter's level, inside the pixel box, from the attac
 :func:`rs_repro.experiments.fig5_attacks.confirm_rows`), an image without one being a failure, and every query is
 counted: a repeated query is k queries and k n forward passes.
 
-The work is two lists of units (:mod:`rs_repro.engine`): the hidden-noise levels (:func:`calibration_units`,
+The work is two lists of units (:mod:`rs_repro.pipeline.engine`): the hidden-noise levels (:func:`calibration_units`,
 one per law and sigma), then the attacks, one unit per defence, attacker and chunk of images
 (:func:`units`), and the clean accuracy of every defence.
 """
@@ -36,20 +36,20 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import data, seeds
-from ..attacks.oracle import AttackResult, smoothed_oracle
-from ..attacks.verification import verify
-from ..checks import rule_checker
-from ..engine import Unit
-from ..hidden_noise import LAWS, HiddenNoise, match_accuracy
-from ..measurements import AdaptiveConfiguration, AdaptiveGrid
-from ..models import load_model, model_spec
-from ..plots import PALETTE
-from ..smoothing import Smooth
-from .claims import BEYOND
-from .common import count_rule, data_and_models
-from .fig5_attacks import ATTACKS as PAPER_ATTACKS
-from .fig5_attacks import _images, attacked_images, confirm_rows, test_pool
+from rs_repro import data, seeds
+from rs_repro.attacks.oracle import AttackResult, smoothed_oracle
+from rs_repro.attacks.verification import verify
+from rs_repro.checks import rule_checker
+from rs_repro.experiments.claims import BEYOND
+from rs_repro.experiments.common import count_rule, data_and_models
+from rs_repro.experiments.fig5_attacks import ATTACKS as PAPER_ATTACKS
+from rs_repro.experiments.fig5_attacks import _images, attacked_images, confirm_rows, test_pool
+from rs_repro.hidden_noise import LAWS, HiddenNoise, match_accuracy
+from rs_repro.models import load_model, model_spec
+from rs_repro.pipeline.engine import Unit
+from rs_repro.report.measurements import AdaptiveConfiguration, AdaptiveGrid
+from rs_repro.report.plots import PALETTE
+from rs_repro.smoothing import Smooth
 
 #: The module and function of each attack of the chapter, the paper's three
 #: (:data:`rs_repro.experiments.fig5_attacks.ATTACKS`) and PopSkipJump.

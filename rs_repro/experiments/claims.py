@@ -2,25 +2,25 @@
 
 The claims are those of ``paper-notes.md`` section 4 (Maho, Furon, Le Merrer, ICASSP 2022), restated in our
 words. Every claim is decided by a *judge*: a function of the typed record one chapter wrote
-(:data:`rs_repro.measurements.SCHEMA`) that returns a :class:`Judgement`, with the interval its verdict was
+(:data:`rs_repro.report.measurements.SCHEMA`) that returns a :class:`Judgement`, with the interval its verdict was
 decided on. Nothing is measured again here: a chapter that did not run under the profile asked for leaves its
 claims "not measured in this profile".
 
 A judge works on the per-image values of its record (``docs/architecture.md``, "Measurements and verdicts"): medians over
 images and medians of per-image paired differences, where a failure (an attack that found no adversarial
 example) is censored at inf, kept and never dropped, so a median is finite only where fewer than half fail.
-Their intervals are bootstrap intervals (:func:`rs_repro.verdicts.bootstrap`) that resample the images
+Their intervals are bootstrap intervals (:func:`rs_repro.report.verdicts.bootstrap`) that resample the images
 jointly across all configurations, from a seed derived from the record's seed and the claim's number;
 proportions have exact Clopper-Pearson intervals, medians of few units (Fig. 1's images, Fig. 3's
 segments) exact order-statistic intervals, and claim 4's accuracies an exact paired McNemar test. A rule
 that reads several intervals reads each at the Bonferroni confidence that makes them 95% family-wise
-(:func:`rs_repro.verdicts.bonferroni`): it does not hold when one lies on the other side of its threshold.
+(:func:`rs_repro.report.verdicts.bonferroni`): it does not hold when one lies on the other side of its threshold.
 The verdict is read off the intervals by the rule stated in ``Claim.rule``: *holds*, *does not hold*,
 *undecided* (an interval contains its threshold, or claim 4's premise is not established) or *not testable
 in this profile* (the record lacks what the rule needs, or, for claim 1, the attacks converged). Every
 parameter (the levels of sigma, n and P_a, the attacks) is read from the record, and every measured text
 gives the confidence, the number of images and of failures; no printed number is rounded across the
-threshold it is read against (:func:`rs_repro.verdicts.shown`). The Fig. 5 claims 2-6 and 10 are judged on
+threshold it is read against (:func:`rs_repro.report.verdicts.shown`). The Fig. 5 claims 2-6 and 10 are judged on
 the confirmed distortions (eq. 4 confirmed with fresh votes, :func:`rs_repro.attacks.verification.push_to_level`)
 and, beside, on the paper's protocol (the distortions the attacks reported under the ceil(n P_a) rule).
 
@@ -44,9 +44,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import data, measurements, publish, verdicts
-from ..markup import markdown_cell, markdown_code
-from ..measurements import (
+from rs_repro import data
+from rs_repro.pipeline import publish
+from rs_repro.report import measurements, verdicts
+from rs_repro.report.markup import markdown_cell, markdown_code
+from rs_repro.report.measurements import (
     AdaptiveGrid,
     AttackConfiguration,
     AttackGrid,
@@ -56,11 +58,11 @@ from ..measurements import (
     NormalAgreement,
     ThresholdCheck,
 )
-from ..paper import DISTORTION_OVER_RADIUS
-from ..plots import PALETTE
-from ..prose import agree
-from ..seeds import derive_seed
-from ..verdicts import FAILS, HOLDS, UNDECIDED, Interval
+from rs_repro.report.paper import DISTORTION_OVER_RADIUS
+from rs_repro.report.plots import PALETTE
+from rs_repro.report.prose import agree
+from rs_repro.report.verdicts import FAILS, HOLDS, UNDECIDED, Interval
+from rs_repro.seeds import derive_seed
 
 #: The verdict when the record lacks what the claim's rule needs (the reason is in the measured text).
 NOT_TESTABLE = "not testable in this profile"
@@ -70,7 +72,7 @@ NOT_MEASURED = "not measured in this profile"
 DAMAGED = "damaged record"
 
 #: The family-wise confidence of the intervals a rule reads. With several, each is at the Bonferroni
-#: confidence that gives them this one together (:func:`rs_repro.verdicts.bonferroni`).
+#: confidence that gives them this one together (:func:`rs_repro.report.verdicts.bonferroni`).
 CONFIDENCE = verdicts.CONFIDENCE
 #: Claim 1 is not testable when every attack's median distortion on the undefended model is within this
 #: factor of the white-box minimal distortion.
@@ -115,8 +117,8 @@ class Judgement:
         the confidence of the intervals, the number of images and of failures; for :data:`NOT_TESTABLE`,
         the reason.
     verdict : str
-        :data:`~rs_repro.verdicts.HOLDS`, :data:`~rs_repro.verdicts.FAILS`,
-        :data:`~rs_repro.verdicts.UNDECIDED` or :data:`NOT_TESTABLE`.
+        :data:`~rs_repro.report.verdicts.HOLDS`, :data:`~rs_repro.report.verdicts.FAILS`,
+        :data:`~rs_repro.report.verdicts.UNDECIDED` or :data:`NOT_TESTABLE`.
     protocol : Judgement or None
         The same rule on the paper's protocol (the reported distortions instead of the confirmed ones), for
         the Fig. 5 claims 2-6 and 10; ``None`` elsewhere.
@@ -138,7 +140,7 @@ class Judgement:
 
 
 #: ``judge(record) -> Judgement``, the record being the typed measurements
-#: (:data:`rs_repro.measurements.SCHEMA`) a chapter recorded.
+#: (:data:`rs_repro.report.measurements.SCHEMA`) a chapter recorded.
 Judge = Callable[[Any], Judgement]
 
 
@@ -217,14 +219,14 @@ class _Part:
 
 
 def _part(kind: str, which: str, interval: Interval, threshold: float, *, above: bool = True) -> _Part:
-    """The part "the statistic is above ``threshold``" (``above=False``: below), :func:`rs_repro.verdicts.verdict`."""
+    """The part "the statistic is above ``threshold``" (``above=False``: below), :func:`rs_repro.report.verdicts.verdict`."""
     margin = interval.lower - threshold if above else threshold - interval.upper
     return _Part(kind, which, dataclasses.replace(interval, thresholds=(threshold,)),
                  verdicts.verdict(interval, threshold, above=above), margin)
 
 
 def _part_within(kind: str, which: str, interval: Interval, low: float, high: float) -> _Part:
-    """The part "the statistic is between ``low`` and ``high``", :func:`rs_repro.verdicts.verdict_within`."""
+    """The part "the statistic is between ``low`` and ``high``", :func:`rs_repro.report.verdicts.verdict_within`."""
     return _Part(kind, which, dataclasses.replace(interval, thresholds=(low, high)),
                  verdicts.verdict_within(interval, low, high), min(interval.lower - low, high - interval.upper))
 
@@ -254,7 +256,7 @@ class _Test:
 
 def _run(tests: Sequence[_Test]) -> list[_Part]:
     """The parts of ``tests``, every interval at the Bonferroni confidence that makes them cover together with
-    probability :data:`CONFIDENCE` (:func:`rs_repro.verdicts.bonferroni`): a rule that does not hold when one
+    probability :data:`CONFIDENCE` (:func:`rs_repro.report.verdicts.bonferroni`): a rule that does not hold when one
     of them lies on the other side then errs with probability at most 1 - :data:`CONFIDENCE`."""
     confidence = verdicts.bonferroni(CONFIDENCE, len(tests))
     parts = []
@@ -287,7 +289,7 @@ def _worst(parts: Sequence[_Part]) -> _Part:
 
 def _decided(measured: str, parts: Sequence[_Part], *others: str) -> Judgement:
     """``measured`` with the confidence of its parts' intervals, the verdict of all its parts and of the
-    ``others`` verdicts (parts without an interval; :func:`rs_repro.verdicts.all_of`), and the worst part as
+    ``others`` verdicts (parts without an interval; :func:`rs_repro.report.verdicts.all_of`), and the worst part as
     headline (:func:`_worst`)."""
     worst = _worst(parts)
     verdict = verdicts.all_of([*(p.verdict for p in parts), *others])
@@ -445,7 +447,7 @@ class _Protocol:
 def _accuracy_difference(first: AttackConfiguration, second: AttackConfiguration, *, confidence: float) -> Interval:
     """The clean accuracy of ``first`` minus that of ``second``, from their Clopper-Pearson intervals at
     (1 + ``confidence``) / 2 each, so that their difference covers at ``confidence`` or more
-    (:func:`rs_repro.verdicts.difference`)."""
+    (:func:`rs_repro.report.verdicts.difference`)."""
     each = (1 + confidence) / 2
     return verdicts.difference(verdicts.proportion(first.correct, first.tested, each),
                                verdicts.proportion(second.correct, second.tested, each))
@@ -469,12 +471,12 @@ def undefended_over_minimal(grid: AttackGrid) -> dict[str, Interval]:
 
     Parameters
     ----------
-    grid : rs_repro.measurements.AttackGrid
+    grid : rs_repro.report.measurements.AttackGrid
         A Fig. 5 record of 2 images or more.
 
     Returns
     -------
-    dict of str to rs_repro.verdicts.Interval
+    dict of str to rs_repro.report.verdicts.Interval
         By attack, in the record's order; attacks without a configuration on the undefended model left out.
     """
     fig = _Protocol.of(grid, "reported_l2", 1)
@@ -508,12 +510,12 @@ def certificate_ratios(grid: AttackGrid) -> list[tuple[AttackConfiguration, Inte
 
     Parameters
     ----------
-    grid : rs_repro.measurements.AttackGrid
+    grid : rs_repro.report.measurements.AttackGrid
         A Fig. 5 record of 2 images or more.
 
     Returns
     -------
-    list of (rs_repro.measurements.AttackConfiguration, rs_repro.verdicts.Interval or None)
+    list of (rs_repro.report.measurements.AttackConfiguration, rs_repro.report.verdicts.Interval or None)
         The configurations with a certified radius, in the record's order; ``None`` where the median radius
         is 0 (CERTIFY abstains on half of the images or more), which gives no ratio.
     """
@@ -823,7 +825,7 @@ def push_in_sigma(push: BoundaryPush, sigma: float | None = None, *, confidence:
 
     Parameters
     ----------
-    push : rs_repro.measurements.BoundaryPush
+    push : rs_repro.report.measurements.BoundaryPush
         A Fig. 1 record.
     sigma : float or None
         The noise level (one of ``push.crossings``); ``None``: the chapter's main one.
@@ -832,8 +834,8 @@ def push_in_sigma(push: BoundaryPush, sigma: float | None = None, *, confidence:
 
     Returns
     -------
-    rs_repro.verdicts.Interval
-        The median with its order-statistic interval (:func:`rs_repro.verdicts.median_interval`, the dual of
+    rs_repro.report.verdicts.Interval
+        The median with its order-statistic interval (:func:`rs_repro.report.verdicts.median_interval`, the dual of
         a two-sided sign test), a crossing censored outside the scanned range counted at -inf (before it)
         or inf (past it).
     """
@@ -885,7 +887,7 @@ def judge_bisection_spread(spread: BisectionSpread) -> Judgement:
 
     The per-segment paired difference of the spread at the smallest n minus the largest (the segments are the
     same for every n); statistic: its median over segments, with its exact order-statistic interval (the dual
-    of the sign test, :func:`rs_repro.verdicts.median_interval`: coverage at least its confidence whatever the
+    of the sign test, :func:`rs_repro.report.verdicts.median_interval`: coverage at least its confidence whatever the
     law of the differences). Holds if the interval is above 0, does not hold if below, undecided otherwise;
     not testable with too few segments for a finite interval (6 at 95%).
     """
@@ -1317,7 +1319,7 @@ def scorecard_markdown(card: pd.DataFrame, source: str = "paper's number", proto
     own column (unless ``protocols`` is false: the claims beyond the paper have none) and chapters linked
     (``card`` as :func:`scorecard` returns it; ``source`` names what the text in brackets after each claim is).
     The measured texts, which name what the records name (attacks, models, datasets), are shown as plain text
-    (:func:`rs_repro.markup.markdown_cell`)."""
+    (:func:`rs_repro.report.markup.markdown_cell`)."""
     lines = [f"| # | claim ({source}) | measured here | verdict |" + (" paper's protocol |" if protocols else "")
              + " rule | chapter |", "|---|---|---|---|" + ("---|" if protocols else "") + "---|---|"]
     for row in card.itertuples():
@@ -1358,7 +1360,7 @@ def across_profiles(profiles: Sequence[str], claims: Sequence[Claim] = CLAIMS) -
     Parameters
     ----------
     profiles : sequence of str
-        The profiles (e.g. :func:`rs_repro.measurements.recorded_profiles`); the table orders them by input
+        The profiles (e.g. :func:`rs_repro.report.measurements.recorded_profiles`); the table orders them by input
         dimension (:func:`profile_dimensions`, the largest of a profile's), those without one last, and keeps
         the given order among equals.
     claims : sequence of Claim
@@ -1372,7 +1374,7 @@ def across_profiles(profiles: Sequence[str], claims: Sequence[Claim] = CLAIMS) -
         ``statistic`` as in :class:`Judgement`; ``protocol`` and ``protocol_headline``: the verdict and
         headline on the paper's protocol, ``None`` where the claim has none), :data:`NOT_MEASURED` where that
         profile recorded nothing for the claim. A profile with a record that cannot be read (ValueError from
-        :func:`rs_repro.measurements.load`, naming the file) has :data:`DAMAGED` in every row, no dimension,
+        :func:`rs_repro.report.measurements.load`, naming the file) has :data:`DAMAGED` in every row, no dimension,
         and the error in ``damage`` (``None`` elsewhere); the other profiles are unaffected.
     """
     dimensions, cards, damage = {}, {}, {}
@@ -1414,7 +1416,7 @@ def across_markdown(table: pd.DataFrame) -> str:
     """:func:`across_profiles` as a Markdown table, one column per profile in the table's order with its input
     dimension, each cell the verdict (bold when decided) with its headline interval, and the paper's protocol
     in brackets. A damaged profile's column says so in every cell, and a paragraph after the table names the
-    file and the error (as plain text, :func:`rs_repro.markup.markdown_cell`)."""
+    file and the error (as plain text, :func:`rs_repro.report.markup.markdown_cell`)."""
     profiles = dict(zip(table.profile, table.dimensions, strict=True))
     damaged = _damage(table)
     cell = {(r.claim, r.profile): _cell(r.verdict, r.headline)
@@ -1439,12 +1441,12 @@ def _listed(values: Sequence[str], partial: bool) -> str:
 
 def provenance_markdown(profiles: Sequence[str]) -> str:
     """Where and when each profile's column was computed, as a Markdown table: one row per profile with the
-    hosts, accelerators and commits its records name (:func:`rs_repro.measurements.provenance`), the time of
-    its first and last record, and the archive it was imported from (:func:`rs_repro.publish.imported`).
+    hosts, accelerators and commits its records name (:func:`rs_repro.report.measurements.provenance`), the time of
+    its first and last record, and the archive it was imported from (:func:`rs_repro.pipeline.publish.imported`).
 
     A record written before records carried their provenance counts as ``unrecorded``; a profile whose records
     or manifest cannot be read has one row saying so, with the file and the error. Every string read from the
-    records or the manifest is shown as plain text (:func:`rs_repro.markup.markdown_cell`).
+    records or the manifest is shown as plain text (:func:`rs_repro.report.markup.markdown_cell`).
     """
     lines = ["| profile | computed on | accelerator | commit | when (UTC) | brought back from |",
              "|---|---|---|---|---|---|"]

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import data, models
-from ..checks import device_rule, rule_checker
+from rs_repro import data, models
+from rs_repro.checks import device_rule, rule_checker
 
 
 def data_and_models(values: Mapping[str, Any], weights: Sequence[str] = ("standard",), *,

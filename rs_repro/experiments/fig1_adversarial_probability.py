@@ -16,7 +16,7 @@ over a transition that is wider for small n. Here, for each image:
 * :func:`first_reach` turns a curve into the distance past x_a at which it reaches a level: the boundary
   of g_sigma, or the levels P_a = 0.5 and 0.8 of eq. (4).
 
-The chapter's work is a list of units (:mod:`rs_repro.engine`, :func:`units`): the white-box attack's table
+The chapter's work is a list of units (:mod:`rs_repro.pipeline.engine`, :func:`units`): the white-box attack's table
 (:func:`attack_unit`), the scan of each attacked image (:func:`ray_unit`), a finer scan of the image of the
 left panel, and the crossing alone at each further noise level on every image's ray (:func:`sweep_unit`).
 The attack is batched over all the attacked images; each unit recomputes it from its arguments (it is
@@ -42,17 +42,17 @@ import torch
 from scipy import stats
 from torch import nn
 
-from .. import data, seeds, theory
-from ..attacks.minimal import MinimalAdversarial, minimal_l2
-from ..checks import device_rule, integer, real, require, rule_checker
-from ..engine import Unit
-from ..measurements import BoundaryPush, Crossing
-from ..models import load_model, model_spec
-from ..paper import FIG1_READINGS
-from ..prose import counted
-from ..runtime import compute_threads
-from ..smoothing import Smooth, top_class
-from .common import count_rule, data_and_models
+from rs_repro import data, seeds, theory
+from rs_repro.attacks.minimal import MinimalAdversarial, minimal_l2
+from rs_repro.checks import device_rule, integer, real, require, rule_checker
+from rs_repro.experiments.common import count_rule, data_and_models
+from rs_repro.models import load_model, model_spec
+from rs_repro.pipeline.engine import Unit
+from rs_repro.pipeline.runtime import compute_threads
+from rs_repro.report.measurements import BoundaryPush, Crossing
+from rs_repro.report.paper import FIG1_READINGS
+from rs_repro.report.prose import counted
+from rs_repro.smoothing import Smooth, top_class
 
 #: Largest number of input values (points x repeats x pixels) :func:`scan` gives one call of Smooth.counts.
 SCAN_BLOCK_FLOATS = 2**22
@@ -441,7 +441,7 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
         Fewer correctly classified candidates than ``panel_image`` needs.
     """
     images = image_arguments(values)
-    with compute_threads():  # as in the units, which choose the images again (rs_repro.runtime)
+    with compute_threads():  # as in the units, which choose the images again (rs_repro.pipeline.runtime)
         count = len(_chosen(*_images_key(images)).y)
     if count <= values["panel_image"]:
         raise ValueError(f"only {count} of the candidates are correctly classified; panel_image="

@@ -20,7 +20,7 @@ votes of g_{sigma,n}: one fresh vote of n micro-decisions per point, as a user o
 drawn in the figure; the second one measures how random the map is (:func:`speckle_summary`).
 
 The chapter's shape: :func:`check_parameters` (run before anything), :func:`units` (the centre image,
-the labels of f, and the votes of each n: independent units of :mod:`rs_repro.engine`), :func:`page` and
+the labels of f, and the votes of each n: independent units of :mod:`rs_repro.pipeline.engine`), :func:`page` and
 :func:`speckle_table` (what the page prints), :func:`plot_slices` (the figure). The chapter records no
 measurements for the claims chapter.
 """
@@ -40,12 +40,12 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 from torch import nn
 
-from .. import checks, data, seeds
-from ..checks import device_rule, rule_checker
-from ..engine import Unit
-from ..models import load_model, model_spec
-from ..smoothing import Smooth
-from .common import count_rule, data_and_models
+from rs_repro import checks, data, seeds
+from rs_repro.checks import device_rule, rule_checker
+from rs_repro.experiments.common import count_rule, data_and_models
+from rs_repro.models import load_model, model_spec
+from rs_repro.pipeline.engine import Unit
+from rs_repro.smoothing import Smooth
 
 _MODULE = __name__
 #: Independent votes of g_{sigma,n} per grid point and n (``replicate`` 0 and 1).
@@ -78,7 +78,7 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
     """The chapter's work: the centre image (``centre``), the labels of f (``labels-f``) and the two votes of
     g_{sigma,n} for each n (``labels-n<n>``), each unit with the arguments its numbers depend on.
 
-    ``values`` are the notebook's parameters (:func:`rs_repro.book.chapter_values`). A model to train is
+    ``values`` are the notebook's parameters (:func:`rs_repro.pipeline.book.chapter_values`). A model to train is
     trained here, once, before any worker starts.
     """
     centre = {"dataset": values["dataset"], "data_dir": values["data_dir"] or None,

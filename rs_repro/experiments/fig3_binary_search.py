@@ -13,8 +13,8 @@ is PointA of a segment whose PointB is its nearest (l2) candidate of another cla
 labels otherwise (:func:`segments`).
 
 The chapter's shape: :func:`check_parameters` (run before anything), :func:`units` (one unit of
-:mod:`rs_repro.engine` per segment, chosen by :func:`segments`), :func:`summarize` (the
-:class:`~rs_repro.measurements.BisectionSpread` the claims chapter reads), :func:`page` and
+:mod:`rs_repro.pipeline.engine` per segment, chosen by :func:`segments`), :func:`summarize` (the
+:class:`~rs_repro.report.measurements.BisectionSpread` the claims chapter reads), :func:`page` and
 :func:`spread_by_n` (what the page prints), :func:`plot_bisection` (the figure).
 """
 
@@ -29,15 +29,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import data, seeds
-from ..attacks.bisection import bisect_segment
-from ..attacks.oracle import Oracle, smoothed_oracle
-from ..checks import device_rule, rule_checker
-from ..engine import Unit
-from ..measurements import BisectionSpread
-from ..models import load_model, model_spec
-from ..smoothing import Smooth
-from .common import count_rule, data_and_models
+from rs_repro import data, seeds
+from rs_repro.attacks.bisection import bisect_segment
+from rs_repro.attacks.oracle import Oracle, smoothed_oracle
+from rs_repro.checks import device_rule, rule_checker
+from rs_repro.experiments.common import count_rule, data_and_models
+from rs_repro.models import load_model, model_spec
+from rs_repro.pipeline.engine import Unit
+from rs_repro.report.measurements import BisectionSpread
+from rs_repro.smoothing import Smooth
 
 _MODULE = __name__
 #: Bisection steps that locate the boundary of the base classifier f on a segment (a deterministic search).
@@ -105,7 +105,7 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
     The segments are chosen here, among the :func:`candidate_images`, with the base model (trained here on
     first use, before any worker starts): the first ``num_segments`` pairs of :func:`segments`, fewer if the
     candidates have fewer correctly classified images. ``values`` are the notebook's parameters
-    (:func:`rs_repro.book.chapter_values`).
+    (:func:`rs_repro.pipeline.book.chapter_values`).
 
     Raises
     ------

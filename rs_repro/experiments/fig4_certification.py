@@ -7,7 +7,7 @@ RandTrain comes from its checkpoint (``randtrain_weights``); without one its row
 (:func:`absent_models`) and only the standard model is certified. Every image draws its noise from its own
 generator (:func:`rs_repro.seeds.generator`), so the results do not depend on the order, the batching or a
 resumed run. The work is units
-(:mod:`rs_repro.engine`): the sweep over sigma, and CERTIFY by chunks of images (:func:`certify_units`).
+(:mod:`rs_repro.pipeline.engine`): the sweep over sigma, and CERTIFY by chunks of images (:func:`certify_units`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import data, seeds, theory
-from ..checks import device_rule, rule_checker
-from ..engine import Unit
-from ..models import ARCHITECTURES, accuracy, load_model, model_spec
-from ..paper import fig4_readings
-from ..smoothing import ABSTAIN, Smooth, top_class
-from .common import count_rule, data_and_models
+from rs_repro import data, seeds, theory
+from rs_repro.checks import device_rule, rule_checker
+from rs_repro.experiments.common import count_rule, data_and_models
+from rs_repro.models import ARCHITECTURES, accuracy, load_model, model_spec
+from rs_repro.pipeline.engine import Unit
+from rs_repro.report.paper import fig4_readings
+from rs_repro.smoothing import ABSTAIN, Smooth, top_class
 
 _MODULE = __name__
 

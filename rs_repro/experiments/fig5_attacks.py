@@ -15,7 +15,7 @@ No image is left out of either; an attack that found no confirmed adversarial ex
 (distortion ``inf``, in every statistic). The wrong-vote rate at each clean image x_o tells how often x_o
 itself would be accepted.
 
-The work is a list of units (:mod:`rs_repro.engine`): one per classifier and attack and chunk of images
+The work is a list of units (:mod:`rs_repro.pipeline.engine`): one per classifier and attack and chunk of images
 (:func:`attack_units`), one per classifier for its clean accuracy (:func:`accuracy_units`), one per smoothed
 base model for the votes at the clean images, one for the white-box minimal distortions, and CERTIFY. A unit
 reads only the code of its own attack, so an edit of one attack recomputes that attack's units and no other.
@@ -38,17 +38,17 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from torch import nn
 
-from .. import data, seeds, theory
-from ..attacks.oracle import AttackResult, Oracle, smoothed_oracle
-from ..attacks.verification import push_candidates, verify
-from ..checks import rule_checker
-from ..engine import Unit
-from ..measurements import AttackConfiguration, AttackGrid
-from ..models import ARCHITECTURES, load_model, model_spec
-from ..paper import DISTORTION_OVER_RADIUS, fig5_readings
-from ..plots import PALETTE
-from ..smoothing import Smooth
-from .common import count_rule, data_and_models
+from rs_repro import data, seeds, theory
+from rs_repro.attacks.oracle import AttackResult, Oracle, smoothed_oracle
+from rs_repro.attacks.verification import push_candidates, verify
+from rs_repro.checks import rule_checker
+from rs_repro.experiments.common import count_rule, data_and_models
+from rs_repro.models import ARCHITECTURES, load_model, model_spec
+from rs_repro.pipeline.engine import Unit
+from rs_repro.report.measurements import AttackConfiguration, AttackGrid
+from rs_repro.report.paper import DISTORTION_OVER_RADIUS, fig5_readings
+from rs_repro.report.plots import PALETTE
+from rs_repro.smoothing import Smooth
 
 #: The module and function of each attack of the paper, by the names its Fig. 5 uses.
 ATTACKS: dict[str, str] = {"HSJA": "rs_repro.attacks.hsja:hsja", "SurFree": "rs_repro.attacks.surfree:surfree",
@@ -461,7 +461,7 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
                          confirm_votes=values["confirm_votes"], alpha=values["alpha"], seed=values["seed"])
     # Imported by name: the certification units read the certification chapter's code, and the minimal unit the
     # white-box attack's, the attack units neither (a static import would put them in their code digest,
-    # rs_repro.cache.code_digest).
+    # rs_repro.pipeline.cache.code_digest).
     certification = importlib.import_module("rs_repro.experiments.fig4_certification")
     for name, sigma in _smoothed_models(values):
         work += certification.certify_units(
@@ -663,7 +663,7 @@ def measured(res: Results, values: Mapping[str, Any]) -> AttackGrid:
                       minimal_l2=minimal.loc[images].astype(float).tolist(), configurations=configurations)
 
 
-#: The paper's name of each of our base models in its Fig. 5 (:func:`rs_repro.paper.fig5_readings`).
+#: The paper's name of each of our base models in its Fig. 5 (:func:`rs_repro.report.paper.fig5_readings`).
 PAPER_MODELS = {"standard": "ResNet50", "randtrain": "RandTrain/RS", "advtrain": "AdvTrain"}
 
 

@@ -27,8 +27,8 @@ The images are the first ``num_images`` that the standard model classifies corre
 images (the whole test split, or a seeded random subset of ``num_candidates``, which bounds the work on
 ImageNet), in a seeded random order (:func:`candidates`).
 
-The chapter's shape: :func:`check_parameters`, :func:`units` (one unit of :mod:`rs_repro.engine` per image,
-:func:`image_unit`), :func:`summarize` (the :class:`~rs_repro.measurements.NormalAgreement` the claims
+The chapter's shape: :func:`check_parameters`, :func:`units` (one unit of :mod:`rs_repro.pipeline.engine` per image,
+:func:`image_unit`), :func:`summarize` (the :class:`~rs_repro.report.measurements.NormalAgreement` the claims
 chapter reads), :func:`page` and :func:`by_ratio` (what the page prints), :func:`plot_cosine` and
 :func:`plot_one_label` (the figures).
 """
@@ -47,21 +47,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import data, seeds
-from ..attacks.bisection import bisect
-from ..attacks.hsja import hsja, normal_estimate
-from ..attacks.minimal import minimal_l2
-from ..attacks.oracle import Oracle, smoothed_oracle
-from ..checks import device_rule, rule_checker
-from ..engine import Unit
-from ..measurements import NormalAgreement
-from ..models import load_model, model_spec
-from ..prose import counted
-from ..runtime import compute_threads
-from ..smoothing import Smooth
-from ..verdicts import Interval, bootstrap
-from .common import count_rule, data_and_models
-from .fig1_adversarial_probability import correct_images
+from rs_repro import data, seeds
+from rs_repro.attacks.bisection import bisect
+from rs_repro.attacks.hsja import hsja, normal_estimate
+from rs_repro.attacks.minimal import minimal_l2
+from rs_repro.attacks.oracle import Oracle, smoothed_oracle
+from rs_repro.checks import device_rule, rule_checker
+from rs_repro.experiments.common import count_rule, data_and_models
+from rs_repro.experiments.fig1_adversarial_probability import correct_images
+from rs_repro.models import load_model, model_spec
+from rs_repro.pipeline.engine import Unit
+from rs_repro.pipeline.runtime import compute_threads
+from rs_repro.report.measurements import NormalAgreement
+from rs_repro.report.prose import counted
+from rs_repro.report.verdicts import Interval, bootstrap
+from rs_repro.smoothing import Smooth
 
 #: The chapter's name, which is the cache namespace and the first label of every seed.
 STEM = __name__.rpartition(".")[2]
@@ -346,7 +346,7 @@ def candidates(model: nn.Module, test: data.Dataset, count: int, seed: int) -> l
 def units(values: Mapping[str, Any]) -> list[Unit]:
     """One unit per image (``image-<k>``, :func:`image_unit`), the images chosen here by :func:`candidates`
     among the :func:`candidate_images` with the standard model (trained here on first use, before any worker
-    starts). ``values`` are the notebook's parameters (:func:`rs_repro.book.chapter_values`).
+    starts). ``values`` are the notebook's parameters (:func:`rs_repro.pipeline.book.chapter_values`).
 
     Raises
     ------
@@ -355,7 +355,7 @@ def units(values: Mapping[str, Any]) -> list[Unit]:
     """
     dataset, data_dir, device = values["dataset"], values["data_dir"] or None, values["device"]
     spec = model_spec("standard", seed=values["seed"], weights=values["standard_weights"])
-    with compute_threads():  # as in the units (rs_repro.runtime)
+    with compute_threads():  # as in the units (rs_repro.pipeline.runtime)
         model, _ = load_model(dataset, spec, data_dir=data_dir, device=device)
         test = candidate_images(dataset, data_dir, values["num_candidates"], values["seed"])
         chosen = candidates(model, test, values["num_images"], values["seed"])
@@ -453,7 +453,7 @@ def summarize(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> 
 
 def cosine_interval(cosines: Sequence[float], seed: int, ratio: float) -> Interval:
     """The mean of ``cosines`` (one per image) and its 95% percentile bootstrap interval
-    (:func:`rs_repro.verdicts.bootstrap`, seed ``seeds.derive_seed(seed, STEM, ratio)``); a degenerate
+    (:func:`rs_repro.report.verdicts.bootstrap`, seed ``seeds.derive_seed(seed, STEM, ratio)``); a degenerate
     interval with a single image."""
     if len(cosines) < 2:
         mean = float(np.mean(cosines))

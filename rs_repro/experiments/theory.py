@@ -3,7 +3,7 @@
 Section 3 of Maho, Furon, Le Merrer (ICASSP 2022): the certified radius (eq. 2), the SORM approximation of
 the probability of crossing a curved boundary (eq. 3), the threshold on pi0 for a vote of n micro-decisions
 to be adversarial with probability P_a (eq. 5) and the distance bound it implies (eq. 6). The work is units
-(:mod:`rs_repro.engine`, :func:`units`): one per table, and the sphere test of eq. (3) one per input
+(:mod:`rs_repro.pipeline.engine`, :func:`units`): one per table, and the sphere test of eq. (3) one per input
 dimension (its d = 150,528 Monte Carlo dominates the chapter). Every Monte Carlo draws from a
 :class:`torch.Generator` seeded from the chapter's ``seed`` and the unit's labels
 (:func:`rs_repro.seeds.derive_seed`), so the tables do not depend on the order the units run in.
@@ -22,11 +22,11 @@ import pandas as pd
 import torch
 from scipy import optimize, stats
 
-from .. import seeds, theory
-from ..checks import rule_checker
-from ..engine import Unit
-from ..measurements import ThresholdCheck
-from ..paper import fig4_readings, fig5_readings
+from rs_repro import seeds, theory
+from rs_repro.checks import rule_checker
+from rs_repro.pipeline.engine import Unit
+from rs_repro.report.measurements import ThresholdCheck
+from rs_repro.report.paper import fig4_readings, fig5_readings
 
 _MODULE = __name__
 #: Grid of p_A on which the certified radius of eq. (2) is drawn, 400 points from 0.5 to 0.9999.

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import data
+from rs_repro import data
 
 #: The Debian package that provides a dataset's files where :func:`rs_repro.data.load_dataset` looks.
 DEBIAN_PACKAGES: dict[str, str] = {"fashion-mnist": "dataset-fashion-mnist"}

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import context, paths
-from . import provenance as stamping
-from .provenance import check_stamp
+from rs_repro.pipeline import context, paths
+from rs_repro.pipeline import provenance as stamping
+from rs_repro.pipeline.provenance import check_stamp
 
 
 @dataclass(frozen=True)
@@ -380,11 +380,11 @@ def _schema(stem: str) -> type:
 def record(stem: str, values: Any) -> Path:
     """Write ``values``, the :data:`SCHEMA` record of chapter ``stem``, atomically.
 
-    The file is that of the profile the chapter runs under (``profile`` of :class:`rs_repro.context.RunContext`;
+    The file is that of the profile the chapter runs under (``profile`` of :class:`rs_repro.pipeline.context.RunContext`;
     :data:`NO_PROFILE` outside the chapter runner) and carries the profile, the time it was written and the
-    provenance of the run (:func:`rs_repro.provenance.stamp`: commit, machine, versions), which
+    provenance of the run (:func:`rs_repro.pipeline.provenance.stamp`: commit, machine, versions), which
     :func:`provenance` reads back. Under the chapter runner it is written to the run's folder
-    (``records`` of :class:`rs_repro.context.RunContext`) and reaches :func:`path` only when the page is published:
+    (``records`` of :class:`rs_repro.pipeline.context.RunContext`) and reaches :func:`path` only when the page is published:
     a failed run changes no record the claims chapter reads.
 
     Returns
@@ -507,8 +507,8 @@ def decode(stem: str, payload: Mapping[str, Any]) -> Any:
 
 
 def provenance(stem: str, profile: str) -> dict[str, Any] | None:
-    """Where and when chapter ``stem``'s record of ``profile`` was computed (:func:`rs_repro.provenance.stamp`
-    as :func:`record` wrote it, checked by :func:`rs_repro.provenance.check_stamp`), or None without a record
+    """Where and when chapter ``stem``'s record of ``profile`` was computed (:func:`rs_repro.pipeline.provenance.stamp`
+    as :func:`record` wrote it, checked by :func:`rs_repro.pipeline.provenance.check_stamp`), or None without a record
     (or for a record written before stamps). ValueError naming the file if it cannot be read or its stamp
     has another shape."""
     target = path(stem, profile)

@@ -1,7 +1,7 @@
 """Where and how a result was computed: the stamp every record and archive carries, and its checks.
 
 :func:`stamp` describes the run that writes a result now (commit, machine, package versions, time); the
-chapter records (:mod:`rs_repro.measurements`) and the archives of :mod:`rs_repro.publish` carry it, and the
+chapter records (:mod:`rs_repro.report.measurements`) and the archives of :mod:`rs_repro.pipeline.publish` carry it, and the
 claims chapter shows it beside each profile's column. A stamp read back from a file made elsewhere is
 checked by :func:`check_stamp` before any of its strings is used.
 """
@@ -17,8 +17,8 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-from . import paths
-from .markup import CONTROL
+from rs_repro.pipeline import paths
+from rs_repro.report.markup import CONTROL
 
 #: The packages whose versions a :func:`stamp` records.
 VERSIONED = ("rs_repro", "torch", "torchvision", "numpy", "scipy", "matplotlib", "papermill", "jupytext",

@@ -29,9 +29,9 @@ import torch
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from . import checks
-from .seeds import generator
-from .theory import clopper_pearson
+from rs_repro import checks
+from rs_repro.seeds import generator
+from rs_repro.theory import clopper_pearson
 
 #: The verdict when the whole interval lies on the claim's side of its threshold.
 HOLDS = "holds"

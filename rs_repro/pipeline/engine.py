@@ -2,7 +2,7 @@
 
 ``docs/architecture.md``, "The cache rule". A :class:`Unit` names a package function and the JSON-serialisable keyword
 arguments it is called with; it returns a table. Its cache key hashes the function, the arguments and the
-code the function reads (:func:`rs_repro.cache.code_digest`), so a unit is recomputed exactly when something
+code the function reads (:func:`rs_repro.pipeline.cache.code_digest`), so a unit is recomputed exactly when something
 it depends on changed. :func:`run` reads the finished units from the cache, computes the others, and stores
 each result as soon as it arrives: an interrupted run loses no finished unit, and a re-run computes only what
 is missing.
@@ -18,7 +18,7 @@ Where the units run is the user's choice, never the chapter's:
   no shared folder (a shared ``build/models`` saves each worker training the models again).
 
 A unit draws all its randomness from generators seeded by its own arguments, shares no state with the
-others and runs on :data:`rs_repro.runtime.COMPUTE_THREADS` CPU thread wherever it runs (torch's
+others and runs on :data:`rs_repro.pipeline.runtime.COMPUTE_THREADS` CPU thread wherever it runs (torch's
 multi-threaded reductions add in an order that depends on the number of threads, which changes the last
 bits of a distance and, through an attack's path, sometimes more), so the results are bit-identical
 whatever the engine, the number of workers and the order in which units finish. Parallelism comes from
@@ -43,9 +43,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import cache, context, paths
-from .progress import bar
-from .runtime import COMPUTE_THREADS, compute_threads, malloc_env
+from rs_repro.pipeline import cache, context, paths
+from rs_repro.pipeline.progress import bar
+from rs_repro.pipeline.runtime import COMPUTE_THREADS, compute_threads, malloc_env
 
 #: Environment variable a user may set to the address of the Dask scheduler to run units on.
 SCHEDULER_ENV = "RS_REPRO_SCHEDULER"
@@ -122,7 +122,7 @@ def _default_data(dataset: Any) -> Path | None:
     """The folder of this machine a dataset is read from when its ``data_dir`` is empty: Debian's
     Fashion-MNIST; ``None`` for the datasets that come with an installed package (digits, the ImageNet
     samples)."""
-    from .data import DEBIAN_FASHION_MNIST
+    from rs_repro.data import DEBIAN_FASHION_MNIST
 
     return {"fashion-mnist": DEBIAN_FASHION_MNIST}.get(dataset) if isinstance(dataset, str) else None
 
@@ -209,7 +209,7 @@ class UnitError(RuntimeError):
 
 
 def compute_unit(unit: Unit) -> tuple[pd.DataFrame, float]:
-    """Run one unit on :data:`rs_repro.runtime.COMPUTE_THREADS` CPU thread (what the engine ships to a worker).
+    """Run one unit on :data:`rs_repro.pipeline.runtime.COMPUTE_THREADS` CPU thread (what the engine ships to a worker).
 
     Returns
     -------
@@ -311,7 +311,7 @@ def _close(dask_client: Any) -> None:
 
 
 def engine_options(workers: int | None = None, scheduler: str | None = None) -> tuple[int | None, str | None]:
-    """The engine asked for: the arguments, else the chapter run's context (:func:`rs_repro.context.current`),
+    """The engine asked for: the arguments, else the chapter run's context (:func:`rs_repro.pipeline.context.current`),
     else the user's ``RS_REPRO_SCHEDULER``, else in-process.
 
     Raises ``ValueError`` naming the value for a number of workers that is not a whole number from 0 to

@@ -12,7 +12,7 @@ from pathlib import Path
 #: The repository root, the folder holding ``_toc.yml``, ``book/`` and ``rs_repro/``.
 #:
 #: :meta hide-value:
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: The book's hand-written pages, ``references.bib`` and the folders below.
 #:
 #: :meta hide-value:
@@ -33,7 +33,7 @@ CHAPTERS = BOOK / "chapters"
 #:
 #: :meta hide-value:
 BUILD = Path(os.environ.get("RS_REPRO_BUILD", ROOT / "build"))
-#: The cached tables of :mod:`rs_repro.cache`, ``<stem>/<name>-<key>.csv``.
+#: The cached tables of :mod:`rs_repro.pipeline.cache`, ``<stem>/<name>-<key>.csv``.
 #:
 #: :meta hide-value:
 CACHE = BUILD / "cache"
@@ -41,7 +41,7 @@ CACHE = BUILD / "cache"
 #:
 #: :meta hide-value:
 RUNS = BUILD / "runs"
-#: The package source, hashed into the cache keys (:func:`rs_repro.cache.source_digest`).
+#: The package source, hashed into the cache keys (:func:`rs_repro.pipeline.cache.source_digest`).
 #:
 #: :meta hide-value:
 PACKAGE = ROOT / "rs_repro"

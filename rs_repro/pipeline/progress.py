@@ -2,7 +2,7 @@
 
 A chapter executes in a Jupyter kernel whose output goes to the page, not to the user's terminal. The
 chapter's loops report through :func:`bar`: inside a chapter kernel (the runner names a file,
-``progress`` of :class:`rs_repro.context.RunContext`) each bar appends its state to that file as JSON lines and prints nothing on the page; anywhere
+``progress`` of :class:`rs_repro.pipeline.context.RunContext`) each bar appends its state to that file as JSON lines and prints nothing on the page; anywhere
 else (a user's own notebook or script) :func:`bar` is a plain ``tqdm`` bar.
 
 In the runner, :class:`ChapterProgress` follows that file and the cell being executed (papermill's
@@ -31,7 +31,7 @@ from typing import IO, Any, Self
 
 import nbformat
 
-from . import context
+from rs_repro.pipeline import context
 
 #: A bar writes its state at most this often (seconds), and always when it opens and closes.
 WRITE_EVERY_S = 0.25

@@ -1,12 +1,12 @@
 """Content-addressed cache of computed tables (``docs/architecture.md``, "The cache rule").
 
-A chapter's results are the tidy :class:`pandas.DataFrame` tables of its work units (:mod:`rs_repro.engine`),
+A chapter's results are the tidy :class:`pandas.DataFrame` tables of its work units (:mod:`rs_repro.pipeline.engine`),
 stored as ``build/cache/<stem>/<unit id>-<key>.csv`` beside a ``.json`` manifest (:func:`store`,
 :func:`read_entry`). The key hashes the arguments the unit's function receives together with the code it
 reads (:func:`code_digest`): the modules of the computation and every module of the package they import,
 read as code (docstrings and comments do not count). A change of either recomputes, so nothing stale is ever read
 back, and an edit elsewhere (a figure's style, the paper's readings, the prose) recomputes nothing. Every
-hit and miss is appended to the run log of the chapter run (``run_log`` of :class:`rs_repro.context.RunContext`),
+hit and miss is appended to the run log of the chapter run (``run_log`` of :class:`rs_repro.pipeline.context.RunContext`),
 which is how the provenance box counts cache hits.
 """
 
@@ -25,22 +25,21 @@ from typing import Any
 
 import pandas as pd
 
-from . import context, paths
+from rs_repro.pipeline import context, paths
 
 #: Modules that run chapters but compute no result; editing them changes no page (:func:`source_digest`).
-PIPELINE_MODULES = ("book.py", "cli.py")
-#: Modules of the package that present, record or orchestrate results and feed no computed number. The
-#: closure of :func:`code_digest` does not enter them, so editing them recomputes nothing.
-PRESENTATION_MODULES = ("rs_repro.book", "rs_repro.cli", "rs_repro.plots", "rs_repro.paper", "rs_repro.prose",
-                        "rs_repro.progress", "rs_repro.measurements", "rs_repro.runtime", "rs_repro.cache",
-                        "rs_repro.engine", "rs_repro.paths", "rs_repro.checks", "rs_repro.experiments.claims", "rs_repro.verdicts")
+PIPELINE_MODULES = ("pipeline/book.py", "pipeline/cli.py")
+#: The parts of the package that present, record or orchestrate results and feed no computed number: the
+#: pipeline and report subpackages, the claims' judges and the argument checks (each with the modules under
+#: it). The closure of :func:`code_digest` does not enter them, so editing them recomputes nothing.
+PRESENTATION_MODULES = ("rs_repro.pipeline", "rs_repro.report", "rs_repro.experiments.claims", "rs_repro.checks")
 #: In a chapter module, the top-level functions with this prefix draw figures; they are not part of the code
 #: a computation reads.
 PLOT_PREFIX = "plot_"
 
 
 def _module_file(name: str) -> Path | None:
-    """The source file of package module ``name`` (``rs_repro.a.b``) under :data:`rs_repro.paths.PACKAGE`."""
+    """The source file of package module ``name`` (``rs_repro.a.b``) under :data:`rs_repro.pipeline.paths.PACKAGE`."""
     parts = name.split(".")[1:]
     base = paths.PACKAGE.joinpath(*parts)
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
@@ -114,7 +113,7 @@ def code_digest(modules: Sequence[str]) -> str:
     todo, seen = list(modules), {}
     while todo:
         name = todo.pop()
-        if name in seen or name in PRESENTATION_MODULES:
+        if name in seen or any(name == part or name.startswith(part + ".") for part in PRESENTATION_MODULES):
             continue
         path = _module_file(name)
         if path is None:
@@ -151,7 +150,7 @@ def canonical_json(obj: Any) -> str:
 
 
 def log_lookup(event: dict[str, Any]) -> None:
-    """Append one hit or miss to the run log of the chapter run (:func:`rs_repro.context.current`), if any."""
+    """Append one hit or miss to the run log of the chapter run (:func:`rs_repro.pipeline.context.current`), if any."""
     target = context.current().run_log
     if target:
         with open(target, "a", encoding="utf-8") as fh:

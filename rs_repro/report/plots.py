@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown
 
-from . import context, paths
+from rs_repro.pipeline import context, paths
 
 #: Colour per model family, the same in every chapter.
 PALETTE = sns.color_palette("colorblind")
@@ -40,7 +40,7 @@ def save_figure(fig: plt.Figure, stem: str, figures_dir: str | Path, suffix: str
 
     The PDF carries no creation date, so the same figure gives the same bytes (with
     ``SOURCE_DATE_EPOCH`` set, as the Makefile does). Under the chapter runner, the files are written to the
-    run's staging folder (``figures`` of :class:`rs_repro.context.RunContext`) and reach these paths only when the page is
+    run's staging folder (``figures`` of :class:`rs_repro.pipeline.context.RunContext`) and reach these paths only when the page is
     published (:func:`move_staged`): a failed run leaves the previous figures in place.
     """
     base = f"{stem}-{suffix}" if suffix else stem
@@ -82,7 +82,7 @@ def figure_links(written: list[Path]) -> Markdown:
     """A line of download links to the files :func:`save_figure` wrote, relative to the chapter's page.
 
     Display it under a figure. The page's folder is the one the chapter runner publishes to
-    (:data:`rs_repro.paths.CHAPTERS` outside the runner). The book renders Markdown outputs with MyST
+    (:data:`rs_repro.pipeline.paths.CHAPTERS` outside the runner). The book renders Markdown outputs with MyST
     (``nb_render_markdown_format: myst`` in ``_config.yml``), so each relative link to an existing file
     becomes a Sphinx download reference and the file is copied under ``_build/html/_downloads/``; a
     missing file fails the strict build. (With myst-nb's default CommonMark rendering the same links

@@ -9,7 +9,7 @@ thresholds below instead of 3.3-4.2 s, SurFree 3.6-4.3 s instead of 4.6-4.9 s; `
 times the oracle under both settings. Raising the mmap and trim thresholds keeps the freed memory in the
 process for the next pass. The numbers computed do not change, only the time.
 
-The chapters run in kernels started with :func:`malloc_env` (see :func:`rs_repro.book.run_chapter`);
+The chapters run in kernels started with :func:`malloc_env` (see :func:`rs_repro.pipeline.book.run_chapter`);
 :func:`keep_freed_memory` applies the same setting to the running process (glibc only).
 """
 

@@ -1,6 +1,6 @@
 """What the chapter runner tells the kernel of a chapter run: one typed context.
 
-The runner (:func:`rs_repro.book.run_chapter`) starts the kernel with one environment variable,
+The runner (:func:`rs_repro.pipeline.book.run_chapter`) starts the kernel with one environment variable,
 :data:`CONTEXT_ENV`, holding a :class:`RunContext` as JSON; the package's modules read it with
 :func:`current`. Outside the runner (a notebook opened by hand, a test, a script) there is none and every
 field is ``None``: the cache logs nothing, a record goes to its profile-less file, figures go straight to
@@ -26,20 +26,20 @@ class RunContext:
     ----------
     profile : str or None
         The parameter profile the chapter runs under; its measurements are recorded under it
-        (:func:`rs_repro.measurements.record`).
+        (:func:`rs_repro.report.measurements.record`).
     run_log : str or None
-        File the cache appends each hit and miss to (:func:`rs_repro.cache.log_lookup`), which the page's
+        File the cache appends each hit and miss to (:func:`rs_repro.pipeline.cache.log_lookup`), which the page's
         provenance box counts.
     progress : str or None
-        File the progress bars report to (:func:`rs_repro.progress.bar`), shown in the runner's terminal.
+        File the progress bars report to (:func:`rs_repro.pipeline.progress.bar`), shown in the runner's terminal.
     figures, records : str or None
-        Folders where the run stages its figures (:func:`rs_repro.plots.save_figure`) and its measurement
+        Folders where the run stages its figures (:func:`rs_repro.report.plots.save_figure`) and its measurement
         record; the runner moves them into place once the page is published.
     chapters : str or None
         The folder the page is published to, from which the figures' download links are relative
-        (:func:`rs_repro.plots.figure_links`).
+        (:func:`rs_repro.report.plots.figure_links`).
     workers : int or None
-        Local Dask worker processes the work units run on (:func:`rs_repro.engine.engine_options`).
+        Local Dask worker processes the work units run on (:func:`rs_repro.pipeline.engine.engine_options`).
     scheduler : str or None
         Address of the Dask scheduler the work units run on.
     """

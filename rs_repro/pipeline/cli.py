@@ -16,7 +16,7 @@ import signal
 import sys
 from types import FrameType
 
-from . import book, paths, provision, publish
+from rs_repro.pipeline import book, paths, provision, publish
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,13 +2,13 @@
 
 A profile run elsewhere, e.g. ``make book PROFILE=imagenet`` on a GPU machine, is packed there by
 :func:`export` (``rs-repro export --profile imagenet results-imagenet.tar.gz``): the measurements every
-chapter recorded under the profile (:mod:`rs_repro.measurements`), its executed pages (tables and figures
+chapter recorded under the profile (:mod:`rs_repro.report.measurements`), its executed pages (tables and figures
 inline, with their provenance box), its figure files and the tables it wrote under ``build/results``, and a
-manifest with the SHA-256 and size of every file and :func:`rs_repro.provenance.stamp` of the exporting machine.
+manifest with the SHA-256 and size of every file and :func:`rs_repro.pipeline.provenance.stamp` of the exporting machine.
 :func:`import_archive` (``rs-repro import results-imagenet.tar.gz``) checks the archive and puts the
 measurements where the claims chapter reads them, so that its table across profiles shows the profile's column
 on a machine that never ran it; the rest goes to ``build/published/<profile>/``. Every measurement file
-carries the :func:`rs_repro.provenance.stamp` of the run that wrote it (commit, machine, versions, time), which the claims chapter
+carries the :func:`rs_repro.pipeline.provenance.stamp` of the run that wrote it (commit, machine, versions, time), which the claims chapter
 shows beside its column.
 
 An archive comes from elsewhere and is checked before anything of it is used (issue 21, "trust boundaries"):
@@ -16,8 +16,8 @@ its profile is one of the book's profiles (:func:`check_profile`); every member 
 :func:`export` writes, is a plain file, and has the size and SHA-256 its manifest declares, each size capped
 (:data:`MAX_MEMBER`, :data:`MAX_TOTAL`) and checked on the tar headers before any member is read, then read
 in chunks; every string of the manifest and of the records' stamps has its type and a bounded length without
-control characters (:func:`rs_repro.provenance.check_stamp`); every file is written inside the build folder only
-(:func:`inside`). The claims chapter escapes what it shows of them (:mod:`rs_repro.markup`).
+control characters (:func:`rs_repro.pipeline.provenance.check_stamp`); every file is written inside the build folder only
+(:func:`inside`). The claims chapter escapes what it shows of them (:mod:`rs_repro.report.markup`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from . import measurements, paths, provenance
-from .markup import plain
-from .provenance import check_stamp, checked_keys, shown
+from rs_repro.pipeline import paths, provenance
+from rs_repro.pipeline.provenance import check_stamp, checked_keys, shown
+from rs_repro.report import measurements
+from rs_repro.report.markup import plain
 
 #: The name of the manifest inside an archive and in ``build/published/<profile>/``.
 MANIFEST = "manifest.json"
@@ -90,7 +91,7 @@ def imported(profile: str) -> dict[str, Any] | None:
 
 
 def check_profile(name: object) -> str:
-    """``name`` if it is one of the book's profiles (:data:`rs_repro.paths.PROFILES`), else ValueError.
+    """``name`` if it is one of the book's profiles (:data:`rs_repro.pipeline.paths.PROFILES`), else ValueError.
 
     A profile names folders (``build/published/<profile>/``, the records' ``<profile>.json``): only a known
     one is accepted from an archive or a results folder.
@@ -128,7 +129,7 @@ def inside(path: str | Path, roots: Iterable[str | Path]) -> Path:
 def check_manifest(value: object) -> dict[str, Any]:
     """``value`` if it is the manifest of an archive of this :data:`FORMAT`, else ValueError naming the field.
 
-    A manifest holds ``format``, ``profile`` (:func:`check_profile`), ``exported`` (:func:`rs_repro.provenance.check_stamp`) and
+    A manifest holds ``format``, ``profile`` (:func:`check_profile`), ``exported`` (:func:`rs_repro.pipeline.provenance.check_stamp`) and
     ``files``: for every member, its ``sha256`` (64 hexadecimal digits) and ``size`` (bytes, at most
     :data:`MAX_MEMBER`).
     """
@@ -158,7 +159,7 @@ def check_manifest(value: object) -> dict[str, Any]:
 
 def _member_name(name: str) -> str:
     """``name`` if it is a member name of :data:`LAYOUT` (a record of a chapter of
-    :data:`rs_repro.measurements.SCHEMA`), else ValueError."""
+    :data:`rs_repro.report.measurements.SCHEMA`), else ValueError."""
     found = LAYOUT.fullmatch(name)
     if found is None or (found["record"] is not None and found["record"] not in measurements.SCHEMA):
         raise ValueError(f"member={shown(name)} is not accepted; expected measurements/<chapter>.json, "
@@ -379,8 +380,8 @@ def _read(archive: Path, keep: Callable[[str], bool], target: Callable[[str], Pa
 
 
 def _record(archive: Path, name: str, data: bytes, profile: str) -> None:
-    """Check the record ``name`` of ``archive``: its chapter's :data:`rs_repro.measurements.SCHEMA` type,
-    under ``profile``, with a :func:`rs_repro.provenance.check_stamp` provenance (or none)."""
+    """Check the record ``name`` of ``archive``: its chapter's :data:`rs_repro.report.measurements.SCHEMA` type,
+    under ``profile``, with a :func:`rs_repro.pipeline.provenance.check_stamp` provenance (or none)."""
     stem = PurePosixPath(name).stem
     try:
         payload = json.loads(data)
@@ -400,7 +401,7 @@ def import_archive(archive: str | Path, *, replace: bool = False) -> dict[str, A
     """Bring back what :func:`export` packed on another machine.
 
     The measurements go to ``build/results/<stem>/measurements/<profile>.json``, where
-    :func:`rs_repro.measurements.load` and the claims chapter read them; pages, figures, tables and the
+    :func:`rs_repro.report.measurements.load` and the claims chapter read them; pages, figures, tables and the
     manifest go to :func:`published_dir`. Nothing is written before the whole archive is checked (names,
     sizes, hashes, manifest, records, targets inside ``build/results`` and ``build/published``). Re-run the
     claims chapter afterwards (``make chapter CH=claims``).
@@ -416,7 +417,7 @@ def import_archive(archive: str | Path, *, replace: bool = False) -> dict[str, A
     Returns
     -------
     dict
-        The archive's manifest (``profile``, ``exported``: the exporting machine's :func:`rs_repro.provenance.stamp`, ``files``)
+        The archive's manifest (``profile``, ``exported``: the exporting machine's :func:`rs_repro.pipeline.provenance.stamp`, ``files``)
         and ``archive``, the archive's file name; :func:`summary` says it in one line.
 
     Raises
@@ -424,7 +425,7 @@ def import_archive(archive: str | Path, *, replace: bool = False) -> dict[str, A
     ArchiveError
         Not an archive of :func:`export` of this format, a member of another name, type or size than the
         manifest's, a manifest or a stamp of another shape (:func:`check_manifest`), a record that
-        :mod:`rs_repro.measurements` cannot read, or local measurements of the profile without ``replace``.
+        :mod:`rs_repro.report.measurements` cannot read, or local measurements of the profile without ``replace``.
     """
     archive = Path(archive)
 

@@ -33,7 +33,9 @@ from typing import Any
 import nbformat
 import yaml
 
-from . import cache, checks, context, engine, measurements, paths, plots, progress, provenance, runtime
+from rs_repro import checks
+from rs_repro.pipeline import cache, context, engine, paths, progress, provenance, runtime
+from rs_repro.report import measurements, plots
 
 KERNEL = "python3"
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
@@ -92,7 +94,7 @@ def _annotation(node: ast.expr, where: str) -> str:
     return text
 
 
-#: The chapter that reads the other chapters' measurements (see :mod:`rs_repro.measurements`).
+#: The chapter that reads the other chapters' measurements (see :mod:`rs_repro.report.measurements`).
 SUMMARY_CHAPTER = "claims"
 
 
@@ -283,7 +285,7 @@ def chapter_values(stem: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _engine(workers: int | None, scheduler: str | None) -> tuple[int | None, str | None]:
-    """:func:`rs_repro.engine.engine_options` and :func:`rs_repro.engine.check_scheduler`, their errors as
+    """:func:`rs_repro.pipeline.engine.engine_options` and :func:`rs_repro.pipeline.engine.check_scheduler`, their errors as
     :class:`ChapterError` (before anything runs)."""
     try:
         workers, scheduler = engine.engine_options(workers, scheduler)
@@ -314,7 +316,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     stem
         Chapter stem, e.g. ``"theory"``.
     profile
-        One of :data:`rs_repro.paths.PROFILES`: the base parameter set (a ``device`` of ``auto`` is resolved here,
+        One of :data:`rs_repro.pipeline.paths.PROFILES`: the base parameter set (a ``device`` of ``auto`` is resolved here,
         :func:`resolve_device`).
     overrides
         Values replacing the profile's; every key must be a declared parameter.
@@ -323,7 +325,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     chapters_dir
         Where the executed page goes, ``book/chapters`` by default.
     workers, scheduler
-        Where the chapter's work units run (:mod:`rs_repro.engine`): ``workers`` local Dask worker
+        Where the chapter's work units run (:mod:`rs_repro.pipeline.engine`): ``workers`` local Dask worker
         processes, or the Dask cluster at ``scheduler``; in the kernel's process by default (or on the
         cluster ``RS_REPRO_SCHEDULER`` names).
 
@@ -418,9 +420,9 @@ def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[st
     figures, records = run_dir / "figures", run_dir / "measurements"
     # The kernel must draw with IPython's inline backend: under MPLBACKEND=Agg (the Makefile's, for the
     # tests) a glued figure would carry only its text/plain repr and the page would show no image.
-    # The malloc thresholds keep the forward passes' activations in the process (rs_repro.runtime).
-    # Everything else the kernel needs to know of this run is its context (rs_repro.context): the chapter's
-    # progress bars report to `events`, shown in this terminal (rs_repro.progress); its figures and its
+    # The malloc thresholds keep the forward passes' activations in the process (rs_repro.pipeline.runtime).
+    # Everything else the kernel needs to know of this run is its context (rs_repro.pipeline.context): the chapter's
+    # progress bars report to `events`, shown in this terminal (rs_repro.pipeline.progress); its figures and its
     # record are written to `figures` and `records`, and moved into place once the page is published.
     run = context.RunContext(profile=profile, run_log=str(log), progress=str(events), figures=str(figures),
                              records=str(records), chapters=str(chapters_dir.resolve()), workers=workers,
