@@ -29,9 +29,9 @@ from rs_repro.pipeline import context, paths
 
 #: Modules that run chapters but compute no result; editing them changes no page (:func:`source_digest`).
 PIPELINE_MODULES = ("pipeline/book.py", "pipeline/cli.py")
-#: The parts of the package that present, record or orchestrate results and feed no computed number: the
-#: pipeline and report subpackages, the claims' judges and the argument checks (each with the modules under
-#: it). The closure of :func:`code_digest` does not enter them, so editing them recomputes nothing.
+#: The pipeline and report subpackages, the claims' judges and the argument checks (each with the modules
+#: under it), which present, record or orchestrate results and feed no computed number. The closure of
+#: :func:`code_digest` does not enter them, so editing them recomputes nothing.
 PRESENTATION_MODULES = ("rs_repro.pipeline", "rs_repro.report", "rs_repro.experiments.claims", "rs_repro.checks")
 #: In a chapter module, the top-level functions with this prefix draw figures; they are not part of the code
 #: a computation reads.
