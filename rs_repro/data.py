@@ -31,8 +31,8 @@ from rs_repro import checks
 from rs_repro.pipeline import paths
 
 __all__ = ["DATASETS", "FILE_DATASETS", "FOOLBOX_REQUIREMENT", "IMAGENET_DATASETS", "IMAGENET_SAMPLES",
-           "TEST_SIZES", "Dataset", "count_test_images", "input_shape", "load_dataset", "num_classes",
-           "read_idx", "subset_indices"]
+           "TEST_SIZES", "Dataset", "count_test_images", "default_folder", "input_shape", "load_dataset",
+           "num_classes", "read_idx", "subset_indices"]
 
 #: The dataset names :func:`load_dataset` accepts.
 DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "imagenet", "imagenet-samples")
@@ -352,6 +352,18 @@ def _data_dir(name: str, data_dir: str | Path | None, download: bool) -> Path | 
         raise FileNotFoundError(f"data_dir={str(data_dir)!r} is not an existing folder; pass the folder that "
                                 f"holds the {name} files, or None for the dataset's default place")
     return folder
+
+
+def default_folder(name: str) -> Path | None:
+    """The folder of this machine the files of dataset ``name`` are read from when no ``data_dir`` is given:
+    for Fashion-MNIST the first place :func:`load_dataset` finds its test files (``build/data``, its
+    ``FashionMNIST/raw``, then Debian's folder), for MNIST and CIFAR-10 torchvision's root ``build/data``;
+    ``None`` for the datasets that read no folder or whose files are not there."""
+    if name == "fashion-mnist":
+        files = _find_fashion("test", _fashion_folders(None))
+        return files[0].parent if files is not None else None
+    root = paths.BUILD / "data"
+    return root if name in ("mnist", "cifar10") and root.is_dir() else None
 
 
 def count_test_images(name: str, data_dir: str | Path | None = None) -> int:

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from conftest import HEADER, in_run
 
+from rs_repro import data
 from rs_repro.pipeline import book, cache, cli, engine, paths
 from rs_repro.report import measurements
 
@@ -116,6 +117,21 @@ def test_a_file_replaced_under_the_same_path_changes_the_key(tmp_path):
     (folder / "images.idx").write_bytes(b"x" * 32)
     assert unit.key() == first  # the content, not the time, decides
     assert engine.input_digests({"weights": str(tmp_path / "absent.pt")}) == {str(tmp_path / "absent.pt"): "missing"}
+
+
+def test_the_folder_a_dataset_is_read_from_without_data_dir_is_digested(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "BUILD", tmp_path)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    arguments = {"dataset": "fashion-mnist", "data_dir": ""}
+    assert engine.input_digests(arguments) == {}  # no file found: nothing read, the loader will say so
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (folder / stem).write_bytes(b"idx")
+    first = engine.input_digests(arguments)
+    assert list(first) == [str(folder)]
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(b"other")
+    assert engine.input_digests(arguments)[str(folder)] != first[str(folder)]
 
 
 FIGURED = HEADER + """

@@ -163,7 +163,8 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, float_precision="round_trip")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of the bytes of file ``path``, read 1 MiB at a time."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -171,45 +172,45 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def damage(table_path: Path, key: str) -> str | None:
-    """What is wrong with the cache entry at ``table_path`` for ``key``, ``None`` if it is sound.
+def _manifest(table_path: Path, key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest of the cache entry at ``table_path`` if the entry is sound so far, else what is wrong.
 
-    An entry is sound when its manifest (``<table>.json``) is a JSON object naming ``key``, the table's
-    SHA-256 is the one the manifest stores, and the table has the manifest's number of rows. A table cut,
-    emptied, replaced or left without its manifest, and a manifest that is not the entry's, are damage.
+    Sound so far: the manifest (``<table>.json``) is a JSON object naming ``key`` with a SHA-256 and a row
+    count, and the table's SHA-256 is the one it records (:func:`read_entry` then checks the rows).
     """
     manifest_path = table_path.with_suffix(".json")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"its manifest {manifest_path} cannot be read as JSON ({type(exc).__name__})"
+        return None, f"its manifest {manifest_path} cannot be read as JSON ({type(exc).__name__})"
     if not isinstance(manifest, dict) or manifest.get("key") != key:
-        return f"its manifest {manifest_path} is not that of key {key}"
+        return None, f"its manifest {manifest_path} is not that of key {key}"
     if not (isinstance(manifest.get("sha256"), str) and isinstance(manifest.get("rows"), int)):
-        return f"its manifest {manifest_path} records no SHA-256 and row count (written by an older version)"
-    if _sha256(table_path) != manifest["sha256"]:
-        return f"{table_path} does not match the SHA-256 its manifest records"
-    return None
+        return None, f"its manifest {manifest_path} records no SHA-256 and row count (written by an older version)"
+    if file_sha256(table_path) != manifest["sha256"]:
+        return None, f"{table_path} does not match the SHA-256 its manifest records"
+    return manifest, None
 
 
 def read_entry(stem: str, name: str, key: str, table_path: Path) -> pd.DataFrame | None:
     """The table of the cache entry at ``table_path``, or ``None`` when it must be computed.
 
-    ``None`` when the entry is absent or incomplete (no manifest yet). A damaged entry (:func:`damage`, or a
-    table whose rows differ from the manifest's count) is reported on standard error and in the run log,
-    deleted, and counts as a miss: the cache never serves a table other than the one it stored.
+    ``None`` when the entry is absent or incomplete (no manifest yet). A damaged entry (a table cut, emptied,
+    replaced or of another number of rows than its manifest records, a manifest that is unreadable or not
+    the entry's) is reported on standard error and in the run log, deleted, and counts as a miss: the cache
+    never serves a table other than the one it stored.
     """
     if not (table_path.exists() and table_path.with_suffix(".json").exists()):
         return None
-    problem = damage(table_path, key)
-    table = None
-    if problem is None:
+    manifest, problem = _manifest(table_path, key)
+    if manifest is not None:
         try:
             table = read_table(table_path)
         except (OSError, ValueError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
             problem = f"{table_path} cannot be read as a table ({exc})"
-    if problem is None and len(table) != json.loads(table_path.with_suffix(".json").read_text())["rows"]:
-        problem = f"{table_path} has {len(table)} rows, not the number its manifest records"
+        else:
+            if len(table) != manifest["rows"]:
+                problem = f"{table_path} has {len(table)} rows, not the number its manifest records"
     if problem is not None:
         print(f"[rs-repro] cache entry {stem}/{name} discarded and recomputed: {problem}", file=sys.stderr,
               flush=True)
@@ -226,6 +227,6 @@ def store(table_path: Path, table: pd.DataFrame, manifest: dict[str, Any]) -> No
     presence marks the entry complete, :func:`read_entry`)."""
     table_path.parent.mkdir(parents=True, exist_ok=True)
     paths.atomic_write(table_path, lambda tmp: table.to_csv(tmp, index=False))
-    text = json.dumps({**manifest, "sha256": _sha256(table_path), "rows": len(table), "created": time.time()},
+    text = json.dumps({**manifest, "sha256": file_sha256(table_path), "rows": len(table), "created": time.time()},
                       indent=1, default=str)
     paths.atomic_write(table_path.with_suffix(".json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))

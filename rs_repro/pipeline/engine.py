@@ -118,22 +118,13 @@ def _is_input(name: str) -> bool:
     return name in INPUT_ARGUMENTS or name.endswith("_weights")
 
 
-def _default_data(dataset: Any) -> Path | None:
-    """The folder of this machine a dataset is read from when its ``data_dir`` is empty: Debian's
-    Fashion-MNIST; ``None`` for the datasets that come with an installed package (digits, the ImageNet
-    samples)."""
-    from rs_repro.data import DEBIAN_FASHION_MNIST
-
-    return {"fashion-mnist": DEBIAN_FASHION_MNIST}.get(dataset) if isinstance(dataset, str) else None
-
-
 def input_digests(arguments: Any) -> dict[str, str]:
     """The content digest of every file a unit with ``arguments`` reads, by its path.
 
     A file is named by an argument :data:`INPUT_ARGUMENTS` (or ending in ``_weights``) at any depth of the
     arguments, with a local path as its value (``pretrained:<name>`` weights come with an installed package,
-    whose version the provenance records); a dataset whose ``data_dir`` is empty and that is read from a
-    folder of this machine (Debian's Fashion-MNIST) names that folder. A folder counts by every file under it
+    whose version the provenance records); a dataset whose ``data_dir`` is empty names the folder of this
+    machine it is read from (:func:`rs_repro.data.default_folder`, e.g. Debian's Fashion-MNIST). A folder counts by every file under it
     (:func:`file_digest`). So a checkpoint or a data file replaced under the same path changes the key.
 
     Returns
@@ -142,6 +133,8 @@ def input_digests(arguments: Any) -> dict[str, str]:
         Path to sha256 hex digest; empty for a unit that reads no file (the keys of such units do not
         change).
     """
+    from rs_repro import data  # here: the runner imports this module, and needs no torch
+
     found: dict[str, str] = {}
 
     def walk(value: Any) -> None:
@@ -152,8 +145,9 @@ def input_digests(arguments: Any) -> dict[str, str]:
                     found[item] = file_digest(Path(item))
                 else:
                     walk(item)
-            folder = _default_data(value.get("dataset")) if not value.get("data_dir") else None
-            if folder is not None and folder.is_dir():
+            dataset = value.get("dataset")
+            folder = data.default_folder(dataset) if dataset in data.DATASETS and not value.get("data_dir") else None
+            if folder is not None:
                 found[str(folder)] = file_digest(folder)
         elif isinstance(value, list | tuple):
             for item in value:
@@ -184,11 +178,7 @@ def file_digest(path: Path) -> str:
         return "missing"
     stamp = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if stamp not in _digests:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-        _digests[stamp] = h.hexdigest()
+        _digests[stamp] = cache.file_sha256(path)
     return _digests[stamp]
 
 

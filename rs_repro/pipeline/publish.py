@@ -22,12 +22,10 @@ control characters (:func:`rs_repro.pipeline.provenance.check_stamp`); every fil
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
 import zlib
@@ -318,6 +316,25 @@ def _headers(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
     return members
 
 
+def _hashed(chunks: Iterable[bytes], expected: str, name: str, sink: Callable[[bytes], object] | None = None
+            ) -> None:
+    """Pass member ``name``'s ``chunks`` to ``sink`` while hashing them; ValueError unless their SHA-256 is
+    ``expected`` (the manifest's)."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+        if sink is not None:
+            sink(chunk)
+    if digest.hexdigest() != expected:
+        raise ValueError(f"{name} does not match its SHA-256 in the manifest")
+
+
+def _write_hashed(tmp: Path, chunks: Iterable[bytes], expected: str, name: str) -> None:
+    """Write member ``name``'s ``chunks`` to ``tmp``, checked by :func:`_hashed` as they pass."""
+    with tmp.open("wb") as out:
+        _hashed(chunks, expected, name, out.write)
+
+
 def _read(archive: Path, keep: Callable[[str], bool], target: Callable[[str], Path] | None = None,
           ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The checked manifest of ``archive`` and the bytes of the members that ``keep`` names.
@@ -347,28 +364,19 @@ def _read(archive: Path, keep: Callable[[str], bool], target: Callable[[str], Pa
                                      f"({info.size} bytes; {declared[name]['size']} declared)")
             kept = {}
             for name, info in members.items():
-                digest, parts = hashlib.sha256(), []
-                with contextlib.ExitStack() as stack:
-                    out = None
-                    if target is not None and not keep(name):
-                        path = target(name)
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                        stack.callback(tmp.unlink, missing_ok=True)
-                        out = stack.enter_context(tmp.open("wb"))
-                    for chunk in _chunks(tar.extractfile(info), info.size, name):  # type: ignore[arg-type]
-                        digest.update(chunk)
-                        if out is not None:
-                            out.write(chunk)
-                        elif keep(name):
-                            parts.append(chunk)
-                    if digest.hexdigest() != declared[name]["sha256"]:
-                        raise ValueError(f"{name} does not match its SHA-256 in the manifest")
-                    if out is not None:
-                        out.close()
-                        os.replace(tmp, path)
+                chunks = _chunks(tar.extractfile(info), info.size, name)  # type: ignore[arg-type]
+                expected = declared[name]["sha256"]
                 if keep(name):
+                    parts: list[bytes] = []
+                    _hashed(chunks, expected, name, parts.append)
                     kept[name] = b"".join(parts)
+                elif target is not None:
+                    path = target(name)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    paths.atomic_write(path, lambda tmp, chunks=chunks, expected=expected, name=name:
+                                       _write_hashed(tmp, chunks, expected, name))
+                else:
+                    _hashed(chunks, expected, name)
     except ArchiveError:
         raise
     except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:

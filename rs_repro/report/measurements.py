@@ -25,7 +25,7 @@ from typing import Any
 
 from rs_repro.pipeline import context, paths
 from rs_repro.pipeline import provenance as stamping
-from rs_repro.pipeline.provenance import check_stamp
+from rs_repro.pipeline.provenance import check_stamp, shown
 
 
 @dataclass(frozen=True)
@@ -433,9 +433,9 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _decode(inner, value, where)
     if (dataclasses.is_dataclass(kind) or origin is dict) and not isinstance(value, dict):
-        raise ValueError(f"{where}={_cut(value)} is not accepted; expected an object")
+        raise ValueError(f"{where}={shown(value)} is not accepted; expected an object")
     if origin is list and not isinstance(value, list):
-        raise ValueError(f"{where}={_cut(value)} is not accepted; expected a list")
+        raise ValueError(f"{where}={shown(value)} is not accepted; expected a list")
     if dataclasses.is_dataclass(kind):
         hints = typing.get_type_hints(kind)
         names = {f.name for f in dataclasses.fields(kind)}
@@ -454,17 +454,11 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
                 for key, (k, item) in zip(keys, value.items(), strict=True)}
     if kind is float:
         if not isinstance(value, int | float):
-            raise ValueError(f"{where}={_cut(value)} is not accepted; expected a number")
+            raise ValueError(f"{where}={shown(value)} is not accepted; expected a number")
         return float(value)
     if kind in (int, str) and not isinstance(value, kind):
-        raise ValueError(f"{where}={_cut(value)} is not a {kind.__name__}")
+        raise ValueError(f"{where}={shown(value)} is not a {kind.__name__}")
     return value
-
-
-def _cut(value: Any) -> str:
-    """``repr(value)``, cut to 60 characters, for an error message."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _read(target: Path) -> dict[str, Any]:
