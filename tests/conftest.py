@@ -4,6 +4,7 @@ synthetic ImageNet for the paper profiles."""
 from __future__ import annotations
 
 import gzip
+import importlib
 import shutil
 import warnings
 from pathlib import Path
@@ -15,7 +16,7 @@ import torchvision
 from PIL import Image
 
 from rs_repro import data, models
-from rs_repro.pipeline import book, context, paths
+from rs_repro.pipeline import book, context, engine, parameters, paths
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,8 @@ def smoke_book(tmp_path_factory):
     figures = root / "figures"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(paths, "RUNS", root / "runs")
-        mp.setenv("RS_REPRO_BUILD", str(root / "build"))
+        mp.setattr(paths, "BUILD", root / "build")  # where the runner publishes the records
+        mp.setenv("RS_REPRO_BUILD", str(root / "build"))  # where the kernels compute and read them
         pages = {stem: book.run_chapter(stem, "smoke", {"figures_dir": str(figures)},
                                         chapters_dir=root / "book" / "chapters", timeout=600)
                  for stem in book.chapters()}
@@ -40,6 +42,28 @@ def smoke_html(smoke_book) -> Path:
     """The smoke book rendered once with warnings as errors; its ``index.html``."""
     root, _, _ = smoke_book
     return book.build_html(strict=True, root=root)
+
+
+def plan_units(stem: str, values: dict, tables: dict) -> list:
+    """Every unit of chapter ``stem``'s plan for ``values``, its later steps worked out from ``tables`` (unit
+    id to table, e.g. those of :func:`smoke_tables`) without computing anything."""
+    compute = importlib.import_module(f"rs_repro.chapters.{stem}.compute")
+    return [unit for stage in compute.plan(values) for unit in stage.units(tables)]
+
+
+@pytest.fixture(scope="session")
+def smoke_tables(smoke_book) -> dict[str, tuple[dict, dict]]:
+    """Per chapter with a compute half, its smoke values and the tables of every unit of its plan (read back
+    from the smoke book's cache)."""
+    root, _, _ = smoke_book
+    found = {}
+    for stem in book.chapters():
+        if parameters.compute_module(stem) is None:
+            continue
+        values = parameters.resolve_device(parameters.profile_values(stem, "smoke"))
+        compute = importlib.import_module(f"rs_repro.chapters.{stem}.compute")
+        found[stem] = values, engine.compute(stem, compute.plan(values), root=root / "build" / "cache")
+    return found
 
 
 #: The front matter of a MyST chapter source.

@@ -6,13 +6,16 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import in_run
 from torch import nn
 
-from rs_repro.experiments import adaptive_attacks as ex
-from rs_repro.experiments import claims
+from rs_repro.chapters import common
+from rs_repro.chapters.adaptive_attacks import compute
+from rs_repro.claims import beyond, scorecard
+from rs_repro.claims.kernel import NOT_TESTABLE
 from rs_repro.pipeline import book
 from rs_repro.report.measurements import AdaptiveConfiguration, AdaptiveGrid
 from rs_repro.report.verdicts import FAILS, HOLDS
@@ -22,7 +25,7 @@ SMOKE = book.profile_values("adaptive_attacks", "smoke")
 
 def test_the_grid_holds_every_attacker_and_defence_of_the_parameters():
     scales = {("gaussian", 0.35, n): 1.5 for n in SMOKE["ns"]}
-    pairs = ex.grid(SMOKE, scales)
+    pairs = compute.grid(SMOKE, scales)
     per_vote = len(SMOKE["attacks"]) + len(SMOKE["repeats"]) * (len(SMOKE["repeat_attacks"]) + len(SMOKE["scaled_attacks"]))
     per_vote += len(SMOKE["hash_attacks"]) * (1 + len(SMOKE["hash_repeats"])) + len(SMOKE["hidden_attacks"])
     assert len(pairs) == per_vote * len(SMOKE["sigmas"]) * len(SMOKE["ns"])
@@ -38,8 +41,26 @@ def test_the_grid_holds_every_attacker_and_defence_of_the_parameters():
     assert all(a.budget_factor == a.repeats for a in scaled)
 
 
+def test_the_plan_trains_the_model_chooses_the_images_calibrates_then_attacks():
+    stages = compute.plan(SMOKE)
+    assert [stage.name for stage in stages] == ["models", "attacked images", "calibration", "attacks"]
+    assert [u.id for u in stages[0].units({})] == ["model-standard"]
+    assert [u.id for u in stages[1].units({})] == [common.IMAGES]
+    calibration = stages[2].units({})
+    assert [u.id for u in calibration] == [f"calibration-gaussian-sigma0.35-n{n}" for n in SMOKE["ns"]]
+    done = {common.IMAGES: pd.DataFrame({"position": [3, 8], "idx": [3, 8]}),
+            **{u.id: pd.DataFrame([{"law": "gaussian", "sigma": 0.35, "n": u.arguments["n"], "scale": 1.5}])
+               for u in calibration}}
+    assert compute.hidden_scales(done) == {("gaussian", 0.35, n): 1.5 for n in SMOKE["ns"]}
+    attacks = stages[3].units(done)
+    assert [u.id for u in attacks] == [u.id for u in compute.units(SMOKE, done[common.IMAGES],
+                                                                     compute.hidden_scales(done))]
+    assert all(u.arguments["index"] == [3, 8] for u in attacks if u.id.startswith("attack-"))
+
+
 def test_every_unit_has_its_own_id_and_reads_its_attacks_code():
-    units = ex.units(SMOKE, {("gaussian", 0.35, n): 1.5 for n in SMOKE["ns"]})
+    units = compute.units(SMOKE, pd.DataFrame({"position": [3, 8], "idx": [3, 8]}),
+                          {("gaussian", 0.35, n): 1.5 for n in SMOKE["ns"]})
     assert len({u.id for u in units}) == len(units)
     attack_units = [u for u in units if u.id.startswith("attack-")]
     assert {u.code[1] for u in attack_units} == {"rs_repro.attacks.hsja", "rs_repro.attacks.popskipjump"}
@@ -52,12 +73,12 @@ def test_every_unit_has_its_own_id_and_reads_its_attacks_code():
                                          ("scaled_attacks", ["HSJA", "Boundary"]), ("calibration_images", 0)])
 def test_bad_parameters_are_named(name, value):
     with pytest.raises(ValueError, match=name):
-        ex.check_parameters({**SMOKE, name: value})
+        compute.check_parameters({**SMOKE, name: value})
 
 
 def test_hidden_laws_need_an_attack():
     with pytest.raises(ValueError, match="hidden_attacks"):
-        ex.check_parameters({**SMOKE, "hidden_attacks": []})
+        compute.check_parameters({**SMOKE, "hidden_attacks": []})
 
 
 def _linear_network(seed: int = 0) -> nn.Module:
@@ -79,11 +100,11 @@ def _images_at(model: nn.Module, distances: list[float]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("defence, attacker", [
-    (ex.Defence(0.25, 3), ex.Attacker("HSJA")),
-    (ex.Defence(0.25, 3), ex.Attacker("HSJA", 3, 3)),
-    (ex.Defence(0.25, 3), ex.Attacker("RayS", 3)),
-    (ex.Defence(0.25, 3, seeding="input-hash"), ex.Attacker("HSJA", 3, 3, 0.01)),
-    (ex.Defence(0.25, 3, "hidden-laplace", scale=0.3), ex.Attacker("PopSkipJump")),
+    (compute.Defence(0.25, 3), compute.Attacker("HSJA")),
+    (compute.Defence(0.25, 3), compute.Attacker("HSJA", 3, 3)),
+    (compute.Defence(0.25, 3), compute.Attacker("RayS", 3)),
+    (compute.Defence(0.25, 3, seeding="input-hash"), compute.Attacker("HSJA", 3, 3, 0.01)),
+    (compute.Defence(0.25, 3, "hidden-laplace", scale=0.3), compute.Attacker("PopSkipJump")),
 ])
 def test_attack_rows_count_every_repeat_and_verify_beyond_the_hyperplane(defence, attacker):
     model = _linear_network()
@@ -92,7 +113,7 @@ def test_attack_rows_count_every_repeat_and_verify_beyond_the_hyperplane(defence
     y = torch.zeros(2, dtype=torch.long)
     kwargs = {"max_queries": 120, "level": 0.5, "verify_repeats": 20, "votes": 32, "confirm_votes": 128,
               "alpha": 0.05, "seed": 4}
-    rows = ex.attack_rows(defence, attacker, model, 2, x, y, torch.tensor([7, 9]), [0, 1], **kwargs)
+    rows = compute.attack_rows(defence, attacker, model, 2, x, y, torch.tensor([7, 9]), [0, 1], **kwargs)
     budget = attacker.budget_factor * kwargs["max_queries"]
     assert rows.idx.tolist() == [7, 9] and (rows.queries <= budget).all()
     assert (rows.queries % attacker.repeats == 0).all()  # every row asked k times
@@ -102,7 +123,7 @@ def test_attack_rows_count_every_repeat_and_verify_beyond_the_hyperplane(defence
     verified = rows.verified_l2.to_numpy()
     assert np.isfinite(verified).all() and (verified >= np.array(distances) - 1e-4).all(), verified
     assert set(rows.source) <= {"best query", "last iterate"}
-    again = ex.attack_rows(defence, attacker, model, 2, x, y, torch.tensor([7, 9]), [0, 1], **kwargs)
+    again = compute.attack_rows(defence, attacker, model, 2, x, y, torch.tensor([7, 9]), [0, 1], **kwargs)
     assert again.equals(rows)  # same seed, same rows
 
 
@@ -140,22 +161,22 @@ def _record(rng: np.random.Generator, images: int = 40) -> AdaptiveGrid:
 
 def test_the_judges_beyond_the_paper_on_a_record_shaped_for_and_against_them():
     record = _record(np.random.default_rng(0))
-    verdicts = {claim.number: claim.judge(record).verdict for claim in claims.BEYOND}
+    verdicts = {claim.number: claim.judge(record).verdict for claim in beyond.BEYOND}
     assert verdicts == {12: FAILS, 13: HOLDS, 14: HOLDS, 15: HOLDS, 16: HOLDS, 17: FAILS}
-    judged = claims.judge_popskipjump(record)
+    judged = beyond.judge_popskipjump(record)
     assert judged.headline is not None and judged.headline.upper < 0
     assert "n=10" in judged.measured and "n=100" in judged.measured
-    hidden = claims.judge_hidden_noise(record)
+    hidden = beyond.judge_hidden_noise(record)
     assert "0.900 vs 0.900" in hidden.measured  # the clean accuracies beside the verdict
 
 
 def test_the_judges_say_what_a_record_lacks():
     rng = np.random.default_rng(1)
     plain_only = _grid([_configuration("HSJA", 1 + rng.random(40))])
-    judged = {claim.number: claim.judge(plain_only) for claim in claims.BEYOND}
-    assert all(j.verdict == claims.NOT_TESTABLE for j in judged.values()), judged
+    judged = {claim.number: claim.judge(plain_only) for claim in beyond.BEYOND}
+    assert all(j.verdict == NOT_TESTABLE for j in judged.values()), judged
     one_image = dataclasses.replace(_record(rng, images=1))
-    assert all(claim.judge(one_image).verdict == claims.NOT_TESTABLE for claim in claims.BEYOND)
+    assert all(claim.judge(one_image).verdict == NOT_TESTABLE for claim in beyond.BEYOND)
 
 
 def test_the_beyond_scorecard_reads_the_chapters_record(tmp_path, monkeypatch):
@@ -166,8 +187,8 @@ def test_the_beyond_scorecard_reads_the_chapters_record(tmp_path, monkeypatch):
     in_run(monkeypatch, profile="smoke")
     measurements.record("adaptive_attacks", _record(np.random.default_rng(0)))
     assert measurements.load("adaptive_attacks", "smoke") == _record(np.random.default_rng(0))
-    card = claims.scorecard("smoke", claims.BEYOND)
+    card = scorecard.scorecard("smoke", beyond.BEYOND)
     assert card.claim.tolist() == [12, 13, 14, 15, 16, 17] and card.verdict.tolist()[1] == HOLDS
-    table = claims.scorecard_markdown(card, "literature", protocols=False)
+    table = scorecard.scorecard_markdown(card, "literature", protocols=False)
     assert "claim (literature)" in table and "paper's protocol" not in table
-    assert "paper's protocol" in claims.scorecard_markdown(claims.scorecard("smoke"))
+    assert "paper's protocol" in scorecard.scorecard_markdown(scorecard.scorecard("smoke"))

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from rs_repro.pipeline import book, cli, engine, paths, runtime
+from rs_repro.pipeline import book, cli, engine, parameters, paths, runtime
 
 STEMS = book.chapters()
 
@@ -29,12 +29,17 @@ def test_source_header_and_parameters_cell(stem):
     nb = book.read_notebook(stem)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert nb.metadata["jupytext"]["text_representation"]["format_name"] == "myst"
-    declared = book.parameters(stem)
+    declared = parameters.parameters(stem)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     for node in ast.parse(cell.source).body:  # literals only, so papermill's injection is the whole truth
         ast.literal_eval(node.value)
     assert {"seed", "figures_dir", "use_cache"} <= set(declared)
     assert all(p.help for p in declared.values()), "every parameter needs a help comment"
+    # the MyST reader of the parameters (no jupytext, for rs-repro compute) sees the cells jupytext sees
+    read = parameters.code_cells(book.notebook_path(stem).read_text(encoding="utf-8"))
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [source for _, source in read] == [c.source for c in code]
+    assert [options.get("tags", []) for options, _ in read] == [c.metadata.get("tags", []) for c in code]
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -42,7 +47,7 @@ def test_source_header_and_parameters_cell(stem):
 def test_every_profile_has_exactly_the_declared_keys_and_passes_the_chapter_rules(stem, profile):
     path = paths.PARAMS / profile / f"{stem}.yml"  # every chapter has every profile (docs/architecture.md)
     values = yaml.safe_load(path.read_text())
-    assert set(values) == set(book.parameters(stem))
+    assert set(values) == set(parameters.parameters(stem))
     if profile != "paper":  # its data, weights and GPU are this machine's: tests/test_refused_inputs.py
         book.check_chapter(stem, book.profile_values(stem, profile))  # types, then the chapter's own rules
 
@@ -52,7 +57,7 @@ def test_unknown_key_lists_valid_parameters():
         book.validate("theory", {"sigmaz": [0.1]})
     message = str(err.value)
     assert "'sigmaz'" in message
-    for name, param in book.parameters("theory").items():
+    for name, param in parameters.parameters("theory").items():
         assert f"{name}: {param.annotation}" in message
 
 
@@ -65,7 +70,7 @@ def test_unknown_key_lists_valid_parameters():
     ("figures_dir", "123", "123"),
 ])
 def test_overrides_are_typed(key, text, expected):
-    value = book.parse_overrides("theory", [(key, text)])[key]
+    value = parameters.parse_overrides("theory", [(key, text)])[key]
     assert value == expected and type(value) is type(expected)
 
 
@@ -73,7 +78,7 @@ def test_overrides_are_typed(key, text, expected):
                                            ("dims", "[64, 'a']"), ("use_cache", "1")])
 def test_wrong_type_is_refused(key, text):
     with pytest.raises(book.ChapterError, match=f"parameter '{key}' must be"):
-        book.parse_overrides("theory", [(key, text)])
+        parameters.parse_overrides("theory", [(key, text)])
 
 
 def test_cli_misspelt_key_fails_before_running(capsys, tmp_path, monkeypatch):
@@ -111,7 +116,7 @@ def test_cli_bad_engine_fails_before_running(capsys, tmp_path, monkeypatch):
 
 def test_unknown_chapter_and_profile():
     with pytest.raises(book.ChapterError, match="unknown chapter 'nope'; chapters are: theory"):
-        book.parameters("nope")
+        parameters.parameters("nope")
     with pytest.raises(book.ChapterError, match="unknown profile 'fast'"):
         book.profile_values("theory", "fast")
 

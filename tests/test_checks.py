@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rs_repro import checks
-from rs_repro.experiments import common
+from rs_repro.chapters import common
 
 
 def test_require_and_rejected_name_parameter_value_and_accepted():

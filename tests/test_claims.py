@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import in_run
 
-from rs_repro.experiments import claims
+from rs_repro.claims import beyond, kernel, paper, scorecard
 from rs_repro.pipeline import paths, provenance, publish
 from rs_repro.report import measurements, verdicts
 from rs_repro.report.measurements import (
@@ -104,11 +104,11 @@ def flat(attack, model, sigma, n, pa, ns, pas) -> float:
 
 def test_fig5_judges_hold_on_a_paper_like_record():
     grid = _grid()
-    for judge in (claims.judge_certificate_ratio, claims.judge_fewer_samples, claims.judge_rays_least_affected,
-                  claims.judge_larger_sigma, claims.judge_randtrain, claims.judge_pa, claims.judge_rs_beats_advtrain):
+    for judge in (paper.judge_certificate_ratio, paper.judge_fewer_samples, paper.judge_rays_least_affected,
+                  paper.judge_larger_sigma, paper.judge_randtrain, paper.judge_pa, paper.judge_rs_beats_advtrain):
         judged = judge(grid)
-        assert judged.verdict == claims.HOLDS, (judge.__name__, judged.measured)
-    judged = claims.judge_fewer_samples(grid)
+        assert judged.verdict == verdicts.HOLDS, (judge.__name__, judged.measured)
+    judged = paper.judge_fewer_samples(grid)
     # reported == verified here: the same intervals; only the verified ones were confirmed at 1 - alpha
     assert (judged.protocol.verdict, judged.protocol.headline) == (judged.verdict, judged.headline)
     assert judged.protocol.measured.split("; 30 images")[0] == judged.measured.split("; 30 images")[0]
@@ -118,7 +118,7 @@ def test_fig5_judges_hold_on_a_paper_like_record():
     assert "; 30 images; 0 failures (inf, kept as larger than any distortion) among the 720 attacks of the 24 " \
         "configurations read" in judged.measured
     assert judged.measured.endswith("95% family-wise: Bonferroni over the 3 intervals, each at 98.33%")
-    assert claims.judge_certificate_ratio(grid).protocol is None
+    assert paper.judge_certificate_ratio(grid).protocol is None
 
 
 def _median_difference_by_hand(grid: AttackGrid, attack: str, small: int, large: int) -> float:
@@ -131,7 +131,7 @@ def _median_difference_by_hand(grid: AttackGrid, attack: str, small: int, large:
 
 def test_the_headline_is_the_interval_that_decides():
     grid = _grid()
-    judged = claims.judge_fewer_samples(grid)
+    judged = paper.judge_fewer_samples(grid)
     # the three attacks' intervals, as the measured text shows them; the headline is the lowest (nearest 0)
     shown = {a: judged.measured.split(f"{a} ")[1].split(";")[0] for a in ATTACKS}
     lowest = min(ATTACKS, key=lambda a: float(shown[a].split("[")[1].split(",")[0]))
@@ -140,38 +140,38 @@ def test_the_headline_is_the_interval_that_decides():
     assert judged.headline.estimate == pytest.approx(_median_difference_by_hand(grid, lowest, 10, 100))
     assert judged.headline.lower > 0 and judged.protocol.headline == judged.headline
     # claim 1: the lowest ratio decides; its 30 intervals are each at 1 - 0.05 / 30 (Bonferroni)
-    judged = claims.judge_certificate_ratio(grid)
+    judged = paper.judge_certificate_ratio(grid)
     assert str(judged.headline) == "81.3 [77.1, 83.1]" and judged.headline.confidence == pytest.approx(1 - 0.05 / 30)
     assert judged.statistic == "median confirmed distortion / median certified radius (RayS randtrain σ=0.5 n=10 Pa=0.5)"
     # does not hold: a failing interval
-    gain = claims.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (s == 0.5))))
-    assert gain.verdict == claims.FAILS and gain.statistic.startswith("median distortion ratio σ=0.5 / σ=0.25 (")
-    assert gain.headline.lower > claims.MAX_GAIN and gain.headline.estimate == pytest.approx(2.0, rel=0.02)
+    gain = paper.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (s == 0.5))))
+    assert gain.verdict == verdicts.FAILS and gain.statistic.startswith("median distortion ratio σ=0.5 / σ=0.25 (")
+    assert gain.headline.lower > kernel.MAX_GAIN and gain.headline.estimate == pytest.approx(2.0, rel=0.02)
     # undecided: the interval that contains its threshold
-    undecided = claims.judge_fewer_samples(_grid(flat, noise=0.2))
-    assert undecided.verdict == claims.UNDECIDED and undecided.headline.lower < 0 < undecided.headline.upper
+    undecided = paper.judge_fewer_samples(_grid(flat, noise=0.2))
+    assert undecided.verdict == verdicts.UNDECIDED and undecided.headline.lower < 0 < undecided.headline.upper
     # not testable, claim 4 without its premise, and an exact computation: no headline
-    assert claims.judge_certificate_ratio(_grid(minimal=1.0)).headline is None
-    assert claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.9)).headline is None
-    assert claims.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 7: 0.8})).headline is None
+    assert paper.judge_certificate_ratio(_grid(minimal=1.0)).headline is None
+    assert paper.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.9)).headline is None
+    assert paper.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 7: 0.8})).headline is None
     # one interval: it is the headline, and the verdict reads it against 0
-    spread = claims.judge_bisection_spread(_spread(WIDE, NARROW))
+    spread = paper.judge_bisection_spread(_spread(WIDE, NARROW))
     assert spread.headline.estimate == pytest.approx(np.median(np.subtract(WIDE, NARROW))) and spread.headline.lower > 0
     assert spread.statistic == "median paired difference of spread n=10 − n=100"
 
 
 def test_fewer_samples_holds_fails_or_is_undecided_by_its_interval():
-    assert claims.judge_fewer_samples(_grid(opposite)).verdict == claims.FAILS
-    undecided = claims.judge_fewer_samples(_grid(flat, noise=0.2))
-    assert undecided.verdict == claims.UNDECIDED
+    assert paper.judge_fewer_samples(_grid(opposite)).verdict == verdicts.FAILS
+    undecided = paper.judge_fewer_samples(_grid(flat, noise=0.2))
+    assert undecided.verdict == verdicts.UNDECIDED
     # every interval is shown, and the one of each attack contains 0
     for attack in ATTACKS:
         text = undecided.measured.split(f"{attack} ")[1].split(";")[0]
         low, high = (float(v) for v in text.split("[")[1].rstrip("]").split(", "))
         assert low <= 0 <= high
     # the paper's protocol is judged by the same rule on the reported distortions, shown beside
-    judged = claims.judge_fewer_samples(_grid(reported=opposite))
-    assert judged.verdict == claims.HOLDS and judged.protocol.verdict == claims.FAILS
+    judged = paper.judge_fewer_samples(_grid(reported=opposite))
+    assert judged.verdict == verdicts.HOLDS and judged.protocol.verdict == verdicts.FAILS
 
 
 def test_failures_count_as_larger_than_any_distortion_without_nan():
@@ -180,90 +180,90 @@ def test_failures_count_as_larger_than_any_distortion_without_nan():
     at_small = [(i, lambda a, m, s, n, p: n == 10) for i in range(10)]
     at_both = [(i, lambda a, m, s, n, p: n is not None) for i in range(10, 14)]
     grid = _grid(failures=at_small + at_both)
-    judged = claims.judge_fewer_samples(grid)
-    assert judged.verdict == claims.HOLDS and "nan" not in judged.measured
-    for judge in (claims.judge_certificate_ratio, claims.judge_rays_least_affected, claims.judge_larger_sigma,
-                  claims.judge_randtrain, claims.judge_pa, claims.judge_rs_beats_advtrain):
+    judged = paper.judge_fewer_samples(grid)
+    assert judged.verdict == verdicts.HOLDS and "nan" not in judged.measured
+    for judge in (paper.judge_certificate_ratio, paper.judge_rays_least_affected, paper.judge_larger_sigma,
+                  paper.judge_randtrain, paper.judge_pa, paper.judge_rs_beats_advtrain):
         assert "nan" not in judge(grid).measured
     # failures everywhere at the smallest n: the median difference is inf and the interval's bounds too
     everywhere = _grid(failures=[(i, lambda a, m, s, n, p: n == 10) for i in range(30)])
-    judged = claims.judge_fewer_samples(everywhere)
-    assert judged.verdict == claims.HOLDS and "inf [inf, inf]" in judged.measured
+    judged = paper.judge_fewer_samples(everywhere)
+    assert judged.verdict == verdicts.HOLDS and "inf [inf, inf]" in judged.measured
 
 
 def test_same_record_same_intervals_and_the_seed_is_the_records():
     grid = _grid(flat, noise=0.2)
-    assert claims.judge_fewer_samples(grid) == claims.judge_fewer_samples(_grid(flat, noise=0.2))
+    assert paper.judge_fewer_samples(grid) == paper.judge_fewer_samples(_grid(flat, noise=0.2))
     reseeded = dataclasses.replace(grid, seed=1)
-    assert claims.judge_fewer_samples(reseeded).measured != claims.judge_fewer_samples(grid).measured
+    assert paper.judge_fewer_samples(reseeded).measured != paper.judge_fewer_samples(grid).measured
 
 
 def test_parameters_are_read_from_the_record():
     grid = _grid(ns=(7, 21), pas=(0.6, 0.9), sigmas=(0.1, 0.3))
-    judged = claims.judge_fewer_samples(grid)
-    assert judged.verdict == claims.HOLDS and "n=7 − n=21" in judged.measured
-    judged = claims.judge_pa(grid)
-    assert judged.verdict == claims.HOLDS and "Pa=0.9 / Pa=0.6" in judged.measured and " at n=7 " in judged.measured
-    judged = claims.judge_larger_sigma(grid)
-    assert judged.verdict == claims.HOLDS and "accuracy σ=0.3 vs σ=0.1" in judged.measured
-    assert "RS σ=0.1" in claims.judge_rs_beats_advtrain(grid).measured
-    assert "RandTrain σ=0.3 against the standard model at σ=0.3" in claims.judge_randtrain(grid).measured
+    judged = paper.judge_fewer_samples(grid)
+    assert judged.verdict == verdicts.HOLDS and "n=7 − n=21" in judged.measured
+    judged = paper.judge_pa(grid)
+    assert judged.verdict == verdicts.HOLDS and "Pa=0.9 / Pa=0.6" in judged.measured and " at n=7 " in judged.measured
+    judged = paper.judge_larger_sigma(grid)
+    assert judged.verdict == verdicts.HOLDS and "accuracy σ=0.3 vs σ=0.1" in judged.measured
+    assert "RS σ=0.1" in paper.judge_rs_beats_advtrain(grid).measured
+    assert "RandTrain σ=0.3 against the standard model at σ=0.3" in paper.judge_randtrain(grid).measured
     # one n only: claims 2 and 6 are not testable, and say why
     single = _grid(ns=(10,))
-    assert claims.judge_fewer_samples(single) == claims.Judgement(
-        "one n only (10)", claims.NOT_TESTABLE, claims.Judgement("one n only (10)", claims.NOT_TESTABLE))
-    assert claims.judge_pa(single).verdict == claims.NOT_TESTABLE
+    assert paper.judge_fewer_samples(single) == kernel.Judgement(
+        "one n only (10)", kernel.NOT_TESTABLE, kernel.Judgement("one n only (10)", kernel.NOT_TESTABLE))
+    assert paper.judge_pa(single).verdict == kernel.NOT_TESTABLE
 
 
 def test_larger_sigma_needs_its_premise_and_is_judged_at_each_pa():
-    judged = claims.judge_larger_sigma(_grid())
-    assert judged.verdict == claims.HOLDS
+    judged = paper.judge_larger_sigma(_grid())
+    assert judged.verdict == verdicts.HOLDS
     # the premise: paired on the same 3,000 images, 390 right at the smaller sigma only (0.93 vs 0.80)
     assert ("accuracy σ=0.5 vs σ=0.25 on the same 3000 images: n=10: 0.800 vs 0.930, right at σ=0.25 only on 390 "
             "images and at σ=0.5 only on 0, exact one-sided McNemar p = ") in judged.measured
     assert "Pa=0.5 holds: HSJA ×" in judged.measured and "Pa=0.8 holds: HSJA ×" in judged.measured
     assert "Bonferroni over the 6 intervals" in judged.measured  # 3 attacks x 2 levels P_a
-    assert judged.headline.thresholds == (claims.MAX_GAIN,)
+    assert judged.headline.thresholds == (kernel.MAX_GAIN,)
     # more robust at the larger sigma at P_a = 0.8 only: does not hold, and the text says where
-    at_high = claims.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: paper_like(a, m, s, n, p, ns, pas)
-                                              * (2.0 if s == 0.5 and p == 0.8 else 1.0)))
-    assert at_high.verdict == claims.FAILS and "Pa=0.5 holds" in at_high.measured
+    at_high = paper.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: paper_like(a, m, s, n, p, ns, pas)
+                                             * (2.0 if s == 0.5 and p == 0.8 else 1.0)))
+    assert at_high.verdict == verdicts.FAILS and "Pa=0.5 holds" in at_high.measured
     assert "Pa=0.8 does not hold" in at_high.measured and at_high.statistic.endswith("Pa=0.8)")
     # no significant cost (2 discordant images of 3,000): undecided, whatever the distortions, with the reason
-    close = claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.93 if sigma == min(sigmas)
-                                            else 0.9293 if model == "standard" else 0.8))
-    assert close.verdict == claims.UNDECIDED and close.headline is None
+    close = paper.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.93 if sigma == min(sigmas)
+                                           else 0.9293 if model == "standard" else 0.8))
+    assert close.verdict == verdicts.UNDECIDED and close.headline is None
     assert close.measured.startswith("premise not established") and "p = 0.25" in close.measured
     # more accurate at the larger sigma: the premise is false, not testable
-    gain = claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.8 if sigma == min(sigmas) else 0.93))
-    assert gain.verdict == claims.NOT_TESTABLE and gain.measured.startswith("premise false")
+    gain = paper.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.8 if sigma == min(sigmas) else 0.93))
+    assert gain.verdict == kernel.NOT_TESTABLE and gain.measured.startswith("premise false")
     # the p-value is McNemar's on the recorded per-image answers
     grid = _grid()
     large, small = (next(c for c in grid.configurations if c.sigma == s and c.n == 10) for s in (0.5, 0.25))
     p_value = verdicts.mcnemar(large.correct_images, small.correct_images, "less")
-    assert f"p = {verdicts.shown(p_value, (claims.SIGNIFICANCE,), 2)}" in judged.measured
+    assert f"p = {verdicts.shown(p_value, (kernel.SIGNIFICANCE,), 2)}" in judged.measured
     # without the per-image answers, not testable
     bare = dataclasses.replace(grid, configurations=[dataclasses.replace(c, correct_images=[])
                                                      for c in grid.configurations])
-    assert claims.judge_larger_sigma(bare).verdict == claims.NOT_TESTABLE
+    assert paper.judge_larger_sigma(bare).verdict == kernel.NOT_TESTABLE
 
 
 def test_pa_matters_little_in_both_directions_and_its_sign_is_said():
-    judged = claims.judge_pa(_grid())
-    assert judged.verdict == claims.HOLDS
+    judged = paper.judge_pa(_grid())
+    assert judged.verdict == verdicts.HOLDS
     assert "at n=10 (Pa=0.8 gives larger distortions than Pa=0.5)" in judged.measured
-    assert judged.headline.thresholds == (1 / claims.PA_EFFECT, claims.PA_EFFECT)
+    assert judged.headline.thresholds == (1 / kernel.PA_EFFECT, kernel.PA_EFFECT)
 
     def smaller(factor):
         return lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (n == min(ns))) * (
             factor if p == max(pas) else 1.0) ** (1 + (n == min(ns)))
 
     # P_a = 0.8 halving the distortions is no little effect: does not hold, although the ratio is below 1
-    halved = claims.judge_pa(_grid(smaller(0.5)))
-    assert halved.verdict == claims.FAILS and "Pa=0.8 gives smaller distortions than Pa=0.5" in halved.measured
+    halved = paper.judge_pa(_grid(smaller(0.5)))
+    assert halved.verdict == verdicts.FAILS and "Pa=0.8 gives smaller distortions than Pa=0.5" in halved.measured
     # a little smaller, and more so at the smallest n: holds
-    little = claims.judge_pa(_grid(smaller(0.95)))
-    assert little.verdict == claims.HOLDS and "gives smaller distortions" in little.measured
+    little = paper.judge_pa(_grid(smaller(0.95)))
+    assert little.verdict == verdicts.HOLDS and "gives smaller distortions" in little.measured
 
 
 def test_every_measured_text_gives_its_confidence_images_and_failures():
@@ -272,62 +272,62 @@ def test_every_measured_text_gives_its_confidence_images_and_failures():
     read = [c for c in grid.configurations if c.model == "standard" and c.sigma is not None]
     failures = sum(np.isinf(c.verified_l2).sum() for c in read)
     assert failures == 10 * 12  # 10 images on the 12 configurations at n = 10
-    judged = claims.judge_fewer_samples(grid)
+    judged = paper.judge_fewer_samples(grid)
     assert f"30 images; {failures} failures (inf, kept as larger than any distortion) among the 720 attacks of " \
         "the 24 configurations read" in judged.measured
     assert "0 failures" in judged.protocol.measured  # the reported distortions are finite
-    for judge in (claims.judge_certificate_ratio, claims.judge_rays_least_affected, claims.judge_larger_sigma,
-                  claims.judge_randtrain, claims.judge_pa, claims.judge_rs_beats_advtrain):
+    for judge in (paper.judge_certificate_ratio, paper.judge_rays_least_affected, paper.judge_larger_sigma,
+                  paper.judge_randtrain, paper.judge_pa, paper.judge_rs_beats_advtrain):
         measured = judge(grid).measured
         assert "30 images" in measured and " failures (inf" in measured and "95%" in measured, judge.__name__
-    assert "20 images" in claims.judge_boundary_push(_push()).measured
-    assert "8 segments" in claims.judge_bisection_spread(_spread(WIDE, NARROW)).measured
+    assert "20 images" in paper.judge_boundary_push(_push()).measured
+    assert "8 segments" in paper.judge_bisection_spread(_spread(WIDE, NARROW)).measured
 
 
 def test_other_fig5_rules_fail_on_records_shaped_against_them():
     # RayS as affected as the others
-    same = claims.judge_rays_least_affected(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else
-                                                  3.0 + (a == "RayS")))
-    assert same.verdict == claims.FAILS and "RayS minus the smallest other" in same.measured
+    same = paper.judge_rays_least_affected(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else
+                                                 3.0 + (a == "RayS")))
+    assert same.verdict == verdicts.FAILS and "RayS minus the smallest other" in same.measured
     # a larger sigma with more distortion, and with no accuracy cost
-    gain = claims.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (s == 0.5))))
-    assert gain.verdict == claims.FAILS
-    costless = claims.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.9))
-    assert costless.verdict == claims.UNDECIDED and costless.measured.startswith("premise not established")
+    gain = paper.judge_larger_sigma(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 3.0 * (1 + (s == 0.5))))
+    assert gain.verdict == verdicts.FAILS
+    costless = paper.judge_larger_sigma(_grid(accuracy=lambda model, sigma, sigmas: 0.9))
+    assert costless.verdict == verdicts.UNDECIDED and costless.measured.startswith("premise not established")
     # Pa matters a lot
-    assert claims.judge_pa(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 1 + p ** 3 * 5)).verdict == \
-        claims.FAILS
+    assert paper.judge_pa(_grid(lambda a, m, s, n, p, ns, pas: 1.0 if s is None else 1 + p ** 3 * 5)).verdict == \
+        verdicts.FAILS
     # AdvTrain as hard as RS
-    assert claims.judge_rs_beats_advtrain(_grid(lambda a, m, s, n, p, ns, pas: 5.0 if m == "advtrain" else 3.0)
-                                          ).verdict == claims.FAILS
+    assert paper.judge_rs_beats_advtrain(_grid(lambda a, m, s, n, p, ns, pas: 5.0 if m == "advtrain" else 3.0)
+                                          ).verdict == verdicts.FAILS
     # RandTrain twice as robust as the standard model
-    assert claims.judge_randtrain(_grid(lambda a, m, s, n, p, ns, pas: 6.0 if m == "randtrain" else 3.0)).verdict == \
-        claims.FAILS
+    assert paper.judge_randtrain(_grid(lambda a, m, s, n, p, ns, pas: 6.0 if m == "randtrain" else 3.0)).verdict == \
+        verdicts.FAILS
     # without AdvTrain's attacks, claim 10 is not testable; with fewer than 2 images, nothing is
-    assert claims.judge_rs_beats_advtrain(_grid(attacks=("RayS",))).verdict == claims.NOT_TESTABLE
-    assert claims.judge_rays_least_affected(_grid(attacks=("HSJA",))).verdict == claims.NOT_TESTABLE
-    assert claims.judge_larger_sigma(_grid(images=1)).verdict == claims.NOT_TESTABLE
+    assert paper.judge_rs_beats_advtrain(_grid(attacks=("RayS",))).verdict == kernel.NOT_TESTABLE
+    assert paper.judge_rays_least_affected(_grid(attacks=("HSJA",))).verdict == kernel.NOT_TESTABLE
+    assert paper.judge_larger_sigma(_grid(images=1)).verdict == kernel.NOT_TESTABLE
 
 
 def test_certificate_ratio_rules():
     grid = _grid()
-    judged = claims.judge_certificate_ratio(grid)
-    assert judged.verdict == claims.HOLDS and "HSJA: standard σ=0.25 n=10 Pa=0.5 " in judged.measured
+    judged = paper.judge_certificate_ratio(grid)
+    assert judged.verdict == verdicts.HOLDS and "HSJA: standard σ=0.25 n=10 Pa=0.5 " in judged.measured
     assert "worst 81.3 [77.1, 83.1] (RayS randtrain σ=0.5 n=10 Pa=0.5)" in judged.measured
     assert "Bonferroni over the 30 intervals, each at 99.83%" in judged.measured
     # attacks that reach the white-box minimal distortion have converged: not testable, with the reason
-    converged = claims.judge_certificate_ratio(_grid(minimal=1.0))
-    assert converged.verdict == claims.NOT_TESTABLE and "the attacks converged" in converged.measured
+    converged = paper.judge_certificate_ratio(_grid(minimal=1.0))
+    assert converged.verdict == kernel.NOT_TESTABLE and "the attacks converged" in converged.measured
     # one attack converged: judged on the others, and the page says which
-    partly = claims.judge_certificate_ratio(_grid(minimal=1.0, reported=lambda a, *rest: 2.0 if a == "HSJA" else
-                                                  paper_like(a, *rest)))
-    assert partly.verdict == claims.HOLDS and "converged, left out: SurFree, RayS" in partly.measured
-    assert claims.judge_certificate_ratio(_grid(radius=0.5)).verdict == claims.FAILS
+    partly = paper.judge_certificate_ratio(_grid(minimal=1.0, reported=lambda a, *rest: 2.0 if a == "HSJA" else
+                                                 paper_like(a, *rest)))
+    assert partly.verdict == verdicts.HOLDS and "converged, left out: SurFree, RayS" in partly.measured
+    assert paper.judge_certificate_ratio(_grid(radius=0.5)).verdict == verdicts.FAILS
     # RandTrain against RayS (0.8 base) at 30 times the radius: its interval contains 30, the others are above
-    assert claims.judge_certificate_ratio(_grid(radius=0.8 / 30, noise=0.1)).verdict == claims.UNDECIDED
+    assert paper.judge_certificate_ratio(_grid(radius=0.8 / 30, noise=0.1)).verdict == verdicts.UNDECIDED
     # a zero median radius (CERTIFY abstains) gives no ratio: left out, and not testable if none is left
-    abstains = claims.judge_certificate_ratio(_grid(radius=0.0))
-    assert abstains.verdict == claims.NOT_TESTABLE and "median radius 0, no ratio" in abstains.measured
+    abstains = paper.judge_certificate_ratio(_grid(radius=0.0))
+    assert abstains.verdict == kernel.NOT_TESTABLE and "median radius 0, no ratio" in abstains.measured
 
 
 def _push(distances=(0.4,) * 20, sweep=None, widths=(0.4, 0.1), pas=(0.5, 0.8), dataset="digits") -> BoundaryPush:
@@ -344,60 +344,60 @@ def _push(distances=(0.4,) * 20, sweep=None, widths=(0.4, 0.1), pas=(0.5, 0.8), 
 
 
 def test_boundary_push_is_judged_at_every_sigma_with_a_minimum_push():
-    judged = claims.judge_boundary_push(_push())
-    assert judged.verdict == claims.HOLDS
+    judged = paper.judge_boundary_push(_push())
+    assert judged.verdict == verdicts.HOLDS
     # 0.4 / 0.25 = 1.6 sigma on every image, 0.2 / 0.1 = 2 sigma: both above the minimum push
     assert "σ=0.25: median 1.6 [1.6, 1.6] σ past x_a, beyond x_a on 20 of 20 images" in judged.measured
     assert "σ=0.1: median 2 [2, 2] σ past x_a" in judged.measured
     assert "95% family-wise: Bonferroni over the 3 intervals, each at 98.33%" in judged.measured
     # crossed before x_a at one sigma: the claim does not hold
-    before = claims.judge_boundary_push(_push(sweep=[-0.1] * 20))
-    assert before.verdict == claims.FAILS and before.statistic == "median crossing past x_a / σ (σ=0.1)"
+    before = paper.judge_boundary_push(_push(sweep=[-0.1] * 20))
+    assert before.verdict == verdicts.FAILS and before.statistic == "median crossing past x_a / σ (σ=0.1)"
     # pushed, but by less than the minimum: does not hold either (0.05 / 0.25 = 0.2 sigma)
-    assert claims.judge_boundary_push(_push(distances=[0.05] * 20)).verdict == claims.FAILS
+    assert paper.judge_boundary_push(_push(distances=[0.05] * 20)).verdict == verdicts.FAILS
     # crossings spread around the minimum push: undecided
-    around = claims.judge_boundary_push(_push(distances=[0.025 * k for k in range(20)]))
-    assert around.verdict == claims.UNDECIDED and around.headline.lower < claims.MIN_PUSH < around.headline.upper
+    around = paper.judge_boundary_push(_push(distances=[0.025 * k for k in range(20)]))
+    assert around.verdict == verdicts.UNDECIDED and around.headline.lower < kernel.MIN_PUSH < around.headline.upper
     # the transition narrower at the smallest n: does not hold, read on the per-image paired differences
-    narrower = claims.judge_boundary_push(_push(widths=(0.1, 0.4)))
-    assert narrower.verdict == claims.FAILS and narrower.headline.upper < 0
+    narrower = paper.judge_boundary_push(_push(widths=(0.1, 0.4)))
+    assert narrower.verdict == verdicts.FAILS and narrower.headline.upper < 0
     assert "wider at n=5 on 0" in narrower.measured
     # the levels are the recorded ones, whatever they are (not 0.5 and 0.8)
-    judged = claims.judge_boundary_push(_push(pas=(0.6, 0.9)))
-    assert judged.verdict == claims.HOLDS and "width P 0.6 → 0.9, n=5 − n=50" in judged.measured
-    assert claims.judge_boundary_push(_push(pas=(0.8,))).verdict == claims.NOT_TESTABLE
+    judged = paper.judge_boundary_push(_push(pas=(0.6, 0.9)))
+    assert judged.verdict == verdicts.HOLDS and "width P 0.6 → 0.9, n=5 − n=50" in judged.measured
+    assert paper.judge_boundary_push(_push(pas=(0.8,))).verdict == kernel.NOT_TESTABLE
 
 
 def test_censored_crossings_and_transitions_are_kept_on_their_side():
     # 8 of 20 crossings past the scanned range (inf): the median is finite, and larger than without them
     distances = [0.2] * 12 + [math.inf] * 8
-    interval = claims.push_in_sigma(_push(distances=distances))
+    interval = paper.push_in_sigma(_push(distances=distances))
     assert interval.estimate == pytest.approx(0.8) and interval.upper == math.inf
-    assert "8 past it" in claims.judge_boundary_push(_push(distances=distances)).measured
+    assert "8 past it" in paper.judge_boundary_push(_push(distances=distances)).measured
     # most of them crossed before the scan (-inf): the median and the interval are -inf, the push does not hold
-    before = claims.judge_boundary_push(_push(distances=[-math.inf] * 17 + [0.5] * 3))
-    assert before.verdict == claims.FAILS and "17 crossed before the scanned range" in before.measured
+    before = paper.judge_boundary_push(_push(distances=[-math.inf] * 17 + [0.5] * 3))
+    assert before.verdict == verdicts.FAILS and "17 crossed before the scanned range" in before.measured
     assert before.headline.upper == -math.inf
     # widths: a transition not completed in the scan is infinitely wide; an image whose lower level was not
     # located at both n is left out, and with none left the width is undecided
     push = _push()
     widths = {5: [math.inf] * 10 + [None] * 10, 50: [0.1] * 20}
-    judged = claims.judge_boundary_push(dataclasses.replace(push, widths=widths))
-    assert judged.verdict == claims.HOLDS and "on the 10 images located at both n" in judged.measured
-    none = claims.judge_boundary_push(dataclasses.replace(push, widths={5: [None] * 20, 50: [0.1] * 20}))
-    assert none.verdict == claims.UNDECIDED and "no image with the P 0.5 → 0.8 transition" in none.measured
+    judged = paper.judge_boundary_push(dataclasses.replace(push, widths=widths))
+    assert judged.verdict == verdicts.HOLDS and "on the 10 images located at both n" in judged.measured
+    none = paper.judge_boundary_push(dataclasses.replace(push, widths={5: [None] * 20, 50: [0.1] * 20}))
+    assert none.verdict == verdicts.UNDECIDED and "no image with the P 0.5 → 0.8 transition" in none.measured
 
 
 def test_the_push_in_sigma_is_the_median_crossing_with_its_order_statistic_interval():
     # crossings 0.05, 0.10, ..., 0.50 at sigma 0.25: 0.2 ... 2.0 sigma; median 1.1 sigma, the 95% interval of
     # 10 values is [x_(2), x_(9)] = [0.4, 1.8] sigma
     push = _push(distances=[0.05 * k for k in range(1, 11)])
-    interval = claims.push_in_sigma(push)
+    interval = paper.push_in_sigma(push)
     assert (interval.estimate, interval.lower, interval.upper, interval.rows) == pytest.approx((1.1, 0.4, 1.8, 10))
-    assert claims.push_in_sigma(push, 0.1).estimate == pytest.approx(2.0)
+    assert paper.push_in_sigma(push, 0.1).estimate == pytest.approx(2.0)
     # the judge reads it Bonferroni-corrected: at 1 - 0.05 / 3, [x_(1), x_(10)]
-    judged = claims.judge_boundary_push(push)
-    assert judged.headline == claims.push_in_sigma(push, confidence=1 - 0.05 / 3)
+    judged = paper.judge_boundary_push(push)
+    assert judged.headline == paper.push_in_sigma(push, confidence=1 - 0.05 / 3)
     assert (judged.headline.lower, judged.headline.upper) == pytest.approx((0.2, 2.0))
 
 
@@ -411,23 +411,23 @@ WIDE, NARROW = [0.3, 0.35, 0.28, 0.31, 0.33, 0.29, 0.4, 0.27], [0.1, 0.12, 0.09,
 
 
 def test_bisection_spread_and_eq5():
-    judged = claims.judge_bisection_spread(_spread(WIDE, NARROW))
-    assert judged.verdict == claims.HOLDS and "positive on 8 of 8" in judged.measured
+    judged = paper.judge_bisection_spread(_spread(WIDE, NARROW))
+    assert judged.verdict == verdicts.HOLDS and "positive on 8 of 8" in judged.measured
     assert judged.measured.endswith("; 95% interval")
-    assert claims.judge_bisection_spread(_spread(NARROW, WIDE)).verdict == claims.FAILS
-    undecided = claims.judge_bisection_spread(_spread([0.3, 0.1] * 4, [0.1, 0.3] * 4))
-    assert undecided.verdict == claims.UNDECIDED and "median over 8 segments" in undecided.measured
+    assert paper.judge_bisection_spread(_spread(NARROW, WIDE)).verdict == verdicts.FAILS
+    undecided = paper.judge_bisection_spread(_spread([0.3, 0.1] * 4, [0.1, 0.3] * 4))
+    assert undecided.verdict == verdicts.UNDECIDED and "median over 8 segments" in undecided.measured
     # 5 segments leave no 95% order-statistic interval: not testable, and one n neither
-    few = claims.judge_bisection_spread(_spread(WIDE[:5], NARROW[:5]))
-    assert few.verdict == claims.NOT_TESTABLE and "5 segments: too few" in few.measured
-    assert claims.judge_bisection_spread(BisectionSpread("digits", 0, 0.25, {10: 0.3}, {10: WIDE})).verdict == \
-        claims.NOT_TESTABLE
-    assert claims.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 10: 0.687})).verdict == claims.FAILS
-    judged = claims.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 7: 0.8}))
-    assert judged.verdict == claims.HOLDS and judged.measured.startswith("exact")
+    few = paper.judge_bisection_spread(_spread(WIDE[:5], NARROW[:5]))
+    assert few.verdict == kernel.NOT_TESTABLE and "5 segments: too few" in few.measured
+    assert paper.judge_bisection_spread(BisectionSpread("digits", 0, 0.25, {10: 0.3}, {10: WIDE})).verdict == \
+        kernel.NOT_TESTABLE
+    assert paper.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 10: 0.687})).verdict == verdicts.FAILS
+    judged = paper.judge_eq5(ThresholdCheck(0.8, {5: 0.8, 7: 0.8}))
+    assert judged.verdict == verdicts.HOLDS and judged.measured.startswith("exact")
     # a probability off by more than the tolerance is not printed as P_a
-    off = claims.judge_eq5(ThresholdCheck(0.8, {5: 0.80004}))
-    assert off.verdict == claims.FAILS and "0.80004 (n=5)" in off.measured
+    off = paper.judge_eq5(ThresholdCheck(0.8, {5: 0.80004}))
+    assert off.verdict == verdicts.FAILS and "0.80004 (n=5)" in off.measured
 
 
 def test_the_interval_of_claim_8_covers_the_median_difference_at_its_confidence():
@@ -437,7 +437,7 @@ def test_the_interval_of_claim_8_covers_the_median_difference_at_its_confidence(
     small = 0.3 * scale * rng.uniform(2.0, 3.0, (400, 30))
     large = 0.3 * scale
     truth = np.median(0.3 * np.exp(rng.standard_normal(400_000)) * rng.uniform(1.0, 2.0, 400_000))
-    covered = [(i := claims.judge_bisection_spread(_spread(a, b)).headline).lower <= truth <= i.upper
+    covered = [(i := paper.judge_bisection_spread(_spread(a, b)).headline).lower <= truth <= i.upper
                for a, b in zip(small, large, strict=True)]
     # exact coverage at k = 30: 1 - 2 P[Bin(30, 1/2) < 10] = 0.957; 400 trials, a standard error of 1 point
     assert np.mean(covered) >= 0.93
@@ -453,14 +453,14 @@ def _agreement(cosine_low=0.2, cosine_high=0.9, one_label=3, images=12) -> Norma
 
 
 def test_normal_agreement_rules():
-    judged = claims.judge_normal_agreement(_agreement())
-    assert judged.verdict == claims.HOLDS and "3 of 240" in judged.measured and "δ/σ = 2: " in judged.measured
+    judged = paper.judge_normal_agreement(_agreement())
+    assert judged.verdict == verdicts.HOLDS and "3 of 240" in judged.measured and "δ/σ = 2: " in judged.measured
     assert "δ/σ = 0.25" not in judged.measured and "12 images" in judged.measured  # radii below σ are not read
     # no one-label step seen: "sometimes" is not refuted, undecided
-    assert claims.judge_normal_agreement(_agreement(one_label=0)).verdict == claims.UNDECIDED
+    assert paper.judge_normal_agreement(_agreement(one_label=0)).verdict == verdicts.UNDECIDED
     # poorly correlated at a probe radius above sigma: does not hold (low cosines below sigma do not count)
-    assert claims.judge_normal_agreement(_agreement(cosine_high=0.2)).verdict == claims.FAILS
-    assert claims.judge_normal_agreement(_agreement(images=1)).verdict == claims.NOT_TESTABLE
+    assert paper.judge_normal_agreement(_agreement(cosine_high=0.2)).verdict == verdicts.FAILS
+    assert paper.judge_normal_agreement(_agreement(images=1)).verdict == kernel.NOT_TESTABLE
 
 
 def _adaptive(shapes: dict[tuple[str, int, int, float, str], float], images: int = 30) -> AdaptiveGrid:
@@ -487,15 +487,15 @@ def test_the_claims_about_hsja_alone_read_hsja_alone():
              ("HSJA", 10, 1, 0.0, "input-hash"): 1.3, ("HSJA", 10, 3, 0.01, "input-hash"): 1.0,
              ("SurFree", 10, 1, 0.0, "input-hash"): 1.0, ("SurFree", 10, 3, 0.01, "input-hash"): 2.0}
     grid = _adaptive(fresh)
-    for judge in (claims.judge_adaptive_fewer_samples, claims.judge_cost_multiplier, claims.judge_jittered_repeats):
+    for judge in (beyond.judge_adaptive_fewer_samples, beyond.judge_cost_multiplier, beyond.judge_jittered_repeats):
         judged = judge(grid)
-        assert judged.verdict == claims.HOLDS and "SurFree" not in judged.measured, judge.__name__
+        assert judged.verdict == verdicts.HOLDS and "SurFree" not in judged.measured, judge.__name__
         assert "95% interval" in judged.measured or "Bonferroni" in judged.measured
-    assert all(claims.WRAPPED in claim.statement for claim in claims.BEYOND if claim.number in (12, 13, 16))
+    assert all(beyond.WRAPPED in claim.statement for claim in beyond.BEYOND if claim.number in (12, 13, 16))
     # without HSJA wrapped, those claims are not testable, whatever the other attacks show
     others = _adaptive({key: value for key, value in fresh.items() if key[0] != "HSJA" or key[2] == 1})
-    assert claims.judge_adaptive_fewer_samples(others).verdict == claims.NOT_TESTABLE
-    assert claims.judge_jittered_repeats(others).verdict == claims.NOT_TESTABLE
+    assert beyond.judge_adaptive_fewer_samples(others).verdict == kernel.NOT_TESTABLE
+    assert beyond.judge_jittered_repeats(others).verdict == kernel.NOT_TESTABLE
 
 
 def test_records_round_trip_as_their_types(tmp_path, monkeypatch):
@@ -520,14 +520,14 @@ def test_scorecard_reads_only_the_asked_profile(tmp_path, monkeypatch):
     # a Fig. 5 record with failures (inf) goes through JSON and is judged the same
     grid = _grid(failures=[(0, lambda a, m, s, n, p: n == 10)])
     measurements.record("fig5_attacks", grid)
-    card = claims.scorecard("smoke").set_index("claim")
-    assert len(card) == len(claims.CLAIMS) and card.loc[8, "verdict"] == claims.HOLDS
-    assert card.loc[2, "verdict"] == claims.HOLDS
-    assert card.loc[2, "measured"] == claims.judge_fewer_samples(grid).measured
-    assert card.loc[2, "protocol"] == claims.HOLDS and card.loc[1, "protocol"] is None
-    assert card.loc[9, "verdict"] == claims.NOT_MEASURED and card.loc[11, "verdict"] == claims.NOT_MEASURED
-    assert (claims.scorecard("default").verdict == claims.NOT_MEASURED).all()
-    table = claims.scorecard_markdown(claims.scorecard("smoke"))
+    card = scorecard.scorecard("smoke").set_index("claim")
+    assert len(card) == len(paper.CLAIMS) and card.loc[8, "verdict"] == verdicts.HOLDS
+    assert card.loc[2, "verdict"] == verdicts.HOLDS
+    assert card.loc[2, "measured"] == paper.judge_fewer_samples(grid).measured
+    assert card.loc[2, "protocol"] == verdicts.HOLDS and card.loc[1, "protocol"] is None
+    assert card.loc[9, "verdict"] == kernel.NOT_MEASURED and card.loc[11, "verdict"] == kernel.NOT_MEASURED
+    assert (scorecard.scorecard("default").verdict == kernel.NOT_MEASURED).all()
+    table = scorecard.scorecard_markdown(scorecard.scorecard("smoke"))
     assert "[Fig. 3](fig3_binary_search.ipynb)" in table and "| paper's protocol |" in table
     assert "| **holds**: median paired difference" in table and "[normal vectors](normal_vectors.ipynb)" in table
 
@@ -550,13 +550,13 @@ def test_make_book_refreshes_claims_after_any_chapter(monkeypatch):
 
 
 def test_summary_sentence_agrees_with_its_counts():
-    card = pd.DataFrame({"verdict": [claims.HOLDS, claims.FAILS, claims.FAILS, claims.UNDECIDED, claims.NOT_TESTABLE,
-                                     claims.NOT_MEASURED]})
-    assert claims.summary_sentence(card) == ("Of the 6 claims, 1 holds in this build, 2 do not hold, 1 is undecided, "
-                                             "1 is not testable in this profile and 1 is not measured")
-    card = pd.DataFrame({"verdict": [claims.HOLDS, claims.HOLDS, claims.FAILS]})
-    assert claims.summary_sentence(card) == ("Of the 3 claims, 2 hold in this build, 1 does not hold, 0 are undecided, "
-                                             "0 are not testable in this profile and 0 are not measured")
+    card = pd.DataFrame({"verdict": [verdicts.HOLDS, verdicts.FAILS, verdicts.FAILS, verdicts.UNDECIDED,
+                                     kernel.NOT_TESTABLE, kernel.NOT_MEASURED]})
+    assert scorecard.summary_sentence(card) == ("Of the 6 claims, 1 holds in this build, 2 do not hold, 1 is "
+                                                "undecided, 1 is not testable in this profile and 1 is not measured")
+    card = pd.DataFrame({"verdict": [verdicts.HOLDS, verdicts.HOLDS, verdicts.FAILS]})
+    assert scorecard.summary_sentence(card) == ("Of the 3 claims, 2 hold in this build, 1 does not hold, 0 are "
+                                                "undecided, 0 are not testable in this profile and 0 are not measured")
 
 
 def test_each_profile_keeps_its_own_measurements_and_the_table_across_them(tmp_path, monkeypatch):
@@ -569,45 +569,47 @@ def test_each_profile_keeps_its_own_measurements_and_the_table_across_them(tmp_p
     assert measurements.load("fig3_binary_search", "smoke").per_segment[100] == NARROW
     assert measurements.load("fig3_binary_search", "fashion").per_segment[100] == above
     assert measurements.load("fig3_binary_search", "default") is None
-    assert claims.profile_dimensions("fashion") == [784] and claims.profile_dimensions("default") == []
+    assert scorecard.profile_dimensions("fashion") == [784] and scorecard.profile_dimensions("default") == []
     # the columns follow the input dimension, not the order asked
-    table = claims.across_profiles(["fashion", "smoke"])
+    table = scorecard.across_profiles(["fashion", "smoke"])
     assert list(dict.fromkeys(table.profile)) == ["smoke", "fashion"]
     indexed = table.set_index(["claim", "profile"])
-    assert indexed.loc[(8, "smoke"), "verdict"] == claims.HOLDS and indexed.loc[(8, "fashion"), "verdict"] == claims.FAILS
-    assert indexed.loc[(1, "smoke"), "verdict"] == claims.NOT_MEASURED and indexed.loc[(1, "smoke"), "headline"] is None
-    smoke = claims.judge_bisection_spread(measurements.load("fig3_binary_search", "smoke")).headline
-    fashion = claims.judge_bisection_spread(measurements.load("fig3_binary_search", "fashion")).headline
+    assert indexed.loc[(8, "smoke"), "verdict"] == verdicts.HOLDS
+    assert indexed.loc[(8, "fashion"), "verdict"] == verdicts.FAILS
+    assert indexed.loc[(1, "smoke"), "verdict"] == kernel.NOT_MEASURED
+    assert indexed.loc[(1, "smoke"), "headline"] is None
+    smoke = paper.judge_bisection_spread(measurements.load("fig3_binary_search", "smoke")).headline
+    fashion = paper.judge_bisection_spread(measurements.load("fig3_binary_search", "fashion")).headline
     assert indexed.loc[(8, "smoke"), "headline"] == smoke
-    text = claims.across_markdown(table)
+    text = scorecard.across_markdown(table)
     assert text.splitlines()[0] == "| # | smoke (d = 64) | fashion (d = 784) |"
     assert f"| 8 | **holds** {smoke} | **does not hold** {fashion} |" in text
-    assert claims.dimension_sentence(table) == (
+    assert scorecard.dimension_sentence(table) == (
         "Measured at d = 64 and 784: the decided verdicts of claim 8 change with the dimension; claims 1, 2, 3, 4, "
         "5, 6, 7, 9, 10 and 11 are undecided, not testable or not measured at some dimension.")
-    one = claims.across_profiles(["smoke"])
-    assert claims.dimension_sentence(one) == ("Only one input dimension was measured (d = 64, profile smoke): no "
-                                              "claim's verdict can be said to change with the dimension.")
+    one = scorecard.across_profiles(["smoke"])
+    assert scorecard.dimension_sentence(one) == ("Only one input dimension was measured (d = 64, profile smoke): no "
+                                                 "claim's verdict can be said to change with the dimension.")
 
 
 def test_dimension_sentence_sorts_the_claims_by_how_their_verdicts_move():
     def rows(profile, d, verdicts):
         return [{"claim": k + 1, "profile": profile, "dimensions": d, "verdict": v} for k, v in enumerate(verdicts)]
 
-    h, f, u, m = claims.HOLDS, claims.FAILS, claims.UNDECIDED, claims.NOT_MEASURED
+    h, f, u, m = verdicts.HOLDS, verdicts.FAILS, verdicts.UNDECIDED, kernel.NOT_MEASURED
     table = pd.DataFrame(rows("smoke", (64,), [h, h, h, f, u]) + rows("default", (64,), [h, h, f, u, u])
                          + rows("fashion", (784,), [f, h, f, h, h]) + rows("mixed", (64, 784), [m, f, u, f, h]))
     # claim 1 holds at 64, fails at 784; claim 3 holds in smoke and fails in default, both at 64; claim 4 fails
     # at 64 (undecided in default) and holds at 784; claim 5 is decided at 784 only; the mixed profile is out
-    assert claims.dimension_sentence(table) == (
+    assert scorecard.dimension_sentence(table) == (
         "Measured at d = 64 and 784 (profile mixed left out: its records name no single dataset): the decided "
         "verdicts of claims 1 and 4 change with the dimension; claim 2 keeps one verdict at every measured "
         "dimension; claim 3 differs between profiles of the same dimension; claim 5 is undecided, not testable "
         "or not measured at some dimension.")
     same = pd.DataFrame(rows("smoke", (64,), [h, u]) + rows("default", (64,), [f, u]))
-    assert claims.dimension_sentence(same).startswith("Only one input dimension was measured (d = 64, profile "
-                                                      "smoke, default)")
-    assert claims.dimension_sentence(claims.across_profiles([])) == (
+    assert scorecard.dimension_sentence(same).startswith("Only one input dimension was measured (d = 64, profile "
+                                                         "smoke, default)")
+    assert scorecard.dimension_sentence(scorecard.across_profiles([])) == (
         "No input dimension was measured: no claim's verdict can be said to change with the dimension.")
 
 
@@ -629,24 +631,24 @@ def _record_profiles(tmp_path, monkeypatch):
 
 def test_the_scorecard_across_dimension_shows_each_verdict_with_its_interval(tmp_path, monkeypatch):
     records = _record_profiles(tmp_path, monkeypatch)
-    table = claims.across_profiles(["imagenet", "fashion", "smoke"])
+    table = scorecard.across_profiles(["imagenet", "fashion", "smoke"])
     assert list(dict.fromkeys(table.profile)) == ["smoke", "fashion", "imagenet"]
-    text = claims.across_markdown(table)
+    text = scorecard.across_markdown(table)
     assert text.splitlines()[0] == "| # | smoke (d = 64) | fashion (d = 784) | imagenet (d = 150,528) |"
-    one = {p: claims.judge_certificate_ratio(records[p][0]) for p in ("smoke", "fashion")}
-    assert one["smoke"].verdict == claims.HOLDS and one["fashion"].verdict == claims.FAILS
+    one = {p: paper.judge_certificate_ratio(records[p][0]) for p in ("smoke", "fashion")}
+    assert one["smoke"].verdict == verdicts.HOLDS and one["fashion"].verdict == verdicts.FAILS
     assert (f"| 1 | **holds** {one['smoke'].headline} | **does not hold** {one['fashion'].headline} | not measured "
             "in this profile |") in text
-    two = claims.judge_fewer_samples(records["smoke"][0])
+    two = paper.judge_fewer_samples(records["smoke"][0])
     assert f"**holds** {two.headline} (paper's protocol: **holds** {two.protocol.headline})" in text
-    sentence = claims.dimension_sentence(table)
+    sentence = scorecard.dimension_sentence(table)
     assert sentence.startswith("Measured at d = 64, 784 and 150,528: the decided verdicts of claim 1 change with "
                                "the dimension; claim 7 keeps one verdict at every measured dimension;")
 
 
 def test_the_figure_across_dimension_plots_the_judges_statistics(tmp_path, monkeypatch):
     records = _record_profiles(tmp_path, monkeypatch)
-    points = claims.across_dimension(["smoke", "fashion", "imagenet", "default"])
+    points = scorecard.across_dimension(["smoke", "fashion", "imagenet", "default"])
     assert set(points.profile) == {"smoke", "fashion", "imagenet"}  # default recorded nothing
     assert sorted(set(points[points.panel == "push"].d)) == [64, 784, 150528]
     assert set(points[points.panel != "push"].profile) == {"smoke", "fashion"}  # imagenet has no Fig. 5 record
@@ -659,23 +661,23 @@ def test_the_figure_across_dimension_plots_the_judges_statistics(tmp_path, monke
             if c.model == "standard" and c.sigma is None:
                 assert part.loc[("undefended", c.attack), "estimate"] == pytest.approx(np.median(c.reported_l2) / minimal)
                 assert f"{c.attack} ×{np.median(c.reported_l2) / minimal:.2f}" in \
-                    claims.judge_certificate_ratio(grid).measured
+                    paper.judge_certificate_ratio(grid).measured
         # the certificate ratio: per attack, the worst of claim 1's ratios, with their pointwise 95% intervals
         certificate = part.loc["certificate"]
         for attack in ATTACKS:
-            ratios = [i for c, i in claims.certificate_ratios(grid) if c.attack == attack]
+            ratios = [i for c, i in paper.certificate_ratios(grid) if c.attack == attack]
             worst = min(ratios, key=lambda i: i.lower)  # all hold (smoke) or all fail (fashion): the lowest
             assert tuple(certificate.loc[attack, ["estimate", "lower", "upper"]]) == \
                 (worst.estimate, worst.lower, worst.upper) and worst.confidence == 0.95
         # the push: claim 7's median crossing in units of sigma at the main sigma, its pointwise 95% interval
         push = records[profile][1]
         assert tuple(part.loc[("push", "σ = 0.25"), ["estimate", "lower", "upper"]]) == \
-            tuple(getattr(claims.push_in_sigma(push), k) for k in ("estimate", "lower", "upper"))
+            tuple(getattr(paper.push_in_sigma(push), k) for k in ("estimate", "lower", "upper"))
     imagenet = points[points.profile == "imagenet"].iloc[0]
     assert (imagenet.estimate, imagenet.lower, imagenet.upper) == pytest.approx((5.8, 4.0, 7.6))  # [x_(6), x_(15)] of 20
-    fig = claims.plot_across_dimension(points)
+    fig = scorecard.plot_across_dimension(points)
     axes = fig.axes
-    assert len(axes) == len(claims.PANELS) and axes[0].get_xscale() == "log"
+    assert len(axes) == len(scorecard.PANELS) and axes[0].get_xscale() == "log"
     drawn = axes[2].containers[0].lines[0]
     assert drawn.get_ydata().tolist() == pytest.approx(points[points.panel == "push"].estimate.tolist())
     assert drawn.get_xdata().tolist() == pytest.approx([64, 784, 150528])
@@ -685,7 +687,7 @@ def test_the_figure_across_dimension_plots_the_judges_statistics(tmp_path, monke
     assert axes[0].containers[0].lines[0].get_ydata().tolist() == pytest.approx(
         points[(points.panel == "undefended") & (points.series == "HSJA")].estimate.tolist())
     plt.close(fig)
-    empty = claims.plot_across_dimension(claims.across_dimension(["default"]))
+    empty = scorecard.plot_across_dimension(scorecard.across_dimension(["default"]))
     assert [t.get_text() for ax in empty.axes for t in ax.texts] == ["not recorded under any profile"] * 3
     plt.close(empty)
 
@@ -705,7 +707,7 @@ def test_provenance_table_says_where_and_when_each_column_was_computed(tmp_path,
         measurements.record(stem, record)
     publish.published_dir("imagenet").mkdir(parents=True)
     (publish.published_dir("imagenet") / publish.MANIFEST).write_text('{"archive": "imagenet.tar.gz"}')
-    lines = claims.provenance_markdown(["default", "imagenet"]).splitlines()
+    lines = scorecard.provenance_markdown(["default", "imagenet"]).splitlines()
     assert lines[2] == ("| default | laptop | none | 0123456789+, 0123456789 | 2026-12-01T10:00:00 to "
                         "2026-12-01T11:00:00 | computed in this build |")
     assert lines[3] == ("| imagenet | gpu-1 | NVIDIA H200 (x1) | fedcba9876 | 2026-12-02T08:00:00 | "
@@ -713,4 +715,4 @@ def test_provenance_table_says_where_and_when_each_column_was_computed(tmp_path,
     # a record from before records were stamped
     text = measurements.path("theory", "default").read_text().replace('"provenance"', '"old"')
     measurements.path("theory", "default").write_text(text)
-    assert "laptop (and unrecorded)" in claims.provenance_markdown(["default"])
+    assert "laptop (and unrecorded)" in scorecard.provenance_markdown(["default"])

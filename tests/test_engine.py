@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from conftest import in_run
 
-from rs_repro.experiments import fig4_certification as certification
-from rs_repro.experiments import fig5_attacks as ex
+from rs_repro.chapters import common
+from rs_repro.chapters.fig5_attacks import compute as ex
 from rs_repro.models import model_spec
-from rs_repro.pipeline import cache, engine, runtime
+from rs_repro.pipeline import cache, engine, parameters, runtime
 
 SPECS = {"standard": model_spec("standard"), "randtrain": model_spec("randtrain", sigma=0.5),
          "advtrain": model_spec("advtrain", epsilon=1.0)}
@@ -29,7 +29,7 @@ def _accuracy_units(targets=None) -> list[engine.Unit]:
 def _grid() -> list[engine.Unit]:
     """A small Fig. 5 grid: 4 classifiers x 3 attacks x 2 chunks of 2 images, 40 queries each."""
     targets = ex.grid([0.35], [10], [0.5], 0.5, [10])
-    return ex.attack_units(**WHERE, index=[0, 3, 5, 8], targets=targets, attacks=sorted(ex.ATTACKS), models=SPECS,
+    return ex.attack_units(**WHERE, index=[0, 3, 5, 8], targets=targets, attacks=sorted(common.PAPER_ATTACKS), models=SPECS,
                            max_queries=40, budgets=[20, 40], chunk=2, verify_repeats=5, votes=5, confirm_votes=20,
                            alpha=0.05, seed=0)
 
@@ -39,9 +39,9 @@ def test_unit_refuses_bad_ids_and_functions():
         engine.Unit("a/b", "rs_repro.pipeline.engine:compute_unit")
     with pytest.raises(ValueError, match="function='os:getcwd' is not accepted"):
         engine.Unit("a", "os:getcwd")
-    unit = engine.Unit("a", "rs_repro.experiments.fig5_attacks:accuracy_unit", {"seed": 1})
-    assert unit.code == ("rs_repro.experiments.fig5_attacks",)
-    other = engine.Unit("a", "rs_repro.experiments.fig5_attacks:accuracy_unit", {"seed": 2})
+    unit = engine.Unit("a", "rs_repro.chapters.fig5_attacks.compute:accuracy_unit", {"seed": 1})
+    assert unit.code == ("rs_repro.chapters.fig5_attacks.compute",)
+    other = engine.Unit("a", "rs_repro.chapters.fig5_attacks.compute:accuracy_unit", {"seed": 2})
     assert unit.key() != other.key()
     with pytest.raises(ValueError, match="ids must be distinct, repeated: \\['a'\\]"):
         engine.run("t", [unit, unit])
@@ -53,7 +53,7 @@ def test_attack_units_read_only_their_own_attack():
     units = _grid()
     assert len(units) == 4 * 3 * 2 and len({u.id for u in units}) == len(units)
     hsja = next(u for u in units if "HSJA" in u.id)
-    assert hsja.code == ("rs_repro.experiments.fig5_attacks", "rs_repro.attacks.hsja")
+    assert hsja.code == ("rs_repro.chapters.fig5_attacks.compute", "rs_repro.attacks.hsja")
     json.dumps([u.arguments for u in units])  # what a worker receives is plain JSON
     with pytest.raises(ValueError, match="attack='PGD' is not accepted"):
         ex.attack_units(**WHERE, index=[0], targets=[ex.Target("standard")], attacks=["PGD"], models=SPECS,
@@ -92,24 +92,22 @@ def _same(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
                                       b[uid].drop(columns="time", errors="ignore"), check_exact=True, obj=uid)
 
 
-def _smoke_grid() -> list[engine.Unit]:
-    """Every unit of the smoke Fig. 5: clean accuracies, 7 classifiers x 3 attacks on 4 images, CERTIFY."""
-    from rs_repro.pipeline import book
-
-    return ex.units(book.profile_values("fig5_attacks", "smoke"))
+def _smoke_plan() -> list[engine.Stage]:
+    """The smoke Fig. 5: its models, its images, clean accuracies, 7 classifiers x 3 attacks on 4 images, CERTIFY."""
+    return ex.plan(parameters.profile_values("fig5_attacks", "smoke"))
 
 
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory):
     """The smoke Fig. 5 computed in this process: the reference."""
-    return engine.run("fig5_attacks", _smoke_grid(), root=tmp_path_factory.mktemp("in-process"))
+    return engine.compute("fig5_attacks", _smoke_plan(), root=tmp_path_factory.mktemp("in-process"))
 
 
 @pytest.mark.slow
 def test_local_cluster_gives_the_same_tables(in_process, tmp_path):
-    on_workers = engine.run("fig5_attacks", _smoke_grid(), root=tmp_path, workers=2)
+    on_workers = engine.compute("fig5_attacks", _smoke_plan(), root=tmp_path, workers=2)
     _same(in_process, on_workers)
-    units = certification.certify_units(**WHERE, images=[0, 3, 5], chunk=2, model=SPECS["standard"], name="standard",
+    units = common.certify_units(**WHERE, images=[0, 3, 5], chunk=2, model=SPECS["standard"], name="standard",
                                         sigma=0.35, n0=20, n=200, alpha=0.01, batch_size=64, seed=0)
     here = engine.run("fig4_certification", units, root=tmp_path / "here")
     there = engine.run("fig4_certification", units, root=tmp_path / "there", workers=2)
@@ -130,7 +128,7 @@ def test_a_worker_killed_in_the_middle_changes_no_table(in_process, tmp_path, mo
             threading.Thread(target=os.kill, args=(next(iter(pids.values())), signal.SIGKILL)).start()
 
     monkeypatch.setattr(cache, "store", store_then_kill)
-    on_workers = engine.run("fig5_attacks", _smoke_grid(), root=tmp_path, workers=2)
+    on_workers = engine.compute("fig5_attacks", _smoke_plan(), root=tmp_path, workers=2)
     assert len(done) == len(on_workers)
     assert next(iter(pids.values())) not in dask_client.run(os.getpid).values(), "the worker was not killed"
     _same(in_process, on_workers)

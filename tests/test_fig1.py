@@ -20,9 +20,10 @@ import torch
 from linear import Linear, images_at
 from scipy import optimize, stats
 
-from rs_repro import seeds
+from rs_repro import data, models, seeds
 from rs_repro.attacks import MinimalAdversarial, minimal_l2
-from rs_repro.experiments import fig1_adversarial_probability as ex
+from rs_repro.chapters import common
+from rs_repro.chapters.fig1_adversarial_probability import compute, page
 from rs_repro.pipeline import book, engine, paths
 from rs_repro.report import measurements
 from rs_repro.smoothing import Smooth
@@ -46,7 +47,7 @@ def test_x_a_is_on_the_hyperplane_at_the_exact_distance(attacked):
     assert np.allclose(result.distance.numpy(), DISTANCES, atol=2e-5)
     s = model.signed_distance(result.x_a)
     assert ((s > 0) & (s <= 2e-5)).all()  # on the boundary, adversarial end kept (class 1 is s > 0)
-    u = ex.directions(x, result).flatten(1)
+    u = compute.directions(x, result).flatten(1)
     assert torch.allclose(u @ model.w, torch.ones(len(DISTANCES)), atol=1e-6)  # along the normal
     assert (result.x_a >= 0).all() and (result.x_a <= 1).all()
 
@@ -108,7 +109,7 @@ def test_a_failed_attack_defines_no_ray(attacked):
     failed = MinimalAdversarial(x_adv=x, x_a=x, distance=torch.full((len(x),), math.inf),
                                 success=torch.tensor([True, False, True, True]))
     with pytest.raises(ValueError, match=r"images \[1\]"):
-        ex.directions(x, failed)
+        compute.directions(x, failed)
 
 
 def _exact_wrong(t: np.ndarray, n: int) -> np.ndarray:
@@ -122,10 +123,10 @@ def _exact_wrong(t: np.ndarray, n: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def scanned(attacked):
     model, x, _, result = attacked
-    u = ex.directions(x, result)
+    u = compute.directions(x, result)
     ts = np.linspace(-0.4, 0.4, 17).tolist()
     smooth = Smooth(model, 2, SIGMA)
-    return ex.scan(smooth, result.x_a[2:3], u[2:3], 0, ts, NS, 4000, generator=seeds.generator(0, "test"), alpha=0.01)
+    return compute.scan(smooth, result.x_a[2:3], u[2:3], 0, ts, NS, 4000, generator=seeds.generator(0, "test"), alpha=0.01)
 
 
 def test_probability_along_the_ray_matches_the_binomial_law(scanned):
@@ -143,12 +144,12 @@ def test_probability_along_the_ray_matches_the_binomial_law(scanned):
 
 def test_attack_table_and_correct_images(attacked):
     model, x, y, result = attacked
-    table = ex.attack_table(x, y, torch.arange(10, 14), result, model)
+    table = compute.attack_table(x, y, torch.arange(10, 14), result, model)
     assert table["index"].tolist() == [10, 11, 12, 13] and (table.label_a == 1).all()
     assert ((table.margin_a >= 0) & (table.margin_a <= 1e-4)).all()  # logits are -s and s, s <= tol
     assert np.allclose(table.distance, DISTANCES, atol=2e-5) and (table.box_exit > 0.1).all()
     labels = torch.tensor([0, 1, 0, 0])
-    assert ex.correct_images(model, x, labels, 2).tolist() == [0, 2]
+    assert common.correct_images(model, x, labels, 2).tolist() == [0, 2]
 
 
 def test_smoothing_leaves_the_linear_boundary_in_place(scanned):
@@ -156,11 +157,11 @@ def test_smoothing_leaves_the_linear_boundary_in_place(scanned):
     exact = stats.norm.cdf(profile.t / SIGMA)  # class 1 = the only other class
     assert np.allclose(profile.p_other, exact, atol=4.5 * math.sqrt(0.25 / 4000))
     assert np.allclose(profile.p_label + profile.p_other, 1.0)
-    assert abs(ex.crossing(profile)) < 0.02
+    assert abs(page.crossing(profile)) < 0.02
 
 
 def test_distances_at_pa_match_the_exact_law_and_grow_with_pa(scanned):
-    found = ex.distances_at(scanned.votes, [0.5, 0.8]).set_index(["n", "pa"]).distance
+    found = page.distances_at(scanned.votes, [0.5, 0.8]).set_index(["n", "pa"]).distance
     width = {}
     for n in NS:
         for pa in (0.5, 0.8):
@@ -173,11 +174,11 @@ def test_distances_at_pa_match_the_exact_law_and_grow_with_pa(scanned):
 
 def test_scan_is_deterministic_by_seed(attacked):
     model, x, _, result = attacked
-    u = ex.directions(x, result)
+    u = compute.directions(x, result)
     smooth = Smooth(model, 2, SIGMA)
 
     def run(seed):
-        return ex.scan(smooth, result.x_a[:1], u[:1], 0, [-0.1, 0.0, 0.1], [5, 10], 200,
+        return compute.scan(smooth, result.x_a[:1], u[:1], 0, [-0.1, 0.0, 0.1], [5, 10], 200,
                        generator=seeds.generator(seed, "test"))
 
     first, again, other = run(1), run(1), run(2)
@@ -193,22 +194,22 @@ def test_scan_is_deterministic_by_seed(attacked):
 def test_scan_rejects_bad_parameters(attacked, ts, ns, pool, alpha, match):
     model, x, _, result = attacked
     with pytest.raises(ValueError, match=match):
-        ex.scan(Smooth(model, 2, SIGMA), result.x_a[:1], ex.directions(x, result)[:1], 0, ts, ns, pool,
+        compute.scan(Smooth(model, 2, SIGMA), result.x_a[:1], compute.directions(x, result)[:1], 0, ts, ns, pool,
                 generator=seeds.generator(0), alpha=alpha)
 
 
 def test_first_reach_interpolates_and_censors():
     t = [0.0, 1.0, 2.0]
-    assert ex.first_reach(t, [0.0, 0.4, 1.0], 0.5) == pytest.approx(1 + 0.1 / 0.6)
-    assert math.isnan(ex.first_reach(t, [0.6, 0.7, 0.9], 0.5))  # reached before the scan
-    assert math.isnan(ex.first_reach(t, [0.0, 0.1, 0.2], 0.5))  # never reached
+    assert page.first_reach(t, [0.0, 0.4, 1.0], 0.5) == pytest.approx(1 + 0.1 / 0.6)
+    assert math.isnan(page.first_reach(t, [0.6, 0.7, 0.9], 0.5))  # reached before the scan
+    assert math.isnan(page.first_reach(t, [0.0, 0.1, 0.2], 0.5))  # never reached
     with pytest.raises(ValueError, match="pas"):
-        ex.distances_at(pd.DataFrame({"n": [5], "t": [0.0], "p": [0.0]}), [0.0])
+        page.distances_at(pd.DataFrame({"n": [5], "t": [0.0], "p": [0.0]}), [0.0])
 
 
 def test_crossing_summary_counts_and_tests_the_sign():
     table = pd.DataFrame({"sigma": [0.1] * 5 + [0.2] * 2, "crossing": [0.01, 0.02, -0.01, 0.03, np.nan, 0.1, 0.3]})
-    summary = ex.crossing_summary(table).set_index("sigma")
+    summary = page.crossing_summary(table).set_index("sigma")
     assert summary.loc[0.1, ["images", "censored", "beyond"]].tolist() == [5, 1, 3]
     assert summary.loc[0.1, "median"] == pytest.approx(0.015)
     assert summary.loc[0.2, "median_sigma"] == pytest.approx(1.0)
@@ -218,7 +219,7 @@ def test_crossing_summary_counts_and_tests_the_sign():
 def test_box_exit_is_where_the_ray_leaves_the_box():
     x_a = torch.tensor([0.5, 0.2, 0.9]).view(1, 1, 1, 3)
     u = torch.tensor([0.6, -0.8, 0.0]).view(1, 1, 1, 3)
-    assert ex.box_exit(x_a, u).item() == pytest.approx(0.25)  # the second pixel reaches 0 first
+    assert compute.box_exit(x_a, u).item() == pytest.approx(0.25)  # the second pixel reaches 0 first
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -233,7 +234,7 @@ def _values(**changes):
     values = book.profile_values(STEM, "smoke")
     values.update(num_images=3, points=5, pool=50, panel_points=6, panel_pool=100, sweep_sigmas=[0.1],
                   sweep_points=3, sweep_pool=20, attack_steps=20, **changes)
-    ex.check_parameters(values)
+    compute.check_parameters(values)
     return values
 
 
@@ -259,7 +260,7 @@ def _values(**changes):
 def test_check_parameters_names_the_broken_rule(changes, message):
     values = {**book.profile_values(STEM, "smoke"), **changes}
     with pytest.raises(ValueError, match=re.escape(message)):
-        ex.check_parameters(values)
+        compute.check_parameters(values)
 
 
 def test_bad_parameters_stop_the_chapter_before_it_runs(tmp_path, monkeypatch):
@@ -269,14 +270,41 @@ def test_bad_parameters_stop_the_chapter_before_it_runs(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
+def _units(values: dict) -> list[engine.Unit]:
+    """The units of the chapter's plan, the tables of every stage but the last computed here (not cached)."""
+    done, work = {}, []
+    *first, last = compute.plan(values)
+    for stage in first:
+        units = stage.units(done)
+        done.update({u.id: engine.compute_unit(u)[0] for u in units})
+        work += units
+    return work + last.units(done)
+
+
+def test_plan_is_pure(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the plan read data or loaded a model")
+
+    values = _values()
+    for module, name in ((compute, "load_model"), (models, "load_model"), (data, "load_dataset")):
+        monkeypatch.setattr(module, name, refuse)
+    plan = compute.plan(values)
+    assert [stage.name for stage in plan] == ["models", "white-box attack", "rays"]
+    assert [u.id for u in plan[0].units({}) + plan[1].units({})] == ["model-standard", "attack"]
+    rays = plan[2].units({"attack": pd.DataFrame({"unit": [0, 1], "index": [4, 9]})})
+    assert [u.id for u in rays] == ["scan-image0", "scan-image1", "panel-image0", "sweep-sigma0.1-image0",
+                                    "sweep-sigma0.1-image1"]
+
+
 def test_units_have_stable_distinct_ids_and_the_arguments_that_change_numbers():
     values = _values()
-    units = ex.units(values)
+    units = _units(values)
     ids = [u.id for u in units]
-    assert ids == ["attack", "scan-image0", "scan-image1", "scan-image2", "panel-image0", "sweep-sigma0.1-image0",
-                   "sweep-sigma0.1-image1", "sweep-sigma0.1-image2"]
-    assert [u.key() for u in ex.units(values)] == [u.key() for u in units]
-    for unit in units:
+    assert ids == ["model-standard", "attack", "scan-image0", "scan-image1", "scan-image2", "panel-image0",
+                   "sweep-sigma0.1-image0", "sweep-sigma0.1-image1", "sweep-sigma0.1-image2"]
+    assert [u.key() for u in _units(values)] == [u.key() for u in units]
+    assert units[0].arguments["model"] == units[1].arguments["model"]
+    for unit in units[1:]:
         assert unit.arguments["device"] == "cpu" and unit.arguments["model"]["recipe"] == "standard"
         assert ("batch_size" in unit.arguments) == (unit.id != "attack")  # the attack makes no noisy batch
         assert not {"figures_dir", "use_cache", "panel_image", "pas"} & set(unit.arguments)
@@ -284,32 +312,28 @@ def test_units_have_stable_distinct_ids_and_the_arguments_that_change_numbers():
     assert by_id["panel-image0"].arguments["pool"] == 100 and len(by_id["panel-image0"].arguments["ts"]) == 6
     assert by_id["sweep-sigma0.1-image1"].arguments["ts"] == pytest.approx([-0.1, 0.0, 0.1])
     # what does not change a unit's numbers does not change its key
-    assert [u.key() for u in ex.units({**values, "figures_dir": "elsewhere", "pas": [0.6]})] == [u.key() for u in units]
-    assert by_id["scan-image0"].key() != ex.units({**values, "batch_size": 7})[1].key()
+    assert [u.key() for u in _units({**values, "figures_dir": "elsewhere", "pas": [0.6]})] == [u.key() for u in units]
+    assert by_id["scan-image0"].key() != _units({**values, "batch_size": 7})[2].key()
 
 
-def test_units_refuse_a_panel_image_the_correct_candidates_do_not_reach(monkeypatch):
+def test_units_refuse_a_panel_image_the_correct_candidates_do_not_reach():
     with pytest.raises(ValueError, match=r"num_images=3 is not accepted; expected an integer from 1 to 2"):
         _values(num_candidates=2, panel_image=2)  # more images than candidates: refused before anything runs
-    # fewer correctly classified candidates than the panel needs: found once the model has classified them
-    monkeypatch.setattr(ex, "correct_images", lambda model, x, y, count: torch.arange(2))
-    ex._chosen.cache_clear()
-    try:
-        with pytest.raises(ValueError, match=r"only 2 of the candidates are correctly classified; panel_image=2"):
-            ex.units(_values(num_candidates=3, panel_image=2))
-    finally:
-        ex._chosen.cache_clear()
+    # fewer correctly classified candidates than the panel needs: found once the attack's table has them
+    rays = compute.plan(_values(num_candidates=3, panel_image=2))[-1]
+    with pytest.raises(ValueError, match=r"only 2 of the candidates are correctly classified; panel_image=2"):
+        rays.units({"attack": pd.DataFrame({"unit": [0, 1], "index": [0, 1]})})
 
 
 def test_a_unit_gives_the_same_table_twice_and_after_the_attack_is_recomputed():
-    unit = ex.units(_values())[2]  # scan-image1
+    unit = {u.id: u for u in _units(_values())}["scan-image1"]
     first = unit.compute()
     assert set(first.part) == {"profile", "votes"} and (first.unit == 1).all()
     assert first.equals(unit.compute())
-    ex._attacked.cache_clear()
-    ex._chosen.cache_clear()
+    compute._attacked.cache_clear()
+    compute._chosen.cache_clear()
     assert first.equals(unit.compute())
-    scan_of = ex.ray_scan(first)
+    scan_of = page.ray_scan(first)
     assert scan_of.profile.draws.dtype == np.int64 and len(scan_of.profile) == 5
     assert len(scan_of.votes) == 5 * 3 and scan_of.votes.groupby("n").votes.first().to_dict() == {5: 10, 10: 5, 50: 1}
 
@@ -317,8 +341,8 @@ def test_a_unit_gives_the_same_table_twice_and_after_the_attack_is_recomputed():
 @pytest.fixture(scope="module")
 def chapter(tmp_path_factory):
     values = _values()
-    tables = engine.run(STEM, ex.units(values), root=tmp_path_factory.mktemp("cache"))
-    return values, tables, ex.results(tables, values)
+    tables = engine.compute(STEM, compute.plan(values), root=tmp_path_factory.mktemp("cache"))
+    return values, tables, page.results(tables, values)
 
 
 def test_results_join_the_units(chapter):
@@ -326,14 +350,14 @@ def test_results_join_the_units(chapter):
     assert len(res.attacked) == 3 and res.attacked.distance.dtype == np.float64
     assert len(res.profile) == 3 * 5 and sorted(res.profile.unit.unique()) == [0, 1, 2]
     assert len(res.panel.profile) == 6 and "unit" not in res.panel.votes
-    assert res.crossings.tolist() == [ex.crossing(ex.ray_scan(tables[f"scan-image{k}"]).profile) for k in range(3)]
+    assert res.crossings.tolist() == [page.crossing(page.ray_scan(tables[f"scan-image{k}"]).profile) for k in range(3)]
     assert res.by_sigma.sigma.tolist() == [0.1, 0.35] and len(res.located) == 2 * 3
     assert list(res.transitions.n) == values["ns"]
 
 
 def test_summary_record_has_the_main_crossing_first(chapter, tmp_path, monkeypatch):
-    values, tables, res = chapter
-    push = ex.summarize(tables, values)
+    values, _, res = chapter
+    push = page.record(res, values)
     assert isinstance(push, measurements.BoundaryPush)
     assert push.num_images == 3 and push.ns == [5, 10, 50] and push.pas == [0.5, 0.8] and push.sigma == 0.35
     assert [c.sigma for c in push.crossings] == [0.35, 0.1] and push.crossing(0.1) is push.crossings[1]
@@ -355,16 +379,16 @@ def test_summary_record_has_the_main_crossing_first(chapter, tmp_path, monkeypat
 
 def test_a_censored_crossing_or_transition_keeps_its_side():
     ray = pd.DataFrame({"t": [0.0, 0.1, 0.2], "p_label": [0.9, 0.6, 0.3], "p_other": [0.1, 0.4, 0.7]})
-    assert ex._censored_crossing(ray) == pytest.approx(0.1 + 0.1 / 3)  # the gap -0.2 -> 0.4 crosses 0 a third of the way
-    assert ex._censored_crossing(ray.assign(p_other=0.95)) == -math.inf  # another class leads from the start
-    assert ex._censored_crossing(ray.assign(p_other=0.0)) == math.inf  # the label leads all along
-    assert ex._width(0.1, 0.4) == pytest.approx(0.3) and ex._width(0.1, math.nan) == math.inf
-    assert ex._width(math.nan, math.nan) is None
+    assert page._censored_crossing(ray) == pytest.approx(0.1 + 0.1 / 3)  # the gap -0.2 -> 0.4 crosses 0 a third of the way
+    assert page._censored_crossing(ray.assign(p_other=0.95)) == -math.inf  # another class leads from the start
+    assert page._censored_crossing(ray.assign(p_other=0.0)) == math.inf  # the label leads all along
+    assert page._width(0.1, 0.4) == pytest.approx(0.3) and page._width(0.1, math.nan) == math.inf
+    assert page._width(math.nan, math.nan) is None
 
 
 def test_page_gives_every_glued_name_of_the_prose(chapter):
     values, _, res = chapter
-    text = ex.page(res, values)
+    text = page.page(res, values)
     source = (paths.NOTEBOOKS / f"{STEM}.md").read_text(encoding="utf-8")
     glued = set(re.findall(r"\{glue:text\}`([a-z_0-9]+)", source))
     assert glued <= set(text) and all(isinstance(v, (int, float, str)) for v in text.values())
@@ -377,11 +401,11 @@ def test_page_gives_every_glued_name_of_the_prose(chapter):
 
 def test_figures_draw_the_panels(chapter):
     values, _, res = chapter
-    fig = ex.plot_probability(res, values)
+    fig = page.plot_probability(res, values)
     left, right = fig.axes
     assert len(left.get_lines()) == 1 + len(values["ns"]) + len(values["pas"]) + 2
     assert "test index" in left.get_title() and len(right.get_yticklabels()) == 1 + 3 * 2
     plt.close(fig)
-    fig = ex.plot_crossing_sigma(res)
+    fig = page.plot_crossing_sigma(res)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.1", "0.35"]
     plt.close(fig)

@@ -1,5 +1,5 @@
 """Fig. 3 chapter: the boundary of g_sigma on a segment, the spread of bisections against g_{sigma,n}, the
-units, the parameter rules, the summary record and the page; the paper profile end to end on a synthetic
+plan and its units, the parameter rules, the summary record and the page; the paper profile end to end on a synthetic
 ImageNet (the ``synthetic_imagenet`` fixture of conftest.py)."""
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import torch
 from conftest import here
 from torch import nn
 
-from rs_repro import data
-from rs_repro.experiments import fig3_binary_search as ex
+from rs_repro import data, models
+from rs_repro.chapters import common
+from rs_repro.chapters.fig3_binary_search import compute, page
 from rs_repro.models import load_model, model_spec
 from rs_repro.pipeline import book, engine, paths
+from rs_repro.pipeline.engine import Unit
 from rs_repro.report import measurements
 from rs_repro.smoothing import Smooth
 
@@ -47,6 +49,15 @@ def values() -> dict:
             "profile_samples": 50}
 
 
+def _segment_units(values: dict) -> list[Unit]:
+    """The units of the plan's last stage (one per segment), its earlier stages computed in this process."""
+    *before, last = compute.plan(values)
+    done: dict[str, pd.DataFrame] = {}
+    for stage in before:
+        done.update({unit.id: engine.compute_unit(unit)[0] for unit in stage.units(done)})
+    return last.units(done)
+
+
 def _table(segment: int, length: float, searches: dict[int, list[float]]) -> pd.DataFrame:
     """A table shaped as segment_unit's: a profile crossing at t = 1/2, the given search outputs."""
     profile = pd.DataFrame({"t": [0.0, 0.5, 1.0], "p_label": [0.9, 0.5, 0.1], "p_other": [0.1, 0.5, 0.9],
@@ -67,22 +78,22 @@ KNOWN_VALUES = {"dataset": "digits", "seed": 0, "sigma": 0.35, "ns": [10, 100], 
 
 def test_boundary_of_g_interpolates_the_crossing():
     profile = pd.DataFrame({"t": [0.0, 0.5, 1.0], "p_label": [0.9, 0.6, 0.2], "p_other": [0.1, 0.4, 0.8]})
-    assert math.isclose(ex.boundary_of_g(profile), 0.5 + 0.5 * 0.2 / (0.2 + 0.6))
-    assert math.isnan(ex.boundary_of_g(profile.assign(p_other=0.0)))
+    assert math.isclose(page.boundary_of_g(profile), 0.5 + 0.5 * 0.2 / (0.2 + 0.6))
+    assert math.isnan(page.boundary_of_g(profile.assign(p_other=0.0)))
 
 
 def test_profile_and_bisections_on_a_halfspace():
     a, b = _segment()
     smooth = Smooth(Halfspace(), 2, 0.05, seed=0)
-    profile = ex.class_profile(smooth, a, b, 0, [i / 20 for i in range(21)], 4000, seed=1, batch_size=10_000)
-    assert abs(ex.boundary_of_g(profile) - 0.5) < 0.02  # a flat boundary: g_sigma = f (paper, section 3.1)
-    assert abs(ex.base_boundary(Halfspace(), a, b, 0, 30) - 0.5) < 1e-6
-    spread = {n: ex.bisection_outputs(smooth, a, b, 0, n, 300, 15, seed=2, batch_size=10_000).t.std() for n in (1, 100)}
+    profile = compute.class_profile(smooth, a, b, 0, [i / 20 for i in range(21)], 4000, seed=1, batch_size=10_000)
+    assert abs(page.boundary_of_g(profile) - 0.5) < 0.02  # a flat boundary: g_sigma = f (paper, section 3.1)
+    assert abs(compute.base_boundary(Halfspace(), a, b, 0, 30) - 0.5) < 1e-6
+    spread = {n: compute.bisection_outputs(smooth, a, b, 0, n, 300, 15, seed=2, batch_size=10_000).t.std() for n in (1, 100)}
     assert spread[100] < spread[1]
-    outputs = ex.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2, batch_size=10_000)
+    outputs = compute.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2, batch_size=10_000)
     assert abs(outputs.t.mean() - 0.5) < 0.02 and (outputs.queries == 15).all()
     # same seed, same output
-    assert outputs.equals(ex.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2, batch_size=10_000))
+    assert outputs.equals(compute.bisection_outputs(smooth, a, b, 0, 100, 300, 15, seed=2, batch_size=10_000))
 
 
 #: A valid ImageNet setting of the parameters that name the data and the model.
@@ -113,18 +124,18 @@ IMAGENET = {"dataset": "imagenet", "data_dir": "/data/val", "standard_weights": 
     ({"device": "gpu"}, "device"),
 ])
 def test_check_parameters_rejects_each_bad_combination(values, standins, change, name):
-    ex.check_parameters(values)
+    compute.check_parameters(values)
     change = here(change, standins)
     with pytest.raises(ValueError, match=f"^{name}=.* is not accepted; expected"):
-        ex.check_parameters({**values, **change})
+        compute.check_parameters({**values, **change})
     with pytest.raises(book.ChapterError, match=f"chapter 'fig3_binary_search': {name}="):
         book.check_chapter(STEM, {**values, **change})
 
 
 def test_imagenet_settings_pass_the_checks(values, standins):
     for weights in (standins["/data/rn50.pth"], "pretrained:efficientnet-lite0"):
-        ex.check_parameters({**values, **here(IMAGENET, standins), "standard_weights": weights, "device": "cuda:1"})
-    ex.check_parameters({**values, "dataset": "imagenet-samples", "standard_weights": "pretrained:efficientnet-lite0"})
+        compute.check_parameters({**values, **here(IMAGENET, standins), "standard_weights": weights, "device": "cuda:1"})
+    compute.check_parameters({**values, "dataset": "imagenet-samples", "standard_weights": "pretrained:efficientnet-lite0"})
 
 
 def test_segments_pair_each_correct_image_with_its_nearest_other_class():
@@ -134,94 +145,111 @@ def test_segments_pair_each_correct_image_with_its_nearest_other_class():
         model[1].bias.copy_(torch.tensor([0.5, -0.5]))
     x = torch.tensor([0.1, 0.2, 0.9]).view(3, 1, 1, 1)
     for batch_size in (1, 10):
-        assert ex.segments(model, x, torch.tensor([0, 0, 1]), 5, batch_size) == [(0, 2), (1, 2), (2, 1)]
-        assert ex.segments(model, x, torch.tensor([0, 0, 1]), 2, batch_size) == [(0, 2), (1, 2)]
+        assert compute.segments(model, x, torch.tensor([0, 0, 1]), 5, batch_size) == [(0, 2), (1, 2), (2, 1)]
+        assert compute.segments(model, x, torch.tensor([0, 0, 1]), 2, batch_size) == [(0, 2), (1, 2)]
     # image 2 is misclassified, and 0 and 1 have no image of another class: no segment
-    assert ex.segments(model, x, torch.tensor([0, 0, 0]), 5, 10) == []
+    assert compute.segments(model, x, torch.tensor([0, 0, 0]), 5, 10) == []
 
 
 def test_units_are_the_segments_with_stable_keys(values):
-    work = ex.units(values)
+    work = _segment_units(values)
     model, _ = load_model("digits", model_spec("standard", seed=0))
     test = data.load_dataset("digits", "test")
-    pairs = ex.segments(model, test.x, test.y, values["num_segments"], values["batch_size"])
-    assert ex.segments(model, test.x, test.y, values["num_segments"], 7) == pairs  # batches change no prediction
+    pairs = compute.segments(model, test.x, test.y, values["num_segments"], values["batch_size"])
+    assert compute.segments(model, test.x, test.y, values["num_segments"], 7) == pairs  # batches change no prediction
     assert [u.id for u in work] == [f"segment-{k}" for k in range(len(pairs))] and len(pairs) == 2
     assert [(u.arguments["a"], u.arguments["b"]) for u in work] == pairs
     for a, b in pairs:
         assert model(test.x[a:a + 1]).argmax(1) == test.y[a] and test.y[b] != test.y[a]
-    assert [u.key() for u in ex.units(values)] == [u.key() for u in work]
+    assert [u.key() for u in _segment_units(values)] == [u.key() for u in work]
     # what changes no number changes no key, and a third segment leaves the first two as they are
-    same = ex.units({**values, "figures_dir": "elsewhere", "use_cache": False, "bins": 7, "num_segments": 3})
+    same = _segment_units({**values, "figures_dir": "elsewhere", "use_cache": False, "bins": 7, "num_segments": 3})
     assert [u.key() for u in same[:2]] == [u.key() for u in work] and len(same) == 3
-    assert ex.units({**values, "zoom": True})[0].key() == work[0].key()
+    assert _segment_units({**values, "zoom": True})[0].key() == work[0].key()
     assert all(u.arguments["batch_size"] == values["batch_size"] and u.arguments["device"] == "cpu" for u in work)
     assert work[0].arguments["model"] == model_spec("standard", seed=0, weights="")
     for change in ({"sigma": 0.5}, {"batch_size": 999}, {"num_candidates": 300}):
-        assert ex.units({**values, **change})[0].key() != work[0].key()
+        assert _segment_units({**values, **change})[0].key() != work[0].key()
+
+
+def test_the_plan_trains_the_model_then_chooses_the_segments_then_searches(values, monkeypatch):
+    with monkeypatch.context() as planning:  # planning reads no data and trains no model
+        for module, name in ((data, "load_dataset"), (models, "load_model"), (compute, "load_model")):
+            planning.setattr(module, name, lambda *args, **kwargs: pytest.fail("planning loaded data or a model"))
+        stages = compute.plan(values)
+        first, second = (stage.units({}) for stage in stages[:2])
+    assert [stage.name for stage in stages] == ["models", "segment selection", "segments"]
+    assert [u.id for u in first] == ["model-standard"] and first[0].arguments["model"] == second[0].arguments["model"]
+    assert [u.id for u in second] == ["segments"] and second[0].arguments["count"] == values["num_segments"]
+    chosen = engine.compute_unit(second[0])[0]
+    assert chosen.segment.tolist() == [0, 1]
+    assert [(u.arguments["a"], u.arguments["b"]) for u in stages[2].units({"segments": chosen})] == list(
+        zip(chosen.a, chosen.b, strict=True))
+    with pytest.raises(ValueError, match="no segment to search on"):
+        stages[2].units({"segments": chosen.iloc[:0]})
 
 
 def test_segments_are_chosen_among_the_candidates(values):
     full = data.load_dataset("digits", "test")
-    assert ex.candidate_images("digits", None, 0, 0).index.equal(full.index)
-    subset = ex.candidate_images("digits", None, 100, 0)
+    assert common.test_pool("digits", None, 0, 0).index.equal(full.index)
+    subset = common.test_pool("digits", None, 100, 0)
     assert subset.index.equal(data.load_dataset("digits", "test", n=100, seed=0).index)
-    work = ex.units({**values, "num_candidates": 100})
+    work = _segment_units({**values, "num_candidates": 100})
     ends = [(u.arguments["a"], u.arguments["b"]) for u in work]  # positions in the test split
     assert all(a in subset.index and b in subset.index and full.y[a] != full.y[b] for a, b in ends)
-    table = ex.segment_unit(**{**work[0].arguments, "repeats": 2, "ns": [10]})
+    table = compute.segment_unit(**{**work[0].arguments, "repeats": 2, "ns": [10]})
     a, b = ends[0]
     assert table.length.iloc[0] == pytest.approx(float((full.x[b] - full.x[a]).norm()))
 
 
 def test_a_unit_gives_the_same_table_twice_from_its_own_seed(values):
-    unit = ex.units(values)[0]
+    unit = _segment_units(values)[0]
     first, _ = engine.compute_unit(unit)
     again, _ = engine.compute_unit(unit)
     assert first.equals(again)
-    profile, searches, length, t_f = ex.segment_parts(first)
+    profile, searches, length, t_f = page.segment_parts(first)
     assert profile.t.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and len(searches) == 20 * len(values["ns"])
     assert set(searches.n) == set(values["ns"]) and (searches.queries == values["steps"]).all()
     assert 0 <= t_f <= 1 and length > 0
     assert set(first.columns) == set(KNOWN["segment-0"].columns)
     # the same segment under another unit number draws other noise (seeds.derive_seed(seed, "segment", k))
-    other = ex.segment_unit(**{**unit.arguments, "segment": 1})
-    assert not ex.segment_parts(other)[1].t.reset_index(drop=True).equals(searches.t.reset_index(drop=True))
+    other = compute.segment_unit(**{**unit.arguments, "segment": 1})
+    assert not page.segment_parts(other)[1].t.reset_index(drop=True).equals(searches.t.reset_index(drop=True))
 
 
 def test_summary_record_and_page_have_the_known_answers():
     root2 = math.sqrt(2)
-    record = ex.summarize(KNOWN, KNOWN_VALUES)
+    record = page.record(KNOWN, KNOWN_VALUES)
     assert isinstance(record, measurements.BisectionSpread) and measurements.SCHEMA[STEM] is type(record)
     assert record.dataset == "digits" and record.sigma == 0.35 and sorted(record.spread) == [10, 100]
     assert record.spread[10] == pytest.approx(0.3 * root2) and record.spread[100] == pytest.approx(0.03 * root2)
     assert record.per_segment[10] == pytest.approx([0.2 * root2, 0.4 * root2]) and record.seed == 0  # mean 0.3 root2
-    by_n = ex.spread_by_n(KNOWN, KNOWN_VALUES)
+    by_n = page.spread_by_n(KNOWN, KNOWN_VALUES)
     assert by_n["mean offset from boundary of g"].tolist() == pytest.approx([0.1, 0.005])
-    rows = ex.search_summary(KNOWN, KNOWN_VALUES)
+    rows = page.search_summary(KNOWN, KNOWN_VALUES)
     assert rows["boundary of g - boundary of f"].tolist() == pytest.approx([0.25, 0.25, 0.5, 0.5])
-    page = ex.page(KNOWN, KNOWN_VALUES)
-    assert page == {"repeats": 2, "num_segments": 2, "peaks": "0.50 (n=10), 1.00 (n=100)",
+    glued = page.page(KNOWN, KNOWN_VALUES)
+    assert glued == {"repeats": 2, "num_segments": 2, "peaks": "0.50 (n=10), 1.00 (n=100)",
                     "spread_small": pytest.approx(0.3 * root2), "spread_large": pytest.approx(0.03 * root2),
                     "n_small": 10, "n_large": 100, "offset_small": pytest.approx(0.1),
                     "offset_large": pytest.approx(0.005), "mean_length": 1.5}
-    fig = ex.plot_bisection(KNOWN, KNOWN_VALUES)
+    fig = page.plot_bisection(KNOWN, KNOWN_VALUES)
     assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("output of a 20-step binary search")
     plt.close(fig)
 
 
 def test_zoom_bins_the_range_of_the_outputs():
-    assert ex.histogram_edges(KNOWN, KNOWN_VALUES).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]  # the whole segment
+    assert page.histogram_edges(KNOWN, KNOWN_VALUES).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]  # the whole segment
     zoom = {**KNOWN_VALUES, "zoom": True}
     # outputs 0.3 to 0.7 and t_g = 0.5 on a segment of length 1: the range 0.3 to 0.7, widened by 0.04 each side
-    assert ex.histogram_edges(KNOWN, zoom) == pytest.approx(np.linspace(0.26, 0.74, 5))
-    assert ex.page(KNOWN, zoom)["peaks"] == "0.50 (n=10), 1.00 (n=100)"
-    fig = ex.plot_bisection(KNOWN, zoom)
+    assert page.histogram_edges(KNOWN, zoom) == pytest.approx(np.linspace(0.26, 0.74, 5))
+    assert page.page(KNOWN, zoom)["peaks"] == "0.50 (n=10), 1.00 (n=100)"
+    fig = page.plot_bisection(KNOWN, zoom)
     assert all(ax.get_xlim() == pytest.approx((0.26, 0.74)) for ax in fig.axes)
     plt.close(fig)
     # every output at one point: one bin of the segment each side, within the segment
     one = {"segment-0": _table(0, 1.0, {10: [0.5, 0.5], 100: [0.5, 0.5]})}
-    assert ex.histogram_edges(one, zoom)[[0, -1]] == pytest.approx([0.25, 0.75])
+    assert page.histogram_edges(one, zoom)[[0, -1]] == pytest.approx([0.25, 0.75])
 
 
 @pytest.mark.slow
@@ -233,8 +261,8 @@ def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet,
     overrides = {"data_dir": str(root), "standard_weights": str(weights), "num_candidates": 6, "ns": [2, 3],
                  "repeats": 2, "steps": 3, "num_segments": 1, "profile_points": 2, "profile_samples": 2,
                  "batch_size": 8, "device": "cpu", "figures_dir": str(tmp_path / "fig")}
-    page = book.run_chapter(STEM, "paper", overrides, chapters_dir=tmp_path / "chapters")
-    record = nbformat.read(page, as_version=4).metadata["rs_repro"]
+    executed = book.run_chapter(STEM, "paper", overrides, chapters_dir=tmp_path / "chapters")
+    record = nbformat.read(executed, as_version=4).metadata["rs_repro"]
     assert record["profile"] == "paper" and record["parameters"]["dataset"] == "imagenet"
     assert record["parameters"]["sigma"] == 0.05 and record["parameters"]["zoom"] is True
     spread = measurements.load(STEM, "paper")

@@ -17,7 +17,7 @@ import pytest
 from conftest import in_run
 from markdown_it import MarkdownIt
 
-from rs_repro.experiments import claims
+from rs_repro.claims import kernel, paper, scorecard
 from rs_repro.pipeline import context, paths, provenance, publish
 from rs_repro.report import markup, measurements
 from rs_repro.report.measurements import BisectionSpread, ThresholdCheck
@@ -259,7 +259,7 @@ def test_markup_in_every_provenance_field_is_shown_as_text(laptop, tmp_path):
     files = {"measurements/theory.json": _record(provenance=stamp)}
     publish.import_archive(_archive(tmp_path / "<img src=x onerror=alert(2)>|.tar.gz", files,
                                     _manifest(files, exported=stamp)))
-    table = claims.provenance_markdown(["imagenet"])
+    table = scorecard.provenance_markdown(["imagenet"])
     row = table.splitlines()[2]
     assert "<img" not in row and "**x**" not in row and len(_cells(row)) == 6
     html = MarkdownIt("commonmark").enable("table").render(table)
@@ -446,38 +446,39 @@ def test_a_local_stamp_of_another_shape_names_its_file(laptop, monkeypatch):
 
 def test_a_damaged_profile_is_one_broken_column(laptop, monkeypatch):
     damaged = _two_profiles(monkeypatch)
-    alone = claims.across_profiles(["smoke"])
-    table = claims.across_profiles(["fashion", "smoke"])
+    alone = scorecard.across_profiles(["smoke"])
+    table = scorecard.across_profiles(["fashion", "smoke"])
     broken = table[table.profile == "fashion"]
-    assert (broken.verdict == claims.DAMAGED).all() and len(broken) == len(claims.CLAIMS)
+    assert (broken.verdict == kernel.DAMAGED).all() and len(broken) == len(paper.CLAIMS)
     assert broken.damage.iloc[0].startswith(f"measurement file {damaged} cannot be read")
     smoke = table[table.profile == "smoke"].reset_index(drop=True)
     assert smoke.drop(columns="damage").equals(alone.drop(columns="damage"))
-    text = claims.across_markdown(table)
+    text = scorecard.across_markdown(table)
     header, _, *rows = text.split("\n\n")[0].splitlines()
     assert header == "| # | smoke (d = 64) | fashion (damaged) |"
-    assert all(_cells(row)[2].strip() == claims.DAMAGED for row in rows)
+    assert all(_cells(row)[2].strip() == kernel.DAMAGED for row in rows)
     assert ("The column fashion is damaged, its verdicts are not shown: measurement file "
             f"{markup.markdown_cell(damaged)} cannot be read: Expecting") in text
-    assert "left out: damaged records" in claims.dimension_sentence(table)
-    assert set(claims.across_dimension(["fashion", "smoke"]).profile) <= {"smoke"}
-    provenance = claims.provenance_markdown(["smoke", "fashion"]).splitlines()
+    assert "left out: damaged records" in scorecard.dimension_sentence(table)
+    assert set(scorecard.across_dimension(["fashion", "smoke"]).profile) <= {"smoke"}
+    provenance = scorecard.provenance_markdown(["smoke", "fashion"]).splitlines()
     assert provenance[2].startswith("| smoke | gpu\\-1 |") or provenance[2].startswith("| smoke | gpu-1 |")
-    assert provenance[3].startswith(f"| fashion | {claims.DAMAGED}: measurement file {markup.markdown_cell(damaged)}")
+    assert provenance[3].startswith(f"| fashion | {kernel.DAMAGED}: measurement file {markup.markdown_cell(damaged)}")
     assert len(_cells(provenance[3])) == 6
 
 
 def test_a_record_naming_markup_is_shown_as_text(laptop, monkeypatch):
     in_run(monkeypatch, profile="smoke")
     measurements.record("fig3_binary_search", SPREAD)
-    card = claims.scorecard("smoke")
+    card = scorecard.scorecard("smoke")
     card.loc[card.claim == 8, "measured"] = HOSTILE
-    html = MarkdownIt("commonmark").enable("table").render(claims.scorecard_markdown(card))
+    html = MarkdownIt("commonmark").enable("table").render(scorecard.scorecard_markdown(card))
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;|**x**" in html
     odd = measurements.path("fig3_binary_search", "<b>x|y").parent
     (odd / "<b>x|y.json").write_text(measurements.path("fig3_binary_search", "smoke").read_text())
     profiles = measurements.recorded_profiles()
-    for text in (claims.across_markdown(claims.across_profiles(profiles)), claims.provenance_markdown(profiles)):
+    for text in (scorecard.across_markdown(scorecard.across_profiles(profiles)),
+                 scorecard.provenance_markdown(profiles)):
         assert "<b>" not in MarkdownIt("commonmark").enable("table").render(text)
 
 

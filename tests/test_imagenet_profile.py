@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rs_repro import checks
-from rs_repro.pipeline import book, paths
+from rs_repro.pipeline import book, parameters, paths
 from rs_repro.report import measurements
 
 PROFILE = "imagenet"
@@ -55,7 +55,7 @@ def test_auto_is_cpu_without_cuda_and_cuda_with_it(monkeypatch):
 def test_a_notebook_run_outside_the_runner_resolves_auto(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     namespace = book.profile_values("fig4_certification", PROFILE)
-    values = book.chapter_values("fig4_certification", namespace)
+    values = parameters.chapter_values("fig4_certification", namespace)
     assert values["device"] == "cpu" and namespace["device"] == "auto"
 
 

@@ -57,5 +57,5 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_module_imports_a_module_that_imports_it_back():
     graph = _imports()
-    assert {"rs_repro.pipeline.provenance", "rs_repro.experiments.common", "rs_repro.attacks.hsja"} <= set(graph)
+    assert {"rs_repro.pipeline.provenance", "rs_repro.chapters.common", "rs_repro.attacks.hsja"} <= set(graph)
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))

@@ -19,11 +19,11 @@ import torch
 from conftest import write_idx
 
 from rs_repro import checks, data, models
-from rs_repro.pipeline import book, cli, paths, provision
+from rs_repro.pipeline import book, cli, parameters, paths, provision
 
 STEMS = book.chapters()
 #: The chapters whose parameters name a dataset (every one but the theory and the claims).
-DATA_STEMS = [stem for stem in STEMS if "dataset" in book.parameters(stem)]
+DATA_STEMS = [stem for stem in STEMS if "dataset" in parameters.parameters(stem)]
 #: A count no test split holds.
 HUGE = 10**20
 #: Images in the digits test split, the smoke profile's dataset.
@@ -355,7 +355,7 @@ def test_device_rule_says_what_this_machine_has(fake_cuda):
 # --------------------------------------------------------------------------------------------------
 
 #: (chapter, weights parameter) of every checkpoint a chapter can name.
-WEIGHTS = [(stem, name) for stem in DATA_STEMS for name in book.parameters(stem) if name.endswith("_weights")]
+WEIGHTS = [(stem, name) for stem in DATA_STEMS for name in parameters.parameters(stem) if name.endswith("_weights")]
 
 
 @pytest.mark.parametrize(("stem", "name"), WEIGHTS)

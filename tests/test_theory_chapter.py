@@ -1,5 +1,5 @@
-"""The theory chapter's module (rs_repro.experiments.theory): its units, tables, record, page numbers and
-parameter rules. The equations themselves are tested in test_theory.py."""
+"""The theory chapter (rs_repro.chapters.theory): its plan, units and tables (compute), its record, page numbers
+and figures (page), and its parameter rules. The equations themselves are tested in test_theory.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from scipy import stats
 
 from rs_repro import seeds, theory
-from rs_repro.experiments import theory as ex
+from rs_repro.chapters.theory import compute, page
 from rs_repro.pipeline import book, engine, paths
 from rs_repro.report import measurements
 
@@ -28,19 +28,26 @@ IDS = ["radius", "max_radius", "sorm-d8", "sorm-d32", "majority", "acceptance", 
 @pytest.fixture(scope="module")
 def tables() -> dict[str, pd.DataFrame]:
     """Every unit of :data:`TINY` computed in this process, as the engine does (one thread)."""
-    return {unit.id: engine.compute_unit(unit)[0] for unit in ex.units(TINY)}
+    return {unit.id: engine.compute_unit(unit)[0] for unit in _units(TINY)}
+
+
+def _units(values) -> list[engine.Unit]:
+    """The units of the plan, its one stage."""
+    (stage,) = compute.plan(values)
+    return stage.units({})
 
 
 def _keys(values) -> dict[str, str]:
-    return {unit.id: unit.key() for unit in ex.units(values)}
+    return {unit.id: unit.key() for unit in _units(values)}
 
 
 # ---------------------------------------------------------------------------------------------- units
 def test_units_have_distinct_stable_ids_one_sorm_unit_per_dimension():
-    units = ex.units(TINY)
+    units = _units(TINY)
+    assert [stage.name for stage in compute.plan(TINY)] == ["theory tables"]  # no data: one stage
     assert [u.id for u in units] == IDS
     assert _keys(TINY) == _keys(dict(TINY))
-    default = ex.units(book.profile_values("theory", "default"))
+    default = _units(book.profile_values("theory", "default"))
     assert [u.id for u in default if u.id.startswith("sorm")] == ["sorm-d64", "sorm-d150528"]
 
 
@@ -67,20 +74,20 @@ def test_unit_arguments_hold_what_changes_the_numbers_and_nothing_else():
 
 
 def test_a_unit_gives_the_same_table_twice_in_process(tables):
-    for unit in ex.units(TINY):
+    for unit in _units(TINY):
         pd.testing.assert_frame_equal(engine.compute_unit(unit)[0], tables[unit.id])
 
 
 def test_sorm_unit_draws_its_vectors_from_the_derived_seed(monkeypatch):
     drawn = []
-    original = ex.noise_statistics
+    original = compute.noise_statistics
 
     def spy(d, samples, seed, *args):
         drawn.append((d, samples, seed))
         return original(d, samples, seed, *args)
 
-    monkeypatch.setattr(ex, "noise_statistics", spy)
-    ex.sorm_table(d=8, curvature_sums=[1.0], betas=[0.0], sigma=0.1, samples=16, seed=3)
+    monkeypatch.setattr(compute, "noise_statistics", spy)
+    compute.sorm_table(d=8, curvature_sums=[1.0], betas=[0.0], sigma=0.1, samples=16, seed=3)
     assert drawn == [(8, 16, seeds.derive_seed(3, "sorm", 8))]
 
 
@@ -106,7 +113,7 @@ def test_acceptance_draws_from_the_derived_seed(tables):
     acc = tables["acceptance"]
     for n in TINY["acceptance_ns"]:
         k = theory.votes_needed(n, TINY["pa_attack"])
-        for pi1 in ex.PI1_GRID:
+        for pi1 in compute.PI1_GRID:
             wrong = (torch.rand(TINY["vote_reps"], n, generator=g, dtype=torch.float64) < float(pi1)).sum(1)
             row = acc[(acc.n == n) & (acc.pi1 == float(pi1))].iloc[0]
             assert row.accept_sim == (wrong >= k).double().mean().item()
@@ -123,7 +130,7 @@ def test_majority_table_printed_threshold_is_exact_for_odd_n(tables):
 
 # ------------------------------------------------------------------------------------ record and page
 def test_summarize_is_the_threshold_record():
-    record = ex.summarize({}, TINY)
+    record = page.record({}, TINY)
     assert isinstance(record, measurements.ThresholdCheck)
     assert record.pa == 0.8 and list(record.probability_at_threshold) == [5, 11, 10, 50, 100]
     p = record.probability_at_threshold
@@ -136,14 +143,14 @@ def test_page_glues_every_name_the_prose_reads(tables):
     source = (paths.BOOK / "notebooks" / "theory.md").read_text(encoding="utf-8")
     texts = set(re.findall(r"\{glue:text\}`([A-Za-z0-9_]+)", source))
     figures = set(re.findall(r":::\{glue:figure\} (\w+)", source))
-    glued = ex.page(tables, TINY)
+    glued = page.page(page.results(tables, TINY), TINY)
     assert set(glued) == texts
     assert figures == {"fig_radius", "fig_sorm", "fig_threshold", "fig_distance"}
     assert all(type(v) in (int, float, str) for v in glued.values())
 
 
 def test_page_known_answers(tables):
-    glued = ex.page(tables, TINY)
+    glued = page.page(tables, TINY)
     quantile = stats.norm.ppf(0.001 ** (1 / 1000))  # sigma * Phi^-1(alpha^(1/n)), n = certify_n
     assert glued["rmax_list"] == f"{0.05 * quantile:.2f} (σ = 0.05), {0.25 * quantile:.2f} (σ = 0.25)"
     assert glued["n_even"] == 10 and glued["n10"] == 10 and glued["d_big"] == 32 and glued["s_conv"] == -1.0
@@ -153,27 +160,27 @@ def test_page_known_answers(tables):
     assert glued["ratio_min"] == pytest.approx(glued["paper_lo"] / glued["extra_max"])
     assert glued["acc_half"].endswith("(n=3)") and glued["acc_at_thr"].startswith("0.21 (n=10)")
     assert glued["beta_top"] == 2.0 and glued["mc_samples"] == 64 and glued["vote_reps"] == 64
-    sorm = ex.sorm_rows(tables, TINY)
+    sorm = page.sorm_rows(tables, TINY)
     assert glued["mc_max_z"] == pytest.approx(((sorm.mc - sorm.exact).abs() / sorm.mc_se).max())
     assert 0 < glued["sorm_cross"] < glued["exact_cross"] or glued["sorm_cross"] == 0.0
 
 
 def test_boundary_shift_known_answers():
-    assert ex.boundary_shift(lambda b: stats.norm.cdf(1.0 - b)) == pytest.approx(1.0, abs=1e-9)
-    assert ex.boundary_shift(lambda b: stats.norm.cdf(-b)) == 0.0
+    assert page.boundary_shift(lambda b: stats.norm.cdf(1.0 - b)) == pytest.approx(1.0, abs=1e-9)
+    assert page.boundary_shift(lambda b: stats.norm.cdf(-b)) == 0.0
     with pytest.raises(ValueError, match="beta_max"):
-        ex.boundary_shift(lambda b: 0.9)
+        page.boundary_shift(lambda b: 0.9)
 
 
 def test_half_acceptance_is_where_the_rule_accepts_half():
-    p = ex.half_acceptance(10, 0.8)
+    p = page.half_acceptance(10, 0.8)
     assert theory.accelerated_acceptance(p, 10, 0.8) == pytest.approx(0.5)
-    assert ex.half_acceptance(1, 0.8) == pytest.approx(0.5)
+    assert page.half_acceptance(1, 0.8) == pytest.approx(0.5)
 
 
 def test_plots_draw_every_panel(tables):
-    for plot, panels in ((ex.plot_radius, 2), (ex.plot_sorm, 2 * len(TINY["dims"])), (ex.plot_threshold, 3),
-                         (ex.plot_distance, 1)):
+    for plot, panels in ((page.plot_radius, 2), (page.plot_sorm, 2 * len(TINY["dims"])), (page.plot_threshold, 3),
+                         (page.plot_distance, 1)):
         fig = plot(tables, TINY)
         assert isinstance(fig, plt.Figure) and len(fig.axes) == panels
         plt.close(fig)
@@ -182,7 +189,7 @@ def test_plots_draw_every_panel(tables):
 # ------------------------------------------------------------------------------------ parameter rules
 @pytest.mark.parametrize("profile", ["default", "smoke"])
 def test_profiles_pass_the_rules(profile):
-    ex.check_parameters(book.profile_values("theory", profile))
+    compute.check_parameters(book.profile_values("theory", profile))
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -200,7 +207,7 @@ def test_profiles_pass_the_rules(profile):
 ])
 def test_check_parameters_rejects_naming_the_parameter(name, value):
     with pytest.raises(ValueError, match=rf"^{name}={re.escape(repr(value))} is not accepted; expected"):
-        ex.check_parameters({**TINY, name: value})
+        compute.check_parameters({**TINY, name: value})
 
 
 def test_the_runner_applies_the_rules_before_running():

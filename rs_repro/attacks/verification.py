@@ -10,7 +10,8 @@ attack never saw, with a Clopper-Pearson interval. :func:`push_to_level` turns a
 *confirmed* adversarial example: an image of [0, 1]^d on the box-projected path from x_o through the point,
 where a one-sided test with fresh votes says that eq. (4) holds at confidence 1 - alpha; :func:`push_candidates`
 does so from several points of one attack (its best accepted query, its own last iterate) and keeps the
-smallest confirmed distortion. An image without a confirmed point is a failure of the attack.
+smallest confirmed distortion, and :func:`confirm_attack` does so for the candidates of an attack's result
+(:data:`CANDIDATES`). An image without a confirmed point is a failure of the attack.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import scipy.stats
 import torch
 
 from rs_repro import checks, theory
+from rs_repro.attacks.oracle import AttackResult
 from rs_repro.seeds import derive_seed, generator
 from rs_repro.smoothing import Smooth
 
-__all__ = ["Candidates", "Pushed", "box_path", "push_candidates", "push_to_level", "saturation", "verify"]
+__all__ = ["CANDIDATES", "PUSH_MAX_T", "Candidates", "Pushed", "box_path", "confirm_attack", "push_candidates",
+           "push_to_level", "saturation", "verify"]
 
 
 def verify(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, repeats: int, alpha: float = 0.05, *,
@@ -416,3 +419,60 @@ def push_candidates(smooth: Smooth, x_o: torch.Tensor, candidates: Mapping[str, 
                     attempts=field("attempts"), forward_passes=sum(r.forward_passes for r in results))
     return Candidates(best=pushed, source=np.where(pushed.confirmed, np.asarray(names, dtype=object)[best], ""),
                       each=each)
+
+
+#: The largest factor on a reported perturbation that :func:`confirm_attack` tries, no practical limit since the
+#: box-projected path stops moving before it (:func:`push_to_level`). A lucky answer may sit a thousandth of the
+#: needed distance from x_o and still give the attack's direction; each doubling costs one decision.
+PUSH_MAX_T = 2.0 ** 30
+#: The names of an attack's candidate points, in the order :func:`push_candidates` prefers them on a tie: the
+#: oracle's best accepted query, the attack's own last iterate.
+CANDIDATES = ("best query", "last iterate")
+
+
+def confirm_attack(smooth: Smooth, x_o: torch.Tensor, labels: torch.Tensor, result: AttackResult, *, n: int,
+                   level: float, votes: int, confirm_votes: int, alpha: float, seed: int,
+                   batch_size: int) -> dict[str, np.ndarray]:
+    """The confirmed adversarial example of each image from an attack's candidates (:data:`CANDIDATES`).
+
+    Each candidate of ``result`` (its best accepted query ``x_adv``, its last iterate ``x_final`` when it has
+    one) is pushed along its box-projected path and confirmed at eq. (4)'s level ``level`` with a one-sided
+    test at confidence 1 - ``alpha`` over all candidates (:func:`push_candidates`, up to the factor
+    :data:`PUSH_MAX_T`); the smaller confirmed distortion is kept.
+
+    Parameters
+    ----------
+    smooth : rs_repro.smoothing.Smooth
+        The random classifier the attack queried (base model and noise).
+    x_o : torch.Tensor, shape [B, C, H, W]
+        The attacked images, on the device of the base model.
+    labels : torch.Tensor, shape [B]
+        Their true labels, on the same device.
+    result : rs_repro.attacks.oracle.AttackResult
+        The attack's result on ``x_o``.
+    n, level, votes, confirm_votes, alpha, seed, batch_size
+        Micro-decisions per vote, the level P_a, and the keywords of :func:`push_candidates`.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, each [B]
+        ``verified_l2, verified_linf, t`` of the point kept (inf where the image failed), ``source`` (the
+        candidate kept, "" on a failure), ``at_level`` (the best query itself confirmed at t = 1),
+        ``verified_level, confirm_lower, confirm_attempts`` (the kept test's fraction of wrong votes, its
+        one-sided lower bound and the confirmations tried), ``confirm_forward_passes`` (every vote drawn for
+        every candidate, n forward passes each), and per candidate its confirmed distortion
+        (``query_confirmed_l2``; ``final_confirmed_l2``, inf where it failed, could not beat the best query's,
+        or the attack has no iterate).
+    """
+    candidates = {CANDIDATES[0]: result.x_adv.to(x_o.device)}
+    if result.x_final is not None:
+        candidates[CANDIDATES[1]] = result.x_final.to(x_o.device)
+    found = push_candidates(smooth, x_o, candidates, labels, n=n, pa=level, votes=votes, confirm_votes=confirm_votes,
+                            alpha=alpha, seed=seed, max_t=PUSH_MAX_T, batch_size=batch_size)
+    best, query = found.best, found.each[CANDIDATES[0]]
+    final = found.each.get(CANDIDATES[1])
+    return {"verified_l2": best.l2, "verified_linf": best.linf, "t": best.t, "source": found.source.astype(str),
+            "at_level": query.confirmed & (query.t == 1.0), "verified_level": best.p, "confirm_lower": best.lower,
+            "confirm_attempts": best.attempts, "confirm_forward_passes": best.forward_passes,
+            "query_confirmed_l2": query.l2,
+            "final_confirmed_l2": np.full(len(x_o), np.inf) if final is None else final.l2}

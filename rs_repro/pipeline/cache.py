@@ -29,13 +29,10 @@ from rs_repro.pipeline import context, paths
 
 #: Modules that run chapters but compute no result; editing them changes no page (:func:`source_digest`).
 PIPELINE_MODULES = ("pipeline/book.py", "pipeline/cli.py")
-#: The pipeline and report subpackages, the claims' judges and the argument checks (each with the modules
-#: under it), which present, record or orchestrate results and feed no computed number. The closure of
-#: :func:`code_digest` does not enter them, so editing them recomputes nothing.
-PRESENTATION_MODULES = ("rs_repro.pipeline", "rs_repro.report", "rs_repro.experiments.claims", "rs_repro.checks")
-#: In a chapter module, the top-level functions with this prefix draw figures; they are not part of the code
-#: a computation reads.
-PLOT_PREFIX = "plot_"
+#: The runner's subpackage. It decides where and when a unit runs, never what it computes (the one setting
+#: that changes a number, the thread count, enters every key as a value), so the closure of :func:`code_digest`
+#: does not enter it.
+RUNNER = "rs_repro.pipeline"
 
 
 def _module_file(name: str) -> Path | None:
@@ -49,9 +46,7 @@ def _module_file(name: str) -> Path | None:
 
 
 def _strip(tree: ast.Module) -> ast.Module:
-    """``tree`` without docstrings and without the module's top-level ``plot_*`` functions."""
-    tree.body = [node for node in tree.body
-                 if not (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(PLOT_PREFIX))]
+    """``tree`` without docstrings."""
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body
@@ -92,34 +87,41 @@ def _module_code(name: str, path: Path) -> tuple[str, set[str]]:
     return _parsed[stamp]
 
 
-def code_digest(modules: Sequence[str]) -> str:
-    """Digest of the code a computation reads: ``modules`` and the package modules they import, transitively.
+def closure(modules: Sequence[str]) -> dict[str, str]:
+    """The code a computation reads: ``modules`` and the package modules they import, transitively.
 
-    Each module counts by its syntax tree without docstrings (comments and layout never count), and a
-    chapter module without its ``plot_*`` functions; :data:`PRESENTATION_MODULES` are not entered. Editing a
-    module outside the closure, a docstring or a plot function leaves the digest, hence every cache key,
-    unchanged.
+    Each module counts by its syntax tree without docstrings (comments and layout never count); the runner
+    (:data:`RUNNER`) is not entered. A chapter's compute half imports no page, no plot, no prose and nothing
+    of the report or the claims (``tests/test_chapter_contract.py``), so editing those, a docstring or a
+    module no unit imports changes no key.
 
     Parameters
     ----------
     modules
-        Dotted names of package modules, e.g. ``["rs_repro.experiments.fig5_attacks"]``.
+        Dotted names of package modules, e.g. ``["rs_repro.chapters.fig5_attacks.compute"]``.
 
     Returns
     -------
-    str
-        sha256 hex digest over the sorted closure (names and code).
+    dict
+        Module name to its code (the dump of its stripped syntax tree), for every module of the closure.
     """
     todo, seen = list(modules), {}
     while todo:
         name = todo.pop()
-        if name in seen or any(name == part or name.startswith(part + ".") for part in PRESENTATION_MODULES):
+        if name in seen or name == RUNNER or name.startswith(RUNNER + "."):
             continue
         path = _module_file(name)
         if path is None:
             raise ValueError(f"modules: {name!r} is no module of the package under {paths.PACKAGE}")
         seen[name], imported = _module_code(name, path)
         todo += sorted(imported)
+    return seen
+
+
+def code_digest(modules: Sequence[str]) -> str:
+    """sha256 hex digest of :func:`closure` of ``modules`` (module names and code, sorted by name): the part of
+    a unit's key that changes when the code it reads changes, and only then."""
+    seen = closure(modules)
     h = hashlib.sha256()
     for name in sorted(seen):
         h.update(f"{name}\0{seen[name]}\0".encode())

@@ -3,6 +3,7 @@
 Examples
 --------
 ``rs-repro run theory --profile default -p sigmas '[0.05, 0.5]'``
+``rs-repro compute fig5_attacks --profile fashion --workers 2`` (no Jupyter: what a GPU machine or a cluster runs)
 ``rs-repro book --profile smoke``
 ``rs-repro params theory``
 ``rs-repro export --profile imagenet results-imagenet.tar.gz`` (on the machine that ran the profile), then
@@ -16,7 +17,7 @@ import signal
 import sys
 from types import FrameType
 
-from rs_repro.pipeline import book, paths, provision, publish
+from rs_repro.pipeline import headless, parameters, paths, provision, publish
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rs-repro", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="execute one chapter, publish its page, rebuild the book")
+    compute = sub.add_parser("compute", help="compute one chapter's units, record and tables, without Jupyter")
+    compute.add_argument("stem", help="chapter stem, e.g. fig5_attacks")
+    compute.add_argument("--profile", default="default", choices=paths.PROFILES)
+    compute.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                         help="override one parameter (repeatable); lists as YAML, e.g. '[10, 50]'")
+    _engine_arguments(compute)
+
+    run = sub.add_parser("run", help="compute one chapter (what is not cached), render and publish its page, "
+                                     "rebuild the book")
     run.add_argument("stem", help="chapter stem, e.g. theory")
     run.add_argument("--profile", default="default", choices=paths.PROFILES)
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
@@ -81,20 +90,32 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        if args.command == "run":
-            overrides = book.parse_overrides(args.stem, [tuple(p) for p in args.parameter])
-            provision.ensure({**book.profile_values(args.stem, args.profile), **overrides})
+        if args.command == "compute":
+            overrides = parameters.parse_overrides(args.stem, [tuple(p) for p in args.parameter])
+            provision.ensure({**parameters.profile_values(args.stem, args.profile), **overrides})
+            manifest = headless.compute_chapter(args.stem, args.profile, overrides, workers=args.workers,
+                                                scheduler=args.scheduler)
+            print(f"[rs-repro] {args.stem}: tables and their manifest in {manifest.parent}", flush=True)
+        elif args.command == "run":
+            from rs_repro.pipeline import book
+
+            overrides = parameters.parse_overrides(args.stem, [tuple(p) for p in args.parameter])
+            provision.ensure({**parameters.profile_values(args.stem, args.profile), **overrides})
             where = {"workers": args.workers, "scheduler": args.scheduler}
+            if parameters.compute_module(args.stem) is not None:
+                headless.compute_chapter(args.stem, args.profile, overrides, **where)
             page = book.run_chapter(args.stem, args.profile, overrides, timeout=args.timeout, **where)
             print(f"[rs-repro] {args.stem}: page written to {page}", flush=True)
             if not args.no_build:
-                for stem in book.chapters():
+                for stem in parameters.chapters():
                     if book.page_digest(stem) is None:
                         print(f"[rs-repro] running missing chapter {stem} ({args.profile})", flush=True)
                         book.run_chapter(stem, args.profile, timeout=args.timeout, **where)
                 print(f"[rs-repro] book: {book.build_html(strict=True)}", flush=True)
         elif args.command == "book":
-            profile = [book.profile_values(stem, args.profile) for stem in book.chapters()]
+            from rs_repro.pipeline import book
+
+            profile = [parameters.profile_values(stem, args.profile) for stem in parameters.chapters()]
             needed = {(values.get("dataset"), values.get("data_dir")) for values in profile}
             for dataset, data_dir in sorted(needed, key=str):  # each dataset's files looked for once
                 provision.ensure({"dataset": dataset, "data_dir": data_dir})
@@ -102,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                                   scheduler=args.scheduler)
             print(f"[rs-repro] book: {page}")
         elif args.command == "params":
-            values = book.profile_values(args.stem, args.profile)
-            for p in book.parameters(args.stem).values():
+            values = parameters.profile_values(args.stem, args.profile)
+            for p in parameters.parameters(args.stem).values():
                 print(f"{p.name}: {p.annotation} = {values[p.name]!r}   # {p.help}")
         elif args.command == "export":
             print(f"[rs-repro] {args.profile}: {publish.export(args.profile, args.archive)}")
@@ -111,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             manifest = publish.import_archive(args.archive, replace=args.replace)
             print(f"[rs-repro] {publish.summary(manifest)}")
         elif args.command == "list":
-            print("\n".join(book.chapters()))
-    except (book.ChapterError, provision.MissingData, publish.ArchiveError) as exc:
+            print("\n".join(parameters.chapters()))
+    except (parameters.ChapterError, provision.MissingData, publish.ArchiveError) as exc:
         print(f"rs-repro: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a read-only build folder, a full disk: name the file

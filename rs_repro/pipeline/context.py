@@ -9,9 +9,11 @@ their folder, and the work units run in the process (or on the Dask scheduler ``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 #: The environment variable holding the context of a chapter run, as JSON.
@@ -78,3 +80,18 @@ def current() -> RunContext:
     if found.workers is not None and (isinstance(found.workers, bool) or not isinstance(found.workers, int)):
         raise ValueError(f"{CONTEXT_ENV}: workers={found.workers!r} is not accepted; expected a whole number")
     return found
+
+
+@contextlib.contextmanager
+def using(run: RunContext) -> Iterator[RunContext]:
+    """Make ``run`` the context of this process (and of the processes it starts) for the ``with`` block, as
+    the chapter runner does for a kernel; the previous context is restored afterwards."""
+    before = os.environ.get(CONTEXT_ENV)
+    os.environ.update(run.environment())
+    try:
+        yield run
+    finally:
+        if before is None:
+            os.environ.pop(CONTEXT_ENV, None)
+        else:
+            os.environ[CONTEXT_ENV] = before

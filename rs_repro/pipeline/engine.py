@@ -36,7 +36,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,6 +180,53 @@ def file_digest(path: Path) -> str:
     if stamp not in _digests:
         _digests[stamp] = cache.file_sha256(path)
     return _digests[stamp]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a chapter's plan: the units it runs, worked out from the tables of the steps before.
+
+    Attributes
+    ----------
+    name : str
+        What the step does, for the progress bar (e.g. ``"models"``, ``"attacked images"``).
+    units : callable
+        ``units(done) -> list[Unit]``, ``done`` mapping the id of every unit of the earlier steps to its table.
+        A pure function: it reads no data, trains nothing and draws nothing; what needs a model or the data
+        is a unit of an earlier step.
+    """
+
+    name: str
+    units: Callable[[Mapping[str, pd.DataFrame]], list[Unit]]
+
+
+#: A chapter's plan (``plan(values)`` of its compute half): the steps of its work, in order.
+Plan = Sequence[Stage]
+
+
+def fixed(units: Sequence[Unit]) -> Callable[[Mapping[str, pd.DataFrame]], list[Unit]]:
+    """The :attr:`Stage.units` of a step whose units do not depend on earlier tables."""
+    return lambda done: list(units)
+
+
+def compute(stem: str, plan: Plan, *, use_cache: bool = True, root: Path | None = None, workers: int | None = None,
+            scheduler: str | None = None) -> dict[str, pd.DataFrame]:
+    """The tables of every unit of ``plan``, step after step (:func:`run` for each step).
+
+    Returns
+    -------
+    dict
+        Unit id to its table, for the units of every step in plan order; ids are distinct across steps.
+    """
+    done: dict[str, pd.DataFrame] = {}
+    for stage in plan:
+        units = stage.units(done)
+        again = sorted(u.id for u in units if u.id in done)
+        if again:
+            raise ValueError(f"plan of {stem!r}: step {stage.name!r} repeats unit ids of earlier steps: {again}")
+        done.update(run(stem, units, desc=f"{stem}: {stage.name}", use_cache=use_cache, root=root, workers=workers,
+                        scheduler=scheduler))
+    return done
 
 
 class UnitError(RuntimeError):

@@ -27,11 +27,12 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
-
-import nbformat
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from rs_repro.pipeline import context
+
+if TYPE_CHECKING:  # the chapter runner's types only: computing a chapter imports nothing of Jupyter
+    import nbformat
 
 #: A bar writes its state at most this often (seconds), and always when it opens and closes.
 WRITE_EVERY_S = 0.25

@@ -1,4 +1,5 @@
-"""The ``normal_vectors`` chapter: claim 9 of the paper, HSJA's normal estimates with and without smoothing.
+"""The compute half of the ``normal_vectors`` chapter: claim 9 of the paper, HSJA's normal estimates with and
+without smoothing.
 
 A decision-based attack such as HSJA (Chen, Jordan and Wainwright, IEEE S&P 2020) estimates the normal of
 the decision boundary at a boundary point x_b from the labels of noisy probes ``x_b + delta u``. Maho,
@@ -25,12 +26,13 @@ Here, for each image x_o of label y:
 
 The images are the first ``num_images`` that the standard model classifies correctly among candidate test
 images (the whole test split, or a seeded random subset of ``num_candidates``, which bounds the work on
-ImageNet), in a seeded random order (:func:`candidates`).
+ImageNet: :func:`rs_repro.chapters.common.test_pool`), in a seeded random order (:func:`rs_repro.chapters.common.shuffled_correct_unit`).
 
-The chapter's shape: :func:`check_parameters`, :func:`units` (one unit of :mod:`rs_repro.pipeline.engine` per image,
-:func:`image_unit`), :func:`summarize` (the :class:`~rs_repro.report.measurements.NormalAgreement` the claims
-chapter reads), :func:`page` and :func:`by_ratio` (what the page prints), :func:`plot_cosine` and
-:func:`plot_one_label` (the figures).
+The chapter's shape: :func:`check_parameters`; :func:`plan`, in three stages of units of
+:mod:`rs_repro.pipeline.engine`: the standard model (:func:`rs_repro.chapters.common.model_units`), the
+chosen images (:func:`rs_repro.chapters.common.shuffled_correct_unit`), then one unit per image (:func:`image_unit`). The page half
+(``rs_repro.chapters.normal_vectors.page``) gives the record the claims chapter reads, the page's numbers
+and the figures.
 """
 
 from __future__ import annotations
@@ -41,8 +43,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -52,19 +52,14 @@ from rs_repro.attacks.bisection import bisect
 from rs_repro.attacks.hsja import hsja, normal_estimate
 from rs_repro.attacks.minimal import minimal_l2
 from rs_repro.attacks.oracle import Oracle, smoothed_oracle
+from rs_repro.chapters import common
 from rs_repro.checks import device_rule, rule_checker
-from rs_repro.experiments.common import count_rule, data_and_models
-from rs_repro.experiments.fig1_adversarial_probability import correct_images
-from rs_repro.models import load_model, model_spec
-from rs_repro.pipeline.engine import Unit
-from rs_repro.pipeline.runtime import compute_threads
-from rs_repro.report.measurements import NormalAgreement
-from rs_repro.report.prose import counted
-from rs_repro.report.verdicts import Interval, bootstrap
+from rs_repro.models import load_model
+from rs_repro.pipeline.engine import Stage, Unit, fixed
 from rs_repro.smoothing import Smooth
 
 #: The chapter's name, which is the cache namespace and the first label of every seed.
-STEM = __name__.rpartition(".")[2]
+STEM = "normal_vectors"
 _MODULE = __name__
 #: Length, in units of sigma (l2), of the bracket the bisection leaves around x_b.
 BOUNDARY_TOL = 0.01
@@ -83,16 +78,16 @@ ATTACK_FAILED = "white-box attack failed"
 def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
-    size = data_and_models(values)
+    size = common.data_and_models(values)
     dataset = values["dataset"]
-    fits, accepted = count_rule(values["num_candidates"], size, f"test images of {dataset}",
+    fits, accepted = common.count_rule(values["num_candidates"], size, f"test images of {dataset}",
                                 zero="the whole test split")
     need(fits, "num_candidates", accepted)
     need(dataset != "imagenet" or values["num_candidates"] >= 1, "num_candidates",
          "a subset of at least 1 image for dataset 'imagenet' (the whole validation split takes 30 GB)")
     need(math.isfinite(values["sigma"]) and values["sigma"] > 0, "sigma", "a noise level > 0")
     need(values["n"] >= 1, "n", "at least 1 micro-decision per probe")
-    fits, accepted = count_rule(values["num_images"], values["num_candidates"] or size, "candidate test images")
+    fits, accepted = common.count_rule(values["num_images"], values["num_candidates"] or size, "candidate test images")
     need(fits, "num_images", accepted)
     ratios = values["ratios"]
     need(bool(ratios) and all(math.isfinite(r) and r > 0 for r in ratios)
@@ -328,58 +323,49 @@ def hsja_run(smooth: Smooth, x_o: torch.Tensor, label: int, *, n: int, queries: 
 # Work units
 # ---------------------------------------------------------------------------------------------------
 
-def candidate_images(dataset: str, data_dir: str | None, num_candidates: int, seed: int) -> data.Dataset:
-    """The test images the chapter's images are chosen among: the whole test split (``num_candidates = 0``),
-    or its random subset of ``num_candidates`` images drawn with ``seed`` (:func:`rs_repro.data.load_dataset`)."""
-    return data.load_dataset(dataset, "test", data_dir=data_dir, n=num_candidates or None, seed=seed)
+def plan(values: Mapping[str, Any]) -> list[Stage]:
+    """The chapter's work: the standard model (``model-standard``), the chosen images (``images``,
+    :func:`rs_repro.chapters.common.shuffled_correct_unit`), then one unit per chosen image (``image-<k>``, :func:`image_unit`). ``values`` are
+    the notebook's parameters (:func:`rs_repro.pipeline.book.chapter_values`). Pure: nothing is read,
+    trained or drawn here.
 
-
-def candidates(model: nn.Module, test: data.Dataset, count: int, seed: int) -> list[int]:
-    """Positions in the test split (``test.index``) of the first ``count`` images of ``test`` that ``model``
-    classifies correctly, on the model's device, in the random order ``randperm`` of ``seeds.generator(seed,
-    STEM, "images")`` (fewer if there are not enough)."""
-    device = next(model.parameters()).device
-    order = torch.randperm(len(test.y), generator=seeds.generator(seed, STEM, "images"))
-    return test.index[order[correct_images(model, test.x[order].to(device), test.y[order], count)]].tolist()
-
-
-def units(values: Mapping[str, Any]) -> list[Unit]:
-    """One unit per image (``image-<k>``, :func:`image_unit`), the images chosen here by :func:`candidates`
-    among the :func:`candidate_images` with the standard model (trained here on first use, before any worker
-    starts). ``values`` are the notebook's parameters (:func:`rs_repro.pipeline.book.chapter_values`).
-
-    Raises
-    ------
-    ValueError
-        The model classifies no candidate image correctly.
+    The last stage raises ``ValueError`` (naming ``num_candidates``) when the model classifies no candidate
+    image correctly.
     """
-    dataset, data_dir, device = values["dataset"], values["data_dir"] or None, values["device"]
-    spec = model_spec("standard", seed=values["seed"], weights=values["standard_weights"])
-    with compute_threads():  # as in the units (rs_repro.pipeline.runtime)
-        model, _ = load_model(dataset, spec, data_dir=data_dir, device=device)
-        test = candidate_images(dataset, data_dir, values["num_candidates"], values["seed"])
-        chosen = candidates(model, test, values["num_images"], values["seed"])
-    if not chosen:
-        raise ValueError(f"the standard model classifies no candidate image of the {dataset} test split correctly "
-                         "(raise num_candidates)")
-    common = {name: values[name] for name in ("dataset", "num_candidates", "sigma", "n", "probes", "boundary_samples",
+    dataset, data_dir = values["dataset"], values["data_dir"] or None
+    specs = common.model_specs(values, ("standard",))
+    spec = specs["standard"]
+    choose = Unit("images", "rs_repro.chapters.common:shuffled_correct_unit",
+                  {"dataset": dataset, "data_dir": data_dir, "pool": values["num_candidates"],
+                   "count": values["num_images"], "model": spec, "device": values["device"], "seed": values["seed"],
+                   "label": [STEM, "images"]})
+    shared = {name: values[name] for name in ("dataset", "num_candidates", "sigma", "n", "probes", "boundary_samples",
                                               "hsja_queries", "attack_steps", "batch_size", "device", "seed")}
-    common.update(data_dir=data_dir, model=spec, ratios=[float(r) for r in values["ratios"]],
+    shared.update(data_dir=data_dir, model=spec, ratios=[float(r) for r in values["ratios"]],
                   scan_step=float(values["scan_step"]), scan_past=float(values["scan_past"]))
-    return [Unit(f"image-{k}", f"{_MODULE}:image_unit", {**common, "position": k, "index": index})
-            for k, index in enumerate(chosen)]
+
+    def per_image(done: Mapping[str, pd.DataFrame]) -> list[Unit]:
+        chosen = done["images"]["index"].tolist()
+        if not chosen:
+            raise ValueError(f"the standard model classifies no candidate image of the {dataset} test split "
+                             "correctly (raise num_candidates)")
+        return [Unit(f"image-{k}", f"{_MODULE}:image_unit", {**shared, "position": k, "index": int(index)})
+                for k, index in enumerate(chosen)]
+
+    return [Stage("models", fixed(common.model_units(dataset, data_dir, specs))),
+            Stage("chosen images", fixed([choose])), Stage("images", per_image)]
 
 
 def image_unit(*, dataset: str, data_dir: str | None, num_candidates: int, model: Mapping[str, Any], sigma: float,
                n: int, ratios: Sequence[float], probes: int, boundary_samples: int, hsja_queries: int,
                attack_steps: int, scan_step: float, scan_past: float, batch_size: int, device: str, seed: int,
                position: int, index: int) -> pd.DataFrame:
-    """The test image at ``index`` in the test split (the ``position``-th chosen, one of the
-    :func:`candidate_images`): its x_a (:func:`rs_repro.attacks.minimal.minimal_l2`, ``attack_steps``
-    iterations), its x_b (:func:`boundary_point` with a grid of ``scan_step`` sigma to ``scan_past`` sigma past
-    x_a, noise from ``seeds.generator(seed, STEM, "boundary", index)``), the estimates at x_b
-    (:func:`compare`) and a full HSJA run (:func:`hsja_run`), both keyed by ``index``; on ``device``, with at
-    most ``batch_size`` inputs per forward pass.
+    """The test image at ``index`` in the test split (the ``position``-th chosen by :func:`rs_repro.chapters.common.shuffled_correct_unit`, one
+    of the candidates of :func:`rs_repro.chapters.common.test_pool`): its x_a
+    (:func:`rs_repro.attacks.minimal.minimal_l2`, ``attack_steps`` iterations), its x_b (:func:`boundary_point`
+    with a grid of ``scan_step`` sigma to ``scan_past`` sigma past x_a, noise from ``seeds.generator(seed, STEM,
+    "boundary", index)``), the estimates at x_b (:func:`compare`) and a full HSJA run (:func:`hsja_run`), both
+    keyed by ``index``; on ``device``, with at most ``batch_size`` inputs per forward pass.
 
     Returns
     -------
@@ -390,9 +376,8 @@ def image_unit(*, dataset: str, data_dir: str | None, num_candidates: int, model
         x_b.
     """
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
-    test = candidate_images(dataset, data_dir, num_candidates, seed)
-    at = test.index.tolist().index(index)
-    x_o, label = test.x[at:at + 1].to(device), int(test.y[at])
+    x, y = common.images_at(dataset, data_dir, num_candidates, seed, [index])
+    x_o, label = x.to(device), int(y[0])
     attack = minimal_l2(base, x_o, torch.tensor([label]), steps=attack_steps)
     smooth = Smooth(base, data.num_classes(dataset), sigma)
     if bool(attack.success[0]):
@@ -409,169 +394,3 @@ def image_unit(*, dataset: str, data_dir: str | None, num_candidates: int, model
                        seed=seed, key=index, batch_size=batch_size)
     attacked = hsja_run(smooth, x_o, label, n=n, queries=hsja_queries, seed=seed, key=index, batch_size=batch_size)
     return compared.assign(**image, **attacked)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Record, page
-# ---------------------------------------------------------------------------------------------------
-
-def image_rows(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per chosen image, in order: ``position, index, label, distance_a, outcome, past_x_a, gap`` and,
-    for the images with an x_b, the columns of :func:`hsja_run`."""
-    rows = pd.concat(list(tables.values()), ignore_index=True).drop_duplicates("position")
-    columns = ["position", "index", "label", "distance_a", "outcome", "past_x_a", "gap"]
-    columns += [c for c in ("hsja_steps", "hsja_one_label_steps", "hsja_delta_ratio") if c in rows]
-    return rows[columns].sort_values("position", ignore_index=True)
-
-
-def estimates(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """The rows of :func:`compare` of every image with an x_b, sorted by ratio then image position (the
-    one-label columns as bool)."""
-    rows = pd.concat(list(tables.values()), ignore_index=True)
-    rows = rows[rows.outcome == CROSSED]
-    if rows.empty:
-        raise ValueError("no chosen image has an x_b (no ray crosses the boundary of g_sigma): nothing was measured")
-    return rows.astype({"one_label_f": bool, "one_label_rs": bool}).sort_values(["ratio", "position"],
-                                                                               ignore_index=True)
-
-
-def summarize(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> NormalAgreement:
-    """The measurement of claim 9, on the images whose ray crosses the boundary of g_sigma (in the order of
-    their positions, the same for every list), from the tables of :func:`units`."""
-    rows = estimates(tables)
-    by = {float(r): part for r, part in rows.groupby("ratio")}
-    ratios = [float(r) for r in values["ratios"]]
-    chosen = image_rows(tables)
-    crossed = chosen[chosen.outcome == CROSSED]
-    return NormalAgreement(dataset=values["dataset"], seed=int(values["seed"]), sigma=float(values["sigma"]),
-                           n=int(values["n"]), probes=int(values["probes"]), ratios=ratios,
-                           cosine=[[float(c) for c in by[r].cosine] for r in ratios],
-                           one_label=[[bool(b) for b in by[r].one_label_rs] for r in ratios],
-                           hsja_steps=[int(s) for s in crossed.hsja_steps],
-                           hsja_one_label_steps=[int(s) for s in crossed.hsja_one_label_steps])
-
-
-def cosine_interval(cosines: Sequence[float], seed: int, ratio: float) -> Interval:
-    """The mean of ``cosines`` (one per image) and its 95% percentile bootstrap interval
-    (:func:`rs_repro.report.verdicts.bootstrap`, seed ``seeds.derive_seed(seed, STEM, ratio)``); a degenerate
-    interval with a single image."""
-    if len(cosines) < 2:
-        mean = float(np.mean(cosines))
-        return Interval(mean, mean, mean, 0.95, len(cosines))
-    return bootstrap(np.asarray(cosines), seed=seeds.derive_seed(seed, STEM, ratio))
-
-
-def by_ratio(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per probe radius: the mean cosine between the estimates with and without RS and its bootstrap
-    interval (:func:`cosine_interval`), the mean cosine between the two estimates without RS, the rates at
-    which every probe got one label, and the mean fraction of probes answered adversarial, with and without
-    RS."""
-    rows = []
-    for ratio, part in estimates(tables).groupby("ratio"):
-        interval = cosine_interval(part.cosine.tolist(), values["seed"], float(ratio))
-        rows.append({"delta / sigma": float(ratio), "delta": float(part.delta.iloc[0]),
-                     "mean cosine": interval.estimate, "95% low": interval.lower, "95% high": interval.upper,
-                     "mean cosine (f, f)": float(part.cosine_f.mean()),
-                     "one label (RS)": float(part.one_label_rs.mean()), "one label (f)": float(part.one_label_f.mean()),
-                     "adversarial probes (RS)": float(part.adversarial_rs.mean()),
-                     "adversarial probes (f)": float(part.adversarial_f.mean())})
-    return pd.DataFrame(rows)
-
-
-def _by_ratio_text(table: pd.DataFrame, column: str, form: str) -> str:
-    return ", ".join(f"{value:{form}} (δ/σ = {ratio:g})" for ratio, value in zip(table["delta / sigma"], table[column],
-                                                                              strict=True))
-
-
-def page(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers and phrases the page's prose reads (glue name to value), from the tables of :func:`units`.
-
-    The parameters ``sigma``, ``n``, ``probes``, ``boundary_samples``, ``hsja_queries``. The images:
-    ``tried``, ``crossed``, ``not_crossed`` (a sentence), ``past_median`` and ``gap_max`` (median distance of
-    x_b past x_a, largest absolute gap at x_b), ``gap_se`` (1 / sqrt(boundary_samples), a bound on the
-    standard error of a gap on the boundary); the scan's parameters ``scan_step`` and ``scan_past`` and its
-    constant ``boundary_tol``. Per ratio (texts over :func:`by_ratio`): ``cosines``, ``cosines_f``,
-    ``one_label_rs``, ``one_label_f``, ``adversarial_f``; ``cosine_low`` / ``cosine_high`` and
-    ``ratio_low`` / ``ratio_high`` at the smallest and largest ratio. HSJA: ``hsja_steps``,
-    ``hsja_one_label_steps``, ``hsja_rate`` (their ratio), ``hsja_images`` (how many images had such a step, with the noun),
-    ``hsja_delta_ratio`` (median probe radius at the last iterate, in sigma, over the runs that made a
-    step) and the ratio nearest to it (in log scale) with its mean cosine, ``hsja_nearest_ratio`` and
-    ``hsja_nearest_cosine``.
-    """
-    chosen = image_rows(tables)
-    crossed = chosen[chosen.outcome == CROSSED]
-    others = chosen[chosen.outcome != CROSSED].outcome.value_counts()
-    if others.empty:
-        not_crossed = "every ray crosses it"
-    else:
-        not_crossed = "; ".join(f"{counted(int(c), 'image')}: {reason}" for reason, c in others.items())
-    table = by_ratio(tables, values)
-    steps, one = int(crossed.hsja_steps.sum()), int(crossed.hsja_one_label_steps.sum())
-    hsja_delta = float(crossed.hsja_delta_ratio[crossed.hsja_steps > 0].median())
-    nearest = int(np.argmin(np.abs(np.log(table["delta / sigma"].to_numpy() / hsja_delta))))
-    return {"sigma": float(values["sigma"]), "n": int(values["n"]), "probes": int(values["probes"]),
-            "boundary_samples": int(values["boundary_samples"]), "hsja_queries": int(values["hsja_queries"]),
-            "tried": len(chosen), "crossed": len(crossed), "not_crossed": not_crossed,
-            "past_median": float(crossed.past_x_a.median()), "gap_max": float(crossed.gap.abs().max()),
-            "gap_se": 1 / math.sqrt(values["boundary_samples"]),
-            "scan_step": float(values["scan_step"]), "scan_past": float(values["scan_past"]),
-            "boundary_tol": BOUNDARY_TOL,
-            "cosines": _by_ratio_text(table, "mean cosine", ".2f"),
-            "cosines_f": _by_ratio_text(table, "mean cosine (f, f)", ".2f"),
-            "one_label_rs": _by_ratio_text(table, "one label (RS)", ".2f"),
-            "one_label_f": _by_ratio_text(table, "one label (f)", ".2f"),
-            "adversarial_f": _by_ratio_text(table, "adversarial probes (f)", ".2f"),
-            "ratio_low": float(table["delta / sigma"].iloc[0]), "ratio_high": float(table["delta / sigma"].iloc[-1]),
-            "cosine_low": float(table["mean cosine"].iloc[0]), "cosine_high": float(table["mean cosine"].iloc[-1]),
-            "hsja_steps": steps, "hsja_one_label_steps": one, "hsja_rate": one / steps if steps else math.nan,
-            "hsja_images": counted(int((crossed.hsja_one_label_steps > 0).sum()), "image"),
-            "hsja_delta_ratio": hsja_delta, "hsja_nearest_ratio": float(table["delta / sigma"].iloc[nearest]),
-            "hsja_nearest_cosine": float(table["mean cosine"].iloc[nearest])}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Figures
-# ---------------------------------------------------------------------------------------------------
-
-def plot_cosine(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> plt.Figure:
-    """The cosine between HSJA's normal estimates at x_b with and without RS against delta / sigma: one dot
-    per image, the mean with its 95% bootstrap interval; the mean cosine between two estimates without RS;
-    and the paper's condition delta = sigma."""
-    rows, table = estimates(tables), by_ratio(tables, values)
-    fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
-    for ratio, part in rows.groupby("ratio"):
-        spread = 10 ** (((np.arange(len(part)) % 7) - 3) * 0.012)  # a fixed spread, so that equal values stay visible
-        ax.scatter(ratio * spread, part.cosine, s=10, color="grey", alpha=0.6, lw=0)
-    ax.errorbar(table["delta / sigma"], table["mean cosine"],
-                yerr=[table["mean cosine"] - table["95% low"], table["95% high"] - table["mean cosine"]],
-                color="C0", marker="o", capsize=3, label="mean over the images (95% bootstrap interval)")
-    ax.plot(table["delta / sigma"], table["mean cosine (f, f)"], color="grey", ls=":", marker=".",
-            label="two estimates without RS (mean)")
-    ax.axvline(1.0, color="black", ls="--", lw=1, label="$\\delta = \\sigma$")
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_xscale("log")
-    ax.set(xlabel="probe radius $\\delta / \\sigma$", ylabel="cosine (with RS, without RS)", ylim=(-1.05, 1.05),
-           title=f"normal estimates at $x_b \\in \\partial g_\\sigma$, $\\sigma$ = {values['sigma']:g}, "
-                 f"n = {values['n']}, {values['probes']} probes")
-    ax.legend(fontsize="small", loc="lower right")
-    return fig
-
-
-def plot_one_label(tables: Mapping[str, pd.DataFrame], values: Mapping[str, Any]) -> plt.Figure:
-    """The rate at which every probe of an estimate at x_b got the same answer, with and without RS, against
-    delta / sigma; and the rate over the normal estimates of the full HSJA runs, at their median radius."""
-    table, chosen = by_ratio(tables, values), image_rows(tables)
-    crossed = chosen[chosen.outcome == CROSSED]
-    fig, ax = plt.subplots(figsize=(6.4, 3.4), layout="constrained")
-    ax.plot(table["delta / sigma"], table["one label (RS)"], marker="o", color="C0",
-            label=f"with RS ($g_{{\\sigma,n}}$, n = {values['n']})")
-    ax.plot(table["delta / sigma"], table["one label (f)"], marker="s", color="C1", label="without RS ($f$)")
-    ran = crossed[crossed.hsja_steps > 0]
-    ax.scatter([ran.hsja_delta_ratio.median()], [ran.hsja_one_label_steps.sum() / ran.hsja_steps.sum()], marker="*",
-               s=120, color="C3", zorder=3, label="full HSJA runs against $g_{\\sigma,n}$ (median radius)")
-    ax.axvline(1.0, color="black", ls="--", lw=1)
-    ax.set_xscale("log")
-    ax.set(xlabel="probe radius $\\delta / \\sigma$", ylabel="estimates with one label", ylim=(-0.05, 1.05),
-           title="every probe got the same answer")
-    ax.legend(fontsize="small", loc="center right")
-    return fig

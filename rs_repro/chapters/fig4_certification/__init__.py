@@ -1,0 +1,1 @@
+"""Fig. 4 of the paper: Cohen et al.'s certified accuracy against the l2 radius."""

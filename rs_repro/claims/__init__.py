@@ -1,0 +1,1 @@
+"""The claims: the judging kernel, the judges of the paper's claims and of those beyond it, the scorecard."""

@@ -1,1 +1,0 @@
-"""One module per chapter: compute functions returning tidy tables (``docs/architecture.md``, "Layers")."""

@@ -1,0 +1,125 @@
+"""Compute a chapter without Jupyter: its plan on the engine, then its record and its tables on disk.
+
+``rs-repro compute <stem> --profile P [--workers N | --scheduler ADDRESS]`` is what a GPU machine or a
+cluster runs (``docs/architecture.md``, "Flow of one chapter"). It checks the parameters as the chapter
+runner does (:mod:`rs_repro.pipeline.parameters`), computes every unit of the chapter's plan
+(``plan(values)`` of ``rs_repro.chapters.<stem>.compute``, :func:`rs_repro.pipeline.engine.compute`; the
+finished units are kept in the cache, so an interrupted run resumes where it stopped), then writes, for the
+profile, the chapter's typed record (``record`` of its page half,
+:func:`rs_repro.report.measurements.record`) and a copy of every unit's table with a manifest
+(:func:`tables_folder`). Neither Jupyter, papermill, jupytext nor Sphinx is imported
+(``tests/test_headless.py``). ``rs-repro run`` computes the chapter this way first, then renders its page
+from the cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rs_repro.pipeline import cache, context, engine, paths, provenance
+from rs_repro.pipeline.parameters import (
+    ChapterError,
+    check_chapter,
+    compute_module,
+    profile_values,
+    resolve_device,
+    validate,
+)
+from rs_repro.report import measurements
+
+#: The manifest of a chapter's computed tables in :func:`tables_folder`.
+MANIFEST = "computed.json"
+
+
+def tables_folder(stem: str, profile: str) -> Path:
+    """``build/results/<stem>/tables/<profile>/``: a copy of the table of every unit of the chapter's plan
+    (``<unit id>.csv``) and their manifest :data:`MANIFEST` (the parameters, each unit's key, SHA-256 and
+    rows, the provenance, the wall time, cache hits and misses), what a machine that computed a chapter
+    brings back."""
+    return paths.BUILD / "results" / stem / "tables" / profile
+
+
+def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] | None = None, *,
+                    workers: int | None = None, scheduler: str | None = None, use_cache: bool = True) -> Path:
+    """Compute chapter ``stem`` under ``profile`` and the overrides; write its record and its tables.
+
+    Parameters
+    ----------
+    stem
+        A chapter with a compute half (every chapter but the claims).
+    profile, overrides
+        The parameter values, checked as :func:`rs_repro.pipeline.book.run_chapter` checks them.
+    workers, scheduler
+        Where the units run (:func:`rs_repro.pipeline.engine.engine_options`).
+    use_cache
+        ``False`` recomputes every unit.
+
+    Returns
+    -------
+    pathlib.Path
+        The manifest written (:func:`tables_folder`).
+
+    Raises
+    ------
+    ChapterError
+        A chapter without a compute half, a bad parameter (named), or units that failed (named; the others
+        are stored).
+    """
+    module = compute_module(stem)
+    if module is None:
+        raise ChapterError(f"chapter {stem!r} computes nothing (it reads the other chapters' records); "
+                           "render it with rs-repro run")
+    values = resolve_device({**profile_values(stem, profile), **validate(stem, dict(overrides or {}))})
+    check_chapter(stem, values)
+    compute = importlib.import_module(module)
+    page = importlib.import_module(f"rs_repro.chapters.{stem}.page")
+    plan = compute.plan(values)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rs-repro-compute-") as scratch:
+        log = Path(scratch) / "cache-log.jsonl"
+        with context.using(context.RunContext(profile=profile, run_log=str(log), workers=workers,
+                                              scheduler=scheduler)):
+            try:
+                tables = engine.compute(stem, plan, use_cache=use_cache)
+            except (engine.UnitError, ValueError) as exc:
+                raise ChapterError(f"chapter {stem!r}: {exc}") from exc
+            record = page.record(page.results(tables, values), values)
+            if record is not None:
+                measurements.record(stem, record)
+        events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
+    units = [unit for stage in plan for unit in stage.units(tables)]
+    return _write_tables(stem, profile, values, units, tables, {
+        "wall_s": time.perf_counter() - started, "hits": sum(1 for e in events if e.get("hit") is True),
+        "misses": sum(1 for e in events if e.get("hit") is False)})
+
+
+def _write_tables(stem: str, profile: str, values: dict[str, Any], units: list[engine.Unit],
+                  tables: dict[str, pd.DataFrame], run: dict[str, Any]) -> Path:
+    """Write every unit's table and the manifest into :func:`tables_folder`, replacing what was there."""
+    target = tables_folder(stem, profile)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{profile}-", dir=target.parent))
+    listed = {}
+    for unit in units:
+        path = staging / f"{unit.id}.csv"
+        tables[unit.id].to_csv(path, index=False)
+        listed[unit.id] = {"key": unit.key(), "function": unit.function, "sha256": cache.file_sha256(path),
+                           "rows": len(tables[unit.id])}
+    manifest = {"stem": stem, "profile": profile, "values": values, "units": listed, "run": run,
+                "provenance": provenance.stamp()}
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
+    old = target.with_name(f".{profile}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target / MANIFEST
