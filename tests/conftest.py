@@ -51,6 +51,18 @@ def plan_units(stem: str, values: dict, tables: dict) -> list:
     return [unit for stage in compute.plan(values) for unit in stage.units(tables)]
 
 
+def computed_plan_units(stem: str, values: dict) -> list:
+    """Every unit of chapter ``stem``'s plan for ``values``, the units of every step but the last computed in
+    this process (not cached) to work out the steps after them."""
+    done, work = {}, []
+    *first, last = importlib.import_module(f"rs_repro.chapters.{stem}.compute").plan(values)
+    for stage in first:
+        units = stage.units(done)
+        done.update({u.id: engine.compute_unit(u)[0] for u in units})
+        work += units
+    return work + last.units(done)
+
+
 @pytest.fixture(scope="session")
 def smoke_tables(smoke_book) -> dict[str, tuple[dict, dict]]:
     """Per chapter with a compute half, its smoke values and the tables of every unit of its plan (read back

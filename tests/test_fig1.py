@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import computed_plan_units
 from linear import Linear, images_at
 from scipy import optimize, stats
 
@@ -270,17 +271,6 @@ def test_bad_parameters_stop_the_chapter_before_it_runs(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
-def _units(values: dict) -> list[engine.Unit]:
-    """The units of the chapter's plan, the tables of every stage but the last computed here (not cached)."""
-    done, work = {}, []
-    *first, last = compute.plan(values)
-    for stage in first:
-        units = stage.units(done)
-        done.update({u.id: engine.compute_unit(u)[0] for u in units})
-        work += units
-    return work + last.units(done)
-
-
 def test_plan_is_pure(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the plan read data or loaded a model")
@@ -298,11 +288,11 @@ def test_plan_is_pure(monkeypatch):
 
 def test_units_have_stable_distinct_ids_and_the_arguments_that_change_numbers():
     values = _values()
-    units = _units(values)
+    units = computed_plan_units(STEM, values)
     ids = [u.id for u in units]
     assert ids == ["model-standard", "attack", "scan-image0", "scan-image1", "scan-image2", "panel-image0",
                    "sweep-sigma0.1-image0", "sweep-sigma0.1-image1", "sweep-sigma0.1-image2"]
-    assert [u.key() for u in _units(values)] == [u.key() for u in units]
+    assert [u.key() for u in computed_plan_units(STEM, values)] == [u.key() for u in units]
     assert units[0].arguments["model"] == units[1].arguments["model"]
     for unit in units[1:]:
         assert unit.arguments["device"] == "cpu" and unit.arguments["model"]["recipe"] == "standard"
@@ -312,8 +302,8 @@ def test_units_have_stable_distinct_ids_and_the_arguments_that_change_numbers():
     assert by_id["panel-image0"].arguments["pool"] == 100 and len(by_id["panel-image0"].arguments["ts"]) == 6
     assert by_id["sweep-sigma0.1-image1"].arguments["ts"] == pytest.approx([-0.1, 0.0, 0.1])
     # what does not change a unit's numbers does not change its key
-    assert [u.key() for u in _units({**values, "figures_dir": "elsewhere", "pas": [0.6]})] == [u.key() for u in units]
-    assert by_id["scan-image0"].key() != _units({**values, "batch_size": 7})[2].key()
+    assert [u.key() for u in computed_plan_units(STEM, {**values, "figures_dir": "elsewhere", "pas": [0.6]})] == [u.key() for u in units]
+    assert by_id["scan-image0"].key() != computed_plan_units(STEM, {**values, "batch_size": 7})[2].key()
 
 
 def test_units_refuse_a_panel_image_the_correct_candidates_do_not_reach():
@@ -326,7 +316,7 @@ def test_units_refuse_a_panel_image_the_correct_candidates_do_not_reach():
 
 
 def test_a_unit_gives_the_same_table_twice_and_after_the_attack_is_recomputed():
-    unit = {u.id: u for u in _units(_values())}["scan-image1"]
+    unit = {u.id: u for u in computed_plan_units(STEM, _values())}["scan-image1"]
     first = unit.compute()
     assert set(first.part) == {"profile", "votes"} and (first.unit == 1).all()
     assert first.equals(unit.compute())

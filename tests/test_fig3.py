@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import here
+from conftest import computed_plan_units, here
 from torch import nn
 
 from rs_repro import data, models
@@ -50,12 +50,8 @@ def values() -> dict:
 
 
 def _segment_units(values: dict) -> list[Unit]:
-    """The units of the plan's last stage (one per segment), its earlier stages computed in this process."""
-    *before, last = compute.plan(values)
-    done: dict[str, pd.DataFrame] = {}
-    for stage in before:
-        done.update({unit.id: engine.compute_unit(unit)[0] for unit in stage.units(done)})
-    return last.units(done)
+    """The units of the plan's last step (one per segment), its earlier steps computed in this process."""
+    return [u for u in computed_plan_units(STEM, values) if u.id.startswith("segment-")]
 
 
 def _table(segment: int, length: float, searches: dict[int, list[float]]) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import nbformat
 import pandas as pd
 import pytest
 import torch
-from conftest import here
+from conftest import computed_plan_units, here
 from linear import Linear, images_at
 
 from rs_repro import data, models, seeds
@@ -152,17 +152,6 @@ def test_imagenet_settings_pass_the_checks(values, standins):
     compute.check_parameters({**values, "dataset": "imagenet-samples", "standard_weights": "pretrained:efficientnet-lite0"})
 
 
-def _units(values: dict) -> list[engine.Unit]:
-    """The units of the chapter's plan, the tables of every stage but the last computed here (not cached)."""
-    done, work = {}, []
-    *first, last = compute.plan(values)
-    for stage in first:
-        units = stage.units(done)
-        done.update({u.id: engine.compute_unit(u)[0] for u in units})
-        work += units
-    return work + last.units(done)
-
-
 def test_plan_is_pure_and_chooses_the_images_in_a_unit(values, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the plan read data or loaded a model")
@@ -190,7 +179,7 @@ def _first_correct(model, test, count: int, seed: int) -> list[int]:
 
 
 def test_units_are_the_images_with_stable_keys(values):
-    everything = _units(values)
+    everything = computed_plan_units(STEM, values)
     assert [u.id for u in everything[:2]] == ["model-standard", "images"]
     work = everything[2:]
     assert [u.id for u in work] == ["image-0", "image-1"]
@@ -200,14 +189,14 @@ def test_units_are_the_images_with_stable_keys(values):
     assert chosen == _first_correct(model, test, 2, 0) and len(set(chosen)) == 2
     assert all(int(model(test.x[i:i + 1]).argmax(1)) == int(test.y[i]) for i in chosen)
     assert all(u.arguments["batch_size"] == values["batch_size"] and u.arguments["device"] == "cpu" for u in work)
-    assert [u.key() for u in _units(values)[2:]] == [u.key() for u in work]
+    assert [u.key() for u in computed_plan_units(STEM, values)[2:]] == [u.key() for u in work]
     # what changes no number changes no key, and a third image leaves the first two as they are
-    same = _units({**values, "figures_dir": "elsewhere", "use_cache": False, "num_images": 3})[2:]
+    same = computed_plan_units(STEM, {**values, "figures_dir": "elsewhere", "use_cache": False, "num_images": 3})[2:]
     assert [u.key() for u in same[:2]] == [u.key() for u in work] and len(same) == 3
     assert work[0].arguments["model"] == model_spec("standard", seed=0, weights="")
     for change in ({"sigma": 0.5}, {"ratios": [0.25]}, {"batch_size": 999}, {"seed": 1}, {"attack_steps": 100},
                    {"scan_step": 0.5}, {"scan_past": 2.0}, {"num_candidates": 300}):
-        assert _units({**values, **change})[2].key() != work[0].key()
+        assert computed_plan_units(STEM, {**values, **change})[2].key() != work[0].key()
 
 
 def test_images_are_chosen_among_the_candidates(values):
@@ -215,7 +204,7 @@ def test_images_are_chosen_among_the_candidates(values):
     assert common.test_pool("digits", None, 0, 0).index.equal(full.index)
     subset = common.test_pool("digits", None, 100, 0)
     assert subset.index.equal(data.load_dataset("digits", "test", n=100, seed=0).index)
-    work = _units({**values, "num_candidates": 100})[2:]
+    work = computed_plan_units(STEM, {**values, "num_candidates": 100})[2:]
     chosen = [u.arguments["index"] for u in work]  # positions in the test split
     assert len(chosen) == 2 and all(i in subset.index for i in chosen)
     model, _ = load_model("digits", model_spec("standard", seed=0))
@@ -225,7 +214,7 @@ def test_images_are_chosen_among_the_candidates(values):
 
 
 def test_a_smoke_run_gives_the_same_record_from_the_cache(values, tmp_path, monkeypatch):
-    work = _units(values)
+    work = computed_plan_units(STEM, values)
     first, _ = engine.compute_unit(work[2])
     again, _ = engine.compute_unit(work[2])
     assert first.equals(again)  # same seed, same table
