@@ -128,7 +128,7 @@ def images(name: str, xs: object, ndim: int, layout: str, *, pixel_box: bool = F
 
 
 #: The ``device`` value that names no device: the chapter runner replaces it with ``cuda`` when a CUDA
-#: device is available, else ``cpu``, before the chapter runs (:func:`rs_repro.pipeline.book.resolve_device`).
+#: device is available, else ``cpu``, before the chapter runs (:func:`rs_repro.pipeline.parameters.resolve_device`).
 AUTO_DEVICE = "auto"
 #: What a chapter's ``device`` parameter accepts, as its error message says it.
 DEVICES = f"{AUTO_DEVICE!r} (cuda when available, else cpu), 'cpu' or 'cuda[:k]'"
@@ -145,7 +145,7 @@ def rule_checker(values: Mapping[str, Any]) -> Callable[[bool, str, str], None]:
     accepted; expected <accepted>")`` unless ``ok``.
 
     A chapter's ``check_parameters(values)`` states its rules with it; the chapter runner calls that before
-    anything runs (:func:`rs_repro.pipeline.book.check_chapter`).
+    anything runs (:func:`rs_repro.pipeline.parameters.check_chapter`).
     """
     def need(ok: bool, name: str, accepted: str) -> None:
         if not ok:
@@ -158,7 +158,7 @@ def device_rule(value: str) -> tuple[bool, str]:
     """Whether ``value`` is a device a chapter can run on here, and what is accepted.
 
     :data:`AUTO_DEVICE` and ``cpu`` always (the runner resolves ``auto`` before the rules run,
-    :func:`rs_repro.pipeline.book.resolve_device`); ``cuda`` only where ``torch.cuda.is_available()``, ``cuda:<k>``
+    :func:`rs_repro.pipeline.parameters.resolve_device`); ``cuda`` only where ``torch.cuda.is_available()``, ``cuda:<k>``
     only for k below ``torch.cuda.device_count()``. A chapter's ``check_parameters`` states it as
     ``fits, accepted = device_rule(values["device"])`` then ``need(fits, "device", accepted)``.
     """

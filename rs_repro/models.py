@@ -651,7 +651,7 @@ def weights_problem(path: str | Path) -> str | None:
     ``torch.load(path, map_location="cpu", weights_only=True)`` cannot read it as a state dict (a mapping of
     parameter names to tensors, or a checkpoint dict holding one under ``state_dict`` or ``model``).
 
-    The check that a chapter's rules make before anything runs (:func:`rs_repro.experiments.common.weights_rule`); whether
+    The check that a chapter's rules make before anything runs (:func:`rs_repro.chapters.common.weights_rule`); whether
     the keys fit the architecture is checked when the model is built (:func:`load_imagenet_model`). Nothing
     but tensors and plain containers is unpickled, so a file that would run code is refused.
     """

@@ -1,4 +1,4 @@
-"""The progress of a running chapter in the user's terminal (rs_repro.pipeline.progress, rs_repro.pipeline.book)."""
+"""The progress of a running chapter in the user's terminal (rs_repro.pipeline.progress, rs_repro.pipeline.terminal)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from conftest import HEADER, in_run
 from tqdm import tqdm
 
-from rs_repro.pipeline import book, context, progress
+from rs_repro.pipeline import book, context, progress, terminal
 
 
 class Terminal(io.StringIO):
@@ -55,7 +55,7 @@ def test_bar_reports_to_the_runner_and_prints_nothing(monkeypatch, tmp_path, cap
 
 def test_line_names_the_cell_its_section_and_the_open_bars(tmp_path):
     events = tmp_path / "events.jsonl"
-    shown = progress.ChapterProgress("fig5_attacks", _notebook(), events, stream=io.StringIO())
+    shown = terminal.ChapterProgress("fig5_attacks", _notebook(), events, stream=io.StringIO())
     nb = _notebook()
     injected = nbformat.v4.new_code_cell("seed = 1", metadata={"tags": ["injected-parameters"]})
     for index, cell in enumerate([nb.cells[0], injected, nb.cells[1]]):
@@ -72,13 +72,13 @@ def test_line_names_the_cell_its_section_and_the_open_bars(tmp_path):
 
 
 def test_terminal_gets_one_line_rewritten_and_a_log_gets_plain_lines(tmp_path):
-    terminal = Terminal()
-    with progress.ChapterProgress("theory", _notebook(), tmp_path / "a.jsonl", stream=terminal) as shown:
+    screen = Terminal()
+    with terminal.ChapterProgress("theory", _notebook(), tmp_path / "a.jsonl", stream=screen) as shown:
         shown.cell_start(_notebook().cells[1], 1)
-    text = terminal.getvalue()
+    text = screen.getvalue()
     assert text.startswith("\r[rs-repro] theory") and text.endswith(" | done\n") and text.count("\n") == 1
     log = io.StringIO()
-    with pytest.raises(RuntimeError), progress.ChapterProgress("theory", _notebook(), tmp_path / "b.jsonl",
+    with pytest.raises(RuntimeError), terminal.ChapterProgress("theory", _notebook(), tmp_path / "b.jsonl",
                                                                stream=log, interval=0.0):
         import time
 

@@ -30,7 +30,7 @@ from rs_repro import data, models, seeds
 from rs_repro.checks import choice, device_rule, integer, rule_checker
 from rs_repro.pipeline.engine import Unit
 
-#: Every decision-based attack a chapter may run, by name: ``"module:function"`` of
+#: The decision-based attacks a chapter may run, each name mapped to ``"module:function"`` of
 #: :mod:`rs_repro.attacks` (named, not imported, so that a unit's code is its own attack's module only).
 ATTACKS: dict[str, str] = {"HSJA": "rs_repro.attacks.hsja:hsja", "SurFree": "rs_repro.attacks.surfree:surfree",
                            "RayS": "rs_repro.attacks.rays:rays",
@@ -279,9 +279,9 @@ def certify_units(*, dataset: str, data_dir: str | None, subset: int | None = No
             for start in range(0, len(images), chunk)]
 
 
-#: The base models a chapter may attack or certify: the standard (undefended) model, the model trained with
-#: Gaussian noise (RandTrain, smoothed at the same sigma in the paper) and the adversarially trained one
-#: (AdvTrain), with the parameters that fix each.
+#: The base models a chapter may attack or certify (the standard, undefended model; the model trained with
+#: Gaussian noise, RandTrain, smoothed at the same sigma in the paper; the adversarially trained one,
+#: AdvTrain), each fixed by its own parameters.
 BASE_MODELS = ("standard", "randtrain", "advtrain")
 
 

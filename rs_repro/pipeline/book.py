@@ -28,7 +28,7 @@ from typing import Any
 
 import nbformat
 
-from rs_repro.pipeline import cache, context, engine, paths, progress, provenance, runtime
+from rs_repro.pipeline import cache, context, engine, paths, provenance, runtime, terminal
 from rs_repro.pipeline.parameters import (
     ChapterError,
     chapters,
@@ -137,7 +137,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
         Chapter stem, e.g. ``"theory"``.
     profile
         One of :data:`rs_repro.pipeline.paths.PROFILES`: the base parameter set (a ``device`` of ``auto`` is resolved here,
-        :func:`resolve_device`).
+        :func:`rs_repro.pipeline.parameters.resolve_device`).
     overrides
         Values replacing the profile's; every key must be a declared parameter.
     timeout
@@ -259,7 +259,7 @@ def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[st
     try:
         # The kernel talks to us over IPC sockets in a private temporary folder: over TCP, ipykernel warns
         # in the terminal that the channel is unencrypted, and IPC socket files would land in the cwd.
-        with progress.ChapterProgress(stem, nb, events) as shown:
+        with terminal.ChapterProgress(stem, nb, events) as shown:
             transport = Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
             papermill.execute_notebook(staging, executed, parameters=values, kernel_name=KERNEL,
                                        cwd=str(paths.ROOT), progress_bar=False, execution_timeout=timeout,
@@ -342,7 +342,7 @@ def make_book(profile: str = "default", *, force: bool = False, timeout: int = 3
 
     When any chapter runs, the summary chapter (``claims``, last in the table of contents) runs after
     it, since it reads the measurements the other chapters record. Every chapter to run is checked
-    (:func:`check_chapter`) before the first one starts. ``workers`` and ``scheduler`` choose where the
+    (:func:`rs_repro.pipeline.parameters.check_chapter`) before the first one starts. ``workers`` and ``scheduler`` choose where the
     work units run, as in :func:`run_chapter`.
     """
     workers, scheduler = _engine(workers, scheduler)

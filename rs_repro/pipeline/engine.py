@@ -205,7 +205,7 @@ Plan = Sequence[Stage]
 
 
 def fixed(units: Sequence[Unit]) -> Callable[[Mapping[str, pd.DataFrame]], list[Unit]]:
-    """The :attr:`Stage.units` of a step whose units do not depend on earlier tables."""
+    """The ``units`` of a :class:`Stage`, for a step whose units do not depend on earlier tables."""
     return lambda done: list(units)
 
 

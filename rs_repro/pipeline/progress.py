@@ -5,7 +5,7 @@ chapter's loops report through :func:`bar`: inside a chapter kernel (the runner 
 ``progress`` of :class:`rs_repro.pipeline.context.RunContext`) each bar appends its state to that file as JSON lines and prints nothing on the page; anywhere
 else (a user's own notebook or script) :func:`bar` is a plain ``tqdm`` bar.
 
-In the runner, :class:`ChapterProgress` follows that file and the cell being executed (papermill's
+In the runner, :class:`rs_repro.pipeline.terminal.ChapterProgress` follows that file and the cell being executed (papermill's
 ``on_cell_start`` hook) and writes what the chapter is doing: one line updated in place on a terminal,
 and, when the output is not a terminal (a CI log), a plain line every ``interval`` seconds and one at the
 end. A line reads, for example::
@@ -20,19 +20,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
-import sys
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from rs_repro.pipeline import context
-
-if TYPE_CHECKING:  # the chapter runner's types only: computing a chapter imports nothing of Jupyter
-    import nbformat
 
 #: A bar writes its state at most this often (seconds), and always when it opens and closes.
 WRITE_EVERY_S = 0.25
@@ -129,120 +123,3 @@ def describe_bar(state: dict[str, Any], now: float) -> str:
     if total and 0 < n < total:
         text += f", ~{clock(elapsed / n * (total - n))} left"
     return text
-
-
-class ChapterProgress:
-    """Show a chapter's progress while papermill executes it.
-
-    Parameters
-    ----------
-    stem
-        The chapter, named at the start of every line.
-    nb
-        The notebook being executed (its code cells are counted, its headings name the sections).
-    events
-        The file the kernel's bars report to (the runner names it in the kernel's context); emptied here.
-    stream
-        Where the lines go, ``sys.stderr`` by default.
-    interval
-        Seconds between two plain lines when ``stream`` is not a terminal.
-
-    Use it as a context manager around the execution, with :meth:`cell_start` as papermill's
-    ``on_cell_start`` hook.
-    """
-
-    def __init__(self, stem: str, nb: nbformat.NotebookNode, events: Path, *, stream: IO[str] | None = None,
-                 interval: float = 30.0) -> None:
-        self.stem, self.events, self.interval = stem, events, interval
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._cells = sum(c.cell_type == "code" for c in nb.cells)
-        self._number, self._section, self._cell = 0, "", ""
-        self._bars: dict[str, dict[str, Any]] = {}
-        self._offset = 0
-        self._start = time.time()
-        self._last_plain = 0.0
-        self._width = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"progress-{stem}", daemon=True)
-        events.parent.mkdir(parents=True, exist_ok=True)
-        events.write_text("", encoding="utf-8")
-
-    def cell_start(self, cell: nbformat.NotebookNode, cell_index: int = 0, **_: Any) -> None:
-        """papermill's (nbclient's) ``on_cell_start`` hook, called for every cell in order.
-
-        A markdown cell's headings name the section; a code cell is counted among the notebook's own
-        (papermill's injected parameters cell is not one of them).
-        """
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("#"):
-                    self._section = line.lstrip("#").strip()
-            return
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-            return
-        self._number += 1
-        with self._lock:
-            self._cell = f"cell {self._number}/{self._cells}" + (f", {self._section}" if self._section else "")
-
-    def _read(self) -> None:
-        """Take in the bar states the kernel appended since the last read (complete lines only)."""
-        try:
-            with open(self.events, encoding="utf-8") as source:
-                source.seek(self._offset)
-                chunk = source.read()
-        except FileNotFoundError:
-            return
-        end = chunk.rfind("\n") + 1
-        self._offset += len(chunk[:end].encode("utf-8"))
-        for line in chunk[:end].splitlines():
-            state = json.loads(line)
-            if state["done"]:
-                self._bars.pop(state["id"], None)
-            else:
-                self._bars[state["id"]] = state
-
-    def line(self, now: float | None = None) -> str:
-        """What the chapter is doing now, as one line."""
-        now = time.time() if now is None else now
-        with self._lock:
-            self._read()
-            parts = [f"[rs-repro] {self.stem} {clock(now - self._start)}"]
-            if self._cell:
-                parts.append(self._cell)
-            if self._bars:
-                parts.append(" > ".join(describe_bar(s, now) for s in self._bars.values()))
-        return " | ".join(parts)
-
-    def _show(self, final: bool = False) -> None:
-        text = self.line()
-        if self.tty:
-            columns = shutil.get_terminal_size((120, 24)).columns - 1
-            text = text[:columns]
-            self.stream.write("\r" + text + " " * max(self._width - len(text), 0) + ("\n" if final else ""))
-            self._width = 0 if final else len(text)
-        else:
-            self.stream.write(text + "\n")
-            self._last_plain = time.monotonic()
-        self.stream.flush()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.5 if self.tty else 1.0):
-            if self.tty or time.monotonic() - self._last_plain >= self.interval:
-                self._show()
-
-    def __enter__(self) -> Self:
-        self._last_plain = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join()
-        with self._lock:
-            self._cell = "failed" if kind else "done"
-            self._bars.clear()
-            self._offset = self.events.stat().st_size if self.events.exists() else 0
-        self._show(final=True)

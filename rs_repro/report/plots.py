@@ -6,11 +6,11 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
-from IPython.display import Markdown
 
 from rs_repro.pipeline import context, paths
 
@@ -78,7 +78,7 @@ def move_staged(folder: Path) -> list[Path]:
     return moved
 
 
-def figure_links(written: list[Path]) -> Markdown:
+def figure_links(written: list[Path]) -> Any:
     """A line of download links to the files :func:`save_figure` wrote, relative to the chapter's page.
 
     Display it under a figure. The page's folder is the one the chapter runner publishes to
@@ -101,6 +101,8 @@ def figure_links(written: list[Path]) -> Markdown:
     page_dir = Path(context.current().chapters or paths.CHAPTERS)
     links = [f"[{p.suffix[1:].upper()}]({Path(os.path.relpath(Path(p).resolve(), page_dir.resolve())).as_posix()})"
              for p in written]
+    from IPython.display import Markdown  # a page's output: computing a chapter imports nothing of Jupyter
+
     return Markdown("Download this figure: " + " · ".join(links))
 
 

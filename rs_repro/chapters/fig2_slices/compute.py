@@ -77,7 +77,7 @@ def plan(values: Mapping[str, Any]) -> list[Stage]:
     labels of f (``labels-f``) and the two votes of g_{sigma,n} for each n (``labels-n<n>``), each unit with
     the arguments its numbers depend on.
 
-    ``values`` are the notebook's parameters (:func:`rs_repro.pipeline.book.chapter_values`). Pure: nothing
+    ``values`` are the notebook's parameters (:func:`rs_repro.pipeline.parameters.chapter_values`). Pure: nothing
     is read, trained or drawn here.
     """
     data_dir = values["data_dir"] or None

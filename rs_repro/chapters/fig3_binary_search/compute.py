@@ -70,7 +70,7 @@ def plan(values: Mapping[str, Any]) -> list[Stage]:
     (:func:`segments_unit`), the first ``num_segments`` pairs of :func:`segments` among the candidates, fewer
     if the candidates have fewer correctly classified images. ``segments``: one unit per pair of its table
     (``segment-<k>``, :func:`segment_unit`): its Monte Carlo profile and the bisections of every n.
-    ``values`` are the notebook's parameters (:func:`rs_repro.pipeline.book.chapter_values`).
+    ``values`` are the notebook's parameters (:func:`rs_repro.pipeline.parameters.chapter_values`).
     """
     dataset, data_dir, device = values["dataset"], values["data_dir"] or None, values["device"]
     specs = common.model_specs(values, ("standard",))

@@ -32,7 +32,7 @@ from rs_repro.models import accuracy, load_model
 from rs_repro.pipeline.engine import Stage, Unit, fixed
 from rs_repro.smoothing import ABSTAIN, Smooth, top_class
 
-#: The base models of the chapter: the standard model, smoothed at two noise levels, and RandTrain.
+#: The base models of the chapter (the standard model, smoothed at two noise levels, and RandTrain).
 MODELS = ("standard", "randtrain")
 #: Images per CERTIFY unit.
 CHUNK = 10

@@ -51,7 +51,7 @@ from rs_repro.pipeline.engine import Stage, Unit, fixed
 from rs_repro.smoothing import Smooth
 
 _MODULE = __name__
-#: The unit function of the white-box minimal distortions, in a module of its own: the white-box attack's code
+#: The unit function of the white-box minimal distortions, in a module of its own; the white-box attack's code
 #: (:mod:`rs_repro.attacks.minimal`) enters that unit's key only, not the keys of the attack grid.
 MINIMAL_UNIT = "rs_repro.chapters.fig5_attacks.whitebox:minimal_unit"
 

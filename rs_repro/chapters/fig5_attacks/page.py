@@ -115,7 +115,7 @@ def certificate_ratios(summary: pd.DataFrame, certified: Mapping[tuple[str, floa
 def acceptance(clean: pd.DataFrame, targets: Sequence[compute.Target], max_queries: int) -> pd.DataFrame:
     """How likely the smoothed oracles accept the clean images themselves.
 
-    With pi_1 the fraction of wrong micro-decisions at x_o (``clean``, :func:`clean_votes_unit`), one query at
+    With pi_1 the fraction of wrong micro-decisions at x_o (``clean``, :func:`rs_repro.chapters.fig5_attacks.compute.clean_votes_unit`), one query at
     x_o is accepted with probability a = P[Bin(n, pi_1) >= ceil(n P_a)] (:func:`rs_repro.theory.accelerated_acceptance`,
     at :attr:`rs_repro.chapters.fig5_attacks.compute.Target.level`), and at least once in ``max_queries``
     queries with probability 1 - (1 - a)^max_queries: the chance that the clean image itself, or a point as

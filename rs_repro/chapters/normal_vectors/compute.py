@@ -326,7 +326,7 @@ def hsja_run(smooth: Smooth, x_o: torch.Tensor, label: int, *, n: int, queries: 
 def plan(values: Mapping[str, Any]) -> list[Stage]:
     """The chapter's work: the standard model (``model-standard``), the chosen images (``images``,
     :func:`rs_repro.chapters.common.shuffled_correct_unit`), then one unit per chosen image (``image-<k>``, :func:`image_unit`). ``values`` are
-    the notebook's parameters (:func:`rs_repro.pipeline.book.chapter_values`). Pure: nothing is read,
+    the notebook's parameters (:func:`rs_repro.pipeline.parameters.chapter_values`). Pure: nothing is read,
     trained or drawn here.
 
     The last stage raises ``ValueError`` (naming ``num_candidates``) when the model classifies no candidate
