@@ -221,6 +221,20 @@ def dataset_size(values: Mapping[str, Any]) -> int:
                          f"test split ({exc})") from exc
 
 
+def pool_rule(values: Mapping[str, Any], name: str, size: int) -> int:
+    """The rule on a chapter's pool, parameter ``name``: the number of test images it draws from, 0 for the
+    whole test split of ``size`` images (:func:`test_pool`); ``ValueError`` naming ``name`` otherwise.
+
+    Returns
+    -------
+    int
+        The number of images in the pool (``size`` for 0), the bound of the counts drawn from it.
+    """
+    fits, accepted = count_rule(values[name], size, f"test images of {values['dataset']}", zero="the whole test split")
+    rule_checker(values)(fits, name, accepted)
+    return values[name] or size
+
+
 def count_rule(value: int, limit: int, what: str, *, zero: str = "") -> tuple[bool, str]:
     """Whether ``value`` counts at least 1 and at most ``limit`` of ``what`` (or is 0 when ``zero`` says what
     0 means), and what is accepted: e.g. ``count_rule(values["pool"], 450, "test images of digits",

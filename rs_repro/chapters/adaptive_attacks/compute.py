@@ -59,11 +59,9 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     size = common.data_and_models(values, device=True)
-    fits, accepted = common.count_rule(values["pool"], size, f"test images of {values['dataset']}",
-                                       zero="the whole test split")
-    need(fits, "pool", accepted)
+    pool = common.pool_rule(values, "pool", size)
     for name in ("num_images", "calibration_images"):
-        fits, accepted = common.count_rule(values[name], values["pool"] or size, "test images in the pool")
+        fits, accepted = common.count_rule(values[name], pool, "test images in the pool")
         need(fits, name, accepted)
     for name in ("max_queries", "chunk", "verify_repeats", "votes", "confirm_votes", "calibration_draws",
                  "batch_size"):

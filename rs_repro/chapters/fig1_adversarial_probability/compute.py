@@ -56,10 +56,8 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     size = common.data_and_models(values)
-    fits, accepted = common.count_rule(values["num_candidates"], size, f"test images of {values['dataset']}",
-                                zero="the whole test split")
-    need(fits, "num_candidates", accepted)
-    fits, accepted = common.count_rule(values["num_images"], values["num_candidates"] or size, "candidate test images")
+    pool = common.pool_rule(values, "num_candidates", size)
+    fits, accepted = common.count_rule(values["num_images"], pool, "candidate test images")
     need(fits, "num_images", accepted)
     need(0 <= values["panel_image"] < values["num_images"], "panel_image",
          f"a position in [0, num_images) = [0, {values['num_images']})")

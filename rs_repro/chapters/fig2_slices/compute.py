@@ -54,10 +54,7 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     size = common.data_and_models(values)
-    fits, accepted = common.count_rule(values["num_images"], size, f"test images of {values['dataset']}",
-                                       zero="the whole test split")
-    need(fits, "num_images", accepted)
-    subset = values["num_images"] or size
+    subset = common.pool_rule(values, "num_images", size)
     need(0 <= values["image"] < subset, "image",
          f"a position in the subset of num_images={subset} test images (0 <= image < {subset})"
          if values["num_images"] else f"a position in the test split of {size} images (0 <= image < {size})")

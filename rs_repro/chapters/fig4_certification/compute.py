@@ -42,9 +42,7 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     size = common.data_and_models(values, MODELS, device=True)
-    fits, accepted = common.count_rule(values["num_images"], size, f"test images of {values['dataset']}",
-                                       zero="the whole test split")
-    need(fits, "num_images", accepted)
+    common.pool_rule(values, "num_images", size)
     need(len(values["sigmas"]) in (0, 2) and len(set(values["sigmas"])) == len(values["sigmas"])
          and all(s > 0 for s in values["sigmas"]), "sigmas", "[] (chosen from the sweep) or two distinct noises > 0")
     need(len(values["accuracy_costs"]) == 2 and all(0 <= c < 1 for c in values["accuracy_costs"]),

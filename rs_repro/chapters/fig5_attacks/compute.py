@@ -59,10 +59,8 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     """The chapter's rules on its parameters (ValueError naming the first one broken), run before anything."""
     need = rule_checker(values)
     size = common.data_and_models(values, common.BASE_MODELS, device=True)
-    fits, accepted = common.count_rule(values["pool"], size, f"test images of {values['dataset']}",
-                                       zero="the whole test split")
-    need(fits, "pool", accepted)
-    fits, accepted = common.count_rule(values["num_images"], values["pool"] or size, "test images in the pool")
+    pool = common.pool_rule(values, "pool", size)
+    fits, accepted = common.count_rule(values["num_images"], pool, "test images in the pool")
     need(fits, "num_images", accepted)
     need(values["max_queries"] >= 1, "max_queries", "at least 1")
     budgets = values["budgets"]

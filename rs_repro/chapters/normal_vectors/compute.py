@@ -80,14 +80,12 @@ def check_parameters(values: Mapping[str, Any]) -> None:
     need = rule_checker(values)
     size = common.data_and_models(values)
     dataset = values["dataset"]
-    fits, accepted = common.count_rule(values["num_candidates"], size, f"test images of {dataset}",
-                                zero="the whole test split")
-    need(fits, "num_candidates", accepted)
+    pool = common.pool_rule(values, "num_candidates", size)
     need(dataset != "imagenet" or values["num_candidates"] >= 1, "num_candidates",
          "a subset of at least 1 image for dataset 'imagenet' (the whole validation split takes 30 GB)")
     need(math.isfinite(values["sigma"]) and values["sigma"] > 0, "sigma", "a noise level > 0")
     need(values["n"] >= 1, "n", "at least 1 micro-decision per probe")
-    fits, accepted = common.count_rule(values["num_images"], values["num_candidates"] or size, "candidate test images")
+    fits, accepted = common.count_rule(values["num_images"], pool, "candidate test images")
     need(fits, "num_images", accepted)
     ratios = values["ratios"]
     need(bool(ratios) and all(math.isfinite(r) and r > 0 for r in ratios)
