@@ -23,7 +23,7 @@ export SOURCE_DATE_EPOCH := 1640995200
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DELETE_ON_ERROR:
-.PHONY: setup browser book chapter test bench serve clean clean-cache lint
+.PHONY: setup browser book chapter compute test bench serve clean clean-cache lint
 
 $(STAMP): pyproject.toml
 	rm -rf $(VENV)
@@ -40,6 +40,12 @@ chapter: $(STAMP)
 	@test -n "$(CH)" || { echo "usage: make chapter CH=<stem> [PROFILE=default] [P='-p key value']"; \
 	  echo "chapters:"; $(BIN)/rs-repro list; exit 2; }
 	$(BIN)/rs-repro run $(CH) --profile $(PROFILE) $(ENGINE) $(P)
+
+# A chapter's units, record and tables without Jupyter (a GPU machine, a cluster node): rs-repro compute.
+compute: $(STAMP)
+	@test -n "$(CH)" || { echo "usage: make compute CH=<stem> [PROFILE=default] [P='-p key value']"; \
+	  echo "chapters:"; $(BIN)/rs-repro list; exit 2; }
+	$(BIN)/rs-repro compute $(CH) --profile $(PROFILE) $(ENGINE) $(P)
 
 # The browser test's Chromium and chromedriver: installed from Debian's packages when missing and this user
 # may (root or passwordless sudo); otherwise the browser test fails once, saying how to install them.
