@@ -218,10 +218,16 @@ def math_problems(report: dict) -> list[str]:
     return problems
 
 
+#: The tallest screenshot taken, in CSS pixels: Chromium cannot capture a taller one (the API reference is
+#: taller; its screenshot shows the top of it).
+MAX_SHOT_HEIGHT = 16_000
+
+
 def _screenshot(session: webdriver.Chrome, path: Path) -> None:
-    """A PNG of the whole page, beyond the window's height (DevTools ``Page.captureScreenshot``)."""
+    """A PNG of the whole page, beyond the window's height (DevTools ``Page.captureScreenshot``), or of its
+    first :data:`MAX_SHOT_HEIGHT` pixels."""
     size = session.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], MAX_SHOT_HEIGHT), "scale": 1}
     shot = session.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip,
                                                               "captureBeyondViewport": True,
                                                               "optimizeForSpeed": True})

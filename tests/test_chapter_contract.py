@@ -88,6 +88,11 @@ def smoke_units(smoke_tables):
     return {(stem, u.id): u for stem, (values, tables) in smoke_tables.items() for u in plan_units(stem, values, tables)}
 
 
+def _attack(unit: engine.Unit) -> str | None:
+    """The decision-based attack a unit runs (Fig. 5's ``attack``, the adaptive chapter's ``attacker``), if any."""
+    return unit.arguments.get("attack") or (unit.arguments.get("attacker") or {}).get("attack")
+
+
 def test_every_unit_reads_no_presentation_and_an_attack_is_read_by_its_units_only(smoke_units):
     hsja_readers = set()
     for (stem, uid), unit in smoke_units.items():
@@ -98,8 +103,7 @@ def test_every_unit_reads_no_presentation_and_an_attack_is_read_by_its_units_onl
     # editing attacks/hsja.py recomputes the HSJA units (PopSkipJump runs HSJA's steps, the normal vectors'
     # estimates are HSJA's) and nothing else
     expected = {(stem, uid) for (stem, uid), unit in smoke_units.items()
-                if unit.arguments.get("attack") in ("HSJA", "PopSkipJump")
-                or (stem == "normal_vectors" and uid.startswith("image-"))}
+                if _attack(unit) in ("HSJA", "PopSkipJump") or (stem == "normal_vectors" and uid.startswith("image-"))}
     assert expected and hsja_readers == expected
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import write_idx
 
 from rs_repro import data
-from rs_repro.pipeline import cli, provision
+from rs_repro.pipeline import book, cli, provision
 
 
 class FakeApt:
@@ -100,6 +100,6 @@ def test_cli_reports_missing_data_as_an_error(debian, monkeypatch, capsys):
 def test_cli_book_looks_for_each_dataset_of_the_profile_once(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(provision, "ensure", lambda values: calls.append(dict(values)))
-    monkeypatch.setattr(cli.book, "make_book", lambda *args, **kwargs: tmp_path / "index.html")
+    monkeypatch.setattr(book, "make_book", lambda *args, **kwargs: tmp_path / "index.html")
     assert cli.main(["book", "--profile", "fashion"]) == 0
     assert calls == [{"dataset": "fashion-mnist", "data_dir": ""}, {"dataset": None, "data_dir": None}]
