@@ -28,7 +28,7 @@ import pandas as pd
 from rs_repro.pipeline import context, paths
 
 #: Modules that run chapters but compute no result; editing them changes no page (:func:`source_digest`).
-PIPELINE_MODULES = ("pipeline/book.py", "pipeline/cli.py")
+PIPELINE_MODULES = ("pipeline/book.py", "pipeline/cli.py", "pipeline/headless.py", "pipeline/terminal.py")
 #: The runner's subpackage. It decides where and when a unit runs, never what it computes (the one setting
 #: that changes a number, the thread count, enters every key as a value), so the closure of :func:`code_digest`
 #: does not enter it.

@@ -41,7 +41,8 @@ CACHE = BUILD / "cache"
 #:
 #: :meta hide-value:
 RUNS = BUILD / "runs"
-#: The package source, hashed into the cache keys (:func:`rs_repro.pipeline.cache.source_digest`).
+#: The package source, read by the cache keys (:func:`rs_repro.pipeline.cache.code_digest`) and the pages' digest
+#: (:func:`rs_repro.pipeline.cache.source_digest`).
 #:
 #: :meta hide-value:
 PACKAGE = ROOT / "rs_repro"
