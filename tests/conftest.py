@@ -29,7 +29,7 @@ def smoke_book(tmp_path_factory):
     figures = root / "figures"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(paths, "RUNS", root / "runs")
-        mp.setattr(paths, "BUILD", root / "build")  # where the runner publishes the records
+        mp.setattr(paths, "BUILD", root / "build")  # where the runner computes and publishes
         mp.setenv("RS_REPRO_BUILD", str(root / "build"))  # where the kernels compute and read them
         pages = {stem: book.run_chapter(stem, "smoke", {"figures_dir": str(figures)},
                                         chapters_dir=root / "book" / "chapters", timeout=600)

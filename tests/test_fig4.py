@@ -43,6 +43,7 @@ def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet,
     root, weights = synthetic_imagenet
     monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
     monkeypatch.setenv("RS_REPRO_BUILD", str(tmp_path / "build"))
+    monkeypatch.setattr(paths, "BUILD", tmp_path / "build")
     overrides = {"data_dir": str(root), "standard_weights": str(weights), "randtrain_weights": str(weights),
                  "num_images": 2, "sweep_sigmas": [0.05, 0.15], "sweep_n": 2, "n0": 3, "n": 8,
                  "batch_size": 8, "device": "cpu", "figures_dir": str(tmp_path / "fig"),
@@ -80,7 +81,7 @@ def test_certify_units_cover_every_image_once_and_join_in_order(tmp_path):
                                  chunk=3, model=model_spec("standard"), name="standard", sigma=0.25, n0=5, n=20,
                                  alpha=0.01, batch_size=64, seed=0)
     assert [u.arguments["positions"] for u in units] == [[0, 1, 2], [3, 4, 5], [6]]
-    assert {u.function for u in units} == {common.CERTIFY_UNIT} == {f"{compute.__name__}:certify_unit"}
+    assert {u.function for u in units} == {common.CERTIFY_UNIT} == {"rs_repro.chapters.certify:certify_unit"}
     tables = page.certified_tables(units, engine.run("fig4_certification", units, root=tmp_path))
     assert list(tables) == [("standard", 0.25)] and tables["standard", 0.25].unit.tolist() == list(range(7))
 

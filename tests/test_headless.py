@@ -56,6 +56,19 @@ def test_every_chapter_and_the_command_line_import_without_jupyter(tmp_path):
     assert "imported" in done.stdout
 
 
+def test_the_compute_halves_import_no_presentation():
+    stems = [stem for stem in parameters.chapters() if parameters.compute_module(stem)]
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import importlib, sys
+        for stem in {stems!r}:
+            importlib.import_module(f"rs_repro.chapters.{{stem}}.compute")
+        shown = ("matplotlib", "seaborn", "IPython", "rs_repro.report", "rs_repro.claims")
+        print(sorted(m for m in sys.modules if m.startswith(shown) or m.endswith(".page")))
+    """)], check=False, cwd=paths.ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_compute_writes_the_record_and_the_tables_without_jupyter(tmp_path):
     overrides = [item for key, value in TINY for item in ("-p", key, value)]
     done = _python(f"""
@@ -84,6 +97,16 @@ def test_compute_writes_the_record_and_the_tables_without_jupyter(tmp_path):
     assert again.returncode == 0, again.stderr
     second = json.loads((folder / "computed.json").read_text())
     assert second["run"]["hits"] == len(second["units"]) and second["units"] == manifest["units"]
+
+    fresh = _python(f"""
+        import sys
+        from rs_repro.pipeline import cli
+        sys.exit(cli.main(["compute", "theory", "--profile", "smoke", *{overrides!r}, "-p", "use_cache", "false"]))
+    """, tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    third = json.loads((folder / "computed.json").read_text())  # the chapter's use_cache: false recomputes all
+    assert third["run"]["misses"] == len(third["units"]) and third["units"] == manifest["units"]
+    assert not list(folder.parent.glob(".smoke-*"))  # no staging or backup folder left behind
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -10,8 +10,6 @@ the previous page in place and names the failing cell. See ``docs/architecture.m
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,17 +20,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from rs_repro.pipeline import cache, context, engine, paths, provenance, runtime, terminal
+from rs_repro.pipeline import cache, context, engine, headless, paths, provenance, runtime, terminal
 from rs_repro.pipeline.parameters import (
     ChapterError,
     chapters,
     check_chapter,
+    compute_module,
     notebook_path,
     profile_values,
     resolve_device,
@@ -174,7 +172,9 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     values = resolve_device({**profile_values(stem, profile), **overrides})
     check_chapter(stem, values)
     chapters_dir = chapters_dir or paths.CHAPTERS
-    with _chapter_lock(stem), tempfile.TemporaryDirectory(prefix="rs-repro-kernel-") as sockets:
+    with headless.chapter_lock(stem), tempfile.TemporaryDirectory(prefix="rs-repro-kernel-") as sockets:
+        if compute_module(stem) is not None:  # the numbers first, without Jupyter; the page then reads them
+            headless.compute_chapter(stem, profile, overrides, workers=workers, scheduler=scheduler, record=False)
         run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-", time.gmtime()),
                                         dir=paths.RUNS / stem))
         chapters_dir.mkdir(parents=True, exist_ok=True)
@@ -190,29 +190,6 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
 
 #: How many finished runs of a chapter keep their folder under ``build/runs/<stem>/``.
 KEPT_RUNS = 3
-
-
-@contextlib.contextmanager
-def _chapter_lock(stem: str) -> Iterator[None]:
-    """Hold ``build/runs/<stem>/lock`` for the run: a second run of the chapter, which would write the same
-    page, figures and measurements, is refused while the first one runs."""
-    folder = paths.RUNS / stem
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "lock", "a+", encoding="utf-8") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            raise ChapterError(f"chapter {stem!r} is already being run ({lock.read().strip() or 'by another process'}); "
-                               "wait for that run to finish or stop it") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"by process {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-        lock.flush()
-        try:
-            yield
-        finally:
-            lock.truncate(0)
 
 
 def _prune_runs(stem: str) -> None:
@@ -246,7 +223,7 @@ def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[st
     # record are written to `figures` and `records`, and moved into place once the page is published.
     run = context.RunContext(profile=profile, run_log=str(log), progress=str(events), figures=str(figures),
                              records=str(records), chapters=str(chapters_dir.resolve()), workers=workers,
-                             scheduler=scheduler)
+                             scheduler=scheduler, computed=compute_module(stem) is not None)
     kernel_env = {**run.environment(), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
                   **runtime.malloc_env()}
     env_before = {name: os.environ.get(name) for name in kernel_env}

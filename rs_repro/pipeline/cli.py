@@ -102,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
             overrides = parameters.parse_overrides(args.stem, [tuple(p) for p in args.parameter])
             provision.ensure({**parameters.profile_values(args.stem, args.profile), **overrides})
             where = {"workers": args.workers, "scheduler": args.scheduler}
-            if parameters.compute_module(args.stem) is not None:
-                headless.compute_chapter(args.stem, args.profile, overrides, **where)
             page = book.run_chapter(args.stem, args.profile, overrides, timeout=args.timeout, **where)
             print(f"[rs-repro] {args.stem}: page written to {page}", flush=True)
             if not args.no_build:

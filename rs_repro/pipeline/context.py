@@ -44,6 +44,10 @@ class RunContext:
         Local Dask worker processes the work units run on (:func:`rs_repro.pipeline.engine.engine_options`).
     scheduler : str or None
         Address of the Dask scheduler the work units run on.
+    computed : bool
+        The runner computed the chapter's units in this run (:func:`rs_repro.pipeline.headless.compute_chapter`),
+        so the page reads them from the cache even when its ``use_cache`` is false
+        (:func:`rs_repro.pipeline.engine.run`).
     """
 
     profile: str | None = None
@@ -54,6 +58,7 @@ class RunContext:
     chapters: str | None = None
     workers: int | None = None
     scheduler: str | None = None
+    computed: bool = False
 
     def environment(self) -> dict[str, str]:
         """The environment variable that hands this context to a kernel: ``{CONTEXT_ENV: <JSON>}``."""
@@ -79,6 +84,8 @@ def current() -> RunContext:
                          f"as the chapter runner writes it ({exc})") from exc
     if found.workers is not None and (isinstance(found.workers, bool) or not isinstance(found.workers, int)):
         raise ValueError(f"{CONTEXT_ENV}: workers={found.workers!r} is not accepted; expected a whole number")
+    if type(found.computed) is not bool:
+        raise ValueError(f"{CONTEXT_ENV}: computed={found.computed!r} is not accepted; expected true or false")
     return found
 
 

@@ -213,6 +213,15 @@ def compute(stem: str, plan: Plan, *, use_cache: bool = True, root: Path | None 
             scheduler: str | None = None) -> dict[str, pd.DataFrame]:
     """The tables of every unit of ``plan``, step after step (:func:`run` for each step).
 
+    Parameters
+    ----------
+    stem
+        The chapter (the cache namespace).
+    plan
+        Its steps, in order (``plan(values)`` of the chapter's compute half).
+    use_cache, root, workers, scheduler
+        As in :func:`run`.
+
     Returns
     -------
     dict
@@ -340,6 +349,12 @@ def check_scheduler(scheduler: str) -> None:
     _connect(scheduler).close()
 
 
+def close_clients() -> None:
+    """Close the Dask clients of this process and the local clusters they started (:func:`client`)."""
+    while _clients:
+        _close(_clients.popitem()[1])
+
+
 def _close(dask_client: Any) -> None:
     cluster = dask_client.cluster
     dask_client.close()
@@ -378,9 +393,10 @@ def run(stem: str, units: Sequence[Unit], *, desc: str | None = None, use_cache:
     desc
         What the progress bar says (``"<stem> units"`` by default).
     use_cache
-        ``False`` recomputes every unit and overwrites its entry.
+        ``False`` recomputes every unit and overwrites its entry, unless the chapter runner computed them in
+        this run (``computed`` of :class:`rs_repro.pipeline.context.RunContext`).
     root
-        Cache root, ``build/cache`` by default.
+        Cache root, ``<build>/cache`` by default (:data:`rs_repro.pipeline.paths.BUILD`).
     workers, scheduler
         The engine (:func:`engine_options`): in this process by default.
 
@@ -399,7 +415,8 @@ def run(stem: str, units: Sequence[Unit], *, desc: str | None = None, use_cache:
         twice = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"units: ids must be distinct, repeated: {twice}")
     workers, scheduler = engine_options(workers, scheduler)
-    folder = (root or paths.CACHE) / stem
+    use_cache = use_cache or context.current().computed
+    folder = (root or paths.BUILD / "cache") / stem
     keys = {u.id: u.key() for u in units}
     entry = {u.id: folder / f"{u.id}-{keys[u.id]}.csv" for u in units}
     tables: dict[str, pd.DataFrame] = {}

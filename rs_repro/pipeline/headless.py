@@ -14,17 +14,21 @@ from the cache.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import json
+import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from rs_repro.pipeline import cache, context, engine, paths, provenance
+from rs_repro.pipeline import cache, context, engine, paths, provenance, runtime
 from rs_repro.pipeline.parameters import (
     ChapterError,
     check_chapter,
@@ -42,14 +46,59 @@ MANIFEST = "computed.json"
 def tables_folder(stem: str, profile: str) -> Path:
     """``build/results/<stem>/tables/<profile>/``: a copy of the table of every unit of the chapter's plan
     (``<unit id>.csv``) and their manifest :data:`MANIFEST` (the parameters, each unit's key, SHA-256 and
-    rows, the provenance, the wall time, cache hits and misses), what a machine that computed a chapter
-    brings back."""
+    rows, the provenance, the wall time, cache hits and misses): the tables behind the chapter's page, as plain
+    CSV.
+
+    Parameters
+    ----------
+    stem, profile
+        The chapter and the profile it was computed under.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (it exists once the chapter was computed under the profile).
+    """
     return paths.BUILD / "results" / stem / "tables" / profile
 
 
+_held: set[str] = set()
+
+
+@contextlib.contextmanager
+def chapter_lock(stem: str) -> Iterator[None]:
+    """Hold ``build/runs/<stem>/lock`` while chapter ``stem`` is computed or rendered: a second run of the
+    chapter, which would write the same tables, page, figures and measurements, is refused
+    (:class:`rs_repro.pipeline.parameters.ChapterError` naming the process that holds it) while the first runs.
+    Re-entrant within a process (the page run holds it around its compute step)."""
+    if stem in _held:
+        yield
+        return
+    folder = paths.RUNS / stem
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise ChapterError(f"chapter {stem!r} is already being run ({lock.read().strip() or 'by another process'}); "
+                               "wait for that run to finish or stop it") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"by process {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+        lock.flush()
+        _held.add(stem)
+        try:
+            yield
+        finally:
+            _held.discard(stem)
+            lock.truncate(0)
+
+
 def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] | None = None, *,
-                    workers: int | None = None, scheduler: str | None = None, use_cache: bool = True) -> Path:
-    """Compute chapter ``stem`` under ``profile`` and the overrides; write its record and its tables.
+                    workers: int | None = None, scheduler: str | None = None, use_cache: bool = True,
+                    record: bool = True) -> Path:
+    """Compute chapter ``stem`` under ``profile`` and the overrides; write its tables (and its record).
 
     Parameters
     ----------
@@ -60,7 +109,10 @@ def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, An
     workers, scheduler
         Where the units run (:func:`rs_repro.pipeline.engine.engine_options`).
     use_cache
-        ``False`` recomputes every unit.
+        ``False`` recomputes every unit (as does the chapter's own ``use_cache`` parameter set to false).
+    record
+        Write the chapter's record (:func:`rs_repro.report.measurements.record`); the chapter runner leaves it
+        to the page, which publishes it only once the page is published.
 
     Returns
     -------
@@ -79,11 +131,13 @@ def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, An
                            "render it with rs-repro run")
     values = resolve_device({**profile_values(stem, profile), **validate(stem, dict(overrides or {}))})
     check_chapter(stem, values)
+    use_cache = use_cache and values.get("use_cache", True)
     compute = importlib.import_module(module)
     page = importlib.import_module(f"rs_repro.chapters.{stem}.page")
     plan = compute.plan(values)
+    runtime.keep_freed_memory()  # as in the chapter kernels and the workers (rs_repro.pipeline.runtime)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rs-repro-compute-") as scratch:
+    with chapter_lock(stem), tempfile.TemporaryDirectory(prefix="rs-repro-compute-") as scratch:
         log = Path(scratch) / "cache-log.jsonl"
         with context.using(context.RunContext(profile=profile, run_log=str(log), workers=workers,
                                               scheduler=scheduler)):
@@ -91,9 +145,11 @@ def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, An
                 tables = engine.compute(stem, plan, use_cache=use_cache)
             except (engine.UnitError, ValueError) as exc:
                 raise ChapterError(f"chapter {stem!r}: {exc}") from exc
-            record = page.record(page.results(tables, values), values)
-            if record is not None:
-                measurements.record(stem, record)
+            finally:
+                engine.close_clients()  # a local cluster's workers hold memory (and GPU memory) no longer needed
+            chapter_record = page.record(page.results(tables, values), values) if record else None
+            if chapter_record is not None:
+                measurements.record(stem, chapter_record)
         events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
     units = [unit for stage in plan for unit in stage.units(tables)]
     return _write_tables(stem, profile, values, units, tables, {
@@ -106,6 +162,8 @@ def _write_tables(stem: str, profile: str, values: dict[str, Any], units: list[e
     """Write every unit's table and the manifest into :func:`tables_folder`, replacing what was there."""
     target = tables_folder(stem, profile)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{profile}-*"):  # left by an interrupted run of this chapter and profile
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{profile}-", dir=target.parent))
     listed = {}
     for unit in units:
@@ -116,10 +174,9 @@ def _write_tables(stem: str, profile: str, values: dict[str, Any], units: list[e
     manifest = {"stem": stem, "profile": profile, "values": values, "units": listed, "run": run,
                 "provenance": provenance.stamp()}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
-    old = target.with_name(f".{profile}-old")
-    shutil.rmtree(old, ignore_errors=True)
+    old = Path(tempfile.mkdtemp(prefix=f".{profile}-", dir=target.parent))
     if target.exists():
-        target.rename(old)
+        target.replace(old / "previous")
     staging.rename(target)
     shutil.rmtree(old, ignore_errors=True)
     return target / MANIFEST

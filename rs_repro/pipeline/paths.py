@@ -33,10 +33,6 @@ CHAPTERS = BOOK / "chapters"
 #:
 #: :meta hide-value:
 BUILD = Path(os.environ.get("RS_REPRO_BUILD", ROOT / "build"))
-#: The cached tables of :mod:`rs_repro.pipeline.cache`, ``<stem>/<name>-<key>.csv``.
-#:
-#: :meta hide-value:
-CACHE = BUILD / "cache"
 #: Where the chapter runner stages and executes a notebook before publishing it.
 #:
 #: :meta hide-value:

@@ -9,8 +9,9 @@ thresholds below instead of 3.3-4.2 s, SurFree 3.6-4.3 s instead of 4.6-4.9 s; `
 times the oracle under both settings. Raising the mmap and trim thresholds keeps the freed memory in the
 process for the next pass. The numbers computed do not change, only the time.
 
-The chapters run in kernels started with :func:`malloc_env` (see :func:`rs_repro.pipeline.book.run_chapter`);
-:func:`keep_freed_memory` applies the same setting to the running process (glibc only).
+The chapter kernels and the local Dask workers start with :func:`malloc_env` (see
+:func:`rs_repro.pipeline.book.run_chapter`); :func:`keep_freed_memory` applies the same setting to the running
+process (glibc only), as the compute step does (:func:`rs_repro.pipeline.headless.compute_chapter`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The numbers a chapter measured, kept for the claims chapter (``docs/architecture.md``, "Flow of one chapter").
 
-Each chapter's ``summarize`` returns the few numbers that decide the paper's claims as one of the typed
-records below (its :data:`SCHEMA` entry), and the notebook stores it with :func:`record`. The record is
+Each chapter's page half (``record(res, values)`` of ``rs_repro.chapters.<stem>.page``) returns the few numbers
+that decide the paper's claims as one of the typed records below (its :data:`SCHEMA` entry), and the notebook
+(or ``rs-repro compute``) stores it with :func:`record`. The record is
 written to ``build/results/<stem>/measurements/<profile>.json``, one file per profile the chapter ran under,
 so the measurements of several profiles (digits, Fashion-MNIST, ImageNet) stand side by side; the ``claims``
 chapter reads them back with :func:`load` as the same dataclass and computes nothing again. A field read by

@@ -39,7 +39,7 @@ class Results:
         The two noise levels of the standard model, smaller first.
     certified : dict
         (model name, sigma) to the CERTIFY rows of every test image
-        (:func:`~rs_repro.chapters.fig4_certification.compute.certify_rows`): the standard model at both
+        (:func:`~rs_repro.chapters.certify.certify_rows`): the standard model at both
         sigmas, then RandTrain unless it is absent.
     """
 
