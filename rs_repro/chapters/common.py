@@ -59,7 +59,22 @@ def _registered(attack: str) -> str:
 
 def test_pool(dataset: str, data_dir: str | None, pool: int, seed: int) -> data.Dataset:
     """The test images a chapter draws from: a seeded subset of ``pool`` images of the test split
-    (:func:`rs_repro.data.load_dataset`; on ImageNet only those files are decoded), the whole split for 0."""
+    (:func:`rs_repro.data.load_dataset`; on ImageNet only those files are decoded), the whole split for 0.
+
+    Parameters
+    ----------
+    dataset, data_dir
+        The dataset and the folder it is read from (``''`` or ``None``: its default place).
+    pool
+        How many test images (0: all of them).
+    seed
+        Seed of the subset (:func:`rs_repro.data.subset_indices`).
+
+    Returns
+    -------
+    rs_repro.data.Dataset
+        ``x`` [pool, C, H, W] in [0, 1], ``y`` [pool], ``index`` [pool] (positions in the test split).
+    """
     return data.load_dataset(dataset, "test", data_dir=data_dir or None, n=pool or None, seed=seed)
 
 
@@ -155,7 +170,20 @@ def model_unit(*, dataset: str, data_dir: str | None, model: Mapping[str, Any]) 
 
 
 def model_units(dataset: str, data_dir: str | None, specs: Mapping[str, Mapping[str, Any]]) -> list[Unit]:
-    """One :func:`model_unit` per base model (``model-<name>``), ``specs`` mapping a name to its spec."""
+    """One :func:`model_unit` per base model, the first step of a chapter's plan.
+
+    Parameters
+    ----------
+    dataset, data_dir
+        The dataset the models are trained on (or whose checkpoints they are) and its folder.
+    specs
+        Base model name to its :func:`rs_repro.models.model_spec` (:func:`model_specs`).
+
+    Returns
+    -------
+    list of rs_repro.pipeline.engine.Unit
+        ``model-<name>`` for each name of ``specs``, in order.
+    """
     return [Unit(f"model-{name}", f"{__name__}:model_unit",
                  {"dataset": dataset, "data_dir": data_dir or None, "model": dict(spec)})
             for name, spec in specs.items()]
@@ -319,7 +347,13 @@ def model_specs(values: Mapping[str, Any], names: Sequence[str] = BASE_MODELS) -
 
 
 def absent_models(values: Mapping[str, Any], names: Sequence[str] = BASE_MODELS) -> dict[str, str]:
-    """The base models of ``names`` left out (:func:`model_specs`), each with the reason (a clause for the page)."""
+    """The base models of ``names`` left out by :func:`model_specs`.
+
+    Returns
+    -------
+    dict
+        Name to the reason it is absent (a clause for the page); empty when every model exists.
+    """
     present = model_specs(values, names)
     return {name: f"no {name} checkpoint was given ({name}_weights) and none is trained on {values['dataset']}"
             for name in names if name not in present}

@@ -92,7 +92,18 @@ def current() -> RunContext:
 @contextlib.contextmanager
 def using(run: RunContext) -> Iterator[RunContext]:
     """Make ``run`` the context of this process (and of the processes it starts) for the ``with`` block, as
-    the chapter runner does for a kernel; the previous context is restored afterwards."""
+    the chapter runner does for a kernel; the previous context is restored afterwards.
+
+    Parameters
+    ----------
+    run
+        The context :func:`current` returns inside the block.
+
+    Yields
+    ------
+    RunContext
+        ``run``.
+    """
     before = os.environ.get(CONTEXT_ENV)
     os.environ.update(run.environment())
     try:

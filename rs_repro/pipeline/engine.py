@@ -205,7 +205,18 @@ Plan = Sequence[Stage]
 
 
 def fixed(units: Sequence[Unit]) -> Callable[[Mapping[str, pd.DataFrame]], list[Unit]]:
-    """The ``units`` of a :class:`Stage`, for a step whose units do not depend on earlier tables."""
+    """The ``units`` of a :class:`Stage`, for a step whose units do not depend on earlier tables.
+
+    Parameters
+    ----------
+    units
+        The step's units.
+
+    Returns
+    -------
+    callable
+        ``units(done)`` returning a copy of ``units`` whatever ``done`` holds.
+    """
     return lambda done: list(units)
 
 

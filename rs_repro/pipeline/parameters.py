@@ -109,6 +109,16 @@ def code_cells(text: str) -> list[tuple[dict[str, Any], str]]:
     a line of the same fence; its options are ``:key: value`` lines or a YAML block between ``---`` lines
     at its start, their values read as YAML (``:tags: [parameters]``); the blank lines between the options
     and the code are not part of the source.
+
+    Parameters
+    ----------
+    text
+        The MyST Markdown source of a notebook.
+
+    Returns
+    -------
+    list of (dict, str)
+        Per code cell, in order: its options (``{"tags": ["parameters"]}``) and its source.
     """
     cells: list[tuple[dict[str, Any], str]] = []
     lines = text.splitlines()
