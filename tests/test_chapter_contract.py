@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 
+import nbformat
 import pytest
 from conftest import plan_units
 
@@ -109,6 +110,15 @@ def test_every_unit_reads_no_presentation_and_an_attack_is_read_by_its_units_onl
     for (stem, uid), unit in smoke_units.items():
         if _attack(unit):
             assert common.attack_module(_attack(unit)) in unit.code, (stem, uid)
+
+
+def test_a_page_reports_what_its_compute_step_did(smoke_book, smoke_tables):
+    _, pages, _ = smoke_book
+    for stem, (_, tables) in smoke_tables.items():
+        provenance = nbformat.read(pages[stem], as_version=4).metadata["rs_repro"]
+        # a fresh build: the compute step computed every unit of the plan, the page only read them
+        assert provenance["cache"] == {"hits": 0, "misses": len(tables), "damaged": 0}, stem
+        assert provenance["wall_s"] > 0
 
 
 @pytest.mark.parametrize("stem", sorted(set(STEMS) & set(measurements.SCHEMA)))

@@ -173,14 +173,17 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     check_chapter(stem, values)
     chapters_dir = chapters_dir or paths.CHAPTERS
     with headless.chapter_lock(stem), tempfile.TemporaryDirectory(prefix="rs-repro-kernel-") as sockets:
+        computed = None
         if compute_module(stem) is not None:  # the numbers first, without Jupyter; the page then reads them
-            headless.compute_chapter(stem, profile, overrides, workers=workers, scheduler=scheduler, record=False)
+            manifest = headless.compute_chapter(stem, profile, overrides, workers=workers, scheduler=scheduler,
+                                                record=False)
+            computed = json.loads(manifest.read_text(encoding="utf-8"))["run"]
         run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-", time.gmtime()),
                                         dir=paths.RUNS / stem))
         chapters_dir.mkdir(parents=True, exist_ok=True)
         try:
             page = _execute(stem, profile, values, overrides, run_dir, chapters_dir, Path(sockets),
-                            timeout=timeout, workers=workers, scheduler=scheduler)
+                            timeout=timeout, workers=workers, scheduler=scheduler, computed=computed)
         except BaseException:
             print(f"[rs-repro] {stem}: the run's files are kept in {run_dir}", file=sys.stderr, flush=True)
             raise
@@ -201,8 +204,9 @@ def _prune_runs(stem: str) -> None:
 
 def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[str, Any], run_dir: Path,
              chapters_dir: Path, sockets: Path, *, timeout: int, workers: int | None,
-             scheduler: str | None) -> Path:
-    """Execute the chapter in ``run_dir``; publish its page and then its figures (:func:`run_chapter`)."""
+             scheduler: str | None, computed: dict[str, Any] | None) -> Path:
+    """Execute the chapter in ``run_dir``; publish its page and then its figures (:func:`run_chapter`).
+    ``computed`` is the compute step's wall time and cache counts, which the provenance box reports."""
     import jupytext
     import papermill
     from traitlets.config import Config
@@ -253,13 +257,16 @@ def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[st
     wall_s = time.perf_counter() - start
 
     lookups = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    counts = {"hits": sum(bool(e.get("hit")) for e in lookups), "misses": sum(e.get("hit") is False for e in lookups),
+              "damaged": sum("damaged" in e for e in lookups)}
+    if computed is not None:  # the units were computed (or found) by the compute step; the page only read them
+        counts = {name: computed[name] for name in counts}
+        wall_s += computed["wall_s"]
     record = {
         "stem": stem, "profile": profile, "parameters": values, "overrides": overrides,
         "digest": chapter_digest(stem, values), "commit": provenance.git("rev-parse", "HEAD"),
         "dirty": bool(provenance.git("status", "--porcelain")), "versions": provenance.versions(), "wall_s": wall_s,
-        "cache": {"hits": sum(bool(e.get("hit")) for e in lookups),
-                  "misses": sum(e.get("hit") is False for e in lookups),
-                  "damaged": sum("damaged" in e for e in lookups)},
+        "cache": counts,
         "command": rerun_command(stem, profile, overrides), "finished": time.time(),
     }
     out = nbformat.read(executed, as_version=4)

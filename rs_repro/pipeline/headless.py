@@ -154,7 +154,7 @@ def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, An
     units = [unit for stage in plan for unit in stage.units(tables)]
     return _write_tables(stem, profile, values, units, tables, {
         "wall_s": time.perf_counter() - started, "hits": sum(1 for e in events if e.get("hit") is True),
-        "misses": sum(1 for e in events if e.get("hit") is False)})
+        "misses": sum(1 for e in events if e.get("hit") is False), "damaged": sum("damaged" in e for e in events)})
 
 
 def _write_tables(stem: str, profile: str, values: dict[str, Any], units: list[engine.Unit],
