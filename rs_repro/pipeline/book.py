@@ -175,9 +175,8 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     with headless.chapter_lock(stem), tempfile.TemporaryDirectory(prefix="rs-repro-kernel-") as sockets:
         computed = None
         if compute_module(stem) is not None:  # the numbers first, without Jupyter; the page then reads them
-            manifest = headless.compute_chapter(stem, profile, overrides, workers=workers, scheduler=scheduler,
-                                                record=False)
-            computed = json.loads(manifest.read_text(encoding="utf-8"))["run"]
+            computed = headless.compute_values(stem, profile, values, workers=workers, scheduler=scheduler,
+                                               record=False)
         run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-", time.gmtime()),
                                         dir=paths.RUNS / stem))
         chapters_dir.mkdir(parents=True, exist_ok=True)
@@ -204,9 +203,9 @@ def _prune_runs(stem: str) -> None:
 
 def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[str, Any], run_dir: Path,
              chapters_dir: Path, sockets: Path, *, timeout: int, workers: int | None,
-             scheduler: str | None, computed: dict[str, Any] | None) -> Path:
+             scheduler: str | None, computed: headless.Computed | None) -> Path:
     """Execute the chapter in ``run_dir``; publish its page and then its figures (:func:`run_chapter`).
-    ``computed`` is the compute step's wall time and cache counts, which the provenance box reports."""
+    ``computed`` is what the compute step did, which the provenance box reports."""
     import jupytext
     import papermill
     from traitlets.config import Config
@@ -260,8 +259,8 @@ def _execute(stem: str, profile: str, values: dict[str, Any], overrides: dict[st
     counts = {"hits": sum(bool(e.get("hit")) for e in lookups), "misses": sum(e.get("hit") is False for e in lookups),
               "damaged": sum("damaged" in e for e in lookups)}
     if computed is not None:  # the units were computed (or found) by the compute step; the page only read them
-        counts = {name: computed[name] for name in counts}
-        wall_s += computed["wall_s"]
+        counts = {name: getattr(computed, name) for name in counts}
+        wall_s += computed.wall_s
     record = {
         "stem": stem, "profile": profile, "parameters": values, "overrides": overrides,
         "digest": chapter_digest(stem, values), "commit": provenance.git("rev-parse", "HEAD"),

@@ -45,7 +45,7 @@ class RunContext:
     scheduler : str or None
         Address of the Dask scheduler the work units run on.
     computed : bool
-        The runner computed the chapter's units in this run (:func:`rs_repro.pipeline.headless.compute_chapter`),
+        The runner computed the chapter's units in this run (:func:`rs_repro.pipeline.headless.compute_values`),
         so the page reads them from the cache even when its ``use_cache`` is false
         (:func:`rs_repro.pipeline.engine.run`).
     """

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,9 @@ def chapter_lock(stem: str) -> Iterator[None]:
 
 
 def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] | None = None, *,
-                    workers: int | None = None, scheduler: str | None = None, use_cache: bool = True,
-                    record: bool = True) -> Path:
-    """Compute chapter ``stem`` under ``profile`` and the overrides; write its tables (and its record).
+                    workers: int | None = None, scheduler: str | None = None, use_cache: bool = True) -> Path:
+    """Compute chapter ``stem`` under ``profile`` and the overrides; write its tables and its record
+    (``rs-repro compute``).
 
     Parameters
     ----------
@@ -106,13 +107,8 @@ def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, An
         A chapter with a compute half (every chapter but the claims).
     profile, overrides
         The parameter values, checked as :func:`rs_repro.pipeline.book.run_chapter` checks them.
-    workers, scheduler
-        Where the units run (:func:`rs_repro.pipeline.engine.engine_options`).
-    use_cache
-        ``False`` recomputes every unit (as does the chapter's own ``use_cache`` parameter set to false).
-    record
-        Write the chapter's record (:func:`rs_repro.report.measurements.record`); the chapter runner leaves it
-        to the page, which publishes it only once the page is published.
+    workers, scheduler, use_cache
+        As in :func:`compute_values`.
 
     Returns
     -------
@@ -122,15 +118,69 @@ def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, An
     Raises
     ------
     ChapterError
-        A chapter without a compute half, a bad parameter (named), or units that failed (named; the others
+        A bad parameter (named), a chapter without a compute half, or units that failed (named; the others
         are stored).
+    """
+    values = resolve_device({**profile_values(stem, profile), **validate(stem, dict(overrides or {}))})
+    check_chapter(stem, values)
+    return compute_values(stem, profile, values, workers=workers, scheduler=scheduler, use_cache=use_cache).manifest
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What computing a chapter did (:func:`compute_values`).
+
+    Attributes
+    ----------
+    manifest : pathlib.Path
+        The manifest of its tables (:func:`tables_folder`), which records the other fields under ``run``.
+    wall_s : float
+        Wall time of the computation, in seconds.
+    hits, misses, damaged : int
+        Units read from the cache, units computed, cache entries found damaged (and computed again).
+    """
+
+    manifest: Path
+    wall_s: float
+    hits: int
+    misses: int
+    damaged: int
+
+
+def compute_values(stem: str, profile: str, values: dict[str, Any], *, workers: int | None = None,
+                   scheduler: str | None = None, use_cache: bool = True, record: bool = True) -> Computed:
+    """Compute chapter ``stem`` with parameter values already checked (types, device, the chapter's rules);
+    write its tables (and its record), holding the chapter's lock (:func:`chapter_lock`).
+
+    Parameters
+    ----------
+    stem, profile
+        A chapter with a compute half, and the profile its results are recorded under.
+    values
+        Its parameter values, as :func:`rs_repro.pipeline.parameters.chapter_values` returns them.
+    workers, scheduler
+        Where the units run (:func:`rs_repro.pipeline.engine.engine_options`); a local cluster started here is
+        closed when the units are done.
+    use_cache
+        ``False`` recomputes every unit (as does the chapter's own ``use_cache`` parameter set to false).
+    record
+        Write the chapter's record (:func:`rs_repro.report.measurements.record`); the chapter runner leaves it
+        to the page, which publishes it only once the page is published.
+
+    Returns
+    -------
+    Computed
+        The manifest written, the wall time and the cache's counts.
+
+    Raises
+    ------
+    ChapterError
+        A chapter without a compute half, or units that failed (named; the others are stored).
     """
     module = compute_module(stem)
     if module is None:
         raise ChapterError(f"chapter {stem!r} computes nothing (it reads the other chapters' records); "
                            "render it with rs-repro run")
-    values = resolve_device({**profile_values(stem, profile), **validate(stem, dict(overrides or {}))})
-    check_chapter(stem, values)
     use_cache = use_cache and values.get("use_cache", True)
     compute = importlib.import_module(module)
     page = importlib.import_module(f"rs_repro.chapters.{stem}.page")
@@ -151,13 +201,14 @@ def compute_chapter(stem: str, profile: str = "default", overrides: dict[str, An
             if chapter_record is not None:
                 measurements.record(stem, chapter_record)
         events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
+    run = {"wall_s": time.perf_counter() - started, "hits": sum(1 for e in events if e.get("hit") is True),
+           "misses": sum(1 for e in events if e.get("hit") is False), "damaged": sum("damaged" in e for e in events)}
+    keys = {e["name"]: e["key"] for e in events if "hit" in e}  # each unit's key, as the engine looked it up
     units = [unit for stage in plan for unit in stage.units(tables)]
-    return _write_tables(stem, profile, values, units, tables, {
-        "wall_s": time.perf_counter() - started, "hits": sum(1 for e in events if e.get("hit") is True),
-        "misses": sum(1 for e in events if e.get("hit") is False), "damaged": sum("damaged" in e for e in events)})
+    return Computed(_write_tables(stem, profile, values, units, keys, tables, run), **run)
 
 
-def _write_tables(stem: str, profile: str, values: dict[str, Any], units: list[engine.Unit],
+def _write_tables(stem: str, profile: str, values: dict[str, Any], units: list[engine.Unit], keys: dict[str, str],
                   tables: dict[str, pd.DataFrame], run: dict[str, Any]) -> Path:
     """Write every unit's table and the manifest into :func:`tables_folder`, replacing what was there."""
     target = tables_folder(stem, profile)
@@ -169,7 +220,7 @@ def _write_tables(stem: str, profile: str, values: dict[str, Any], units: list[e
     for unit in units:
         path = staging / f"{unit.id}.csv"
         tables[unit.id].to_csv(path, index=False)
-        listed[unit.id] = {"key": unit.key(), "function": unit.function, "sha256": cache.file_sha256(path),
+        listed[unit.id] = {"key": keys[unit.id], "function": unit.function, "sha256": cache.file_sha256(path),
                            "rows": len(tables[unit.id])}
     manifest = {"stem": stem, "profile": profile, "values": values, "units": listed, "run": run,
                 "provenance": provenance.stamp()}

@@ -11,7 +11,7 @@ process for the next pass. The numbers computed do not change, only the time.
 
 The chapter kernels and the local Dask workers start with :func:`malloc_env` (see
 :func:`rs_repro.pipeline.book.run_chapter`); :func:`keep_freed_memory` applies the same setting to the running
-process (glibc only), as the compute step does (:func:`rs_repro.pipeline.headless.compute_chapter`).
+process (glibc only), as the compute step does (:func:`rs_repro.pipeline.headless.compute_values`).
 """
 
 from __future__ import annotations
