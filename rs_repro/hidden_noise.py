@@ -33,6 +33,7 @@ import math
 import warnings
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -130,8 +131,8 @@ class HiddenNoise(Smooth):
 
     # -- noise ----------------------------------------------------------------------------------------
 
-    def _noise(self, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """A tensor like ``like`` of i.i.d. noise of standard deviation ``scale``, drawn from ``gen``.
+    def fill_noise(self, out: torch.Tensor, generator: torch.Generator) -> None:
+        """Fill ``out`` in place with i.i.d. noise of standard deviation ``scale`` from ``generator``.
 
         Laplace(0, b), b = scale / sqrt(2), by the inverse of its CDF: with u uniform on [-1, 1), |u| is uniform
         on [0, 1] and its sign independent of it, so b sign(u) (-log(1 - |u|)) is Laplace(0, b) (one uniform
@@ -139,10 +140,43 @@ class HiddenNoise(Smooth):
         is kept at or above 2^-24, the spacing of float32 uniforms, so that no draw is infinite.
         """
         if self.law == "gaussian":
-            return torch.empty_like(like).normal_(0.0, self.scale, generator=gen)
-        u = torch.empty_like(like).uniform_(-1.0, 1.0, generator=gen)
-        magnitude = u.abs().clamp_(max=1.0 - 2.0 ** -24).neg_().log1p_().mul_(-self.scale / math.sqrt(2.0))
-        return magnitude.mul_(u.sign_())
+            out.normal_(0.0, self.scale, generator=generator)
+            return
+        u = out.uniform_(-1.0, 1.0, generator=generator)
+        sign = u.sign()
+        u.abs_().clamp_(max=1.0 - 2.0 ** -24).neg_().log1p_().mul_(-self.scale / math.sqrt(2.0)).mul_(sign)
+
+    def _noise(self, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A tensor like ``like`` of noise from ``gen`` (:meth:`fill_noise`)."""
+        out = torch.empty_like(like)
+        self.fill_noise(out, gen)
+        return out
+
+    def noise_size(self, xs: torch.Tensor) -> int:
+        """Numbers in one noise vector: the noisy layer's output for one input like ``xs[0]`` (a Linear layer's
+        ``out_features``; a convolution's output shape, from the layer alone on ``xs[:1]``, not counted as a
+        forward pass of the model)."""
+        if isinstance(self._layer, nn.Linear):
+            return self._layer.out_features
+        with torch.inference_mode():
+            return self._layer(xs[:1])[0].numel()
+
+    def micro_decisions(self, flat: torch.Tensor, shape: torch.Size, rows: np.ndarray, draws: np.ndarray,
+                        noise: torch.Tensor) -> torch.Tensor:
+        """:meth:`~rs_repro.smoothing.Smooth.micro_decisions` with the noise vectors ``noise`` [k, e] added to
+        the noisy layer's output of the k copies (given to the model without noise)."""
+        copies = flat.index_select(0, torch.from_numpy(np.repeat(rows, draws)).to(flat.device))
+
+        def add_noise(module: nn.Module, inputs: tuple[object, ...], output: torch.Tensor) -> torch.Tensor:
+            return output.add_(noise.view(output.shape))
+
+        handle = self._layer.register_forward_hook(add_noise)
+        try:
+            logits = self.base_classifier(copies.view(len(copies), *shape))
+        finally:
+            handle.remove()
+        self._check_logits(logits, len(copies))
+        return logits.max(dim=1).indices
 
     def _hook(self, gen: torch.Generator, calls: list[int]) -> Callable[..., torch.Tensor]:
         """The forward hook that adds noise from ``gen`` to the noisy layer's output, counting its calls."""

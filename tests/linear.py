@@ -48,3 +48,27 @@ class Constant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.rows += len(x)
         return torch.stack((torch.ones(len(x)), torch.zeros(len(x))), dim=1)
+
+
+class RowwiseLinear(Linear):
+    """:class:`Linear` computed row by row (a product and a sum per row, no matrix product): a row's answer
+    does not depend on the other rows of the batch, to the last bit, as an attack's batched run needs to equal
+    its image-by-image runs."""
+
+    def signed_distance(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1) * self.w).sum(1) + self.b
+
+
+class Rowwise(nn.Module):
+    """A K-class linear model on [1, 8, 8] computed row by row: logits x.W + c, W [64, K] drawn from ``seed``."""
+
+    def __init__(self, classes: int, seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.weight = torch.randn(64, classes, generator=gen) / 8
+        self.bias = torch.randn(classes, generator=gen) / 4
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += len(x)
+        return (x.flatten(1).unsqueeze(2) * self.weight).sum(1) + self.bias

@@ -42,11 +42,16 @@ def plane() -> tuple[Linear, torch.Tensor, Smooth]:
     return model, model.w.view(1, 1, 8, 8), Smooth(model, 2, SIGMA)
 
 
+def _directions(name: str, key: float) -> seeds.ImageGenerators:
+    """One image's probe directions, seeded by ``name`` and ``key``."""
+    return seeds.ImageGenerators(0, (name, key), [0])
+
+
 def test_the_boundary_point_of_a_hyperplane_is_on_it(plane):
     model, w, smooth = plane
     x_o = images_at(model, [0.5])  # class 0, at distance 0.5 from the hyperplane
     found = compute.boundary_point(smooth, x_o, x_o + 0.5 * w, 0, samples=4000, step=0.25, past=4.0,
-                              generator=seeds.generator(0, "b"), batch_size=10_000)
+                              seed=seeds.derive_seed(0, "b"), batch_size=10_000)
     assert found.outcome == compute.CROSSED and found.x_b.shape == x_o.shape
     # x_a is on the hyperplane, which is also the boundary of g_sigma: x_b is there, to the Monte Carlo's
     # resolution (4,000 draws: a standard error of 0.008 on the frequencies, 0.02 sigma in position)
@@ -58,10 +63,10 @@ def test_rays_without_a_crossing_say_why(plane):
     model, w, smooth = plane
     x_o = images_at(model, [0.5])
     away = compute.boundary_point(smooth, x_o, x_o - 0.3 * w, 0, samples=500, step=0.25, past=4.0,
-                             generator=seeds.generator(0, "b"), batch_size=10_000)
+                             seed=seeds.derive_seed(0, "b"), batch_size=10_000)
     assert away.outcome == compute.NO_CROSSING and away.x_b is None and math.isnan(away.past_x_a)
     wrong = compute.boundary_point(smooth, x_o, x_o + 0.5 * w, 1, samples=500, step=0.25, past=4.0,
-                              generator=seeds.generator(0, "b"), batch_size=10_000)
+                              seed=seeds.derive_seed(0, "b"), batch_size=10_000)
     assert wrong.outcome == compute.MISCLASSIFIED and wrong.x_b is None
 
 
@@ -71,19 +76,19 @@ def test_estimates_on_a_hyperplane_point_along_its_normal(plane):
     # Without RS the probes' labels are the side of the hyperplane: with 2,000 probes in d = 64 the cosine
     # with w is about sqrt(2 / (pi d)) / sqrt(2 / (pi d) + 1 / 2000) = 0.975 at any radius.
     for delta in (0.01, 0.3):
-        found = compute.estimate(Oracle(model, 2000), x_b, 0, delta, 2000, seeds.generator(0, "f", delta), fallback)
+        found = compute.estimate(Oracle(model, 2000), x_b, 0, delta, 2000, _directions("f", delta), fallback)
         assert compute.cosine(found.v, w) > 0.9 and not found.one_label and abs(found.adversarial - 0.5) < 0.05
     # With RS (an odd n, so no tie favours a class) a probe at delta = 4 sigma is still decided by its side;
     # at delta = sigma / 20 its vote is nearly a coin flip and the estimate nearly a random direction.
     def with_rs(ratio: float, k: int) -> float:
-        oracle = smoothed_oracle(smooth, 11, max_queries=2000, generator=seeds.generator(k, "votes"))
-        return compute.cosine(compute.estimate(oracle, x_b, 0, ratio * SIGMA, 2000, seeds.generator(k, "rs"), fallback).v, w)
+        oracle = smoothed_oracle(smooth, 11, max_queries=2000, seed=seeds.derive_seed(k, "votes"))
+        return compute.cosine(compute.estimate(oracle, x_b, 0, ratio * SIGMA, 2000, _directions("rs", k), fallback).v, w)
 
     assert min(with_rs(4.0, k) for k in range(3)) > 0.9
     assert abs(sum(with_rs(0.05, k) for k in range(3)) / 3) < 0.3
     # Off the boundary by more than the radius, every probe gets the same label (ICASSP 2022, section 3.5).
-    off = compute.estimate(Oracle(model, 200), images_at(model, [0.1]), 0, 0.01, 200, seeds.generator(0, "off"),
-                      fallback)
+    off = compute.estimate(Oracle(model, 200), images_at(model, [0.1]), 0, 0.01, 200, _directions("off", 0),
+                           fallback)
     assert off.one_label and off.adversarial == 0.0
 
 

@@ -15,20 +15,21 @@ assumed to be adversarial, so the attack ends on a random oracle such as g_{sigm
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from rs_repro import checks
 from rs_repro.attacks.bisection import bisect
 from rs_repro.attacks.oracle import AttackResult, Oracle
+from rs_repro.seeds import ImageGenerators
 
 _TINY = 1e-12
 
 
-def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_iterations: int = 64,
-         gamma: float = 1.0, init_num_evals: int = 100, max_num_evals: int = 10_000, init_tries: int = 100,
-         max_halvings: int = 25) -> AttackResult:
+def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, keys: Sequence[int] | None = None,
+         num_iterations: int = 64, gamma: float = 1.0, init_num_evals: int = 100, max_num_evals: int = 10_000,
+         init_tries: int = 100, max_halvings: int = 25) -> AttackResult:
     """Untargeted l2 HopSkipJumpAttack on B images (Chen et al. 2020; geometric step-size search).
 
     Parameters
@@ -42,7 +43,12 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
     y : torch.Tensor, shape [B], int64
         Their labels; a query is adversarial when the oracle says so.
     seed : int
-        Seed of the attack's own :class:`torch.Generator` (on ``x.device``): same seed, same queries.
+        Seed of the attack's own generators, one per image (:class:`rs_repro.seeds.ImageGenerators`, keyed by
+        ``keys``): same seed, same queries, whatever the other images of the batch.
+    keys : sequence of int, optional
+        Each image's identity (its test-split index, given to :meth:`~rs_repro.attacks.oracle.Oracle.start`):
+        the attack's own draws for the image and a smoothed oracle's noise are seeded with it; default 0 to
+        B - 1.
     num_iterations : int, default 64
         Gradient-step-projection iterations T (Foolbox 3 ``steps=64``; the reference ``hsja.py`` has 40
         in its signature, 64 in its ``main.py``). Usually the query budget binds first.
@@ -88,9 +94,10 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
     4. Budget: the gradient sample is cut to ``remaining - (2 + ceil(log2(1 / theta)))`` probes (at least
        1), so that the last iteration within the budget can still step and project.
 
-    Randomness: one generator for the batch, on ``x.device``. The same seed, images, budget and
-    ``oracle.batch_size`` give the same queries (on a deterministic model, the same result); the draws
-    of an image depend on the other images of the batch. A random oracle keeps its own generator.
+    Randomness: one generator per image, on ``x.device``, seeded by ``seed`` and the image's key
+    (:class:`rs_repro.seeds.ImageGenerators`). The same seed, images and budget give the same queries (on a
+    deterministic model, the same result), and an image's queries do not depend on the other images of the
+    batch; a smoothed oracle draws each image's noise from its own streams too.
 
     The grid-search step size and the l-inf version of the reference are not implemented; the oracle
     still reports the best l-inf distortion among the queries of this l2 attack.
@@ -101,10 +108,10 @@ def hsja(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_ite
                         ("max_num_evals", max_num_evals), ("init_tries", init_tries)):
         checks.integer(name, value, 1)
     checks.integer("max_halvings", max_halvings, 0)
-    oracle.start(x, y)
+    oracle.start(x, y, keys)
     x = x.detach()
     dev = x.device
-    gen = torch.Generator(device=dev).manual_seed(seed)
+    gen = ImageGenerators(seed, ("hsja",), oracle.keys, dev)
     d = x[0].numel()
     theta = gamma / d ** 1.5
     reserve = 2 + math.ceil(math.log2(1 / theta))  # queries kept for the step and the bisection
@@ -161,10 +168,10 @@ def _project(oracle: Oracle, x0: torch.Tensor, x_adv: torch.Tensor, images: torc
     return bisect(oracle, images, _segment(x0, x_adv), torch.zeros(m), torch.ones(m), tol=tol).x
 
 
-def boundary_start(oracle: Oracle, x: torch.Tensor, running: torch.Tensor, gen: torch.Generator, tries: int,
+def boundary_start(oracle: Oracle, x: torch.Tensor, running: torch.Tensor, gen: ImageGenerators, tries: int,
                 tol: float) -> tuple[torch.Tensor, torch.Tensor]:
     """HSJA's (and PopSkipJump's) starting points: seeded uniform noise until adversarial (``tries`` rounds
-    at most, drawn from ``gen`` for the ``running`` images), then bisection towards x to tolerance ``tol``.
+    at most, drawn from each ``running`` image's generator), then bisection towards x to tolerance ``tol``.
 
     Returns the boundary points [B, C, H, W] (x where none was found) and which images go on, bool [B].
     """
@@ -174,7 +181,7 @@ def boundary_start(oracle: Oracle, x: torch.Tensor, running: torch.Tensor, gen: 
         rows = (running & ~found & oracle.active()).nonzero().squeeze(1)
         if len(rows) == 0:
             break
-        draw = torch.rand((len(rows), *x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
+        draw = gen.draw(rows, x.shape[1:], "uniform", x.dtype)
         adversarial = oracle.is_adversarial(draw, rows)
         noise[rows[adversarial].to(x.device)] = draw[adversarial.to(x.device)]
         found[rows[adversarial]] = True
@@ -187,7 +194,7 @@ def boundary_start(oracle: Oracle, x: torch.Tensor, running: torch.Tensor, gen: 
 
 
 def normal_estimate(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probes: torch.Tensor,
-                    delta: torch.Tensor, gen: torch.Generator,
+                    delta: torch.Tensor, gen: ImageGenerators,
                     fallback: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """HSJA's Monte Carlo estimate of the boundary normal at each point of ``b`` (Chen et al. 2020, eq. 9-10).
 
@@ -195,7 +202,8 @@ def normal_estimate(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probe
     estimate is ``mean(phi u)`` (phi = +1 adversarial, -1 not) when every counted probe of a point got the
     same answer, ``mean((phi - mean(phi)) u)`` otherwise, normalised per point; a zero estimate falls back
     to ``fallback``. Probes are drawn and queried in chunks of ``oracle.batch_size`` rows, all points
-    together.
+    together; each point's probes are cut into pieces of ``oracle.batch_size`` from its own first, and each
+    piece is drawn by one call of its image's generator, so an image's probes do not depend on the batch.
 
     Parameters
     ----------
@@ -207,8 +215,8 @@ def normal_estimate(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probe
         Probes per point (fewer are counted where a budget runs out).
     delta : torch.Tensor, shape [m], float64
         Probe radii.
-    gen : torch.Generator
-        Source of the probe directions, on ``b.device``.
+    gen : rs_repro.seeds.ImageGenerators
+        Each image's source of probe directions, on ``b.device``.
     fallback : torch.Tensor, shape [m, C, H, W]
         Direction used where the estimate is zero.
 
@@ -221,14 +229,12 @@ def normal_estimate(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probe
         signed directions that carries no information on the boundary; ICASSP 2022, section 3.5).
     """
     m = len(images)
-    owner = torch.repeat_interleave(torch.arange(m), probes)
     sums = torch.zeros((2, m, b[0].numel()), dtype=b.dtype, device=b.device)  # sums of phi * u and of u
     sum_p = torch.zeros(m, dtype=torch.float64)
     count = torch.zeros(m, dtype=torch.float64)
-    for start in range(0, len(owner), oracle.batch_size):
-        own = owner[start:start + oracle.batch_size]
+    for own in _probe_chunks(probes, oracle.batch_size):
         own_d = own.to(b.device)
-        u = torch.randn((len(own), *b.shape[1:]), generator=gen, device=b.device, dtype=b.dtype)
+        u = gen.draw(images[own], b.shape[1:], "normal", b.dtype)
         u /= per_row(u.flatten(1).norm(dim=1).clamp_min(_TINY), u)
         radius = per_row(delta[own].clamp_min(_TINY), b)
         points = (b[own_d] + radius * u).clamp(0, 1)
@@ -236,14 +242,17 @@ def normal_estimate(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probe
         adversarial, counted = oracle.query(points, images[own])
         counted = counted.double()  # probes beyond the budget carry no sign
         phi = (2 * adversarial.double() - 1) * counted
-        # Per-image sums as one product with the one-hot of the owners present in this chunk (they are
-        # consecutive); index_add_ is slow on CPU.
-        lo, hi = int(own[0]), int(own[-1]) + 1
-        mine = (own.unsqueeze(0) == torch.arange(lo, hi).unsqueeze(1)).double()  # [owners, rows]
-        weights = torch.stack((mine * phi, mine * counted)).to(b.device, b.dtype)
-        sums[:, lo:hi] += weights @ u.flatten(1)
-        sum_p[lo:hi] += mine @ phi
-        count[lo:hi] += mine @ counted
+        # Per-point sums, one product per point's piece (its rows are consecutive): a point's sums do not
+        # depend on the other points of the chunk, to the last bit.
+        weights = torch.stack((phi, counted)).to(b.device, b.dtype)  # [2, rows]
+        flat = u.flatten(1)
+        points_in_chunk, sizes = torch.unique_consecutive(own, return_counts=True)
+        start = 0
+        for point, size in zip(points_in_chunk.tolist(), sizes.tolist(), strict=True):
+            sums[:, point] += weights[:, start:start + size] @ flat[start:start + size]
+            start += size
+        sum_p.index_add_(0, own, phi)
+        count.index_add_(0, own, counted)
     count = count.clamp_min(1)
     mean_p = sum_p / count
     baseline = torch.where(mean_p.abs() == 1, 0.0, mean_p)  # all signs equal: HSJA uses mean(phi u)
@@ -251,6 +260,22 @@ def normal_estimate(oracle: Oracle, b: torch.Tensor, images: torch.Tensor, probe
     zero = (row_norms(grad) <= _TINY).to(b.device)
     grad[zero] = fallback[zero]
     return grad / per_row(row_norms(grad).clamp_min(_TINY), grad), mean_p.abs() == 1
+
+
+def _probe_chunks(probes: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """The owners (point indices, int64) of the probes of each chunk: every point's ``probes`` [m] cut into
+    pieces of ``size`` from its first, the pieces packed in order into chunks of at most ``size`` rows."""
+    chunks: list[list[torch.Tensor]] = []
+    filled = size
+    for point, count in enumerate(probes.tolist()):
+        for piece in range(0, count, size):
+            rows = min(size, count - piece)
+            if filled + rows > size:
+                chunks.append([])
+                filled = 0
+            chunks[-1].append(torch.full((rows,), point, dtype=torch.int64))
+            filled += rows
+    return [torch.cat(chunk) for chunk in chunks]
 
 
 def _geometric_step(oracle: Oracle, b: torch.Tensor, v: torch.Tensor, eps: torch.Tensor, images: torch.Tensor,

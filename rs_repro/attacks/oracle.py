@@ -4,12 +4,15 @@ Decision-based attacks (HSJA, SurFree, RayS) only see whether a query is adversa
 that question for a batch of rows, each row belonging to one of the B images under attack, and keeps the
 books the reference implementations do not keep (``attacks.md``): one query per row and per image,
 initialisation, checks and final searches included; a hard per-image budget (an exhausted image is never
-sent to the model again); the number of base-model forward passes (n per query under smoothing); each
+sent to the model again); the number of base-model forward passes (under smoothing, the micro-decisions each
+vote drew: at most n per query, fewer where the vote was settled early); each
 image's best adversarial so far; and a history (query index, l2, l-inf, verdict) from which one run gives
 the distortion at every budget.
 
 Under randomized smoothing the attacked classifier is the random majority vote g_{sigma,n} of Maho, Furon
-and Le Merrer (ICASSP 2022, section 3), see :func:`smoothed_oracle`.
+and Le Merrer (ICASSP 2022, section 3), see :func:`smoothed_oracle`: each image's noise comes from its own
+streams (:class:`rs_repro.noise.ImageStreams`), keyed by the image's identity, so that an image's answers do not
+depend on the other images of the batch.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ import pandas as pd
 import torch
 
 from rs_repro import checks, seeds, theory
-from rs_repro.smoothing import Smooth, top_class
+from rs_repro.noise import ImageStreams, SharedNoise
+from rs_repro.smoothing import Smooth
 
-#: The signature of a decision rule, ``decide(xs, ys) -> bool [m]`` (is each row of ``xs`` [m, C, H, W] adversarial for label ``ys`` [m]?).
-Decision = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: The signature of a decision rule, ``decide(xs, ys, images) -> (bool [m], int64 [m])``: is each row of ``xs``
+#: [m, C, H, W] adversarial for label ``ys`` [m] (``images`` [m]: the index of each row's image in the started
+#: batch), and how many base-model forward passes did its answer take?
+Decision = Callable[[torch.Tensor, torch.Tensor, np.ndarray], tuple[torch.Tensor, np.ndarray]]
 
 
 class Answer(NamedTuple):
@@ -93,19 +99,17 @@ class Oracle:
     ----------
     model : callable
         Maps inputs [m, C, H, W] in [0, 1] to logits [m, K]; a row is adversarial when its argmax differs
-        from the image's label. Ignored for the decision when ``decide`` is given.
+        from the image's label (one forward pass). Ignored for the decision when ``decide`` is given.
     max_queries : int
         Hard budget per image (>= 1).
     decide : callable, optional
-        ``decide(xs, ys) -> bool [m]``, replacing the argmax rule (the smoothed oracles use it).
-    passes_per_query : int, default 1
-        Base-model forward passes one query costs (n under smoothing).
+        A :data:`Decision` replacing the argmax rule (:class:`SmoothedOracle` has its own).
     batch_size : int, default 1000
         Largest number of rows given to ``decide`` at once (counting each repeat as a row).
     repeats : int, default 1
         The attacker's repeat-and-vote (issue 14): each query row is asked ``repeats`` times and answered
         by the majority of the answers (a tie counts as not adversarial). A row then costs ``repeats``
-        queries of the budget and ``repeats * passes_per_query`` forward passes; the attack sees one
+        queries of the budget and the forward passes of its ``repeats`` answers; the attack sees one
         answer, as if the classifier were the k-fold vote.
     jitter : float, default 0.0
         l2 norm of the offset of each repeat: the repeats (or the single ask, with ``repeats`` 1) are asked at
@@ -124,10 +128,9 @@ class Oracle:
     """
 
     def __init__(self, model: Callable[[torch.Tensor], torch.Tensor] | None, max_queries: int, *,
-                 decide: Decision | None = None, passes_per_query: int = 1, batch_size: int = 1000,
-                 repeats: int = 1, jitter: float = 0.0, jitter_seed: int = 0) -> None:
+                 decide: Decision | None = None, batch_size: int = 1000, repeats: int = 1, jitter: float = 0.0,
+                 jitter_seed: int = 0) -> None:
         self.max_queries = checks.integer("max_queries", max_queries, 1)
-        self.passes_per_query = checks.integer("passes_per_query", passes_per_query, 1)
         self.batch_size = checks.integer("batch_size", batch_size, 1)
         self.repeats = checks.integer("repeats", repeats, 1)
         self.jitter = checks.real("jitter", jitter, 0, include_low=True)
@@ -139,18 +142,27 @@ class Oracle:
         self.x0: torch.Tensor | None = None
 
     @torch.inference_mode()
-    def _argmax_decision(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        return self.model(xs).argmax(1) != ys
+    def _argmax_decision(self, xs: torch.Tensor, ys: torch.Tensor, images: np.ndarray) -> tuple[torch.Tensor,
+                                                                                                 np.ndarray]:
+        return self.model(xs).argmax(1) != ys, np.ones(len(xs), dtype=np.int64)
 
-    def start(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Bind the B images ``x`` [B, C, H, W] and labels ``y`` [B]; reset every counter and record."""
+    def start(self, x: torch.Tensor, y: torch.Tensor, keys: Sequence[int] | None = None) -> None:
+        """Bind the B images ``x`` [B, C, H, W] and labels ``y`` [B]; reset every counter and record.
+
+        ``keys`` [B]: each image's identity (its test-split index), which a random oracle seeds the image's
+        noise with (:class:`SmoothedOracle`); default 0 to B - 1.
+        """
         if x.dim() != 4 or y.shape != (x.shape[0],):
             raise ValueError(f"x must be [B, C, H, W] and y [B], got {tuple(x.shape)} and {tuple(y.shape)}")
         batch = x.shape[0]
+        self.keys = list(range(batch)) if keys is None else [int(k) for k in keys]
+        if len(self.keys) != batch:
+            raise ValueError(f"keys must name the {batch} images, got {len(self.keys)} keys")
         self.x0 = x.detach().clone()
         self.y = y.detach().clone()
         self._jitter_generator = torch.Generator(device=x.device).manual_seed(self.jitter_seed)
         self.queries = torch.zeros(batch, dtype=torch.int64)
+        self.passes = torch.zeros(batch, dtype=torch.int64)
         self.best_x = self.x0.clone()
         self.best_l2 = torch.full((batch,), float("inf"), dtype=torch.float64)
         self.best_x_linf = self.x0.clone()
@@ -158,15 +170,16 @@ class Oracle:
         self.linf_of_best_l2 = torch.full((batch,), float("inf"), dtype=torch.float64)
         # The per-row bookkeeping runs on NumPy views of these CPU tensors (same memory): a NumPy op on a
         # few hundred numbers costs about a microsecond, a torch op ten, and an attack makes thousands of calls.
-        self._books = _Books(self.queries.numpy(), self.best_l2.numpy(), self.best_linf.numpy(),
+        self._books = _Books(self.queries.numpy(), self.passes.numpy(), self.best_l2.numpy(), self.best_linf.numpy(),
                              self.linf_of_best_l2.numpy(), self.y.cpu().numpy(),
                              self.x0.flatten(1).numpy() if _numpy_able(self.x0) else None)
         self._history: list[tuple[np.ndarray, ...]] = []
 
     @property
     def forward_passes(self) -> torch.Tensor:
-        """Base-model forward passes spent per image, int64 [B]."""
-        return self.queries * self.passes_per_query
+        """Base-model forward passes spent per image, int64 [B] (those actually drawn: a curtailed vote
+        counts the micro-decisions it drew, not n)."""
+        return self.passes
 
     @property
     def remaining(self) -> torch.Tensor:
@@ -251,7 +264,8 @@ class Oracle:
             block = rows[start:start + step]
             labels = torch.from_numpy(books.y[img[block]]).to(xs.device)
             points = xs if len(block) == m else xs[torch.from_numpy(block).to(xs.device)]  # every row: no gather
-            verdict[block] = self._answer(points, labels)
+            verdict[block], passes = self._answer(points, labels, img[block])
+            np.add.at(books.passes, img[block], passes)
         l2, linf = self.distances(xs, img)
         if everything:
             books.queries += k * per_image
@@ -267,19 +281,21 @@ class Oracle:
             self._update_best(xs, img[rows], rows, linf, books.best_linf, self.best_x_linf, unique)
         return Answer(torch.from_numpy(verdict), torch.from_numpy(allowed))
 
-    def _answer(self, xs: torch.Tensor, ys: torch.Tensor) -> np.ndarray:
-        """The verdicts on rows ``xs`` [m, C, H, W] for labels ``ys`` [m]: one decision each, or the majority
-        of ``repeats`` decisions (at jittered copies when ``jitter`` > 0), bool [m] as NumPy."""
+    def _answer(self, xs: torch.Tensor, ys: torch.Tensor, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The verdicts on rows ``xs`` [m, C, H, W] of images ``images`` [m] for labels ``ys`` [m]: one decision
+        each, or the majority of ``repeats`` decisions (at jittered copies when ``jitter`` > 0), bool [m] as
+        NumPy, and the forward passes each row took, int64 [m]."""
         k = self.repeats
         if k == 1 and self.jitter == 0:
-            return self._decide(xs, ys).cpu().numpy()
+            verdict, passes = self._decide(xs, ys, images)
+            return verdict.cpu().numpy(), passes
         copies = xs.repeat_interleave(k, dim=0) if k > 1 else xs
         if self.jitter > 0:
             u = torch.randn(copies.shape, generator=self._jitter_generator, device=xs.device, dtype=xs.dtype)
             norms = u.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (xs.dim() - 1)))
             copies = copies + (self.jitter / norms) * u
-        answers = self._decide(copies, ys.repeat_interleave(k)).cpu().view(len(xs), k)
-        return (2 * answers.sum(1) > k).numpy()
+        answers, passes = self._decide(copies, ys.repeat_interleave(k), np.repeat(images, k))
+        return (2 * answers.cpu().view(len(xs), k).sum(1) > k).numpy(), passes.reshape(len(xs), k).sum(1)
 
     @staticmethod
     def _update_best(xs: torch.Tensor, img: np.ndarray, rows: np.ndarray, dist: np.ndarray, best: np.ndarray,
@@ -347,25 +363,66 @@ class Oracle:
 NOISE_SEEDINGS = ("fresh", "input-hash")
 
 
+#: About how many noise numbers a :class:`SmoothedOracle` may hold ready for its images (128 MB in float32):
+#: each image reads at most ``batch_size / B`` vectors per forward group, or more when this allows.
+STREAM_NUMBERS = 1 << 25
+
+
+class SmoothedOracle(Oracle):
+    """A query oracle on g_{sigma,n} (ICASSP 2022, sections 3.4 and 4): :func:`smoothed_oracle` builds it.
+
+    Each query is one vote of n noisy micro-decisions, counted only as far as its answer is settled
+    (:meth:`~rs_repro.smoothing.Smooth.decide`); its forward passes are those it drew. With ``noise="fresh"``
+    the noise of image b's queries is b's own stream (:class:`~rs_repro.noise.ImageStreams`, seeded by
+    ``seed`` and the key :meth:`Oracle.start` gives b), so an image's answers do not depend on the other
+    images of the batch. See :func:`smoothed_oracle` for the parameters.
+    """
+
+    def __init__(self, smooth: Smooth, n: int, needed: int | None, *, max_queries: int, batch_size: int, seed: int,
+                 noise: str, noise_key: int, repeats: int, jitter: float, jitter_seed: int) -> None:
+        super().__init__(smooth.base_classifier, max_queries, decide=self._smoothed_decision, batch_size=4096,
+                         repeats=repeats, jitter=jitter, jitter_seed=jitter_seed)
+        self.smooth, self.n, self.needed = smooth, n, needed
+        self.noise_batch_size, self.seed, self.noise, self.noise_key = batch_size, seed, noise, noise_key
+
+    def start(self, x: torch.Tensor, y: torch.Tensor, keys: Sequence[int] | None = None) -> None:
+        """:meth:`Oracle.start`, and each image's noise streams from ``seed`` and its key."""
+        super().start(x, y, keys)
+        batch, size = len(self.keys), self.smooth.noise_size(x)
+        limit = max(self.noise_batch_size // batch, min(self.noise_batch_size, STREAM_NUMBERS // (batch * size)), 1)
+        self._streams = ImageStreams(self.seed, self.keys, x.device, limit=limit)
+
+    def _smoothed_decision(self, xs: torch.Tensor, ys: torch.Tensor,
+                           images: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        if self.noise == "fresh":
+            return self.smooth.decide(xs, ys, self.n, self._streams, needed=self.needed, streams=images,
+                                      batch_size=self.noise_batch_size)
+        answers = [self.smooth.decide(row, label, self.n, SharedNoise(_input_generator(row, self.noise_key)),
+                                      needed=self.needed, batch_size=self.noise_batch_size)
+                   for row, label in zip(xs.split(1), ys.split(1), strict=True)]
+        return torch.cat([a for a, _ in answers]), np.concatenate([p for _, p in answers])
+
+
 def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_queries: int,
-                    batch_size: int = 10_000, generator: torch.Generator | None = None, noise: str = "fresh",
-                    noise_key: int = 0, repeats: int = 1, jitter: float = 0.0, jitter_seed: int = 0) -> Oracle:
+                    batch_size: int = 10_000, seed: int = 0, noise: str = "fresh", noise_key: int = 0,
+                    repeats: int = 1, jitter: float = 0.0, jitter_seed: int = 0) -> SmoothedOracle:
     """A query oracle on g_{sigma,n} for decision-based attacks (ICASSP 2022, sections 3.4 and 4).
 
-    Each query is one vote of n fresh noisy micro-decisions (n base-model forward passes). Without
-    ``pa`` a query is adversarial when the majority vote g_{sigma,n} differs from the label, a tie being
-    broken uniformly at random as in :meth:`~rs_repro.smoothing.Smooth.vote`
-    (:func:`~rs_repro.smoothing.top_class`, from the query's noise generator): a tie between the label and
-    one other class is adversarial with probability 1/2. With ``pa``, a query is adversarial when at least ceil(n * pa) of the n micro-decisions
-    are wrong, the paper's accelerated rule (:func:`rs_repro.theory.votes_needed`), which is stricter than
-    eq. (4) (see the theory chapter) and needs no tie rule.
+    Each query is one vote of n fresh noisy micro-decisions. Without ``pa`` a query is adversarial when the
+    majority vote g_{sigma,n} differs from the label, a tie being broken uniformly at random as in
+    :meth:`~rs_repro.smoothing.Smooth.vote` (:func:`~rs_repro.smoothing.pick_top`, from the image's tie
+    stream): a tie between the label and one other class is adversarial with probability 1/2. With ``pa``, a
+    query is adversarial when at least ceil(n * pa) of the n micro-decisions are wrong, the paper's
+    accelerated rule (:func:`rs_repro.theory.votes_needed`), which is stricter than eq. (4) (see the theory
+    chapter) and needs no tie rule. Either way a vote stops drawing as soon as its answer is settled
+    (:meth:`~rs_repro.smoothing.Smooth.decide`): the answer is the full vote's on the same noise, and the
+    forward passes booked are those drawn (at most n per query).
 
     Parameters
     ----------
     smooth : rs_repro.smoothing.Smooth
-        The smoothed classifier: its base classifier, sigma and, without ``generator``, its own generators
-        (any subclass that draws its noise in :meth:`~rs_repro.smoothing.Smooth.counts_unchecked`, e.g.
-        :class:`rs_repro.hidden_noise.HiddenNoise`).
+        The smoothed classifier: its base classifier, sigma and noise law (any subclass with its own
+        :meth:`~rs_repro.smoothing.Smooth.micro_decisions`, e.g. :class:`rs_repro.hidden_noise.HiddenNoise`).
     n : int
         Micro-decisions per query (>= 1).
     pa : float, optional
@@ -374,10 +431,11 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
         Per-image query budget.
     batch_size : int
         Largest batch of noisy inputs per forward pass.
-    generator : torch.Generator, optional
-        Source of the noise with ``noise="fresh"``; default: ``smooth``'s own generator.
+    seed : int, default 0
+        With ``noise="fresh"``: image b's noise and tie streams are seeded by ``seed`` and b's key
+        (:meth:`Oracle.start`; :class:`~rs_repro.noise.ImageStreams`).
     noise : str, default ``"fresh"``
-        One of :data:`NOISE_SEEDINGS`. ``input-hash``: the n draws of a query (and its tie-breaking number)
+        One of :data:`NOISE_SEEDINGS`. ``input-hash``: the draws of a query (and its tie-breaking number)
         come from a generator seeded by ``noise_key`` and the SHA-256 of the query's bytes (dtype, shape and
         values), so asking the same point again gives the same answer and repeating a query buys the attacker
         nothing.
@@ -388,29 +446,15 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
 
     Returns
     -------
-    Oracle
+    SmoothedOracle
     """
     n = checks.integer("n", n, 1)
     batch_size = checks.integer("batch_size", batch_size, 1)
     checks.choice("noise", noise, NOISE_SEEDINGS)
-    noise_key = checks.integer("noise_key", noise_key)
-    needed = None if pa is None else int(theory.votes_needed(n, pa))
-
-    def decide_with(xs: torch.Tensor, ys: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        tally = smooth.counts_unchecked(xs, n, batch_size, gen)
-        if needed is None:
-            return top_class(tally, gen) != ys  # g_{sigma,n}: ties at random, from the noise's generator
-        return n - tally.gather(1, ys.unsqueeze(1)).squeeze(1) >= needed
-
-    def decide(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        if noise == "fresh":
-            return decide_with(xs, ys, smooth.noise_generator(xs.device, generator))
-        return torch.cat([decide_with(row, label, _input_generator(row, noise_key))
-                          for row, label in zip(xs.split(1), ys.split(1), strict=True)])
-
-    # decide() takes any number of rows: counts() already bounds each forward pass by batch_size.
-    return Oracle(smooth.base_classifier, max_queries, decide=decide, passes_per_query=n, batch_size=4096,
-                  repeats=repeats, jitter=jitter, jitter_seed=jitter_seed)
+    return SmoothedOracle(smooth, n, None if pa is None else int(theory.votes_needed(n, pa)),
+                          max_queries=max_queries, batch_size=batch_size, seed=checks.integer("seed", seed),
+                          noise=noise, noise_key=checks.integer("noise_key", noise_key), repeats=repeats,
+                          jitter=jitter, jitter_seed=jitter_seed)
 
 
 def _input_generator(row: torch.Tensor, key: int) -> torch.Generator:
@@ -425,6 +469,7 @@ class _Books:
     """NumPy views of an :class:`Oracle`'s per-image counters and records (sharing the tensors' memory)."""
 
     queries: np.ndarray
+    passes: np.ndarray
     best_l2: np.ndarray
     best_linf: np.ndarray
     linf_of_best_l2: np.ndarray

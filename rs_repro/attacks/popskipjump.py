@@ -21,6 +21,7 @@ loop is capped and no point is assumed to be adversarial.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -28,6 +29,7 @@ import torch
 from rs_repro import checks
 from rs_repro.attacks.hsja import boundary_start, normal_estimate, per_row, row_norms
 from rs_repro.attacks.oracle import AttackResult, Oracle
+from rs_repro.seeds import ImageGenerators
 
 #: Inverse temperatures s of the sigmoid (in units of 1 / segment length), log-spaced from 10^-1 to 10^2 as
 #: in the authors' ``infomax.py``.
@@ -39,10 +41,10 @@ _ALPHA_DETERMINISTIC = math.sqrt(2 / math.pi) * math.exp(-0.5)
 _NEAR_BEST = 0.9
 
 
-def popskipjump(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, num_iterations: int = 32,
-                init_num_evals: int = 100, max_num_evals: int = 10_000, init_tries: int = 100,
-                grid_size: int = 100, num_slopes: int = 31, bin_window: int = 10, bin_batch: int = 8,
-                max_bin_queries: int = 500, bin_confidence: float = 0.9) -> AttackResult:
+def popskipjump(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, keys: Sequence[int] | None = None,
+                num_iterations: int = 32, init_num_evals: int = 100, max_num_evals: int = 10_000,
+                init_tries: int = 100, grid_size: int = 100, num_slopes: int = 31, bin_window: int = 10,
+                bin_batch: int = 8, max_bin_queries: int = 500, bin_confidence: float = 0.9) -> AttackResult:
     """Untargeted l2 PopSkipJump on B images (Simon-Gabriel et al. 2021).
 
     Parameters
@@ -55,7 +57,12 @@ def popskipjump(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, 
     y : torch.Tensor, shape [B], int64
         Their labels.
     seed : int
-        Seed of the attack's own :class:`torch.Generator` (on ``x.device``): same seed, same queries.
+        Seed of the attack's own generators, one per image (:class:`rs_repro.seeds.ImageGenerators`, keyed by
+        ``keys``): same seed, same queries, whatever the other images of the batch.
+    keys : sequence of int, optional
+        Each image's identity (its test-split index, given to :meth:`~rs_repro.attacks.oracle.Oracle.start`):
+        the attack's own draws for the image and a smoothed oracle's noise are seeded with it; default 0 to
+        B - 1.
     num_iterations : int, default 32
         Iterations T (authors' default). Usually the query budget binds first.
     init_num_evals, max_num_evals : int, default 100 and 10,000
@@ -123,10 +130,10 @@ def popskipjump(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, 
     checks.integer("grid_size", grid_size, 2)
     checks.integer("num_slopes", num_slopes, 1)
     checks.real("bin_confidence", bin_confidence, 0, 1)
-    oracle.start(x, y)
+    oracle.start(x, y, keys)
     x = x.detach()
     dev = x.device
-    gen = torch.Generator(device=dev).manual_seed(seed)
+    gen = ImageGenerators(seed, ("popskipjump",), oracle.keys, dev)
     d = x[0].numel()
     grid = Grid(grid_size, num_slopes)
     search = {"window": bin_window, "batch": bin_batch, "max_queries": max_bin_queries, "confidence": bin_confidence}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -42,8 +42,8 @@ def _blocks(dim: int) -> Iterator[tuple[int, int]]:
             level += 1
 
 
-def rays(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, tol: float = 1e-3,
-         random_start: bool = False, max_steps: int = 50) -> AttackResult:
+def rays(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, keys: Sequence[int] | None = None,
+         tol: float = 1e-3, random_start: bool = False, max_steps: int = 50) -> AttackResult:
     """Run RayS on B images through ``oracle`` until every image has spent its budget.
 
     Parameters
@@ -58,6 +58,9 @@ def rays(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, tol
     seed : int, default 0
         Seed of the random starting sign vectors when ``random_start``; unused otherwise (the reference
         is deterministic: its ``seed`` seeds a numpy generator it never draws from).
+    keys : sequence of int, optional
+        Each image's identity (its test-split index, given to :meth:`~rs_repro.attacks.oracle.Oracle.start`):
+        the random start of the image and a smoothed oracle's noise are seeded with it; default 0 to B - 1.
     tol : float, default 1e-3
         Bisection tolerance on d, the l2 length along the unit direction ``s / sqrt(C*H*W)``, as the
         reference's ``binary_search(tol=1e-3)``; the l-inf precision is ``tol / sqrt(C*H*W)``.
@@ -92,10 +95,11 @@ def rays(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, tol
     batch, shape = x.shape[0], x.shape[1:]
     dim = math.prod(shape)
     device = x.device
-    oracle.start(x, y)
+    oracle.start(x, y, keys)
     attacked = ~oracle.is_adversarial(x, torch.arange(batch))  # one query each: misclassified images are done
     if random_start:
-        draw = torch.randint(0, 2, (batch, dim), generator=generator(seed, "rays", "start"))
+        draw = torch.stack([torch.randint(0, 2, (dim,), generator=generator(seed, "rays", "start", key))
+                            for key in oracle.keys])
         signs = (2 * draw - 1).to(device, x.dtype)
     else:
         signs = torch.ones(batch, dim, device=device, dtype=x.dtype)

@@ -126,11 +126,11 @@ def _orthonormalise(r: torch.Tensor, u: torch.Tensor, memory: torch.Tensor) -> t
     return v / norm.clamp_min(torch.finfo(v.dtype).tiny).unsqueeze(1), degenerate
 
 
-def surfree(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, theta_max: float = 30.0,
-            rho: float = 0.95, n_ortho: int = 100, sign_trials: int = 1, bs_gamma: float = 0.01,
-            bs_max_iteration: int = 7, frequency_range: tuple[float, float] = (0.0, 0.5),
-            final_line_search: bool = True, theta_min: float = 1e-4, init_tries: int = 20,
-            init_sigma: float = 0.5, init_growth: float = 1.5) -> AttackResult:
+def surfree(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, keys: Sequence[int] | None = None,
+            theta_max: float = 30.0, rho: float = 0.95, n_ortho: int = 100, sign_trials: int = 1,
+            bs_gamma: float = 0.01, bs_max_iteration: int = 7, frequency_range: tuple[float, float] = (0.0, 0.5),
+            final_line_search: bool = True, theta_min: float = 1e-4, init_tries: int = 20, init_sigma: float = 0.5,
+            init_growth: float = 1.5) -> AttackResult:
     """Run SurFree (l2, untargeted) on B images through ``oracle`` until each has spent its budget or converged.
 
     Parameters
@@ -144,8 +144,11 @@ def surfree(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, thet
         Their labels.
     seed : int
         Master seed; image i draws its noise and directions from ``rs_repro.seeds.generator(seed,
-        "surfree", i)``, so its run does not depend on the other images of the batch (given a
-        deterministic model).
+        "surfree", keys[i])``, so its run does not depend on the other images of the batch.
+    keys : sequence of int, optional
+        Each image's identity (its test-split index, given to :meth:`~rs_repro.attacks.oracle.Oracle.start`):
+        the attack's own draws for the image and a smoothed oracle's noise are seeded with it; default 0 to
+        B - 1.
     theta_max : float, default 30
         Initial largest angle of the sign search, in degrees (reference default).
     rho : float, default 0.95
@@ -233,10 +236,10 @@ def surfree(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, seed: int, thet
     checks.real("init_sigma", init_sigma, 0)
     checks.real("init_growth", init_growth, 1, include_low=True)
     batch = x.shape[0]
-    gens = [generator(seed, "surfree", i) for i in range(batch)]
+    gens = [generator(seed, "surfree", key) for key in (range(batch) if keys is None else keys)]
     line_tol = bs_gamma / math.prod(x.shape[1:])**1.5
 
-    oracle.start(x, y)
+    oracle.start(x, y, keys)
     current, started = _initialise(oracle, x, gens, tries=init_tries, sigma=init_sigma, growth=init_growth,
                                    tol=line_tol, max_steps=bs_max_iteration)
     done = ~started  # misclassified at the start (never started), or no adversarial starting point

@@ -26,6 +26,7 @@ import torch
 
 from rs_repro import checks, theory
 from rs_repro.attacks.oracle import AttackResult
+from rs_repro.noise import SharedNoise
 from rs_repro.seeds import derive_seed, generator
 from rs_repro.smoothing import Smooth
 
@@ -64,7 +65,7 @@ def verify(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, repeats: 
     xs = checks.images("xs", xs, 4, "[B, C, H, W]")
     repeats = checks.integer("repeats", repeats, 1)
     alpha = checks.real("alpha", alpha, 0, 1)
-    wrong = _wrong_votes(smooth, xs, ys, n, repeats, batch_size, generator)
+    wrong, _ = _wrong_votes(smooth, xs, ys, n, repeats, batch_size, generator)
     lower, upper = theory.clopper_pearson(wrong, np.full_like(wrong, repeats), alpha)
     return wrong / repeats, np.asarray(lower), np.asarray(upper)
 
@@ -98,7 +99,8 @@ class Pushed:
     attempts : numpy.ndarray of int, shape [B]
         Confirmations tried (0 where the search never reached the level inside the box).
     forward_passes : numpy.ndarray of int, shape [B]
-        Base-model forward passes spent on the image: every vote drawn, n each, search and confirmations.
+        Base-model forward passes spent on the image, search and confirmations: the micro-decisions of every
+        vote drawn (a vote stops drawing once its answer is settled, :meth:`~rs_repro.smoothing.Smooth.decide`).
     """
 
     x: torch.Tensor
@@ -137,30 +139,32 @@ def saturation(x_o: torch.Tensor, delta: torch.Tensor) -> float:
 
 
 def _wrong_votes(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, votes: int, batch_size: int,
-                 generator: torch.Generator | None) -> np.ndarray:
-    """How many of ``votes`` fresh votes of n micro-decisions at each of ``xs`` [B, C, H, W] are not its label
-    in ``ys`` [B] (int64 [B])."""
-    labels = smooth.vote(xs.repeat_interleave(votes, dim=0), n, batch_size, generator=generator)
-    return (labels.view(len(xs), votes).cpu() != ys.cpu().view(-1, 1)).sum(1).numpy()
+                 generator: torch.Generator | None) -> tuple[np.ndarray, int]:
+    """How many of ``votes`` fresh votes g_{sigma,n} at each of ``xs`` [B, C, H, W] are not its label in ``ys``
+    [B] (int64 [B]), and the forward passes they drew (each vote curtailed, :meth:`Smooth.decide`)."""
+    noise = SharedNoise(smooth.noise_generator(xs.device, generator))
+    wrong, passes = smooth.decide(xs.repeat_interleave(votes, dim=0), ys.repeat_interleave(votes), n, noise,
+                                  batch_size=batch_size)
+    return wrong.view(len(xs), votes).sum(1).numpy(), int(passes.sum())
 
 
 def _settled(smooth: Smooth, x: torch.Tensor, label: torch.Tensor, n: int, votes: int, needed: int,
-             batch_size: int, generator: torch.Generator) -> tuple[bool, int, int]:
+             batch_size: int, generator: torch.Generator) -> tuple[bool, int, int, int]:
     """Whether at least ``needed`` of ``votes`` fresh votes at ``x`` [1, C, H, W] are not ``label`` [1].
 
     The votes are drawn in chunks (:data:`VOTE_CHUNK` votes, or :data:`CHUNK_ROWS` / n if more), and drawing
     stops as soon as the answer is settled (``needed`` wrong votes reached, or no longer reachable with the
     votes left): a curtailed test, whose answer is that of counting all ``votes`` votes, so its law is the
-    binomial tail P[Bin(votes, L) >= needed] at the level L of ``x``. Returns the answer, the wrong votes and
-    the votes drawn.
+    binomial tail P[Bin(votes, L) >= needed] at the level L of ``x``. Returns the answer, the wrong votes, the
+    votes drawn and their forward passes.
     """
-    wrong = drawn = 0
+    wrong = drawn = passes = 0
     size = max(VOTE_CHUNK, math.ceil(CHUNK_ROWS / n))
     while wrong < needed <= wrong + votes - drawn:
         chunk = min(size, votes - drawn)
-        wrong += int(_wrong_votes(smooth, x, label, n, chunk, batch_size, generator)[0])
-        drawn += chunk
-    return wrong >= needed, wrong, drawn
+        counted, spent = _wrong_votes(smooth, x, label, n, chunk, batch_size, generator)
+        wrong, drawn, passes = wrong + int(counted[0]), drawn + chunk, passes + spent
+    return wrong >= needed, wrong, drawn, passes
 
 
 def _needed(votes: int, alpha: float, pa: float) -> int:
@@ -298,7 +302,7 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
     batch = len(x_o)
     t = np.full(batch, np.inf)
     p, lower, spent = np.full(batch, np.nan), np.full(batch, np.nan), np.full(batch, np.nan)
-    tried, drawn = np.zeros(batch, dtype=np.int64), np.zeros(batch, dtype=np.int64)
+    tried, passes = np.zeros(batch, dtype=np.int64), np.zeros(batch, dtype=np.int64)
     points = x_adv.clone()
     search_needed = math.ceil(aim * votes)
     for k in range(batch):
@@ -307,9 +311,10 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
 
         def test(factor: float, count: int, needed: int, k: int = k, origin: torch.Tensor = origin,
                  delta: torch.Tensor = delta, gen: torch.Generator = gen) -> tuple[bool, int, int]:
-            answer = _settled(smooth, box_path(origin, delta, factor), y[k:k + 1], n, count, needed, batch_size, gen)
-            drawn[k] += answer[2]
-            return answer
+            answer, wrong, drawn, spent = _settled(smooth, box_path(origin, delta, factor), y[k:k + 1], n, count,
+                                                   needed, batch_size, gen)
+            passes[k] += spent
+            return answer, wrong, drawn
 
         if float(delta.double().norm()) >= caps[k]:
             continue  # the candidate starts at or beyond the cap: nothing to gain
@@ -340,7 +345,7 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
     l2 = np.where(confirmed, perturbation.norm(dim=1).cpu().numpy(), np.inf)
     linf = np.where(confirmed, perturbation.abs().amax(dim=1).cpu().numpy(), np.inf)
     return Pushed(x=points, t=t, l2=l2, linf=linf, confirmed=confirmed, p=p, lower=lower, votes=confirm_votes,
-                  alpha=spent, attempts=tried, forward_passes=drawn * n)
+                  alpha=spent, attempts=tried, forward_passes=passes)
 
 
 @dataclass(frozen=True)
@@ -460,7 +465,7 @@ def confirm_attack(smooth: Smooth, x_o: torch.Tensor, labels: torch.Tensor, resu
         candidate kept, "" on a failure), ``at_level`` (the best query itself confirmed at t = 1),
         ``verified_level, confirm_lower, confirm_attempts`` (the kept test's fraction of wrong votes, its
         one-sided lower bound and the confirmations tried), ``confirm_forward_passes`` (every vote drawn for
-        every candidate, n forward passes each), and per candidate its confirmed distortion
+        every candidate, the micro-decisions each drew), and per candidate its confirmed distortion
         (``query_confirmed_l2``; ``final_confirmed_l2``, inf where it failed, could not beat the best query's,
         or the attack has no iterate).
     """

@@ -15,7 +15,8 @@ and compares input noise with noise injected after the first layer (Gaussian and
 NeurIPS 2019; :class:`rs_repro.hidden_noise.HiddenNoise`) at the same clean accuracy. Every adversarial example
 is confirmed (eq. 4 at the chapter's level, inside the pixel box, from the attack's best query or last iterate:
 :func:`rs_repro.attacks.verification.confirm_attack`), an image without one being a failure, and every query is
-counted: a repeated query is k queries and k n forward passes.
+counted: a repeated query is k queries and the forward passes of its k votes (at most k n; a vote stops
+drawing once its answer is settled).
 
 The chapter's shape: :func:`check_parameters` (run before anything) and :func:`plan`, four steps of units of
 :mod:`rs_repro.pipeline.engine`: the standard model (:func:`rs_repro.chapters.common.model_units`); the
@@ -210,11 +211,12 @@ def attack_rows(defence: Defence, attacker: Attacker, model: nn.Module, num_clas
     x_o, labels = x[block].to(device), y[block].to(device)
     smooth = smooth_for(defence, model, num_classes)
     oracle = smoothed_oracle(smooth, defence.n, max_queries=attacker.budget_factor * max_queries,
-                             batch_size=batch_size, generator=seeds.generator(seed, "oracle", *key, device=device),
+                             batch_size=batch_size, seed=seeds.derive_seed(seed, "oracle", *key[:2]),
                              noise=defence.seeding, noise_key=seeds.derive_seed(seed, "noise-key", defence.label),
                              repeats=attacker.repeats, jitter=attacker.jitter,
                              jitter_seed=seeds.derive_seed(seed, "jitter", *key))
-    result = common.attack_function(attacker.attack)(oracle, x_o, labels, seed=seeds.derive_seed(seed, *key))
+    result = common.attack_function(attacker.attack)(oracle, x_o, labels, seed=seeds.derive_seed(seed, *key[:2]),
+                                                     keys=index[block].tolist())
     reported = verify(smooth, result.x_adv.to(device), labels, defence.n, verify_repeats, batch_size=batch_size,
                       generator=seeds.generator(seed, "verify", *key, device=device))[0]
     confirmed = confirm_attack(smooth, x_o, labels, result, n=defence.n, level=level, votes=votes,
@@ -243,13 +245,6 @@ def attack_unit(*, dataset: str, data_dir: str | None, pool: int, index: list[in
                        batch_size=batch_size)
 
 
-def _vote_correct(smooth: Smooth, n: int, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
-                  batch_size: int) -> np.ndarray:
-    """Which majority votes g_{sigma,n} of ``smooth`` on ``x`` [N, C, H, W] are right (labels ``y`` [N]; ties
-    broken at random), bool [N]."""
-    return (smooth.vote(x, n, batch_size, generator=generator).cpu() == y.cpu()).numpy()
-
-
 def calibration_unit(*, dataset: str, data_dir: str | None, pool: int, images: int, draws: int,
                      model: Mapping[str, Any], law: str, sigma: float, n: int, batch_size: int, device: str,
                      seed: int) -> pd.DataFrame:
@@ -271,8 +266,9 @@ def calibration_unit(*, dataset: str, data_dir: str | None, pool: int, images: i
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
     drawn = common.test_pool(dataset, data_dir, pool, seed)
     x, y = drawn.x[:images].to(device), drawn.y[:images].to(device)
-    right = _vote_correct(Smooth(base, data.num_classes(dataset), sigma), n, x.repeat(draws, 1, 1, 1),
-                          y.repeat(draws), seeds.generator(seed, "calibration", sigma, n, device=device), batch_size)
+    right = Smooth(base, data.num_classes(dataset), sigma).vote_matches(
+        x.repeat(draws, 1, 1, 1), y.repeat(draws), n, batch_size,
+        generator=seeds.generator(seed, "calibration", sigma, n, device=device)).numpy()
     scale, achieved = match_accuracy(base, data.num_classes(dataset), x, y, float(right.mean()), law=law, n=n,
                                      seed=seeds.derive_seed(seed, "calibration", law, sigma, n), draws=draws,
                                      batch_size=batch_size)
@@ -316,8 +312,9 @@ def accuracy_unit(*, dataset: str, data_dir: str | None, pool: int, model: Mappi
     base, _ = load_model(dataset, model, data_dir=data_dir, device=device)
     full = common.test_pool(dataset, data_dir, pool, seed)
     defence = Defence(**defence)
-    right = _vote_correct(smooth_for(defence, base, data.num_classes(dataset)), defence.n, full.x.to(device),
-                          full.y, seeds.generator(seed, "accuracy", defence.label, device=device), batch_size)
+    right = smooth_for(defence, base, data.num_classes(dataset)).vote_matches(
+        full.x.to(device), full.y, defence.n, batch_size,
+        generator=seeds.generator(seed, "accuracy", defence.label, device=device)).numpy()
     return pd.DataFrame({"defence": defence.label, "idx": np.asarray(full.index), "correct": right})
 
 

@@ -210,9 +210,8 @@ def class_profile(smooth: Smooth, x_a: torch.Tensor, x_b: torch.Tensor, label: i
 def bisection_outputs(smooth: Smooth, x_a: torch.Tensor, x_b: torch.Tensor, label: int, n: int, repeats: int,
                       steps: int, seed: int, batch_size: int) -> pd.DataFrame:
     """Run ``repeats`` independent bisections of ``steps`` queries on the segment from ``x_a`` to ``x_b``
-    (each [1, C, H, W]) against g_{sigma,n}, each its own image, with the noise of
-    ``seeds.generator(seed, "bisection", n)`` on the device of ``x_a`` and at most ``batch_size`` noisy inputs
-    per forward pass.
+    (each [1, C, H, W]) against g_{sigma,n}, each its own image (repeat r's noise streams keyed by r, seeded
+    by ``seeds.derive_seed(seed, "bisection", n)``) and at most ``batch_size`` noisy inputs per forward pass.
 
     Returns
     -------
@@ -220,7 +219,7 @@ def bisection_outputs(smooth: Smooth, x_a: torch.Tensor, x_b: torch.Tensor, labe
         Columns ``repeat, t`` (the adversarial end each bisection returns) and ``queries``.
     """
     oracle = smoothed_oracle(smooth, n, max_queries=steps, batch_size=batch_size,
-                             generator=seeds.generator(seed, "bisection", n, device=x_a.device))
+                             seed=seeds.derive_seed(seed, "bisection", n))
     rows = torch.arange(repeats)
     start = x_a.expand(repeats, *x_a.shape[1:]).contiguous()
     oracle.start(start, torch.full((repeats,), label, dtype=torch.long))

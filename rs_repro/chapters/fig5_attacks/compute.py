@@ -132,31 +132,32 @@ def grid(sigmas: Sequence[float], ns: Sequence[int], pas: Sequence[float], randt
     return targets + [Target("advtrain")]
 
 
-def make_oracle(target: Target, model: nn.Module, num_classes: int, max_queries: int,
-                generator: torch.Generator, batch_size: int = 10_000) -> Oracle:
+def make_oracle(target: Target, model: nn.Module, num_classes: int, max_queries: int, seed: int,
+                batch_size: int = 10_000) -> Oracle:
     """The oracle an attack queries for ``target``: the base model, or g_{sigma,n} with the P_a rule
-    (``batch_size`` noisy inputs per forward pass at most)."""
+    (``batch_size`` noisy inputs per forward pass at most; each image's noise streams seeded by ``seed`` and
+    the image's key)."""
     if target.sigma is None:
         return Oracle(model, max_queries)
     return smoothed_oracle(Smooth(model, num_classes, target.sigma), target.n, target.pa, max_queries=max_queries,
-                           batch_size=batch_size, generator=generator)
+                           batch_size=batch_size, seed=seed)
 
 
 def vote_correct(target: Target, model: nn.Module, num_classes: int, x: torch.Tensor, y: torch.Tensor,
                  seed: int, batch_size: int = 10_000) -> np.ndarray:
     """Which of the images ``x`` [N, C, H, W] the attacked classifier labels ``y`` [N] (bool [N]): the base
-    model's argmax, or one majority vote g_{sigma,n} per image (ties broken at random). The votes are drawn
+    model's argmax, or one majority vote g_{sigma,n} per image (ties broken at random; each vote drawn only
+    as far as it decides, :meth:`rs_repro.smoothing.Smooth.vote_matches`). The votes are drawn
     from a generator seeded by the base model, sigma and n, not P_a: the classifier is the same at every
     P_a, and so are its answers."""
     device = next(model.parameters()).device
     if target.sigma is None:
         with torch.inference_mode():
             labels = torch.cat([model(part.to(device)).argmax(1).cpu() for part in x.split(batch_size)])
-    else:
-        labels = Smooth(model, num_classes, target.sigma).vote(
-            x.to(device), target.n, batch_size,
-            generator=seeds.generator(seed, "accuracy", target.model, target.sigma, target.n, device=device)).cpu()
-    return (labels == y).numpy()
+        return (labels == y).numpy()
+    votes = seeds.generator(seed, "accuracy", target.model, target.sigma, target.n, device=device)
+    return Smooth(model, num_classes, target.sigma).vote_matches(x.to(device), y, target.n, batch_size,
+                                                                 generator=votes).numpy()
 
 
 def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int, x: torch.Tensor,
@@ -197,9 +198,10 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
     block = torch.as_tensor(list(units))
     key = (target.label, attack, int(block[0]))
     x_o, labels = x[block].to(device), y[block].to(device)
-    oracle = make_oracle(target, model, num_classes, max_queries,
-                         seeds.generator(seed, "oracle", *key, device=device), batch_size)
-    result = common.attack_function(attack)(oracle, x_o, labels, seed=seeds.derive_seed(seed, *key))
+    oracle = make_oracle(target, model, num_classes, max_queries, seeds.derive_seed(seed, "oracle", *key[:2]),
+                         batch_size)
+    result = common.attack_function(attack)(oracle, x_o, labels, seed=seeds.derive_seed(seed, *key[:2]),
+                                            keys=index[block].tolist())
     curves = oracle.best_at(budgets)
     success = result.success.numpy()
     if target.sigma is None:

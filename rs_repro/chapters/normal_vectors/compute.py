@@ -130,7 +130,7 @@ class Boundary:
 
 
 def boundary_point(smooth: Smooth, x_o: torch.Tensor, x_a: torch.Tensor, label: int, *, samples: int,
-                   step: float, past: float, generator: torch.Generator, batch_size: int) -> Boundary:
+                   step: float, past: float, seed: int, batch_size: int) -> Boundary:
     """The first point of the ray x_o -> x_a where the top class of g_sigma stops being ``label``.
 
     The path is ``x(t) = clip(x_o + t (x_a - x_o), 0, 1)`` for t >= 0 (x_a at t = 1; past x_a the points are
@@ -157,8 +157,9 @@ def boundary_point(smooth: Smooth, x_o: torch.Tensor, x_a: torch.Tensor, label: 
         Spacing of the grid, in units of sigma (l2).
     past : float
         How far past x_a the grid reaches, in units of sigma (l2 along the unclipped ray).
-    generator : torch.Generator
-        Source of every noise draw, on the device of ``x_o``.
+    seed : int
+        Seed of the ray's noise streams (:func:`rs_repro.attacks.oracle.smoothed_oracle`) and of ``gap``'s draws
+        (``seeds.generator(seed, "gap")``).
     batch_size : int
         Largest batch of noisy inputs per forward pass.
 
@@ -178,8 +179,7 @@ def boundary_point(smooth: Smooth, x_o: torch.Tensor, x_a: torch.Tensor, label: 
         t = t.to(x_o.device, x_o.dtype).view(-1, *([1] * (x_o.dim() - 1)))
         return (x_o + t * (x_a - x_o)).clamp(0, 1)
 
-    oracle = smoothed_oracle(smooth, samples, max_queries=len(grid) + steps, batch_size=batch_size,
-                             generator=generator)
+    oracle = smoothed_oracle(smooth, samples, max_queries=len(grid) + steps, batch_size=batch_size, seed=seed)
     oracle.start(x_o, torch.tensor([label], device=x_o.device))
     on_grid = torch.zeros(len(grid), dtype=torch.int64)
     flipped = oracle.is_adversarial(point(on_grid, grid), on_grid).nonzero().squeeze(1)
@@ -190,7 +190,8 @@ def boundary_point(smooth: Smooth, x_o: torch.Tensor, x_a: torch.Tensor, label: 
                    tol=BOUNDARY_TOL * sigma / length, max_steps=steps)
     t_b = (found.low + found.high) / 2
     x_b = point(on_grid[:1], t_b)
-    frequencies = smooth.counts(x_b, samples, batch_size, generator=generator)[0].double().cpu() / samples
+    frequencies = smooth.counts(x_b, samples, batch_size,
+                                generator=seeds.generator(seed, "gap", device=x_b.device))[0].double().cpu() / samples
     gap = float(frequencies[label])
     frequencies[label] = -1.0
     past = float((x_b - x_a).flatten().double().norm()) * (1.0 if float(t_b[0]) >= 1 else -1.0)
@@ -217,15 +218,15 @@ class Estimate:
     adversarial: float
 
 
-def estimate(oracle: Oracle, x_b: torch.Tensor, label: int, delta: float, probes: int, generator: torch.Generator,
-             fallback: torch.Tensor) -> Estimate:
+def estimate(oracle: Oracle, x_b: torch.Tensor, label: int, delta: float, probes: int,
+             directions: seeds.ImageGenerators, fallback: torch.Tensor) -> Estimate:
     """HSJA's estimate of the boundary normal at ``x_b`` [1, C, H, W] (Chen et al. 2020, eq. 9-10), from
     ``probes`` probes ``clip(x_b + delta u)`` answered by ``oracle`` (restarted here with ``x_b`` and
-    ``label``), directions u from ``generator``; ``fallback`` [1, C, H, W] where the estimate is zero
+    ``label``), directions u from ``directions`` (one image); ``fallback`` [1, C, H, W] where the estimate is zero
     (:func:`rs_repro.attacks.hsja.normal_estimate`)."""
     oracle.start(x_b, torch.tensor([label], device=x_b.device))
     v, one_label = normal_estimate(oracle, x_b, torch.zeros(1, dtype=torch.int64), torch.tensor([probes]),
-                                   torch.tensor([delta], dtype=torch.float64), generator, fallback)
+                                   torch.tensor([delta], dtype=torch.float64), directions, fallback)
     return Estimate(v, bool(one_label[0]), float(oracle.history().adversarial.mean()))
 
 
@@ -260,10 +261,10 @@ def compare(model: nn.Module, smooth: Smooth, x_b: torch.Tensor, fallback: torch
     probes : int
         Probes of each estimate, with and without RS.
     seed, key : int
-        The estimates of ratio r draw their probe directions from ``seeds.generator(seed, STEM, "probes",
-        e, key, r)`` (e = ``"f"``, ``"rs"``, and ``"f2"`` for the second estimate without RS) and the votes
-        from ``seeds.generator(seed, STEM, "votes", key, r)``: independent streams for every estimate, the
-        same whatever the other ratios.
+        The estimates of ratio r draw their probe directions from ``seeds.ImageGenerators(seed, (STEM,
+        "probes", e, key, r), [0])`` (e = ``"f"``, ``"rs"``, and ``"f2"`` for the second estimate without RS)
+        and the votes from the noise streams of ``seeds.derive_seed(seed, STEM, "votes", key, r)``: independent
+        streams for every estimate, the same whatever the other ratios.
     batch_size : int
         Largest batch of (noisy) inputs per forward pass.
 
@@ -279,14 +280,16 @@ def compare(model: nn.Module, smooth: Smooth, x_b: torch.Tensor, fallback: torch
     rows = []
     for ratio in ratios:
         delta = ratio * smooth.sigma
+        def directions(name: str, ratio: float = ratio) -> seeds.ImageGenerators:
+            return seeds.ImageGenerators(seed, (STEM, "probes", name, key, ratio), [0], device)
+
         without = estimate(Oracle(model, probes, batch_size=batch_size), x_b, label, delta, probes,
-                           seeds.generator(seed, STEM, "probes", "f", key, ratio, device=device), fallback)
+                           directions("f"), fallback)
         again = estimate(Oracle(model, probes, batch_size=batch_size), x_b, label, delta, probes,
-                         seeds.generator(seed, STEM, "probes", "f2", key, ratio, device=device), fallback)
-        votes = seeds.generator(seed, STEM, "votes", key, ratio, device=device)
-        with_rs = estimate(smoothed_oracle(smooth, n, max_queries=probes, batch_size=batch_size, generator=votes),
-                           x_b, label, delta, probes,
-                           seeds.generator(seed, STEM, "probes", "rs", key, ratio, device=device), fallback)
+                         directions("f2"), fallback)
+        votes = seeds.derive_seed(seed, STEM, "votes", key, ratio)
+        with_rs = estimate(smoothed_oracle(smooth, n, max_queries=probes, batch_size=batch_size, seed=votes),
+                           x_b, label, delta, probes, directions("rs"), fallback)
         rows.append({"ratio": float(ratio), "delta": delta, "cosine": cosine(without.v, with_rs.v),
                      "cosine_f": cosine(without.v, again.v),
                      "one_label_f": without.one_label, "one_label_rs": with_rs.one_label,
@@ -297,8 +300,8 @@ def compare(model: nn.Module, smooth: Smooth, x_b: torch.Tensor, fallback: torch
 def hsja_run(smooth: Smooth, x_o: torch.Tensor, label: int, *, n: int, queries: int, seed: int, key: int,
              batch_size: int) -> dict[str, float]:
     """A full HSJA run (:func:`rs_repro.attacks.hsja.hsja`, gamma :data:`HSJA_GAMMA`) against g_{sigma,n} on
-    ``x_o`` [1, C, H, W] with a budget of ``queries`` queries; votes from ``seeds.generator(seed, STEM,
-    "hsja-votes", key)``, the attack's own draws from ``seeds.derive_seed(seed, STEM, "hsja", key)``.
+    ``x_o`` [1, C, H, W] with a budget of ``queries`` queries; votes from the noise streams of
+    ``seeds.derive_seed(seed, STEM, "hsja-votes", key)``, the attack's own draws from ``seeds.derive_seed(seed, STEM, "hsja", key)``.
 
     Returns
     -------
@@ -307,8 +310,8 @@ def hsja_run(smooth: Smooth, x_o: torch.Tensor, label: int, *, n: int, queries: 
         same answer) and ``hsja_delta_ratio``: the probe radius of HSJA at its last iterate,
         gamma * ||x_final - x_o|| / d, in units of sigma (0 where no starting point was found).
     """
-    votes = seeds.generator(seed, STEM, "hsja-votes", key, device=x_o.device)
-    oracle = smoothed_oracle(smooth, n, max_queries=queries, batch_size=batch_size, generator=votes)
+    oracle = smoothed_oracle(smooth, n, max_queries=queries, batch_size=batch_size,
+                             seed=seeds.derive_seed(seed, STEM, "hsja-votes", key))
     result = hsja(oracle, x_o, torch.tensor([label], device=x_o.device), seed=seeds.derive_seed(seed, STEM, "hsja", key),
                   gamma=HSJA_GAMMA)
     reach = float((result.x_final - x_o).flatten().double().norm())
@@ -361,7 +364,7 @@ def image_unit(*, dataset: str, data_dir: str | None, num_candidates: int, model
     """The test image at ``index`` in the test split (the ``position``-th chosen by :func:`rs_repro.chapters.common.shuffled_correct_unit`, one
     of the candidates of :func:`rs_repro.chapters.common.test_pool`): its x_a
     (:func:`rs_repro.attacks.minimal.minimal_l2`, ``attack_steps`` iterations), its x_b (:func:`boundary_point`
-    with a grid of ``scan_step`` sigma to ``scan_past`` sigma past x_a, noise from ``seeds.generator(seed, STEM,
+    with a grid of ``scan_step`` sigma to ``scan_past`` sigma past x_a, noise seeded by ``seeds.derive_seed(seed, STEM,
     "boundary", index)``), the estimates at x_b (:func:`compare`) and a full HSJA run (:func:`hsja_run`), both
     keyed by ``index``; on ``device``, with at most ``batch_size`` inputs per forward pass.
 
@@ -381,7 +384,7 @@ def image_unit(*, dataset: str, data_dir: str | None, num_candidates: int, model
     if bool(attack.success[0]):
         found = boundary_point(smooth, x_o, attack.x_a, label, samples=boundary_samples, step=scan_step,
                                past=scan_past, batch_size=batch_size,
-                               generator=seeds.generator(seed, STEM, "boundary", index, device=device))
+                               seed=seeds.derive_seed(seed, STEM, "boundary", index))
     else:
         found = Boundary(ATTACK_FAILED, None, math.nan, math.nan)
     image = {"position": position, "index": index, "label": label, "distance_a": float(attack.distance[0]),

@@ -1,0 +1,197 @@
+"""Where the noise of a vote comes from: one shared generator, or one stream per image.
+
+A vote of g_{sigma,n} (ICASSP 2022, section 3.1) needs n noise vectors and, for its tie rule, one uniform
+number (:func:`rs_repro.smoothing.top_class`). :meth:`rs_repro.smoothing.Smooth.decide` draws them from a
+*noise source*, row by row, in rounds (a curtailed vote draws only as many vectors as its outcome needs):
+
+* :class:`SharedNoise`: every row draws from one :class:`torch.Generator`. The law of each vote is that of n
+  independent draws; which numbers a row gets depends on the other rows of the call.
+* :class:`ImageStreams`: the rows of image ``b`` draw from that image's own two streams (noise vectors and
+  tie-breaking uniforms), seeded by a seed and the image's key (its test-split index). A row of image ``b``
+  takes the next vectors of ``b``'s stream, rows of one image in their order, so what an image's queries
+  are answered does not depend on which other images share the batch: an attack run on a batch answers
+  each image as a run on that image alone would (the contract of ``tests/test_attack_contract.py``).
+
+Streams are filled in fixed blocks of vectors (:func:`block_vectors`), one generator call per block, so an
+image's stream is the same sequence of numbers however the calls that read it are cut.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from rs_repro import checks, seeds
+
+__all__ = ["BLOCK_NUMBERS", "Fill", "ImageStreams", "SharedNoise", "block_vectors"]
+
+#: How a source fills a tensor of noise vectors [k, e] in place from a generator (the smoothed classifier's
+#: law: :meth:`rs_repro.smoothing.Smooth.fill_noise`).
+Fill = Callable[[torch.Tensor, torch.Generator], None]
+
+#: The fewest numbers an image stream draws per generator call (a block is a whole number of vectors).
+BLOCK_NUMBERS = 1 << 14
+#: The uniform numbers an image's tie stream draws per generator call.
+_TIE_BLOCK = 256
+
+
+def block_vectors(size: int) -> int:
+    """Vectors of ``size`` numbers per block of an image stream: at least :data:`BLOCK_NUMBERS` numbers."""
+    return max(1, math.ceil(BLOCK_NUMBERS / size))
+
+
+class SharedNoise:
+    """Every row's noise from one generator, drawn a round at a time (rows in order).
+
+    Parameters
+    ----------
+    generator : torch.Generator
+        Source of every noise vector and tie-breaking number, on the device of the inputs.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        self.generator = generator
+        self._buffer: torch.Tensor | None = None
+
+    def vectors(self, rows: np.ndarray, draws: np.ndarray, size: int, like: torch.Tensor, fill: Fill) -> torch.Tensor:
+        """``draws[i]`` noise vectors for each row ``rows[i]``, consecutive, rows in order: [draws.sum(), size]."""
+        total = int(draws.sum())
+        if (self._buffer is None or self._buffer.shape[0] < total or self._buffer.shape[1] != size
+                or self._buffer.dtype != like.dtype or self._buffer.device != like.device):
+            self._buffer = torch.empty((total, size), dtype=like.dtype, device=like.device)
+        out = self._buffer[:total]
+        fill(out, self.generator)
+        return out
+
+    def uniforms(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+        """One tie-breaking number in [0, 1) per row, float64 [len(rows)]."""
+        return torch.rand(len(rows), generator=self.generator, device=device, dtype=torch.float64)
+
+
+class ImageStreams:
+    """One noise stream and one tie stream per image, keyed by the image's identity.
+
+    Parameters
+    ----------
+    seed : int
+        The recorded seed the streams derive from.
+    keys : sequence of int
+        The identity of each of the B images (its test-split index): image ``b``'s streams are seeded by
+        ``derive_seed(seed, "noise", keys[b])`` and ``derive_seed(seed, "ties", keys[b])``.
+    device : torch.device
+        Where the streams live (the device of the inputs).
+    limit : int
+        The most noise vectors one image may read in one call (bounds memory to about B * (limit + block)
+        vectors); :meth:`rs_repro.smoothing.Smooth.decide` reads at most this many per image per forward group.
+
+    Notes
+    -----
+    Image b's noise stream is the concatenation of blocks of :func:`block_vectors` vectors, each filled by one
+    call of the classifier's ``fill`` on b's generator; its tie stream, of blocks of 256 float64 uniforms.
+    Rows read them in the order they ask.
+    """
+
+    def __init__(self, seed: int, keys: Sequence[int], device: torch.device | str, limit: int) -> None:
+        seed = checks.integer("seed", seed)
+        self.keys = [int(k) for k in keys]
+        if not self.keys:
+            raise ValueError("keys must name at least one image, got none")
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError(f"keys must be distinct image identities, got {self.keys}")
+        self.device = torch.device(device)
+        self.limit = checks.integer("limit", limit, 1)
+        self._noise = _Streams([seeds.generator(seed, "noise", k, device=self.device) for k in self.keys])
+        self._ties = _Streams([seeds.generator(seed, "ties", k, device=self.device) for k in self.keys])
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def vectors(self, rows: np.ndarray, draws: np.ndarray, size: int, like: torch.Tensor, fill: Fill) -> torch.Tensor:
+        """The next ``draws[i]`` vectors of image ``rows[i]``'s stream for each i (an image's rows read its
+        stream in order), consecutive per row: [draws.sum(), size], dtype and device of ``like``.
+
+        ``rows`` are image indices (0 to B - 1); an image may not read more than ``limit`` vectors in one call.
+        """
+        if int(draws.sum()) > self.limit:  # else no image can be over the limit
+            most = np.bincount(rows, weights=draws).max()
+            if most > self.limit:
+                raise ValueError(f"an image asked {most:.0f} noise vectors at once, more than the limit {self.limit}")
+        return self._noise.read(rows, draws, size, like.dtype, block_vectors(size), fill)
+
+    def uniforms(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+        """The next tie-breaking number of image ``rows[i]``'s tie stream for each i, float64 [len(rows)]."""
+        ones = np.ones(len(rows), dtype=np.int64)
+        return self._ties.read(rows, ones, 1, torch.float64, _TIE_BLOCK, _uniform).view(-1).to(device)
+
+
+def _uniform(out: torch.Tensor, generator: torch.Generator) -> None:
+    """Fill ``out`` with uniform numbers in [0, 1) from ``generator``."""
+    out.uniform_(0.0, 1.0, generator=generator)
+
+
+class _Streams:
+    """B streams of vectors, one generator each, read in order; what is drawn and not yet read is kept in a
+    pool [B, capacity, size] (its ready part of image b: ``head[b]`` to ``tail[b]``)."""
+
+    def __init__(self, generators: list[torch.Generator]) -> None:
+        self.generators = generators
+        self.pool: torch.Tensor | None = None
+        self.head = np.zeros(len(generators), dtype=np.int64)
+        self.tail = np.zeros(len(generators), dtype=np.int64)
+
+    def read(self, rows: np.ndarray, draws: np.ndarray, size: int, dtype: torch.dtype, block: int,
+             fill: Fill) -> torch.Tensor:
+        """The next ``draws[i]`` vectors of stream ``rows[i]`` for each i, consecutive per row (a stream's rows
+        read it in their order): [draws.sum(), size]. Streams are refilled ``block`` vectors per ``fill`` call."""
+        if not len(rows):
+            return torch.empty((0, size), dtype=dtype, device=self.generators[0].device)
+        need = np.bincount(rows, weights=draws, minlength=len(self.generators)).astype(np.int64)
+        self._ensure(need, size, dtype, block, fill)
+        begin = rows * self.pool.shape[1] + self.head[rows]
+        if not (need[rows] == draws).all():  # some stream has several rows: each starts after the earlier ones
+            order = np.argsort(rows, kind="stable")
+            before = np.cumsum(draws[order]) - draws[order]
+            first_of_stream = np.zeros(len(self.generators), dtype=np.int64)
+            present, first = np.unique(rows[order], return_index=True)
+            first_of_stream[present] = before[first]
+            begin[order] += before - first_of_stream[rows[order]]
+        if draws.min() == draws.max():  # as many vectors for every row
+            flat_index = (begin[:, None] + np.arange(draws[0])).ravel()
+        else:
+            flat_index = np.repeat(begin, draws) + np.arange(int(draws.sum())) - np.repeat(np.cumsum(draws) - draws,
+                                                                                           draws)
+        self.head += need
+        return torch.index_select(self.pool.view(-1, size), 0, torch.from_numpy(flat_index).to(self.pool.device))
+
+    def _ensure(self, need: np.ndarray, size: int, dtype: torch.dtype, block: int, fill: Fill) -> None:
+        """Make at least ``need[b]`` vectors ready in each stream b, drawing whole blocks from its generator."""
+        pool = self.pool
+        if pool is not None and (pool.shape[2] != size or pool.dtype != dtype):
+            if (self.tail > self.head).any():
+                raise ValueError(f"the noise vectors changed from {pool.shape[2]} {pool.dtype} numbers to {size} "
+                                 f"{dtype} while some were drawn and not read")
+            pool = None
+            self.head[:] = self.tail[:] = 0
+        capacity = int(need.max(initial=0)) + block
+        if pool is None or pool.shape[1] < capacity:
+            wider = torch.empty((len(self.generators), capacity, size), dtype=dtype,
+                                device=self.generators[0].device)
+            if pool is not None:
+                for b in np.flatnonzero(self.tail > self.head):
+                    wider[b, :self.tail[b] - self.head[b]] = pool[b, self.head[b]:self.tail[b]]
+                self.tail -= self.head
+                self.head[:] = 0
+            pool = self.pool = wider
+        for b in np.flatnonzero(self.tail - self.head < need):
+            ready = int(self.tail[b] - self.head[b])
+            if ready and self.head[b]:
+                pool[b, :ready] = pool[b, self.head[b]:self.tail[b]].clone()
+            self.head[b], self.tail[b] = 0, ready
+            while self.tail[b] < need[b]:
+                fill(pool[b, self.tail[b]:self.tail[b] + block], self.generators[b])
+                self.tail[b] += block
