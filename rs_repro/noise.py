@@ -33,7 +33,7 @@ __all__ = ["BLOCK_NUMBERS", "Fill", "ImageStreams", "SharedNoise", "block_vector
 Fill = Callable[[torch.Tensor, torch.Generator], None]
 
 #: The fewest numbers an image stream draws per generator call (a block is a whole number of vectors).
-BLOCK_NUMBERS = 1 << 14
+BLOCK_NUMBERS = 1 << 16
 #: The uniform numbers an image's tie stream draws per generator call.
 _TIE_BLOCK = 256
 

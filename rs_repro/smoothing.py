@@ -381,11 +381,18 @@ class Smooth:
         m, classes = xs.shape[0], self.num_classes
         flat = xs.detach().reshape(m, -1)
         streams = np.arange(m) if streams is None else np.asarray(streams, dtype=np.int64)
-        labels = ys.detach().cpu().numpy().astype(np.int64)
         size = self.noise_size(xs)
+        limit = getattr(noise, "limit", None)
+        if n == 1:  # one micro-decision: the vote is it, with no tie (and either rule asks it to be wrong)
+            ones = np.ones(m, dtype=np.int64)
+            with torch.inference_mode():
+                decided = torch.cat([self.micro_decisions(flat, xs.shape[1:], rows, k,
+                                                          noise.vectors(streams[rows], k, size, flat, self.fill_noise))
+                                     for rows, k in _groups(np.arange(m), ones, streams, batch_size, limit)])
+            return (decided != ys.to(decided.device)).cpu(), ones
+        labels = ys.detach().cpu().numpy().astype(np.int64)
         counts = np.zeros((m, classes), dtype=np.int64)
         drawn = np.zeros(m, dtype=np.int64)
-        limit = getattr(noise, "limit", None)
         # The first round: every vote draws the fewest micro-decisions that could settle it.
         active = np.arange(m)
         draws = np.full(m, _first_draws(n, needed), dtype=np.int64)

@@ -190,9 +190,11 @@ def attack_rows(defence: Defence, attacker: Attacker, model: nn.Module, num_clas
 
     The oracle is g_{sigma,n}'s majority vote (the answer a deployed defence gives), with the attacker's
     repeats and jitter (:func:`rs_repro.attacks.oracle.smoothed_oracle`) and ``attacker.budget_factor *
-    max_queries`` queries per image. The defender's secret of input-hash seeding, the attack's, the oracle's
-    and the jitter's generators are seeded by the seed, the defence, the attacker and the first position, so
-    a resumed run recomputes a batch exactly. Each image's best accepted query is re-checked with
+    max_queries`` queries per image. The defender's secret of input-hash seeding is seeded by the seed and the
+    defence; the attack's draws for an image and the oracle's noise at it by the seed, the defence, the
+    attacker and the image's test-split index (so an image's run does not depend on its batch); the jitter's
+    and the verification's by the seed, the defence, the attacker and the first position, so a resumed run
+    recomputes a batch exactly. Each image's best accepted query is re-checked with
     ``verify_repeats`` fresh votes (``level_at_reported``), and the attack's candidates (best accepted query,
     last iterate) give a confirmed adversarial example at ``level`` inside the pixel box, at confidence
     1 - ``alpha`` (:func:`rs_repro.attacks.verification.confirm_attack`; ``verified_l2`` inf on a failure).

@@ -166,8 +166,10 @@ def attack_rows(target: Target, attack: str, model: nn.Module, num_classes: int,
                 seed: int, batch_size: int = 10_000) -> pd.DataFrame:
     """Run ``attack`` on the images at positions ``units`` (one batch) against ``target``; confirm its points.
 
-    The attack and the oracle draw from generators seeded by the seed, the target, the attack and the
-    first unit of the batch, so a resumed run recomputes a batch exactly. Under smoothing an answer
+    The attack's draws for an image and the oracle's noise at it come from generators seeded by the seed, the
+    target, the attack and the image's test-split index (``keys`` of the attack), so an image's run does not
+    depend on its batch; the verification's votes from generators seeded by the first unit of the batch, so a
+    resumed run recomputes a batch exactly. Under smoothing an answer
     "adversarial" may be luck, so afterwards ``level`` estimates P[g_{sigma,n}(x_adv) != y], the level of
     eq. (4) at the best accepted query x_adv, from ``verify_repeats`` fresh votes, and
     :func:`rs_repro.attacks.verification.confirm_attack` turns the attack's candidates (its best accepted query
