@@ -321,7 +321,8 @@ class Smooth:
         flat : torch.Tensor, shape [B, d]
             The inputs, flattened; ``shape`` is one input's [C, H, W].
         rows, draws : numpy.ndarray of int64, shape [a]
-            Which inputs, and how many copies of each (consecutive in ``noise``).
+            Which inputs (distinct, in increasing order: all B of them when a = B), and how many copies of each
+            (consecutive in ``noise``).
         noise : torch.Tensor, shape [draws.sum(), e]
             One noise vector per copy (:meth:`noise_size` numbers; overwritten).
 
@@ -330,7 +331,8 @@ class Smooth:
         torch.Tensor, shape [draws.sum()], int64: the top class of each copy (the first on ties of logits).
         """
         if draws.min() == draws.max():  # as many copies of each input: one broadcast add
-            noise.view(len(rows), int(draws[0]), -1).add_(flat[torch.from_numpy(rows).to(flat.device)].unsqueeze(1))
+            inputs = flat if len(rows) == len(flat) else flat[torch.from_numpy(rows).to(flat.device)]
+            noise.view(len(rows), int(draws[0]), -1).add_(inputs.unsqueeze(1))
         else:
             noise.add_(flat.index_select(0, torch.from_numpy(np.repeat(rows, draws)).to(flat.device)))
         logits = self.base_classifier(noise.view(len(noise), *shape))

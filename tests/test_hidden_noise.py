@@ -19,10 +19,11 @@ import scipy.stats
 import torch
 from torch import nn
 
-from rs_repro import models, seeds
+from rs_repro import models, seeds, theory
 from rs_repro.attacks.oracle import smoothed_oracle
 from rs_repro.attacks.verification import push_to_level
 from rs_repro.hidden_noise import LAWS, HiddenNoise, match_accuracy
+from rs_repro.noise import ImageStreams, SharedNoise
 from rs_repro.smoothing import Smooth
 
 Z = 5.0  # width of the statistical error bars, in standard errors
@@ -337,3 +338,33 @@ def test_noise_has_its_law_and_standard_deviation(law: str, reference: str) -> N
     frozen = scipy.stats.norm(scale=scale) if reference == "norm" else scipy.stats.laplace(scale=scale / np.sqrt(2))
     assert scipy.stats.kstest(draws, frozen.cdf).pvalue > 0.001
     assert np.isfinite(draws).all() and abs(draws.std() - scale) < 0.01
+
+
+@pytest.mark.parametrize("law", LAWS)
+@pytest.mark.parametrize("n, pa", [(1, None), (10, None), (11, 0.8)])
+def test_curtailed_hidden_noise_votes_have_the_binomial_law(law: str, n: int, pa: float | None) -> None:
+    # Each micro-decision at signed distance s is class 1 w.p. p_class_one; the vote for label 0 is wrong w.p.
+    # P[Bin(n, p) > n/2] + P[Bin(n, p) = n/2] / 2 (majority) or P[Bin(n, p) >= ceil(n P_a)], curtailed or not.
+    rows, scale, s = 3000, 0.5, 0.05
+    model, w = linear_model(seed=2)
+    noisy = HiddenNoise(model, 2, scale, law=law)
+    p = p_class_one(s, scale, law)
+    needed = None if pa is None else int(theory.votes_needed(n, pa))
+    wrong, passes = noisy.decide(at_distances(w, [s] * rows), torch.zeros(rows, dtype=torch.long), n,
+                                 ImageStreams(5, range(rows), "cpu", limit=10_000), needed=needed)
+    if needed is None:
+        exact = scipy.stats.binom.sf(n // 2, n, p) + (scipy.stats.binom.pmf(n // 2, n, p) / 2 if n % 2 == 0 else 0)
+    else:
+        exact = scipy.stats.binom.sf(needed - 1, n, p)
+    rate = wrong.double().mean().item()
+    assert abs(rate - exact) <= Z * math.sqrt(exact * (1 - exact) / rows), (law, n, rate, exact)
+    assert (passes <= n).all() and (passes >= 1).all()
+
+
+def test_curtailed_votes_add_the_noise_to_a_convolution_output() -> None:
+    model = models.architecture("mnist", torch.Generator().manual_seed(0)).eval()
+    noisy = HiddenNoise(model, 10, 0.3, seed=2)
+    xs = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    assert noisy.noise_size(xs) == 32 * 28 * 28
+    wrong, passes = noisy.decide(xs, torch.zeros(3, dtype=torch.long), 4, SharedNoise(torch.Generator()))
+    assert wrong.shape == (3,) and ((passes >= 3) & (passes <= 4)).all()
