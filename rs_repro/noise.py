@@ -28,8 +28,8 @@ from rs_repro import checks, seeds
 
 __all__ = ["BLOCK_NUMBERS", "Fill", "ImageStreams", "SharedNoise", "block_vectors"]
 
-#: How a source fills a tensor of noise vectors [k, e] in place from a generator (the smoothed classifier's
-#: law: :meth:`rs_repro.smoothing.Smooth.fill_noise`).
+#: How a source fills a tensor of noise vectors [k, e] in place from a generator, in the smoothed classifier's
+#: law (:meth:`rs_repro.smoothing.Smooth.fill_noise`).
 Fill = Callable[[torch.Tensor, torch.Generator], None]
 
 #: The fewest numbers an image stream draws per generator call (a block is a whole number of vectors).

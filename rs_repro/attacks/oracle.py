@@ -30,9 +30,9 @@ from rs_repro import checks, seeds, theory
 from rs_repro.noise import ImageStreams, SharedNoise
 from rs_repro.smoothing import Smooth
 
-#: The signature of a decision rule, ``decide(xs, ys, images) -> (bool [m], int64 [m])``: is each row of ``xs``
-#: [m, C, H, W] adversarial for label ``ys`` [m] (``images`` [m]: the index of each row's image in the started
-#: batch), and how many base-model forward passes did its answer take?
+#: The signature of a decision rule, ``decide(xs, ys, images) -> (bool [m], int64 [m])``, saying whether each
+#: row of ``xs`` [m, C, H, W] is adversarial for label ``ys`` [m] (``images`` [m] being the index of each row's
+#: image in the started batch) and how many base-model forward passes its answer took.
 Decision = Callable[[torch.Tensor, torch.Tensor, np.ndarray], tuple[torch.Tensor, np.ndarray]]
 
 
@@ -363,8 +363,8 @@ class Oracle:
 NOISE_SEEDINGS = ("fresh", "input-hash")
 
 
-#: About how many noise numbers a :class:`SmoothedOracle` may hold ready for its images (128 MB in float32):
-#: each image reads at most ``batch_size / B`` vectors per forward group, or more when this allows.
+#: About how many noise numbers a :class:`SmoothedOracle` may hold ready for its images (128 MB in float32); each
+#: image reads at most ``batch_size / B`` vectors per forward group, or more when this allows.
 STREAM_NUMBERS = 1 << 25
 
 
