@@ -134,9 +134,9 @@ class HiddenNoise(Smooth):
     def fill_noise(self, out: torch.Tensor, generator: torch.Generator) -> None:
         """Fill ``out`` in place with i.i.d. noise of standard deviation ``scale`` from ``generator``.
 
-        Laplace(0, b), b = scale / sqrt(2), by the inverse of its CDF: with u uniform on [-1, 1), |u| is uniform
-        on [0, 1] and its sign independent of it, so b sign(u) (-log(1 - |u|)) is Laplace(0, b) (one uniform
-        draw, several times faster than two exponential ones; torch.distributions take no generator). 1 - |u|
+        Laplace(0, b), b = scale / sqrt(2), by the inverse of its CDF: with u uniform on [-1, 1), ``|u|`` is uniform
+        on [0, 1] and its sign independent of it, so ``b sign(u) (-log(1 - |u|))`` is Laplace(0, b) (one uniform
+        draw, several times faster than two exponential ones; torch.distributions take no generator). ``1 - |u|``
         is kept at or above 2^-24, the spacing of float32 uniforms, so that no draw is infinite.
         """
         if self.law == "gaussian":

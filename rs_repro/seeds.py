@@ -53,9 +53,9 @@ class ImageGenerators:
         self.generators = [generator(seed, *scope, int(k), device=self.device) for k in keys]
 
     def draw(self, images: torch.Tensor, shape: torch.Size, law: str, dtype: torch.dtype) -> torch.Tensor:
-        """One draw of ``shape`` for each image index in ``images`` [m] (int64; 0 to B - 1), [m, *shape]:
-        ``law`` ``"uniform"`` (on [0, 1)) or ``"normal"`` (standard). A run of consecutive rows of one image is
-        drawn in one call of that image's generator."""
+        """One draw of ``shape`` for each image index in ``images`` [m] (int64, 0 to B - 1), of shape
+        ``[m, *shape]``, ``law`` ``"uniform"`` (on [0, 1)) or ``"normal"`` (standard). A run of consecutive
+        rows of one image is drawn in one call of that image's generator."""
         sample = {"uniform": torch.rand, "normal": torch.randn}[law]
         index = images.cpu().tolist()
         parts, start = [], 0

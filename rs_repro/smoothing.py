@@ -488,7 +488,8 @@ class Smooth:
         n = checks.integer("n", n, 1)
         batch_size = checks.integer("batch_size", batch_size, 1)
         if ys.shape != (xs.shape[0],):
-            raise checks.rejected("ys", f"a tensor of shape {tuple(ys.shape)}", f"one label per input, [{xs.shape[0]}]")
+            raise checks.rejected("ys", f"a tensor of shape {tuple(ys.shape)}",
+                                  f"one label per input, [{xs.shape[0]}]")
         noise = SharedNoise(self.noise_generator(xs.device, generator))
         return ~self.decide(xs, ys.to(xs.device), n, noise, batch_size=batch_size)[0]
 

@@ -116,8 +116,8 @@ def test_the_smoothed_oracle_answers_an_image_the_same_in_any_batch():
     images = torch.arange(4).repeat(3)
     together = smoothed_oracle(Smooth(model, 2, 0.25), 10, max_queries=10, seed=5)
     together.start(x, y, keys)
-    batched = [together.query(queries[:8], images[:8]).adversarial, together.query(queries[8:], images[8:]).adversarial]
-    batched = torch.cat(batched).view(3, 4)
+    batched = torch.cat([together.query(queries[:8], images[:8]).adversarial,
+                         together.query(queries[8:], images[8:]).adversarial]).view(3, 4)
     for b, key in enumerate(keys):
         alone = smoothed_oracle(Smooth(model, 2, 0.25), 10, max_queries=10, seed=5)
         alone.start(x[b:b + 1], y[:1], [key])

@@ -82,7 +82,8 @@ def test_estimates_on_a_hyperplane_point_along_its_normal(plane):
     # at delta = sigma / 20 its vote is nearly a coin flip and the estimate nearly a random direction.
     def with_rs(ratio: float, k: int) -> float:
         oracle = smoothed_oracle(smooth, 11, max_queries=2000, seed=seeds.derive_seed(k, "votes"))
-        return compute.cosine(compute.estimate(oracle, x_b, 0, ratio * SIGMA, 2000, _directions("rs", k), fallback).v, w)
+        found = compute.estimate(oracle, x_b, 0, ratio * SIGMA, 2000, _directions("rs", k), fallback)
+        return compute.cosine(found.v, w)
 
     assert min(with_rs(4.0, k) for k in range(3)) > 0.9
     assert abs(sum(with_rs(0.05, k) for k in range(3)) / 3) < 0.3

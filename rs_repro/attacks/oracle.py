@@ -177,7 +177,7 @@ class Oracle:
 
     @property
     def forward_passes(self) -> torch.Tensor:
-        """Base-model forward passes spent per image, int64 [B] (those actually drawn: a curtailed vote
+        """Base-model forward passes spent per image, int64 [B], those actually drawn (a curtailed vote
         counts the micro-decisions it drew, not n)."""
         return self.passes
 

@@ -301,7 +301,8 @@ def hsja_run(smooth: Smooth, x_o: torch.Tensor, label: int, *, n: int, queries: 
              batch_size: int) -> dict[str, float]:
     """A full HSJA run (:func:`rs_repro.attacks.hsja.hsja`, gamma :data:`HSJA_GAMMA`) against g_{sigma,n} on
     ``x_o`` [1, C, H, W] with a budget of ``queries`` queries; votes from the noise streams of
-    ``seeds.derive_seed(seed, STEM, "hsja-votes", key)``, the attack's own draws from ``seeds.derive_seed(seed, STEM, "hsja", key)``.
+    ``seeds.derive_seed(seed, STEM, "hsja-votes", key)``, the attack's own draws from
+    ``seeds.derive_seed(seed, STEM, "hsja", key)``.
 
     Returns
     -------
