@@ -12,8 +12,9 @@ number (:func:`rs_repro.smoothing.top_class`). :meth:`rs_repro.smoothing.Smooth.
   are answered does not depend on which other images share the batch: an attack run on a batch answers
   each image as a run on that image alone would (the contract of ``tests/test_attack_contract.py``).
 
-Streams are filled in fixed blocks of vectors (:func:`block_vectors`), one generator call per block, so an
-image's stream is the same sequence of numbers however the calls that read it are cut.
+Streams are filled block by block, one generator call per block, the block sizes a fixed schedule
+(:func:`block_vectors`: small first, so that a short attack draws little it never reads, then growing), so
+an image's stream is the same sequence of numbers however the calls that read it are cut.
 """
 
 from __future__ import annotations
@@ -26,21 +27,24 @@ import torch
 
 from rs_repro import checks, seeds
 
-__all__ = ["BLOCK_NUMBERS", "Fill", "ImageStreams", "SharedNoise", "block_vectors"]
+__all__ = ["BLOCK_NUMBERS", "FIRST_BLOCK_NUMBERS", "Fill", "ImageStreams", "SharedNoise", "block_vectors"]
 
 #: How a source fills a tensor of noise vectors [k, e] in place from a generator, in the smoothed classifier's
 #: law (:meth:`rs_repro.smoothing.Smooth.fill_noise`).
 Fill = Callable[[torch.Tensor, torch.Generator], None]
 
-#: The fewest numbers an image stream draws per generator call (a block is a whole number of vectors).
+#: The numbers of an image stream's first block (a block is a whole number of vectors, at least one).
+FIRST_BLOCK_NUMBERS = 1 << 10
+#: The numbers of its largest blocks: each block doubles the last up to this.
 BLOCK_NUMBERS = 1 << 16
 #: The uniform numbers an image's tie stream draws per generator call.
 _TIE_BLOCK = 256
 
 
-def block_vectors(size: int) -> int:
-    """Vectors of ``size`` numbers per block of an image stream: at least :data:`BLOCK_NUMBERS` numbers."""
-    return max(1, math.ceil(BLOCK_NUMBERS / size))
+def block_vectors(size: int, index: int) -> int:
+    """Vectors of ``size`` numbers in block ``index`` (0, 1, ...) of an image stream: at least
+    min(:data:`FIRST_BLOCK_NUMBERS` 2^index, :data:`BLOCK_NUMBERS`) numbers."""
+    return max(1, math.ceil(min(FIRST_BLOCK_NUMBERS << min(index, 40), BLOCK_NUMBERS) / size))
 
 
 class SharedNoise:
@@ -91,8 +95,9 @@ class ImageStreams:
 
     Notes
     -----
-    Image b's noise stream is the concatenation of blocks of :func:`block_vectors` vectors, each filled by one
-    call of the classifier's ``fill`` on b's generator; its tie stream, of blocks of 256 float64 uniforms.
+    Image b's noise stream is the concatenation of blocks 0, 1, ... of :func:`block_vectors` vectors, each
+    filled by one call of the classifier's ``fill`` on b's generator; its tie stream, of blocks of 256 float64
+    uniforms.
     Rows read them in the order they ask.
     """
 
@@ -121,12 +126,12 @@ class ImageStreams:
             most = np.bincount(rows, weights=draws).max()
             if most > self.limit:
                 raise ValueError(f"an image asked {most:.0f} noise vectors at once, more than the limit {self.limit}")
-        return self._noise.read(rows, draws, size, like.dtype, block_vectors(size), fill)
+        return self._noise.read(rows, draws, size, like.dtype, lambda index: block_vectors(size, index), fill)
 
     def uniforms(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
         """The next tie-breaking number of image ``rows[i]``'s tie stream for each i, float64 [len(rows)]."""
         ones = np.ones(len(rows), dtype=np.int64)
-        return self._ties.read(rows, ones, 1, torch.float64, _TIE_BLOCK, _uniform).view(-1).to(device)
+        return self._ties.read(rows, ones, 1, torch.float64, lambda index: _TIE_BLOCK, _uniform).view(-1).to(device)
 
 
 def _uniform(out: torch.Tensor, generator: torch.Generator) -> None:
@@ -143,11 +148,13 @@ class _Streams:
         self.pool: torch.Tensor | None = None
         self.head = np.zeros(len(generators), dtype=np.int64)
         self.tail = np.zeros(len(generators), dtype=np.int64)
+        self.blocks = np.zeros(len(generators), dtype=np.int64)  # blocks drawn per stream
 
-    def read(self, rows: np.ndarray, draws: np.ndarray, size: int, dtype: torch.dtype, block: int,
-             fill: Fill) -> torch.Tensor:
+    def read(self, rows: np.ndarray, draws: np.ndarray, size: int, dtype: torch.dtype,
+             block: Callable[[int], int], fill: Fill) -> torch.Tensor:
         """The next ``draws[i]`` vectors of stream ``rows[i]`` for each i, consecutive per row (a stream's rows
-        read it in their order): [draws.sum(), size]. Streams are refilled ``block`` vectors per ``fill`` call."""
+        read it in their order): [draws.sum(), size]. A stream's block j holds ``block(j)`` vectors, filled by one
+        ``fill`` call (``block`` grows with j up to a bound)."""
         if not len(rows):
             return torch.empty((0, size), dtype=dtype, device=self.generators[0].device)
         need = np.bincount(rows, weights=draws, minlength=len(self.generators)).astype(np.int64)
@@ -168,7 +175,8 @@ class _Streams:
         self.head += need
         return torch.index_select(self.pool.view(-1, size), 0, torch.from_numpy(flat_index).to(self.pool.device))
 
-    def _ensure(self, need: np.ndarray, size: int, dtype: torch.dtype, block: int, fill: Fill) -> None:
+    def _ensure(self, need: np.ndarray, size: int, dtype: torch.dtype, block: Callable[[int], int],
+                fill: Fill) -> None:
         """Make at least ``need[b]`` vectors ready in each stream b, drawing whole blocks from its generator."""
         pool = self.pool
         if pool is not None and (pool.shape[2] != size or pool.dtype != dtype):
@@ -177,7 +185,7 @@ class _Streams:
                                  f"{dtype} while some were drawn and not read")
             pool = None
             self.head[:] = self.tail[:] = 0
-        capacity = int(need.max(initial=0)) + block
+        capacity = int(need.max(initial=0)) + block(1 << 10)  # the largest block
         if pool is None or pool.shape[1] < capacity:
             wider = torch.empty((len(self.generators), capacity, size), dtype=dtype,
                                 device=self.generators[0].device)
@@ -193,5 +201,7 @@ class _Streams:
                 pool[b, :ready] = pool[b, self.head[b]:self.tail[b]].clone()
             self.head[b], self.tail[b] = 0, ready
             while self.tail[b] < need[b]:
-                fill(pool[b, self.tail[b]:self.tail[b] + block], self.generators[b])
-                self.tail[b] += block
+                vectors = block(int(self.blocks[b]))
+                fill(pool[b, self.tail[b]:self.tail[b] + vectors], self.generators[b])
+                self.tail[b] += vectors
+                self.blocks[b] += 1

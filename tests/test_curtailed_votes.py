@@ -130,12 +130,12 @@ def test_the_smoothed_oracle_answers_an_image_the_same_in_any_batch():
 def test_an_image_stream_is_the_same_however_its_reads_are_cut():
     fill = lambda out, gen: out.normal_(0.0, 1.0, generator=gen)
     like = torch.empty(0)
-    size = 256  # a block holds 256 vectors: the reads below cross three blocks, none on a boundary
+    size = 256  # blocks of 4, 8, ..., 256 vectors: the reads below cross nine blocks, none on a boundary
     one = ImageStreams(3, [8], "cpu", limit=2000).vectors(np.array([0]), np.array([1000]), size, like, fill)
     cut = ImageStreams(3, [8], "cpu", limit=2000)
     parts = [cut.vectors(np.array([0] * k), np.array([s] * k), size, like, fill)
              for k, s in ((1, 7), (3, 100), (1, 409), (2, 142))]
-    assert block_vectors(size) == 256
+    assert [block_vectors(size, j) for j in range(8)] == [4, 8, 16, 32, 64, 128, 256, 256]
     assert torch.equal(one, torch.cat(parts))
 
 

@@ -78,8 +78,9 @@ MICRO = {
     "fig2_slices": {"num_images": 2, "ns": [1, 2], "resolution": 2, "batch_size": 20},
     "fig3_binary_search": {"num_candidates": 4, "ns": [2, 3], "repeats": 2, "steps": 2, "num_segments": 1, "profile_points": 2,
                            "profile_samples": 2, "batch_size": 20},
-    "normal_vectors": {"num_images": 1, "n": 2, "ratios": [1.0], "probes": 2, "boundary_samples": 2,
-                       "hsja_queries": 4, "attack_steps": 3, "scan_step": 4.0, "scan_past": 8.0, "batch_size": 20},
+    # a ray long enough (400 sigma = 20 in l2) to leave the class whatever the few votes say near x_o
+    "normal_vectors": {"num_images": 1, "n": 2, "ratios": [1.0], "probes": 2, "boundary_samples": 5,
+                       "hsja_queries": 4, "attack_steps": 3, "scan_step": 40.0, "scan_past": 400.0, "batch_size": 20},
     "fig4_certification": {"num_images": 2, "sweep_sigmas": [0.05, 0.15], "sweep_n": 2, "n0": 2, "n": 4,
                            "batch_size": 20},
     "fig5_attacks": {"pool": 4, "num_images": 2, "sigmas": [0.05], "ns": [2], "pas": [0.8], "attacks": ["RayS"],
