@@ -26,9 +26,11 @@ SMOKE = book.profile_values("adaptive_attacks", "smoke")
 def test_the_grid_holds_every_attacker_and_defence_of_the_parameters():
     scales = {("gaussian", 0.35, n): 1.5 for n in SMOKE["ns"]}
     pairs = compute.grid(SMOKE, scales)
-    per_vote = len(SMOKE["attacks"]) + len(SMOKE["repeats"]) * (len(SMOKE["repeat_attacks"]) + len(SMOKE["scaled_attacks"]))
+    per_vote = len(SMOKE["attacks"]) + len(SMOKE["repeats"]) * len(SMOKE["scaled_attacks"])
     per_vote += len(SMOKE["hash_attacks"]) * (1 + len(SMOKE["hash_repeats"])) + len(SMOKE["hidden_attacks"])
-    assert len(pairs) == per_vote * len(SMOKE["sigmas"]) * len(SMOKE["ns"])
+    repeated = len(SMOKE["repeats"]) * len(SMOKE["repeat_attacks"]) * len(SMOKE["repeat_ns"])  # at repeat_ns only
+    assert len(pairs) == (per_vote * len(SMOKE["ns"]) + repeated) * len(SMOKE["sigmas"])
+    assert {d.n for d, a in pairs if a.kind == "repeat"} == set(SMOKE["repeat_ns"]) != set(SMOKE["ns"])
     assert len({(d.label, a.label) for d, a in pairs}) == len(pairs)
     assert len({(d.slug, a.slug) for d, a in pairs}) == len(pairs)
     kinds = {(d.noise, d.seeding, a.kind) for d, a in pairs}
