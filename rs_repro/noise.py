@@ -35,7 +35,7 @@ Fill = Callable[[torch.Tensor, torch.Generator], None]
 
 #: The numbers of an image stream's first block (a block is a whole number of vectors, at least one).
 FIRST_BLOCK_NUMBERS = 1 << 10
-#: The numbers of its largest blocks: each block doubles the last up to this.
+#: Numbers in the largest blocks of an image stream (each block doubles the last, up to this size).
 BLOCK_NUMBERS = 1 << 16
 #: The uniform numbers an image's tie stream draws per generator call.
 _TIE_BLOCK = 256

@@ -349,8 +349,8 @@ class Smooth:
         ``needed`` of the n micro-decisions are not y (:func:`rs_repro.theory.votes_needed`). The micro-decisions
         are drawn in rounds: first the fewest that could settle an input's answer (with the majority, all of them
         for y or for its strongest rival; with the rule, all right or all wrong), in the second round again the
-        fewest, from the third on at least a quarter of what the input has drawn so far (:func:`_next_draws`:
-        fewer rounds, each with a forward pass's fixed cost), and an input stops as soon as the draws
+        fewest, from the third on at least a quarter of what the input has drawn so far (fewer rounds, each
+        with a forward pass's fixed cost), and an input stops as soon as the draws
         left cannot change its answer. The answer is the one all n micro-decisions on the same noise vectors
         would give, so the law of every decision is that of the full vote (tested against the
         binomial closed form on a linear classifier); the saving is in forward passes, reported per input.
@@ -650,9 +650,10 @@ class Smooth:
 
 #: Rounds of a curtailed vote that draw the fewest micro-decisions that could settle it (a clean input settles
 #: within them); from the next one on, a vote draws at least 1 / :data:`GROWTH_DIVISOR` of what it has drawn
-#: (:func:`_next_draws`).
+#: (the rule of ``_next_draws``).
 GROW_AFTER = 2
-#: See :data:`GROW_AFTER`: a quarter. On the digits model (a round's fixed cost about that of a hundred rows),
+#: The divisor of what a vote has drawn that bounds its next draws from below after :data:`GROW_AFTER` rounds
+#: (a quarter). On the digits model (a round's fixed cost about that of a hundred rows),
 #: 100 queries per call at n = 10 to 100, it spends the fewest rows plus rounds of the schedules tried (the
 #: fewest draws always, or from the third round at least a quarter, a half or all of what was drawn).
 GROWTH_DIVISOR = 4
