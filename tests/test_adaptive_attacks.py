@@ -28,9 +28,13 @@ def test_the_grid_holds_every_attacker_and_defence_of_the_parameters():
     pairs = compute.grid(SMOKE, scales)
     per_vote = len(SMOKE["attacks"]) + len(SMOKE["repeats"]) * len(SMOKE["scaled_attacks"])
     per_vote += len(SMOKE["hash_attacks"]) * (1 + len(SMOKE["hash_repeats"])) + len(SMOKE["hidden_attacks"])
-    repeated = len(SMOKE["repeats"]) * len(SMOKE["repeat_attacks"]) * len(SMOKE["repeat_ns"])  # at repeat_ns only
+    repeated = len(SMOKE["repeats"]) * len(SMOKE["repeat_attacks"])  # at the smallest n only (repeat_ns [])
     assert len(pairs) == (per_vote * len(SMOKE["ns"]) + repeated) * len(SMOKE["sigmas"])
-    assert {d.n for d, a in pairs if a.kind == "repeat"} == set(SMOKE["repeat_ns"]) != set(SMOKE["ns"])
+    assert SMOKE["repeat_ns"] == [] and {d.n for d, a in pairs if a.kind == "repeat"} == {min(SMOKE["ns"])}
+    both = compute.grid({**SMOKE, "repeat_ns": SMOKE["ns"]}, scales)
+    assert {d.n for d, a in both if a.kind == "repeat"} == set(SMOKE["ns"])
+    with pytest.raises(ValueError, match="repeat_ns="):
+        compute.check_parameters({**SMOKE, "repeat_ns": [max(SMOKE["ns"]) + 1]})
     assert len({(d.label, a.label) for d, a in pairs}) == len(pairs)
     assert len({(d.slug, a.slug) for d, a in pairs}) == len(pairs)
     kinds = {(d.noise, d.seeding, a.kind) for d, a in pairs}

@@ -25,10 +25,10 @@ from rs_repro.report import measurements
 STEMS = [stem for stem in parameters.chapters() if parameters.compute_module(stem)]
 #: Grids a chapter accepts empty, by design: Fig. 4 chooses its noise levels from its sweep when given none;
 #: an empty grid of the adaptive chapter leaves one of its optional parts out (the repeats, the input-hash
-#: seeding, the hidden noise).
+#: seeding, the hidden noise), and an empty repeat_ns runs the repeats at the smallest n.
 EMPTY_ALLOWED = {("fig4_certification", "sigmas"),
                  *(("adaptive_attacks", name) for name in ("repeat_attacks", "scaled_attacks", "hash_attacks",
-                                                           "hash_repeats", "hidden_laws"))}
+                                                           "hash_repeats", "hidden_laws", "repeat_ns"))}
 #: Package parts the code of no unit may read: presentation, not computation.
 PRESENTATION = ("rs_repro.report", "rs_repro.claims")
 

@@ -233,7 +233,7 @@ def page(res: Results, values: Mapping[str, Any]) -> dict[str, Any]:
     k_top = max(values["repeats"], default=1)
     return {
         "level": float(values["level"]), "confidence": 1 - float(values["alpha"]), "ns_text": ", ".join(map(str, sorted(ns))), "k_top": k_top,
-        "repeat_ns_text": ", ".join(map(str, sorted(values["repeat_ns"]))) or "none",
+        "repeat_ns_text": ", ".join(map(str, compute.repeat_ns(values))),
         "calibration_used": int(res.calibration.images.max()) if len(res.calibration) else 0,
         "calibration_draws": int(values["calibration_draws"]),
         "matched_gap": matched_gap(res.accuracy, res.calibration),
