@@ -84,12 +84,13 @@ MICRO = {
     "fig4_certification": {"num_images": 2, "sweep_sigmas": [0.05, 0.15], "sweep_n": 2, "n0": 2, "n": 4,
                            "batch_size": 20},
     "fig5_attacks": {"pool": 4, "num_images": 2, "sigmas": [0.05], "ns": [2], "pas": [0.8], "attacks": ["RayS"],
-                     "max_queries": 4, "budgets": [2, 4], "chunk": 2, "verify_repeats": 2, "votes": 2,
+                     "max_queries": 4, "budgets": [2, 4], "chunk": 2, "verify_repeats": 2, "votes": 2, "confirm_votes": 8,
                      "certify_n": 4, "minimal_steps": 3, "batch_size": 20},
     "adaptive_attacks": {"num_images": 2, "sigmas": [0.05], "ns": [2], "attacks": ["HSJA"], "repeats": [3],
                          "repeat_attacks": [], "scaled_attacks": ["HSJA"], "hash_attacks": [], "hash_repeats": [],
                          "hidden_laws": ["gaussian"], "hidden_attacks": ["HSJA"], "calibration_images": 2,
-                         "max_queries": 4, "chunk": 2, "verify_repeats": 2, "votes": 2, "batch_size": 20},
+                         "calibration_draws": 1, "max_queries": 4, "chunk": 2, "verify_repeats": 2, "votes": 2,
+                         "confirm_votes": 8, "batch_size": 20},
     "claims": {},
 }
 
