@@ -79,7 +79,7 @@ def test_with_more_votes_the_confirmed_distortion_is_within_a_few_percent_of_the
     assert pushed.confirmed.all()
     error = pushed.l2 / exact - 1
     # a failed confirmation steps outward (1 + tolerance 2^(j-1)); the eighth and last attempt lies about 13%
-    # past t_c: about 1 image in 170 needs it (seeds 0 to 16), the others are within 6%
+    # past t_c: 1 image of 100 needed it (seeds 0 to 9), the others were within 6%
     assert np.median(error) <= 0.04 and (error <= 0.06).mean() >= 0.8 and error.max() <= 0.15
     assert error.min() >= -0.01
 
