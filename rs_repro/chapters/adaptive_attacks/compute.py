@@ -164,13 +164,13 @@ def grid(values: Mapping[str, Any],
          scales: Mapping[tuple[str, float, int], float]) -> list[tuple[Defence, Attacker]]:
     """Every (defence, attacker) pair of the chapter's parameters; ``scales`` maps (law, sigma, n) to the
     hidden noise level of :func:`hidden_scales`."""
-    pairs = []
+    pairs, repeated_at = [], repeat_ns(values)
     for sigma in values["sigmas"]:
         for n in values["ns"]:
             plain = Defence(sigma, n)
             pairs += [(plain, Attacker(a)) for a in values["attacks"]]
             for k in values["repeats"]:
-                if n in repeat_ns(values):
+                if n in repeated_at:
                     pairs += [(plain, Attacker(a, k)) for a in values["repeat_attacks"]]
                 pairs += [(plain, Attacker(a, k, k)) for a in values["scaled_attacks"]]
             hashed = Defence(sigma, n, seeding="input-hash")
