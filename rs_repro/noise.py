@@ -37,6 +37,8 @@ Fill = Callable[[torch.Tensor, torch.Generator], None]
 FIRST_BLOCK_NUMBERS = 1 << 10
 #: Numbers in the largest blocks of an image stream (each block doubles the last, up to this size).
 BLOCK_NUMBERS = 1 << 16
+#: A block index at or past which every block schedule here has reached its largest block.
+_LAST_GROWTH = 40
 #: The uniform numbers an image's tie stream draws per generator call.
 _TIE_BLOCK = 256
 
@@ -44,7 +46,7 @@ _TIE_BLOCK = 256
 def block_vectors(size: int, index: int) -> int:
     """Vectors of ``size`` numbers in block ``index`` (0, 1, ...) of an image stream: at least
     min(:data:`FIRST_BLOCK_NUMBERS` 2^index, :data:`BLOCK_NUMBERS`) numbers."""
-    return max(1, math.ceil(min(FIRST_BLOCK_NUMBERS << min(index, 40), BLOCK_NUMBERS) / size))
+    return max(1, math.ceil(min(FIRST_BLOCK_NUMBERS << min(index, _LAST_GROWTH), BLOCK_NUMBERS) / size))
 
 
 class SharedNoise:
@@ -185,7 +187,7 @@ class _Streams:
                                  f"{dtype} while some were drawn and not read")
             pool = None
             self.head[:] = self.tail[:] = 0
-        capacity = int(need.max(initial=0)) + block(1 << 10)  # the largest block
+        capacity = int(need.max(initial=0)) + block(_LAST_GROWTH)  # the largest block
         if pool is None or pool.shape[1] < capacity:
             wider = torch.empty((len(self.generators), capacity, size), dtype=dtype,
                                 device=self.generators[0].device)
