@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -115,12 +116,17 @@ def test_local_cluster_gives_the_same_tables(in_process, tmp_path):
 
 
 def _worker_settings() -> tuple:
+    """The variables the worker process started with (``/proc/self/environ``: its environment at exec, before
+    Python could change ``os.environ``), and whether Dask's profiler is on."""
     import dask
 
-    names = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    return tuple(os.environ.get(name) for name in names) + (dask.config.get("distributed.worker.profile.enabled"),)
+    started = dict(entry.split(b"=", 1) for entry in Path("/proc/self/environ").read_bytes().split(b"\0") if entry)
+    names = (b"MALLOC_MMAP_THRESHOLD_", b"MALLOC_TRIM_THRESHOLD_", b"OMP_NUM_THREADS", b"MKL_NUM_THREADS")
+    return tuple((started.get(name) or b"").decode() for name in names) + (
+        dask.config.get("distributed.worker.profile.enabled"),)
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc/self/environ (Linux)")
 def test_local_workers_start_with_the_malloc_thresholds_and_without_the_profiler():
     """Set before a worker starts (glibc reads them at its first allocation), not Dask's default trim threshold
     of 65536; Dask's stack sampler off (together a unit ran 1.7 times slower in a worker than in-process)."""
