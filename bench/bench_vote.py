@@ -2,8 +2,10 @@
 
 Workload: ``--images`` digit-sized inputs [1, 8, 8] (the scikit-learn digits of the default profile),
 n = ``--n`` noisy copies each, through a small MLP (64 -> 256 -> 256 -> 10). The floor is the same number
-of forward passes of the same model at the same batch size on a pre-built batch (inference mode, same
-threads): what the votes would cost if noise, argmax and counting were free. A second floor adds the
+of forward passes of the same model on a pre-built batch (inference mode, same threads), each chunk of
+``--batch-size`` rows given to the model in slices of :data:`rs_repro.smoothing.CPU_FORWARD_ROWS` on a CPU
+(as :meth:`~rs_repro.smoothing.Smooth.top_classes` does): what the votes would cost if noise, argmax and
+counting were free. A row beside it gives each chunk to the model whole, the cost the slices avoid. A second floor adds the
 Gaussian draw of the same number of values into a reused buffer: the least any smoothing with independent
 noise can cost, since torch's CPU generator is single-threaded. Timings are best-of-repeats wall times,
 interleaved so that load changes hit every row alike.
@@ -24,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from rs_repro.smoothing import Smooth
+from rs_repro.smoothing import CPU_FORWARD_ROWS, Smooth
 
 
 def make_mlp(generator: torch.Generator, device: torch.device) -> nn.Module:
@@ -91,7 +93,15 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [chunk] * (total // chunk) + ([total % chunk] if total % chunk else [])
     prebuilt = (xs[:1] + args.sigma * torch.randn(chunk, 1, 8, 8, generator=g).to(device)).contiguous()
 
+    step = CPU_FORWARD_ROWS if device.type == "cpu" else chunk
+
     def floor() -> None:
+        with torch.inference_mode():
+            for rows in sizes:
+                for part in prebuilt[:rows].split(step):
+                    model(part)
+
+    def whole_chunks() -> None:
         with torch.inference_mode():
             for rows in sizes:
                 model(prebuilt[:rows])
@@ -111,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         with torch.inference_mode():
             for rows in sizes:
                 noisy = noise_buffer[:rows].normal_(0.0, args.sigma, generator=noise_gen).add_(xs[0].view(1, -1))
-                model(noisy.view(rows, 1, 8, 8))
+                for part in noisy.view(rows, 1, 8, 8).split(step):
+                    model(part)
 
     def vote() -> None:
         smooth.vote(xs, args.n, batch_size=args.batch_size)
@@ -119,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     results = best_times(
         {
             "raw forward passes (floor)": floor,
+            f"raw forward passes, {chunk:,} rows at once": whole_chunks,
             "noise draw + forward passes (floor with noise)": noise_and_forward,
             "Smooth.counts": counts,
             "Smooth.vote": vote,
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"{args.images} images [1, 8, 8] x n = {args.n:,} = {total:,} samples, batch size {args.batch_size:,}, "
-        f"{len(sizes)} forward passes, sigma = {args.sigma}, {args.threads} threads, device {device}, "
+        f"{len(sizes)} chunks in slices of {step:,} rows, sigma = {args.sigma}, {args.threads} threads, device {device}, "
         f"best of {args.repeats}; torch {torch.__version__}, {platform.processor() or platform.machine()}"
     )
     print()

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -96,8 +95,9 @@ class HiddenNoise(Smooth):
     -----
     Only :meth:`~rs_repro.smoothing.Smooth.counts_unchecked` differs from :class:`~rs_repro.smoothing.Smooth`:
     each of the n copies of each input is given to the base model without noise, and a forward hook on the
-    noisy layer, registered for the duration of the call and removed afterwards, adds to the layer's output a
-    noise tensor of its shape drawn from the call's generator (so each row, thus each copy, gets its own noise). The base model alone stays
+    noisy layer, registered for the duration of the call and removed afterwards, adds to the layer's output
+    noise drawn from the call's generator, a chunk of ``batch_size`` copies at a time (so each row, thus each
+    copy, gets its own noise). The base model alone stays
     deterministic and carries no hook between calls. Given the same generator state, inputs and
     ``batch_size``, the counts are identical.
 
@@ -124,6 +124,7 @@ class HiddenNoise(Smooth):
         self.layer_name, self._layer = _first_affine(base_classifier)
         super().__init__(base_classifier, num_classes, scale, seed)
         self.scale: float = scale
+        self._sizes: dict[tuple[object, ...], int] = {}
 
     def __repr__(self) -> str:
         return (f"HiddenNoise(num_classes={self.num_classes}, law={self.law!r}, scale={self.scale}, "
@@ -146,46 +147,47 @@ class HiddenNoise(Smooth):
         sign = u.sign()
         u.abs_().clamp_(max=1.0 - 2.0 ** -24).neg_().log1p_().mul_(-self.scale / math.sqrt(2.0)).mul_(sign)
 
-    def _noise(self, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """A tensor like ``like`` of noise from ``gen`` (:meth:`fill_noise`)."""
-        out = torch.empty_like(like)
-        self.fill_noise(out, gen)
-        return out
-
     def noise_size(self, xs: torch.Tensor) -> int:
         """Numbers in one noise vector: the noisy layer's output for one input like ``xs[0]`` (a Linear layer's
         ``out_features``; a convolution's output shape, from the layer alone on ``xs[:1]``, not counted as a
         forward pass of the model)."""
         if isinstance(self._layer, nn.Linear):
             return self._layer.out_features
-        with torch.inference_mode():
-            return self._layer(xs[:1])[0].numel()
+        key = (tuple(xs.shape[1:]), xs.dtype, xs.device)
+        if key not in self._sizes:  # once per input shape: a counts call would otherwise run the layer again
+            with torch.inference_mode():
+                self._sizes[key] = self._layer(xs[:1])[0].numel()
+        return self._sizes[key]
+
+    def _top_with_noise(self, copies: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The top class of each of ``copies`` [k, C, H, W] with row i of ``noise`` [k, e] added to the noisy
+        layer's output of copy i (:meth:`~rs_repro.smoothing.Smooth.top_classes`, whose slices the forward hook
+        follows in order), int64 [k]. Raises when the forward pass does not call the noisy layer."""
+        done = [0]
+
+        def add_noise(module: nn.Module, inputs: tuple[object, ...], output: torch.Tensor) -> torch.Tensor:
+            rows = len(output)
+            output.add_(noise[done[0]:done[0] + rows].view(output.shape))  # a fresh tensor of the layer: in place
+            done[0] += rows
+            return output
+
+        handle = self._layer.register_forward_hook(add_noise)
+        try:
+            top = self.top_classes(copies)
+        finally:
+            handle.remove()
+        if done[0] != len(copies):
+            raise ValueError(f"base_classifier must call its first affine layer {self.layer_name!r} "
+                             f"({type(self._layer).__name__}) once per forward pass, where the noise is added; "
+                             f"it took the noise of {done[0]} of {len(copies)} inputs")
+        return top
 
     def micro_decisions(self, flat: torch.Tensor, shape: torch.Size, rows: np.ndarray, draws: np.ndarray,
                         noise: torch.Tensor) -> torch.Tensor:
         """:meth:`~rs_repro.smoothing.Smooth.micro_decisions` with the noise vectors ``noise`` [k, e] added to
         the noisy layer's output of the k copies (given to the model without noise)."""
         copies = flat.index_select(0, torch.from_numpy(np.repeat(rows, draws)).to(flat.device))
-
-        def add_noise(module: nn.Module, inputs: tuple[object, ...], output: torch.Tensor) -> torch.Tensor:
-            return output.add_(noise.view(output.shape))
-
-        handle = self._layer.register_forward_hook(add_noise)
-        try:
-            logits = self.base_classifier(copies.view(len(copies), *shape))
-        finally:
-            handle.remove()
-        self._check_logits(logits, len(copies))
-        return logits.max(dim=1).indices
-
-    def _hook(self, gen: torch.Generator, calls: list[int]) -> Callable[..., torch.Tensor]:
-        """The forward hook that adds noise from ``gen`` to the noisy layer's output, counting its calls."""
-
-        def add_noise(module: nn.Module, inputs: tuple[object, ...], output: torch.Tensor) -> torch.Tensor:
-            calls[0] += 1
-            return output.add_(self._noise(output, gen))  # a fresh tensor of Linear / Conv2d: in place
-
-        return add_noise
+        return self._top_with_noise(copies.view(len(copies), *shape), noise)
 
     # -- Monte Carlo vote counts ----------------------------------------------------------------------
 
@@ -193,10 +195,11 @@ class HiddenNoise(Smooth):
         """:meth:`~rs_repro.smoothing.Smooth.counts` without validation, the noise at the first affine layer.
 
         The B * n copies are the rows of a virtual [B * n, d] matrix (row r is image r // n) cut into
-        consecutive chunks of ``batch_size`` rows, as in :class:`~rs_repro.smoothing.Smooth`. Per chunk: copy
-        the images into a reused buffer (no noise), forward with the noise hook on the first affine layer,
-        take the top class of each row's logits (its micro-decision; the first on ties of logits), one
-        ``bincount`` of ``image * num_classes + label``.
+        consecutive chunks of ``batch_size`` rows, as in :class:`~rs_repro.smoothing.Smooth`. Per chunk: draw
+        the chunk's noise [rows, e] from ``gen`` (:meth:`fill_noise`), copy the images into a reused buffer,
+        forward with the noise added to the first affine layer's output, take the top class of each row's
+        logits (its micro-decision; the first on ties of logits), one ``bincount`` of
+        ``image * num_classes + label``.
 
         Returns
         -------
@@ -207,30 +210,19 @@ class HiddenNoise(Smooth):
         total = num_images * n
         chunk = min(batch_size, total)
         buffer, _ = self._buffers(chunk, flat, n)
-        calls = [0]
-        handle = self._layer.register_forward_hook(self._hook(gen, calls))
+        size = self.noise_size(xs)
         counts = None
-        try:
-            with torch.inference_mode():
-                for start in range(0, total, chunk):
-                    stop = min(start + chunk, total)
-                    image = torch.arange(start, stop, device=flat.device).div_(n, rounding_mode="floor")
-                    copies = torch.index_select(flat, 0, image, out=buffer[: stop - start])
-                    logits = self.base_classifier(copies.view(stop - start, *xs.shape[1:]))
-                    if start == 0:
-                        self._check_logits(logits, stop - start)
-                        if not calls[0]:
-                            raise ValueError(
-                                f"base_classifier must call its first affine layer {self.layer_name!r} "
-                                f"({type(self._layer).__name__}) in its forward pass, where the noise is added; "
-                                "it was not called"
-                            )
-                    labels = logits.max(dim=1).indices  # the first top class on ties, as argmax
-                    key = labels.add_(image.to(labels.device).mul_(num_classes))
-                    tally = torch.bincount(key, minlength=num_images * num_classes)
-                    counts = tally if counts is None else counts.add_(tally)
-        finally:
-            handle.remove()
+        with torch.inference_mode():
+            for start in range(0, total, chunk):
+                stop = min(start + chunk, total)
+                noise = torch.empty((stop - start, size), dtype=flat.dtype, device=flat.device)
+                self.fill_noise(noise, gen)
+                image = torch.arange(start, stop, device=flat.device).div_(n, rounding_mode="floor")
+                copies = torch.index_select(flat, 0, image, out=buffer[: stop - start])
+                labels = self._top_with_noise(copies.view(stop - start, *xs.shape[1:]), noise)
+                key = labels.add_(image.to(labels.device).mul_(num_classes))
+                tally = torch.bincount(key, minlength=num_images * num_classes)
+                counts = tally if counts is None else counts.add_(tally)
         return counts.view(num_images, num_classes)
 
     # -- no certificate ------------------------------------------------------------------------------

@@ -52,6 +52,14 @@ ABSTAIN: int = -1
 #: The dtypes :func:`top_class` accepts for vote counts.
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
+#: The most noisy inputs the base classifier takes in one forward pass on a CPU (the noise is still drawn a
+#: ``batch_size`` chunk at a time). A larger batch falls out of the caches: on one thread of this project's CPU
+#: the digits MLP runs 230k to 310k rows/s in batches of 256 to 1,536 and 155k to 170k in batches of 2,048 to
+#: 10,000 (``bench/bench_vote.py`` measures both). On this CPU the logits of a row are bit-identical whatever the
+#: batch it is in, except in a batch of one row (another kernel): a last slice of one row is joined to the one
+#: before it. On an accelerator the whole chunk goes in one pass.
+CPU_FORWARD_ROWS = 512
+
 
 class AlwaysAbstainWarning(UserWarning):
     """PREDICT abstains whatever the votes: even n votes out of n give a p-value 2**(1-n) > alpha.
@@ -265,10 +273,7 @@ class Smooth:
                 noisy = buffer[: stop - start]
                 noisy.normal_(0.0, self.sigma, generator=gen)  # sigma * N, in place
                 _add_images(noisy, flat, start, stop, n)
-                logits = self.base_classifier(noisy.view(stop - start, *xs.shape[1:]))
-                if start == 0:
-                    self._check_logits(logits, stop - start)
-                labels = logits.max(dim=1).indices  # the first top class on ties, as argmax
+                labels = self.top_classes(noisy.view(stop - start, *xs.shape[1:]))
                 first = start // n
                 if first == (stop - 1) // n:  # one image
                     key = labels.add_(first * num_classes)
@@ -301,6 +306,23 @@ class Smooth:
                 f"base_classifier must return logits of shape [m, num_classes] = [{rows}, {self.num_classes}] "
                 f"for a batch of m = {rows} inputs, got {shape}"
             )
+
+    def top_classes(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The base classifier's top class for each of ``inputs`` [m, C, H, W] (the first on ties of logits),
+        int64 [m] on their device: in slices of :data:`CPU_FORWARD_ROWS` on a CPU, in one pass elsewhere; the
+        logits' shape is checked on the first slice."""
+        m = len(inputs)
+        step = CPU_FORWARD_ROWS if inputs.device.type == "cpu" else max(m, 1)
+        top = torch.empty(m, dtype=torch.int64, device=inputs.device)
+        for start in range(0, m, step):
+            stop = m if m - start <= step + 1 else start + step  # never a last slice of one row
+            logits = self.base_classifier(inputs[start:stop])
+            if start == 0:
+                self._check_logits(logits, stop - start)
+            top[start:stop] = logits.max(dim=1).indices
+            if stop == m:
+                break
+        return top
 
     # -- curtailed decisions: a vote's outcome, drawing only as far as it is settled ----------------------
 
@@ -335,9 +357,7 @@ class Smooth:
             noise.view(len(rows), int(draws[0]), -1).add_(inputs.unsqueeze(1))
         else:
             noise.add_(flat.index_select(0, torch.from_numpy(np.repeat(rows, draws)).to(flat.device)))
-        logits = self.base_classifier(noise.view(len(noise), *shape))
-        self._check_logits(logits, len(noise))
-        return logits.max(dim=1).indices
+        return self.top_classes(noise.view(len(noise), *shape))
 
     def decide(self, xs: torch.Tensor, ys: torch.Tensor, n: int, noise: SharedNoise | ImageStreams, *,
                needed: int | None = None, streams: np.ndarray | None = None,

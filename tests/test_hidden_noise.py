@@ -334,7 +334,9 @@ def test_noise_has_its_law_and_standard_deviation(law: str, reference: str) -> N
     model, _ = linear_model(seed=1)
     scale = 0.7
     noisy = HiddenNoise(model, 2, scale, law=law)
-    draws = noisy._noise(torch.empty(200_000), torch.Generator().manual_seed(3)).double().numpy()
+    draws = torch.empty(200_000)
+    noisy.fill_noise(draws, torch.Generator().manual_seed(3))
+    draws = draws.double().numpy()
     frozen = scipy.stats.norm(scale=scale) if reference == "norm" else scipy.stats.laplace(scale=scale / np.sqrt(2))
     assert scipy.stats.kstest(draws, frozen.cdf).pvalue > 0.001
     assert np.isfinite(draws).all() and abs(draws.std() - scale) < 0.01

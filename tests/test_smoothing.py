@@ -20,7 +20,9 @@ import scipy.stats
 import torch
 from torch import nn
 
-from rs_repro.smoothing import ABSTAIN, AlwaysAbstainWarning, Smooth, top_class
+from rs_repro import models, smoothing
+from rs_repro.noise import SharedNoise
+from rs_repro.smoothing import ABSTAIN, CPU_FORWARD_ROWS, AlwaysAbstainWarning, Smooth, top_class
 
 SHAPE = (1, 8, 8)  # d = 64
 Z = 4.5  # width of the statistical error bars, in standard errors
@@ -262,13 +264,44 @@ def test_memory_bounded_at_large_n() -> None:
     xs = torch.stack([model.model.at_distance(0.05), model.model.at_distance(-0.05)])
     n, batch_size = 2_000_000, 1000
     counts = Smooth(model, 2, 0.25, seed=0).counts(xs, n, batch_size=batch_size)
-    assert max(model.sizes) <= batch_size
-    assert sum(model.sizes) == 2 * n and len(model.sizes) == math.ceil(2 * n / batch_size)
+    assert max(model.sizes) <= min(batch_size, CPU_FORWARD_ROWS + 1)  # each chunk in CPU-sized slices
+    slices = math.ceil(batch_size / CPU_FORWARD_ROWS)
+    assert sum(model.sizes) == 2 * n and len(model.sizes) == math.ceil(2 * n / batch_size) * slices
     assert counts.sum(1).tolist() == [n, n]
     p = phi(0.05 / 0.25)
     se = math.sqrt(p * (1 - p) / n)
     assert abs(counts[0, 0].item() / n - p) <= Z * se
     assert abs(counts[1, 1].item() / n - p) <= Z * se
+
+
+@pytest.mark.parametrize(("m", "slices"), [(1, [1]), (2, [2]), (CPU_FORWARD_ROWS + 1, [CPU_FORWARD_ROWS + 1]),
+                                           (CPU_FORWARD_ROWS + 2, [CPU_FORWARD_ROWS, 2]),
+                                           (2 * CPU_FORWARD_ROWS + 1, [CPU_FORWARD_ROWS, CPU_FORWARD_ROWS + 1])])
+def test_top_classes_slices_a_cpu_batch_and_never_leaves_one_row_alone(m: int, slices: list[int]) -> None:
+    model = Recorder(ImageIndex(3))
+    xs = torch.full((m, *SHAPE), 0.2)  # image index 2 of ImageIndex(3)
+    assert Smooth(model, 3, 0.1).top_classes(xs).tolist() == [2] * m
+    assert model.sizes == slices
+
+
+def test_counts_and_decisions_do_not_depend_on_the_cpu_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The digits MLP's micro-decisions in slices of CPU_FORWARD_ROWS equal those of one forward pass per chunk:
+    the same counts, bit for bit, and the same curtailed decisions."""
+    model = models.architecture("digits", torch.Generator().manual_seed(0)).eval()
+    xs = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    ys = torch.arange(5)
+
+    def run() -> tuple[torch.Tensor, ...]:
+        smooth = Smooth(model, 10, 0.5)
+        counts = smooth.counts(xs, 3000, batch_size=10_000, generator=torch.Generator().manual_seed(2))
+        noise = SharedNoise(torch.Generator().manual_seed(3))
+        wrong, passes = smooth.decide(xs.repeat(40, 1, 1, 1), ys.repeat(40), 100, noise, batch_size=10_000)
+        return counts, wrong, torch.from_numpy(passes)
+
+    sliced = run()
+    monkeypatch.setattr(smoothing, "CPU_FORWARD_ROWS", 1 << 30)
+    whole = run()
+    assert all(torch.equal(a, b) for a, b in zip(sliced, whole, strict=True))
 
 
 @pytest.mark.parametrize(("num_images", "n", "batch_size"), [(6, 7, 5), (6, 3, 10), (5, 1, 2), (4, 9, 1000), (9, 3, 6), (5, 4, 10),
