@@ -6,7 +6,8 @@ query, the majority rule and the paper's rule at P_a = 0.8. The query points are
 noise, where most votes are clear: a vote stops drawing once its answer is settled
 (:meth:`rs_repro.smoothing.Smooth.decide`), so a query costs fewer than n forward passes.
 
-The floor is n base-model forward passes per query (100 * n per call) on a pre-built batch of the same size;
+The floor is n base-model forward passes per query (100 * n per call) on a pre-built batch of the same size,
+given to the model in slices of :data:`rs_repro.smoothing.CPU_FORWARD_ROWS` rows as the oracle does;
 a second reference adds the 100 * n * d Gaussian numbers a full vote draws. Two ratios per row: queries per
 second against the floor's (what an attack sees; above 1 where the votes stop early), and forward passes per
 second against the floor's (the oracle's overhead per forward pass it spends: noise, bookkeeping, the rounds of
@@ -35,7 +36,7 @@ from rs_repro import data
 from rs_repro.attacks import smoothed_oracle
 from rs_repro.models import trained_model
 from rs_repro.pipeline import runtime
-from rs_repro.smoothing import Smooth
+from rs_repro.smoothing import CPU_FORWARD_ROWS, Smooth
 
 #: The oracles measured: (n, P_a of the accelerated rule or None for the majority).
 CASES = ((1, None), (10, None), (10, 0.8), (100, 0.8))
@@ -106,7 +107,8 @@ def workload(model: torch.nn.Module, test: data.Dataset, rows: torch.Tensor,
         def floor(prebuilt: torch.Tensor = prebuilt) -> None:
             with torch.inference_mode():
                 for _ in range(args.calls):
-                    model(prebuilt)
+                    for part in prebuilt.split(CPU_FORWARD_ROWS):
+                        model(part)
 
         noisy = torch.empty_like(prebuilt)
         generator = torch.Generator().manual_seed(0)
@@ -114,7 +116,8 @@ def workload(model: torch.nn.Module, test: data.Dataset, rows: torch.Tensor,
         def draws(noisy: torch.Tensor = noisy, generator: torch.Generator = generator) -> None:
             with torch.inference_mode():
                 for _ in range(args.calls):
-                    model(noisy.normal_(0.0, args.sigma, generator=generator))
+                    for part in noisy.normal_(0.0, args.sigma, generator=generator).split(CPU_FORWARD_ROWS):
+                        model(part)
 
         measurements[f"forward passes, n={n} (floor)"] = floor
         measurements[f"Gaussian draws + forward passes, n={n}"] = draws

@@ -6,6 +6,8 @@ number (:func:`rs_repro.smoothing.top_class`). :meth:`rs_repro.smoothing.Smooth.
 
 * :class:`SharedNoise`: every row draws from one :class:`torch.Generator`. The law of each vote is that of n
   independent draws; which numbers a row gets depends on the other rows of the call.
+* :class:`RowNoise`: every row draws from its own generator (a defence that seeds a query's noise by the query
+  itself), its n vectors at once, so that a row's answer depends on its generator alone.
 * :class:`ImageStreams`: the rows of image ``b`` draw from that image's own two streams (noise vectors and
   tie-breaking uniforms), seeded by a seed and the image's key (its test-split index). A row of image ``b``
   takes the next vectors of ``b``'s stream, rows of one image in their order, so what an image's queries
@@ -27,7 +29,7 @@ import torch
 
 from rs_repro import checks, seeds
 
-__all__ = ["BLOCK_NUMBERS", "FIRST_BLOCK_NUMBERS", "Fill", "ImageStreams", "SharedNoise", "block_vectors"]
+__all__ = ["BLOCK_NUMBERS", "FIRST_BLOCK_NUMBERS", "Fill", "ImageStreams", "RowNoise", "SharedNoise", "block_vectors"]
 
 #: How a source fills a tensor of noise vectors [k, e] in place from a generator, in the smoothed classifier's
 #: law (:meth:`rs_repro.smoothing.Smooth.fill_noise`).
@@ -77,6 +79,52 @@ class SharedNoise:
     def uniforms(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
         """One tie-breaking number in [0, 1) per row, float64 [len(rows)]."""
         return torch.rand(len(rows), generator=self.generator, device=device, dtype=torch.float64)
+
+
+class RowNoise:
+    """Every row's noise vectors and tie-breaking number from the row's own generator.
+
+    Row i's ``n`` vectors are drawn by one ``fill`` call on its generator when the first row reads, then read
+    in order, and its tie-breaking number comes after them. What a row reads thus depends on its generator
+    alone, not on how a vote's rounds and forward groups are cut nor on the other rows of the call: with each
+    generator seeded by the row's bytes (``noise="input-hash"`` of :func:`rs_repro.attacks.oracle.smoothed_oracle`),
+    the same input always gets the same vote, and rows of a call are answered in one batch.
+
+    Parameters
+    ----------
+    generators : sequence of torch.Generator
+        One per row, on the device of the inputs.
+    n : int
+        Vectors per row, the most a vote of n micro-decisions reads (>= 1). The call holds rows * n vectors.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator], n: int) -> None:
+        self.generators = list(generators)
+        if not self.generators or not all(isinstance(g, torch.Generator) for g in self.generators):
+            raise ValueError(f"generators must be one torch.Generator per row, got {generators!r}")
+        self.n = checks.integer("n", n, 1)
+        self._pool: torch.Tensor | None = None
+        self._head = np.zeros(len(self.generators), dtype=np.int64)
+
+    def vectors(self, rows: np.ndarray, draws: np.ndarray, size: int, like: torch.Tensor, fill: Fill) -> torch.Tensor:
+        """The next ``draws[i]`` vectors of row ``rows[i]`` (distinct rows), consecutive per row:
+        [draws.sum(), size], dtype and device of ``like``."""
+        if self._pool is None:
+            self._pool = torch.empty((len(self.generators), self.n, size), dtype=like.dtype, device=like.device)
+            for row, generator in enumerate(self.generators):
+                fill(self._pool[row], generator)
+        if len(np.unique(rows)) != len(rows) or (self._head[rows] + draws > self.n).any():
+            raise ValueError(f"each row reads at most its n = {self.n} vectors, once per call; got rows {rows} "
+                             f"asking {draws} after {self._head[rows]}")
+        begin = rows * self.n + self._head[rows]
+        index = np.repeat(begin - (np.cumsum(draws) - draws), draws) + np.arange(int(draws.sum()))
+        self._head[rows] += draws
+        return torch.index_select(self._pool.view(-1, size), 0, torch.from_numpy(index).to(self._pool.device))
+
+    def uniforms(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+        """One tie-breaking number in [0, 1) per row, from the row's generator after its vectors, float64."""
+        return torch.cat([torch.rand(1, generator=self.generators[row], device=self.generators[row].device,
+                                     dtype=torch.float64) for row in rows]).to(device)
 
 
 class ImageStreams:

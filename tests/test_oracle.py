@@ -283,6 +283,31 @@ def test_input_hash_noise_answers_the_same_point_the_same_way_and_jitter_undoes_
     assert abs(rate - p) < 5 * math.sqrt(p * (1 - p) / rows), (rate, p)
 
 
+@pytest.mark.parametrize("n, pa, batch_size", [(10, None, 7), (10, 0.8, 10_000), (31, None, 13), (100, 0.5, 64)])
+def test_input_hash_answers_each_row_as_if_it_were_asked_alone(n, pa, batch_size):
+    """With input-hash seeding a row's answer and forward passes depend on the row alone: the rows of one call
+    (their forward groups cut anywhere by ``batch_size``) are answered as each asked alone, and again the same."""
+    model = Linear(seed=6)
+    x = images_at(model, [-0.02, 0.0, 0.01, 0.03, -0.05])
+    rows = x.repeat(4, 1, 1, 1) + 0.01 * torch.randn((20, *x.shape[1:]), generator=torch.Generator().manual_seed(8))
+    images = torch.arange(5).repeat(4)
+
+    def oracle():
+        keyed = smoothed_oracle(Smooth(model, 2, 0.25), n, pa, max_queries=100, noise="input-hash", noise_key=3,
+                                batch_size=batch_size)
+        keyed.start(x, torch.zeros(5, dtype=torch.long))
+        return keyed
+
+    together = oracle()
+    answers = together.is_adversarial(rows, images)
+    alone = [oracle() for _ in range(len(rows))]
+    one_by_one = [o.is_adversarial(row, image.view(1)).item()
+                  for o, row, image in zip(alone, rows.split(1), images, strict=True)]
+    assert answers.tolist() == one_by_one and 0 < sum(one_by_one) < len(rows)  # both answers occur
+    passes = torch.stack([o.forward_passes for o in alone]).sum(0)
+    assert torch.equal(together.forward_passes, passes)
+
+
 @pytest.mark.parametrize("name, value", [("repeats", 0), ("jitter", -0.1), ("jitter_seed", 1.5)])
 def test_bad_repeat_parameters_are_named(name, value):
     with pytest.raises(ValueError, match=name):

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from rs_repro import checks, seeds, theory
-from rs_repro.noise import ImageStreams, SharedNoise
+from rs_repro.noise import ImageStreams, RowNoise
 from rs_repro.smoothing import Smooth
 
 #: The signature of a decision rule, ``decide(xs, ys, images) -> (bool [m], int64 [m])``, saying whether each
@@ -397,9 +397,13 @@ class SmoothedOracle(Oracle):
         if self.noise == "fresh":
             return self.smooth.decide(xs, ys, self.n, self._streams, needed=self.needed, streams=images,
                                       batch_size=self.noise_batch_size)
-        answers = [self.smooth.decide(row, label, self.n, SharedNoise(_input_generator(row, self.noise_key)),
+        # input-hash: each row's noise from a generator seeded by its bytes, the rows answered in batches of at
+        # most STREAM_NUMBERS noise numbers (n vectors a row)
+        step = max(1, STREAM_NUMBERS // (self.n * self.smooth.noise_size(xs)))
+        answers = [self.smooth.decide(rows, labels, self.n,
+                                      RowNoise([_input_generator(row, self.noise_key) for row in rows.split(1)], self.n),
                                       needed=self.needed, batch_size=self.noise_batch_size)
-                   for row, label in zip(xs.split(1), ys.split(1), strict=True)]
+                   for rows, labels in zip(xs.split(step), ys.split(step), strict=True)]
         return torch.cat([a for a, _ in answers]), np.concatenate([p for _, p in answers])
 
 
@@ -438,7 +442,8 @@ def smoothed_oracle(smooth: Smooth, n: int, pa: float | None = None, *, max_quer
         One of :data:`NOISE_SEEDINGS`. ``input-hash``: the draws of a query (and its tie-breaking number)
         come from a generator seeded by ``noise_key`` and the SHA-256 of the query's bytes (dtype, shape and
         values), so asking the same point again gives the same answer and repeating a query buys the attacker
-        nothing.
+        nothing (:class:`~rs_repro.noise.RowNoise`: a row's n vectors drawn at once, the rows of a call answered
+        in one batch).
     noise_key : int, default 0
         The defender's secret of ``input-hash`` seeding.
     repeats, jitter, jitter_seed
