@@ -6,6 +6,8 @@ number (:func:`rs_repro.smoothing.top_class`). :meth:`rs_repro.smoothing.Smooth.
 
 * :class:`SharedNoise`: every row draws from one :class:`torch.Generator`. The law of each vote is that of n
   independent draws; which numbers a row gets depends on the other rows of the call.
+* :class:`GroupedNoise`: the rows of group ``g`` draw from ``g``'s generator exactly as a :class:`SharedNoise` of
+  that group's rows alone would, so that several groups' votes share one call (and its forward passes).
 * :class:`RowNoise`: every row draws from its own generator (a defence that seeds a query's noise by the query
   itself), its n vectors at once, so that a row's answer depends on its generator alone.
 * :class:`ImageStreams`: the rows of image ``b`` draw from that image's own two streams (noise vectors and
@@ -29,7 +31,8 @@ import torch
 
 from rs_repro import checks, seeds
 
-__all__ = ["BLOCK_NUMBERS", "FIRST_BLOCK_NUMBERS", "Fill", "ImageStreams", "RowNoise", "SharedNoise", "block_vectors"]
+__all__ = ["BLOCK_NUMBERS", "FIRST_BLOCK_NUMBERS", "Fill", "GroupedNoise", "ImageStreams", "RowNoise", "SharedNoise",
+           "block_vectors"]
 
 #: How a source fills a tensor of noise vectors [k, e] in place from a generator, in the smoothed classifier's
 #: law (:meth:`rs_repro.smoothing.Smooth.fill_noise`).
@@ -79,6 +82,55 @@ class SharedNoise:
     def uniforms(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
         """One tie-breaking number in [0, 1) per row, float64 [len(rows)]."""
         return torch.rand(len(rows), generator=self.generator, device=device, dtype=torch.float64)
+
+
+class GroupedNoise:
+    """The rows of several groups in one call, group g's rows drawing from g's generator as a
+    :class:`SharedNoise` of g's rows alone would.
+
+    A call of :meth:`rs_repro.smoothing.Smooth.decide` with ``streams`` giving each row's group (non-decreasing:
+    a group's rows consecutive) then answers every group as separate calls with a :class:`SharedNoise` each
+    would, on the same numbers, provided no forward group of the call cuts a round of a group's rows (a round of
+    at most ``batch_size`` copies in all).
+
+    Parameters
+    ----------
+    generators : sequence of torch.Generator
+        One per group, on the device of the inputs.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+        self.generators = list(generators)
+        if not self.generators or not all(isinstance(g, torch.Generator) for g in self.generators):
+            raise ValueError(f"generators must be one torch.Generator per group, got {generators!r}")
+
+    def _runs(self, groups: np.ndarray, counts: np.ndarray) -> list[tuple[int, int, int]]:
+        """(group, first, stop) of each run of equal ``groups`` in the cumulative ``counts``."""
+        if len(groups) > 1 and (np.diff(groups) < 0).any():
+            raise ValueError(f"a group's rows must be consecutive, got groups {groups}")
+        ends = np.cumsum(counts)
+        cut = np.flatnonzero(np.diff(groups)) + 1
+        starts = np.concatenate(([0], cut))
+        stops = np.concatenate((cut, [len(groups)]))
+        return [(int(groups[a]), int(ends[a] - counts[a]), int(ends[b - 1])) for a, b in zip(starts, stops, strict=True)]
+
+    def vectors(self, rows: np.ndarray, draws: np.ndarray, size: int, like: torch.Tensor, fill: Fill) -> torch.Tensor:
+        """``draws[i]`` noise vectors for each row of group ``rows[i]``, consecutive, rows in order:
+        [draws.sum(), size]; each group's from its generator in one ``fill`` call."""
+        out = torch.empty((int(draws.sum()), size), dtype=like.dtype, device=like.device)
+        if len(rows):
+            for group, first, stop in self._runs(rows, draws):
+                fill(out[first:stop], self.generators[group])
+        return out
+
+    def uniforms(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+        """One tie-breaking number in [0, 1) per row of group ``rows[i]``, float64, each group's from its
+        generator in one call."""
+        if not len(rows):
+            return torch.empty(0, dtype=torch.float64, device=device)
+        return torch.cat([torch.rand(stop - first, generator=self.generators[group], dtype=torch.float64,
+                                     device=self.generators[group].device)
+                          for group, first, stop in self._runs(rows, np.ones(len(rows), dtype=np.int64))]).to(device)
 
 
 class RowNoise:

@@ -171,23 +171,46 @@ def test_bad_arguments_name_the_parameter(name, value, message):
 def test_a_curtailed_test_has_the_law_of_the_full_count(n, votes, needed):
     """At a point of known level L, the test that stops once settled passes with P[Bin(votes, L) >= needed],
     exactly the law of counting every vote, and never draws more than ``votes``."""
-    from rs_repro.attacks.verification import _settled
+    from rs_repro.attacks.verification import _settle
     from rs_repro.seeds import generator
 
     model = Linear(seed=7)
     x = images_at(model, [-0.02])  # 0.02 past the hyperplane: a micro-decision is wrong with Phi(0.08)
     level = _level(0.02, n)
-    smooth, label, trials = Smooth(model, 2, SIGMA), torch.zeros(1, dtype=torch.long), 600
-    outcomes = [_settled(smooth, x, label, n, votes, needed, 10_000, generator(0, "curtailed", k)) for k in range(trials)]
-    passed = np.mean([o[0] for o in outcomes])
+    smooth, trials = Smooth(model, 2, SIGMA), 600
+    # every trial its own test, all settled together (each draws from its own generator)
+    passed, wrong, drawn, _ = _settle(smooth, x.expand(trials, -1, -1, -1), torch.zeros(trials, dtype=torch.long), n,
+                                      np.full(trials, votes), np.full(trials, needed), 10_000,
+                                      [generator(0, "curtailed", k) for k in range(trials)])
     exact = stats.binom.sf(needed - 1, votes, level)
-    assert abs(passed - exact) <= 4 * np.sqrt(exact * (1 - exact) / trials) + 1e-9
-    assert max(o[2] for o in outcomes) <= votes and all((o[1] >= needed) == o[0] for o in outcomes)
+    assert abs(passed.mean() - exact) <= 4 * np.sqrt(exact * (1 - exact) / trials) + 1e-9
+    assert drawn.max() <= votes and ((wrong >= needed) == passed).all()
     # far from the level the answer is settled after the first chunk
     x_o = images_at(model, [0.5])
-    far = _settled(smooth, x_o, label, n, votes, needed, 10_000, generator(0, "far"))
+    far = _settle(smooth, x_o, torch.zeros(1, dtype=torch.long), n, np.array([votes]), np.array([needed]), 10_000,
+                  [generator(0, "far")])
     size = max(verification.VOTE_CHUNK, math.ceil(verification.CHUNK_ROWS / n))  # votes per chunk
-    assert far[:2] == (False, 0) and (far[2] < votes or size >= votes)
+    assert (far[0][0], far[1][0]) == (False, 0) and (far[2][0] < votes or size >= votes)
+
+
+@pytest.mark.parametrize("batch_size", [10_000, 700])
+def test_tests_settled_together_answer_as_each_alone(batch_size):
+    """Tests at points of different levels, with different sizes and thresholds, settled in one lockstep give
+    each the answer, counts and forward passes it gives alone (its own generator), whatever ``batch_size``."""
+    from rs_repro.attacks.verification import _settle
+    from rs_repro.seeds import generator
+
+    model = Linear(seed=7)
+    points = images_at(model, [-0.02, 0.1, -0.3, 0.0, 0.02, -0.01])
+    labels = torch.tensor([0, 0, 0, 1, 0, 1])
+    votes, needed = np.array([32, 256, 40, 100, 17, 64]), np.array([20, 150, 1, 60, 9, 64])
+    together = _settle(Smooth(model, 2, SIGMA), points, labels, 11, votes, needed, batch_size,
+                       [generator(1, "together", k) for k in range(6)])
+    for k in range(6):
+        alone = _settle(Smooth(model, 2, SIGMA), points[k:k + 1], labels[k:k + 1], 11, votes[k:k + 1], needed[k:k + 1],
+                        batch_size, [generator(1, "together", k)])
+        assert [int(a[0]) for a in alone] == [int(a[k]) for a in together]
+    assert together[0].any() and not together[0].all()
 
 
 def test_a_candidate_that_cannot_beat_the_one_before_spends_nothing():

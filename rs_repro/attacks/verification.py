@@ -16,8 +16,9 @@ smallest confirmed distortion, and :func:`confirm_attack` does so for the candid
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 
 from rs_repro import checks, theory
 from rs_repro.attacks.oracle import AttackResult
-from rs_repro.noise import SharedNoise
+from rs_repro.noise import GroupedNoise, SharedNoise
 from rs_repro.seeds import derive_seed, generator
 from rs_repro.smoothing import Smooth
 
@@ -148,23 +149,48 @@ def _wrong_votes(smooth: Smooth, xs: torch.Tensor, ys: torch.Tensor, n: int, vot
     return wrong.view(len(xs), votes).sum(1).numpy(), int(passes.sum())
 
 
-def _settled(smooth: Smooth, x: torch.Tensor, label: torch.Tensor, n: int, votes: int, needed: int,
-             batch_size: int, generator: torch.Generator) -> tuple[bool, int, int, int]:
-    """Whether at least ``needed`` of ``votes`` fresh votes at ``x`` [1, C, H, W] are not ``label`` [1].
+def _settle(smooth: Smooth, points: torch.Tensor, labels: torch.Tensor, n: int, votes: np.ndarray, needed: np.ndarray,
+            batch_size: int, generators: Sequence[torch.Generator]) -> tuple[np.ndarray, ...]:
+    """Whether at least ``needed[i]`` of ``votes[i]`` fresh votes at ``points[i]`` [m, C, H, W] are not
+    ``labels[i]`` [m], test i drawing from ``generators[i]``.
 
-    The votes are drawn in chunks (:data:`VOTE_CHUNK` votes, or :data:`CHUNK_ROWS` / n if more), and drawing
-    stops as soon as the answer is settled (``needed`` wrong votes reached, or no longer reachable with the
-    votes left): a curtailed test, whose answer is that of counting all ``votes`` votes, so its law is the
-    binomial tail P[Bin(votes, L) >= needed] at the level L of ``x``. Returns the answer, the wrong votes, the
-    votes drawn and their forward passes.
+    Each test draws its votes in chunks (:data:`VOTE_CHUNK` votes, or :data:`CHUNK_ROWS` / n if more) and stops
+    as soon as its answer is settled (``needed`` wrong votes reached, or no longer reachable with the votes
+    left): a curtailed test, whose answer is that of counting all its votes, so its law is the binomial tail
+    P[Bin(votes, L) >= needed] at the level L of its point. The tests go in lockstep, a chunk of each open test
+    per call of :meth:`~rs_repro.smoothing.Smooth.decide` (:class:`~rs_repro.noise.GroupedNoise`, at most
+    ``batch_size`` noisy copies a call), and test i reads ``generators[i]`` as it would alone.
+
+    Returns
+    -------
+    passed : numpy.ndarray of bool, shape [m]
+        The answers.
+    wrong, drawn, passes : numpy.ndarray of int64, shape [m]
+        The wrong votes and the votes drawn by each test, and their forward passes.
     """
-    wrong = drawn = passes = 0
+    m = len(points)
+    wrong, drawn, passes = (np.zeros(m, dtype=np.int64) for _ in range(3))
     size = max(VOTE_CHUNK, math.ceil(CHUNK_ROWS / n))
-    while wrong < needed <= wrong + votes - drawn:
-        chunk = min(size, votes - drawn)
-        counted, spent = _wrong_votes(smooth, x, label, n, chunk, batch_size, generator)
-        wrong, drawn, passes = wrong + int(counted[0]), drawn + chunk, passes + spent
-    return wrong >= needed, wrong, drawn, passes
+    while True:
+        open_ = np.flatnonzero((wrong < needed) & (needed <= wrong + votes - drawn))
+        if not len(open_):
+            return wrong >= needed, wrong, drawn, passes
+        chunk = np.minimum(size, votes[open_] - drawn[open_])
+        # tests together while their copies (chunk * n each at most) fit in one forward group of the vote
+        first = 0
+        for stop in range(1, len(open_) + 1):
+            if stop < len(open_) and chunk[first:stop + 1].sum() * n <= batch_size:
+                continue
+            tests, k = open_[first:stop], chunk[first:stop]
+            index = torch.from_numpy(np.repeat(tests, k)).to(points.device)
+            groups = np.repeat(np.arange(len(tests)), k)
+            answers, spent = smooth.decide(points[index], labels[index], n,
+                                           GroupedNoise([generators[i] for i in tests]), streams=groups,
+                                           batch_size=batch_size)
+            wrong[tests] += np.bincount(groups, weights=answers.numpy(), minlength=len(tests)).astype(np.int64)
+            passes[tests] += np.bincount(groups, weights=spent, minlength=len(tests)).astype(np.int64)
+            drawn[tests] += k
+            first = stop
 
 
 def _needed(votes: int, alpha: float, pa: float) -> int:
@@ -190,26 +216,59 @@ def _factor_at_distance(origin: torch.Tensor, delta: torch.Tensor, distance: flo
     return low
 
 
-def _smallest_factor(adversarial: Callable[[float], bool], *, end: float, tolerance: float) -> float:
-    """The smallest factor t in [1, ``end``] that ``adversarial`` accepts: 1, else bracketed by doubling (the
-    last bracket ending at ``end``) and bisected to a relative width ``tolerance`` (the upper end); ``inf``
-    when ``end`` is not accepted either."""
-    if adversarial(1.0):
+#: A test asked by an image's search or confirmation: (factor t on the path, votes, wrong votes needed); the
+#: reply is (passed, wrong votes, votes drawn).
+_Request = tuple[float, int, int]
+_Reply = tuple[bool, int, int]
+
+
+def _smallest_factor(votes: int, needed: int, *, end: float, tolerance: float) -> Generator[_Request, _Reply, float]:
+    """The smallest factor t in [1, ``end``] whose test (``needed`` of ``votes`` wrong) passes: 1, else bracketed
+    by doubling (the last bracket ending at ``end``) and bisected to a relative width ``tolerance`` (the upper
+    end); ``inf`` when ``end`` does not pass either. A coroutine: it yields the tests and is sent their replies."""
+    if (yield 1.0, votes, needed)[0]:
         return 1.0
     low, high = 1.0, min(2.0, end)
-    while high > low and not adversarial(high):
+    while high > low and not (yield high, votes, needed)[0]:
         low, high = high, min(2 * high, end)
     if high <= low:
         return np.inf
     while high - low > tolerance * high:
         middle = (low + high) / 2
-        low, high = (low, middle) if adversarial(middle) else (middle, high)
+        low, high = (low, middle) if (yield middle, votes, needed)[0] else (middle, high)
     return high
 
 
 def _one_sided_lower(wrong: int, votes: int, alpha: float) -> float:
     """The one-sided (1 - alpha) Clopper-Pearson lower bound of a proportion from ``wrong`` of ``votes``."""
     return float(theory.clopper_pearson(wrong, votes, 2 * alpha)[0])
+
+
+def _drive(smooth: Smooth, x_o: torch.Tensor, y: torch.Tensor,
+           searches: Mapping[int, tuple[Generator[_Request, _Reply, None], torch.Tensor]], n: int, batch_size: int,
+           generators: Sequence[torch.Generator]) -> np.ndarray:
+    """Run each image's coroutine of tests (image k: its coroutine and its perturbation [1, C, H, W]) to its end,
+    the open tests of all images settled together (:func:`_settle`, image k drawing from ``generators[k]``);
+    returns the forward passes spent per image, int64 [B]."""
+    passes = np.zeros(len(x_o), dtype=np.int64)
+    asked = {}
+    for k, (steps, _) in searches.items():
+        with contextlib.suppress(StopIteration):
+            asked[k] = next(steps)
+    while asked:
+        images = list(asked)
+        points = torch.cat([box_path(x_o[k:k + 1], searches[k][1], asked[k][0]) for k in images])
+        votes = np.array([asked[k][1] for k in images], dtype=np.int64)
+        needed = np.array([asked[k][2] for k in images], dtype=np.int64)
+        passed, wrong, drawn, spent = _settle(smooth, points, y[images], n, votes, needed, batch_size,
+                                              [generators[k] for k in images])
+        passes[images] += spent
+        for i, k in enumerate(images):
+            try:
+                asked[k] = searches[k][0].send((bool(passed[i]), int(wrong[i]), int(drawn[i])))
+            except StopIteration:
+                del asked[k]
+    return passes
 
 
 def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, *, n: int, pa: float,
@@ -241,7 +300,8 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
 
     Every test (a decision of the search, a confirmation) draws its votes in chunks and stops once its answer
     is settled (a curtailed test): the same answer as counting all of them, at a fraction of the forward
-    passes.
+    passes. The images' searches go in lockstep, their open tests sharing each call of the vote (and its
+    forward passes), each image drawing from its own generator as it would alone.
 
     Parameters
     ----------
@@ -302,27 +362,13 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
     batch = len(x_o)
     t = np.full(batch, np.inf)
     p, lower, spent = np.full(batch, np.nan), np.full(batch, np.nan), np.full(batch, np.nan)
-    tried, passes = np.zeros(batch, dtype=np.int64), np.zeros(batch, dtype=np.int64)
+    tried = np.zeros(batch, dtype=np.int64)
     points = x_adv.clone()
     search_needed = math.ceil(aim * votes)
-    for k in range(batch):
-        gen = generator(seed, "push-to-level", k, device=x_o.device)
-        origin, delta = x_o[k:k + 1], x_adv[k:k + 1] - x_o[k:k + 1]
 
-        def test(factor: float, count: int, needed: int, k: int = k, origin: torch.Tensor = origin,
-                 delta: torch.Tensor = delta, gen: torch.Generator = gen) -> tuple[bool, int, int]:
-            answer, wrong, drawn, spent = _settled(smooth, box_path(origin, delta, factor), y[k:k + 1], n, count,
-                                                   needed, batch_size, gen)
-            passes[k] += spent
-            return answer, wrong, drawn
-
-        if float(delta.double().norm()) >= caps[k]:
-            continue  # the candidate starts at or beyond the cap: nothing to gain
-        end = min(max_t, max(1.0, saturation(origin, delta)))
-        if np.isfinite(caps[k]):
-            end = _factor_at_distance(origin, delta, caps[k], end)
-        crossing = _smallest_factor(lambda factor: test(factor, votes, search_needed)[0], end=end,
-                                    tolerance=tolerance)
+    def image(k: int, delta: torch.Tensor, end: float) -> Generator[_Request, _Reply, None]:
+        """Image k's search and confirmations, a coroutine yielding its tests (recording into the arrays)."""
+        crossing = yield from _smallest_factor(votes, search_needed, end=end, tolerance=tolerance)
         factor = crossing
         for j in range(attempts if np.isfinite(crossing) else 0):
             if j:
@@ -332,14 +378,26 @@ def push_to_level(smooth: Smooth, x_o: torch.Tensor, x_adv: torch.Tensor, y: tor
                 factor = moved
             spent[k] = alpha * 2.0 ** -(j + 1)
             needed = _needed(confirm_votes, spent[k], pa)
-            passed, wrong, used = test(factor, confirm_votes, needed)
+            passed, wrong, used = yield factor, confirm_votes, needed
             reached = needed if passed else wrong + confirm_votes - used
             tried[k], p[k] = j + 1, wrong / max(used, 1)
             lower[k] = _one_sided_lower(min(reached, confirm_votes), confirm_votes, spent[k])
             if passed:
                 t[k] = factor
-                points[k] = box_path(origin, delta, factor)[0]
-                break
+                points[k] = box_path(x_o[k], delta[0], factor)
+                return
+
+    searches: dict[int, tuple[Generator[_Request, _Reply, None], torch.Tensor]] = {}
+    for k in range(batch):
+        origin, delta = x_o[k:k + 1], x_adv[k:k + 1] - x_o[k:k + 1]
+        if float(delta.double().norm()) >= caps[k]:
+            continue  # the candidate starts at or beyond the cap: nothing to gain
+        end = min(max_t, max(1.0, saturation(origin, delta)))
+        if np.isfinite(caps[k]):
+            end = _factor_at_distance(origin, delta, caps[k], end)
+        searches[k] = image(k, delta, end), delta
+    passes = _drive(smooth, x_o, y, searches, n, batch_size,
+                    [generator(seed, "push-to-level", k, device=x_o.device) for k in range(batch)])
     confirmed = np.isfinite(t)
     perturbation = (points - x_o).flatten(1).double()
     l2 = np.where(confirmed, perturbation.norm(dim=1).cpu().numpy(), np.inf)
