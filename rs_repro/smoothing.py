@@ -44,7 +44,7 @@ import torch
 from rs_repro import checks, theory
 from rs_repro.noise import ImageStreams, SharedNoise
 
-__all__ = ["ABSTAIN", "AlwaysAbstainWarning", "Smooth", "pick_top", "top_class"]
+__all__ = ["ABSTAIN", "CPU_FORWARD_ROWS", "AlwaysAbstainWarning", "Smooth", "pick_top", "top_class"]
 
 #: Label returned by PREDICT and CERTIFY when they abstain (as in Cohen et al.'s ``core.py``).
 ABSTAIN: int = -1

@@ -5,6 +5,7 @@ ImageNet (the ``synthetic_imagenet`` fixture of conftest.py)."""
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib.pyplot as plt
 import nbformat
@@ -249,7 +250,7 @@ def test_zoom_bins_the_range_of_the_outputs():
 
 
 @pytest.mark.slow
-def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet, tmp_path, monkeypatch):
+def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet, tmp_path, monkeypatch, capsys):
     root, weights = synthetic_imagenet
     monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
     monkeypatch.setenv("RS_REPRO_BUILD", str(tmp_path / "build"))
@@ -258,6 +259,9 @@ def test_paper_profile_runs_end_to_end_on_synthetic_imagenet(synthetic_imagenet,
                  "repeats": 2, "steps": 3, "num_segments": 1, "profile_points": 2, "profile_samples": 2,
                  "batch_size": 8, "device": "cpu", "figures_dir": str(tmp_path / "fig")}
     executed = book.run_chapter(STEM, "paper", overrides, chapters_dir=tmp_path / "chapters")
+    # the console says what the compute step cost before the page runs (the page's own line follows)
+    assert re.search(rf"\[rs-repro\] {STEM} computed in \d+:\d\d: \d+ units computed, 0 read from the cache",
+                     capsys.readouterr().out)
     record = nbformat.read(executed, as_version=4).metadata["rs_repro"]
     assert record["profile"] == "paper" and record["parameters"]["dataset"] == "imagenet"
     assert record["parameters"]["sigma"] == 0.05 and record["parameters"]["zoom"] is True

@@ -25,7 +25,7 @@ from typing import Any
 
 import nbformat
 
-from rs_repro.pipeline import cache, context, engine, headless, paths, provenance, runtime, terminal
+from rs_repro.pipeline import cache, context, engine, headless, paths, progress, provenance, runtime, terminal
 from rs_repro.pipeline.parameters import (
     ChapterError,
     chapters,
@@ -177,6 +177,8 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
         if compute_module(stem) is not None:  # the numbers first, without Jupyter; the page then reads them
             computed = headless.compute_values(stem, profile, values, workers=workers, scheduler=scheduler,
                                                record=False)
+            print(f"[rs-repro] {stem} computed in {progress.clock(computed.wall_s)}: {computed.misses} units "
+                  f"computed, {computed.hits} read from the cache", flush=True)
         run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-", time.gmtime()),
                                         dir=paths.RUNS / stem))
         chapters_dir.mkdir(parents=True, exist_ok=True)
