@@ -100,9 +100,7 @@ class GroupedNoise:
     """
 
     def __init__(self, generators: Sequence[torch.Generator]) -> None:
-        self.generators = list(generators)
-        if not self.generators or not all(isinstance(g, torch.Generator) for g in self.generators):
-            raise ValueError(f"generators must be one torch.Generator per group, got {generators!r}")
+        self.generators = _generators(generators, "group")
 
     def _runs(self, groups: np.ndarray, counts: np.ndarray) -> list[tuple[int, int, int]]:
         """(group, first, stop) of each run of equal ``groups`` in the cumulative ``counts``."""
@@ -151,9 +149,7 @@ class RowNoise:
     """
 
     def __init__(self, generators: Sequence[torch.Generator], n: int) -> None:
-        self.generators = list(generators)
-        if not self.generators or not all(isinstance(g, torch.Generator) for g in self.generators):
-            raise ValueError(f"generators must be one torch.Generator per row, got {generators!r}")
+        self.generators = _generators(generators, "row")
         self.n = checks.integer("n", n, 1)
         self._pool: torch.Tensor | None = None
         self._head = np.zeros(len(self.generators), dtype=np.int64)
@@ -234,6 +230,14 @@ class ImageStreams:
         """The next tie-breaking number of image ``rows[i]``'s tie stream for each i, float64 [len(rows)]."""
         ones = np.ones(len(rows), dtype=np.int64)
         return self._ties.read(rows, ones, 1, torch.float64, lambda index: _TIE_BLOCK, _uniform).view(-1).to(device)
+
+
+def _generators(generators: Sequence[torch.Generator], each: str) -> list[torch.Generator]:
+    """``generators`` as a list, checked: at least one, every one a :class:`torch.Generator` (one per ``each``)."""
+    listed = list(generators)
+    if not listed or not all(isinstance(g, torch.Generator) for g in listed):
+        raise ValueError(f"generators must be one torch.Generator per {each}, got {generators!r}")
+    return listed
 
 
 def _uniform(out: torch.Tensor, generator: torch.Generator) -> None:

@@ -17,6 +17,7 @@ smallest confirmed distortion, and :func:`confirm_attack` does so for the candid
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -177,10 +178,14 @@ def _settle(smooth: Smooth, points: torch.Tensor, labels: torch.Tensor, n: int, 
             return wrong >= needed, wrong, drawn, passes
         chunk = np.minimum(size, votes[open_] - drawn[open_])
         # tests together while their copies (chunk * n each at most) fit in one forward group of the vote
-        first = 0
-        for stop in range(1, len(open_) + 1):
-            if stop < len(open_) and chunk[first:stop + 1].sum() * n <= batch_size:
-                continue
+        cuts, copies = [0], 0
+        for j, rows in enumerate(chunk * n):
+            if j > cuts[-1] and copies + rows > batch_size:
+                cuts.append(j)
+                copies = 0
+            copies += rows
+        cuts.append(len(open_))
+        for first, stop in itertools.pairwise(cuts):
             tests, k = open_[first:stop], chunk[first:stop]
             index = torch.from_numpy(np.repeat(tests, k)).to(points.device)
             groups = np.repeat(np.arange(len(tests)), k)
@@ -190,7 +195,6 @@ def _settle(smooth: Smooth, points: torch.Tensor, labels: torch.Tensor, n: int, 
             wrong[tests] += np.bincount(groups, weights=answers.numpy(), minlength=len(tests)).astype(np.int64)
             passes[tests] += np.bincount(groups, weights=spent, minlength=len(tests)).astype(np.int64)
             drawn[tests] += k
-            first = stop
 
 
 def _needed(votes: int, alpha: float, pa: float) -> int:
