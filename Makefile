@@ -10,9 +10,13 @@ PROFILE ?= default
 CH ?=
 P ?=
 PYTEST_ARGS ?=
+# make test runs the tests in TEST_WORKERS processes (pytest-xdist: one a logical core, at most 4; the smoke book
+# is built once for all, tests/conftest.py). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= logical
 # Where the work units run: WORKERS=N local Dask worker processes (WORKERS=0: in the chapter's own process),
 # SCHEDULER=ADDRESS an existing cluster. Each unit runs on one CPU thread wherever it runs, so on 2 cores two
-# workers are the faster default (cold default make book: 13 min 26 s on 2 workers, 18 min 48 s in-process; README).
+# workers are the faster default (13 min 26 s against 18 min 48 s in-process for the cold default book at 5ae95e2;
+# README, "What a cold default book costs", for the book of today).
 WORKERS ?= 2
 SCHEDULER ?=
 ENGINE := $(if $(SCHEDULER),--scheduler $(SCHEDULER),$(if $(WORKERS),--workers $(WORKERS)))
@@ -53,7 +57,7 @@ browser:
 	@bash tests/install_browser.sh
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -3,10 +3,14 @@ synthetic ImageNet for the paper profiles."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import importlib
+import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,29 +23,60 @@ from rs_repro import data, models
 from rs_repro.pipeline import book, context, engine, parameters, paths
 
 
-@pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory):
-    """Every chapter executed with the smoke profile into a copy of the book skeleton."""
-    root = tmp_path_factory.mktemp("book")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(paths.ROOT / name, root / name)
-    shutil.copytree(paths.BOOK, root / "book", ignore=shutil.ignore_patterns("chapters", "notebooks", "params"))
-    figures = root / "figures"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(paths, "RUNS", root / "runs")
-        mp.setattr(paths, "BUILD", root / "build")  # where the runner computes and publishes
-        mp.setenv("RS_REPRO_BUILD", str(root / "build"))  # where the kernels compute and read them
-        pages = {stem: book.run_chapter(stem, "smoke", {"figures_dir": str(figures)},
-                                        chapters_dir=root / "book" / "chapters", timeout=600)
-                 for stem in book.chapters()}
-    return root, pages, figures
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test``: one worker a core), one torch thread a worker: two threads a worker
+    on two cores would spin against each other and the other worker's kernels."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder ``name`` shared by this test run's processes (pytest-xdist gives each worker its own session
+    fixtures), and whether the caller must build it: the first one that asks does, under a lock the others wait
+    on, and the folder counts as built once the block exits without an error."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    folder, done = base / name, base / f"{name}.built"
+    with open(base / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            yield folder, False
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+        folder.mkdir()
+        yield folder, True
+        done.touch()
 
 
 @pytest.fixture(scope="session")
-def smoke_html(smoke_book) -> Path:
+def smoke_book(tmp_path_factory) -> tuple[Path, dict[str, Path], Path]:
+    """Every chapter executed with the smoke profile into a copy of the book skeleton (once per test run): the
+    book's root, each chapter's published page, and the figures' folder."""
+    with built_once(tmp_path_factory, "book") as (root, build):
+        chapters, figures = root / "book" / "chapters", root / "figures"
+        if build:
+            for name in ("_config.yml", "_toc.yml"):
+                shutil.copy(paths.ROOT / name, root / name)
+            shutil.copytree(paths.BOOK, root / "book", ignore=shutil.ignore_patterns("chapters", "notebooks", "params"))
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(paths, "RUNS", root / "runs")
+                mp.setattr(paths, "BUILD", root / "build")  # where the runner computes and publishes
+                mp.setenv("RS_REPRO_BUILD", str(root / "build"))  # where the kernels compute and read them
+                for stem in book.chapters():
+                    book.run_chapter(stem, "smoke", {"figures_dir": str(figures)}, chapters_dir=chapters, timeout=600)
+    return root, {stem: chapters / f"{stem}.ipynb" for stem in book.chapters()}, figures
+
+
+@pytest.fixture(scope="session")
+def smoke_html(smoke_book, tmp_path_factory) -> Path:
     """The smoke book rendered once with warnings as errors; its ``index.html``."""
     root, _, _ = smoke_book
-    return book.build_html(strict=True, root=root)
+    with built_once(tmp_path_factory, "html") as (_, build):
+        if build:
+            book.build_html(strict=True, root=root)
+    return root / "_build" / "html" / "index.html"
 
 
 def plan_units(stem: str, values: dict, tables: dict) -> list:

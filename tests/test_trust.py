@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -262,11 +263,11 @@ def test_sigterm_shuts_the_kernel_down_and_removes_its_folder(figured, tmp_path)
     assert marker.exists(), process.stderr.read() if process.poll() is not None else "the kernel never started"
     time.sleep(1)
     kernel = int(marker.read_text())
-    assert list(temp.glob("rs-repro-kernel-*"))
+    assert list(temp.glob("rsk-*"))
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 130
     assert "interrupted" in process.stderr.read()
-    assert not list(temp.glob("rs-repro-kernel-*"))
+    assert not list(temp.glob("rsk-*"))
     for _ in range(50):
         try:
             os.kill(kernel, 0)
@@ -276,3 +277,15 @@ def test_sigterm_shuts_the_kernel_down_and_removes_its_folder(figured, tmp_path)
     else:
         pytest.fail(f"the kernel (pid {kernel}) outlived the run")
     assert not (figured / "chapters" / "figured.ipynb").exists()
+
+
+def test_the_kernels_sockets_go_where_their_address_fits(tmp_path, monkeypatch):
+    from rs_repro.pipeline.book import SOCKET_PATH_MAX, _kernel_sockets
+    short, long = tmp_path / "t", tmp_path / ("x" * (SOCKET_PATH_MAX - len(str(tmp_path))))
+    for folder in (short, long):
+        folder.mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(folder))
+        with _kernel_sockets() as sockets:
+            assert Path(sockets).name.startswith("rsk-")
+            assert Path(sockets).parent == (short if folder == short else Path("/tmp"))
+            assert len(os.fsencode(sockets)) + len("/kernel-99") <= SOCKET_PATH_MAX

@@ -172,7 +172,7 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
     values = resolve_device({**profile_values(stem, profile), **overrides})
     check_chapter(stem, values)
     chapters_dir = chapters_dir or paths.CHAPTERS
-    with headless.chapter_lock(stem), tempfile.TemporaryDirectory(prefix="rs-repro-kernel-") as sockets:
+    with headless.chapter_lock(stem), _kernel_sockets() as sockets:
         computed = None
         if compute_module(stem) is not None:  # the numbers first, without Jupyter; the page then reads them
             computed = headless.compute_values(stem, profile, values, workers=workers, scheduler=scheduler,
@@ -190,6 +190,19 @@ def run_chapter(stem: str, profile: str = "default", overrides: dict[str, Any] |
             raise
         _prune_runs(stem)
         return page
+
+
+#: The longest path a Unix socket's address holds (``sun_path``: 108 bytes on Linux, 104 on macOS, with its NUL).
+SOCKET_PATH_MAX = 103
+
+
+def _kernel_sockets() -> tempfile.TemporaryDirectory:
+    """A private folder ``rsk-*`` for the kernel's IPC sockets (``<folder>/kernel-<n>``), in the temporary
+    folder (``TMPDIR``), or in ``/tmp`` where that folder's path is too long for a socket's address."""
+    base = tempfile.gettempdir()
+    if len(os.fsencode(base)) + len("/rsk-12345678/kernel-99") > SOCKET_PATH_MAX:
+        base = "/tmp"
+    return tempfile.TemporaryDirectory(prefix="rsk-", dir=base)
 
 
 #: How many finished runs of a chapter keep their folder under ``build/runs/<stem>/``.
