@@ -30,50 +30,66 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-@contextlib.contextmanager
-def built_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
-    """A folder ``name`` shared by this test run's processes (pytest-xdist gives each worker its own session
-    fixtures), and whether the caller must build it: the first one that asks does, under a lock the others wait
-    on, and the folder counts as built once the block exits without an error."""
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This test run's folder, shared by its processes (pytest-xdist gives each worker a folder below it)."""
     base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the run's folder, above each worker's own
-    folder, done = base / name, base / f"{name}.built"
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def built_once(base: Path, name: str, *, wait: bool = True) -> Iterator[bool | None]:
+    """Whether the caller must build ``name``, decided under the lock ``<base>/<name>.lock`` and held while it does:
+    ``True`` (it counts as built once the block exits without an error), ``False`` (built before); with ``wait``
+    false, ``None`` at once where another process holds the lock."""
+    done = base / f"{name}.built"
     with open(base / f"{name}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            yield folder, False
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield None
             return
-        shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
-        folder.mkdir()
-        yield folder, True
+        if done.exists():
+            yield False
+            return
+        yield True
         done.touch()
 
 
 @pytest.fixture(scope="session")
 def smoke_book(tmp_path_factory) -> tuple[Path, dict[str, Path], Path]:
-    """Every chapter executed with the smoke profile into a copy of the book skeleton (once per test run): the
-    book's root, each chapter's published page, and the figures' folder."""
-    with built_once(tmp_path_factory, "book") as (root, build):
-        chapters, figures = root / "book" / "chapters", root / "figures"
+    """Every chapter executed with the smoke profile into a copy of the book skeleton, once per test run: the
+    book's root, each chapter's published page, and the figures' folder.
+
+    The test processes share the work: each runs the chapters no other one is running, then waits for the others
+    (the summary chapter, which reads their records, last)."""
+    base = shared_folder(tmp_path_factory)
+    root = base / "book"
+    chapters, figures = root / "book" / "chapters", root / "figures"
+    with built_once(base, "book-skeleton") as build:
         if build:
+            shutil.rmtree(root, ignore_errors=True)  # what a failed attempt left
+            root.mkdir()
             for name in ("_config.yml", "_toc.yml"):
                 shutil.copy(paths.ROOT / name, root / name)
             shutil.copytree(paths.BOOK, root / "book", ignore=shutil.ignore_patterns("chapters", "notebooks", "params"))
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(paths, "RUNS", root / "runs")
-                mp.setattr(paths, "BUILD", root / "build")  # where the runner computes and publishes
-                mp.setenv("RS_REPRO_BUILD", str(root / "build"))  # where the kernels compute and read them
-                for stem in book.chapters():
+    *stems, summary = book.chapters()
+    assert summary == book.SUMMARY_CHAPTER
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(paths, "RUNS", root / "runs")
+        mp.setattr(paths, "BUILD", root / "build")  # where the runner computes and publishes
+        mp.setenv("RS_REPRO_BUILD", str(root / "build"))  # where the kernels compute and read them
+        for stem, wait in [(stem, wait) for wait in (False, True) for stem in stems] + [(summary, True)]:
+            with built_once(base, f"book-{stem}", wait=wait) as build:
+                if build:
                     book.run_chapter(stem, "smoke", {"figures_dir": str(figures)}, chapters_dir=chapters, timeout=600)
     return root, {stem: chapters / f"{stem}.ipynb" for stem in book.chapters()}, figures
 
 
 @pytest.fixture(scope="session")
 def smoke_html(smoke_book, tmp_path_factory) -> Path:
-    """The smoke book rendered once with warnings as errors; its ``index.html``."""
+    """The smoke book rendered once per test run with warnings as errors; its ``index.html``."""
     root, _, _ = smoke_book
-    with built_once(tmp_path_factory, "html") as (_, build):
+    with built_once(shared_folder(tmp_path_factory), "book-html") as build:
         if build:
             book.build_html(strict=True, root=root)
     return root / "_build" / "html" / "index.html"
